@@ -1,0 +1,248 @@
+//! The `connections` component and the figures behind
+//! `/monitoring/connection-health`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{CheckOutcome, ComponentStatus, HealthCheck};
+use crate::clock::round;
+use crate::source::{ConnectionSample, ConnectionStatsSource, Transport};
+
+/// What "healthy" means for one connection (the server computes the flag).
+pub const HEALTHY_DEFINITION: &str =
+    "heartbeat answered within the timeout and outbound queue below 80% of its capacity";
+
+/// Health percentage at or above which the component is healthy.
+pub const HEALTHY_PERCENT: f64 = 95.0;
+/// Health percentage at or above which the component is degraded (below:
+/// unhealthy).
+pub const DEGRADED_PERCENT: f64 = 80.0;
+
+/// Healthy count out of a total.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportHealth {
+    pub total: usize,
+    pub healthy: usize,
+}
+
+impl TransportHealth {
+    pub fn unhealthy(&self) -> usize {
+        self.total.saturating_sub(self.healthy)
+    }
+
+    /// Healthy share in percent; 100 when there is no connection, since no
+    /// connection is not a failing one.
+    pub fn percentage(&self) -> f64 {
+        if self.total == 0 {
+            100.0
+        } else {
+            self.healthy as f64 * 100.0 / self.total as f64
+        }
+    }
+
+    fn add(&mut self, healthy: bool) {
+        self.total += 1;
+        if healthy {
+            self.healthy += 1;
+        }
+    }
+}
+
+/// Age buckets of `connection_age_distribution`, upper bounds exclusive.
+const AGE_BUCKETS: [(&str, Duration); 4] = [
+    ("0-5_minutes", Duration::from_secs(5 * 60)),
+    ("5-30_minutes", Duration::from_secs(30 * 60)),
+    ("30_minutes-2_hours", Duration::from_secs(2 * 3600)),
+    ("2_hours+", Duration::MAX),
+];
+
+/// Connection health computed from the server's samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionHealthSummary {
+    pub websocket: TransportHealth,
+    pub sse: TransportHealth,
+    /// Counts per age bucket: under 5 minutes, 5–30 minutes, 30 minutes–2 hours, 2 hours and more.
+    pub ages: [usize; 4],
+}
+
+impl ConnectionHealthSummary {
+    pub fn from_samples(samples: &[ConnectionSample]) -> Self {
+        let mut s = Self::default();
+        for sample in samples {
+            match sample.transport {
+                Transport::WebSocket => s.websocket.add(sample.healthy),
+                Transport::Sse => s.sse.add(sample.healthy),
+            }
+            let bucket = AGE_BUCKETS
+                .iter()
+                .position(|(_, limit)| sample.age < *limit)
+                .unwrap_or(3);
+            s.ages[bucket] += 1;
+        }
+        s
+    }
+
+    pub fn overall(&self) -> TransportHealth {
+        TransportHealth {
+            total: self.websocket.total + self.sse.total,
+            healthy: self.websocket.healthy + self.sse.healthy,
+        }
+    }
+
+    /// Healthy share, 0..=1 (`tandem_connection_health_ratio`).
+    pub fn ratio(&self) -> f64 {
+        self.overall().percentage() / 100.0
+    }
+
+    /// ≥95% healthy, ≥80% degraded, else unhealthy.
+    pub fn status(&self) -> ComponentStatus {
+        let p = self.overall().percentage();
+        if p >= HEALTHY_PERCENT {
+            ComponentStatus::Healthy
+        } else if p >= DEGRADED_PERCENT {
+            ComponentStatus::Degraded
+        } else {
+            ComponentStatus::Unhealthy
+        }
+    }
+
+    /// `overall_health`, and the `connections` component's details.
+    pub fn overall_json(&self) -> Value {
+        let o = self.overall();
+        json!({
+            "total_connections": o.total,
+            "healthy_connections": o.healthy,
+            "unhealthy_connections": o.unhealthy(),
+            "health_percentage": round(o.percentage(), 2),
+        })
+    }
+
+    /// `connection_type_health`.
+    pub fn by_transport_json(&self) -> Value {
+        let one = |t: &TransportHealth| {
+            json!({
+                "total": t.total,
+                "healthy": t.healthy,
+                "unhealthy": t.unhealthy(),
+                "health_percentage": round(t.percentage(), 2),
+            })
+        };
+        json!({ "websocket": one(&self.websocket), "sse": one(&self.sse) })
+    }
+
+    /// `connection_age_distribution`.
+    pub fn ages_json(&self) -> Value {
+        let map: serde_json::Map<String, Value> = AGE_BUCKETS
+            .iter()
+            .zip(self.ages)
+            .map(|((name, _), n)| ((*name).to_owned(), json!(n)))
+            .collect();
+        Value::Object(map)
+    }
+}
+
+/// The `connections` component: the share of healthy connections.
+pub struct ConnectionsCheck {
+    source: Arc<dyn ConnectionStatsSource>,
+}
+
+impl ConnectionsCheck {
+    pub fn new(source: Arc<dyn ConnectionStatsSource>) -> Self {
+        Self { source }
+    }
+}
+
+impl HealthCheck for ConnectionsCheck {
+    fn name(&self) -> &str {
+        "connections"
+    }
+
+    fn check(&self) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + '_>> {
+        Box::pin(async move {
+            let summary = ConnectionHealthSummary::from_samples(&self.source.connection_samples());
+            let mut details = summary.overall_json();
+            if let Some(obj) = details.as_object_mut() {
+                obj.insert(
+                    "websocket_connections".into(),
+                    json!(summary.websocket.total),
+                );
+                obj.insert("sse_connections".into(), json!(summary.sse.total));
+            }
+            CheckOutcome::new(summary.status(), details)
+        })
+    }
+
+    fn local(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn sample(transport: Transport, age_secs: u64, healthy: bool) -> ConnectionSample {
+        ConnectionSample {
+            transport,
+            age: Duration::from_secs(age_secs),
+            healthy,
+        }
+    }
+
+    fn mixed(total: usize, unhealthy: usize) -> Vec<ConnectionSample> {
+        (0..total)
+            .map(|i| sample(Transport::WebSocket, 1, i >= unhealthy))
+            .collect()
+    }
+
+    #[test]
+    fn no_connection_is_healthy() {
+        let s = ConnectionHealthSummary::from_samples(&[]);
+        assert_eq!(s.status(), ComponentStatus::Healthy);
+        assert_eq!(s.overall_json()["health_percentage"], 100.0);
+        assert_eq!(s.ratio(), 1.0);
+    }
+
+    #[test]
+    fn thresholds() {
+        let status =
+            |total, bad| ConnectionHealthSummary::from_samples(&mixed(total, bad)).status();
+        assert_eq!(status(100, 5), ComponentStatus::Healthy);
+        assert_eq!(status(100, 6), ComponentStatus::Degraded);
+        assert_eq!(status(100, 20), ComponentStatus::Degraded);
+        assert_eq!(status(100, 21), ComponentStatus::Unhealthy);
+    }
+
+    #[test]
+    fn split_by_transport_and_age() {
+        let samples = [
+            sample(Transport::WebSocket, 10, true),
+            sample(Transport::WebSocket, 299, false),
+            sample(Transport::Sse, 300, true),
+            sample(Transport::Sse, 1799, true),
+            sample(Transport::Sse, 1800, true),
+            sample(Transport::Sse, 7200, true),
+        ];
+        let s = ConnectionHealthSummary::from_samples(&samples);
+        let o = s.overall_json();
+        assert_eq!(o["total_connections"], 6);
+        assert_eq!(o["healthy_connections"], 5);
+        assert_eq!(o["unhealthy_connections"], 1);
+        assert_eq!(o["health_percentage"], 83.33);
+        let t = s.by_transport_json();
+        assert_eq!(t["websocket"]["total"], 2);
+        assert_eq!(t["websocket"]["unhealthy"], 1);
+        assert_eq!(t["websocket"]["health_percentage"], 50.0);
+        assert_eq!(t["sse"]["healthy"], 4);
+        let a = s.ages_json();
+        assert_eq!(a["0-5_minutes"], 2);
+        assert_eq!(a["5-30_minutes"], 2);
+        assert_eq!(a["30_minutes-2_hours"], 1);
+        assert_eq!(a["2_hours+"], 1);
+    }
+}

@@ -1,0 +1,286 @@
+//! One transport link attached to a session: its bounded outbound queue,
+//! its close reason and its counters.
+//!
+//! Publishers only ever [`Connection::push`] (never await); the connection's
+//! own writer task drains the queue and is the only one that waits on the
+//! peer. A full queue closes the connection as a slow consumer instead of
+//! growing or blocking.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tandem_monitoring::Transport;
+use tokio::sync::Notify;
+
+use crate::protocol::Publication;
+
+/// Why the server closes a connection; each has a WebSocket close code and
+/// tells the client whether to reconnect (see docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    TooLarge,
+    Internal,
+    Shutdown { retry_after_ms: u64 },
+    HeartbeatTimeout,
+    Disconnected,
+    SlowConsumer,
+    RateLimited,
+}
+
+impl CloseReason {
+    pub fn code(self) -> u16 {
+        match self {
+            Self::TooLarge => 1009,
+            Self::Internal => 1011,
+            Self::Shutdown { .. } => 1012,
+            Self::HeartbeatTimeout => 4000,
+            Self::Disconnected => 4001,
+            Self::SlowConsumer => 4008,
+            Self::RateLimited => 4029,
+        }
+    }
+
+    /// Short reason (also the metric/log label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Internal => "internal",
+            Self::Shutdown { .. } => "shutdown",
+            Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::Disconnected => "disconnected",
+            Self::SlowConsumer => "slow_consumer",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+
+    pub fn reconnect(self) -> bool {
+        !matches!(self, Self::Disconnected)
+    }
+}
+
+/// An item waiting for the connection's writer.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A pre-encoded JSON frame (`kind` is its `type`, for SSE `event:`).
+    Frame { kind: &'static str, json: Bytes },
+    /// A delivery: the shared publication plus this session's `seq`.
+    Delivery { seq: u64, publication: Arc<Publication> },
+    /// Heartbeat: WebSocket ping or SSE comment.
+    Heartbeat,
+}
+
+/// What the writer should do next.
+#[derive(Debug)]
+pub enum Next {
+    Send(Outbound),
+    Close(CloseReason),
+    Idle,
+}
+
+/// Result of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    Queued,
+    /// The queue was full: the connection is now closing as a slow consumer.
+    Full,
+    /// The connection is already closing; nothing was queued.
+    Closed,
+}
+
+#[derive(Debug)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    closing: Option<CloseReason>,
+    close_taken: bool,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    pub id: Box<str>,
+    pub transport: Transport,
+    pub connected_at: Instant,
+    pub connected_wall: SystemTime,
+    capacity: usize,
+    queue: Mutex<Queue>,
+    notify: Notify,
+    pub messages_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// Last heartbeat round trip in microseconds; `u64::MAX` = none yet.
+    pub last_rtt_us: AtomicU64,
+    /// Monotonic ms (manager clock) when the peer last proved alive: pong
+    /// received (WebSocket) or a write completed (SSE).
+    pub last_alive_ms: AtomicU64,
+    /// Monotonic ms when the last unanswered ping was sent; 0 = none.
+    pub ping_sent_ms: AtomicU64,
+}
+
+impl Connection {
+    pub fn new(id: String, transport: Transport, capacity: usize, now_ms: u64) -> Self {
+        Self {
+            id: id.into_boxed_str(),
+            transport,
+            connected_at: Instant::now(),
+            connected_wall: SystemTime::now(),
+            capacity: capacity.max(1),
+            queue: Mutex::new(Queue { items: VecDeque::new(), closing: None, close_taken: false }),
+            notify: Notify::new(),
+            messages_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            last_rtt_us: AtomicU64::new(u64::MAX),
+            last_alive_ms: AtomicU64::new(now_ms),
+            ping_sent_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `item` if there is room; a full queue closes the connection as
+    /// a slow consumer (its queued items are dropped; the session keeps the
+    /// history so the client can resume).
+    pub fn push(&self, item: Outbound) -> Push {
+        let mut q = self.queue.lock();
+        if q.closing.is_some() {
+            return Push::Closed;
+        }
+        if q.items.len() >= self.capacity {
+            q.closing = Some(CloseReason::SlowConsumer);
+            q.items = VecDeque::new();
+            drop(q);
+            self.notify.notify_one();
+            return Push::Full;
+        }
+        q.items.push_back(item);
+        drop(q);
+        self.notify.notify_one();
+        Push::Queued
+    }
+
+    /// Queues without the capacity check: only for what attach itself sends
+    /// (welcome and replay), which the history size already bounds.
+    pub fn push_unbounded(&self, item: Outbound) {
+        let mut q = self.queue.lock();
+        if q.closing.is_none() {
+            q.items.push_back(item);
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Starts closing. With `flush`, queued items are still written first
+    /// (graceful shutdown); otherwise they are dropped. The first reason wins.
+    pub fn close(&self, reason: CloseReason, flush: bool) -> bool {
+        let mut q = self.queue.lock();
+        if q.closing.is_some() {
+            return false;
+        }
+        q.closing = Some(reason);
+        if !flush {
+            q.items = VecDeque::new();
+        }
+        drop(q);
+        self.notify.notify_one();
+        true
+    }
+
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.queue.lock().closing
+    }
+
+    /// Next thing for the writer: queued items first, then the close, once.
+    pub fn next(&self) -> Next {
+        let mut q = self.queue.lock();
+        if let Some(item) = q.items.pop_front() {
+            return Next::Send(item);
+        }
+        match q.closing {
+            Some(reason) if !q.close_taken => {
+                q.close_taken = true;
+                Next::Close(reason)
+            }
+            _ => Next::Idle,
+        }
+    }
+
+    /// Waits until something was pushed or a close was requested.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Healthy = the peer proved alive within `timeout_ms` and the outbound
+    /// queue is below 80% of its capacity.
+    pub fn is_healthy(&self, now_ms: u64, timeout_ms: u64) -> bool {
+        let alive = now_ms.saturating_sub(self.last_alive_ms.load(Ordering::Relaxed)) <= timeout_ms;
+        alive && self.queue_len() * 5 < self.capacity * 4
+    }
+
+    pub fn last_rtt_ms(&self) -> Option<f64> {
+        match self.last_rtt_us.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            us => Some(us as f64 / 1000.0),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Outbound {
+        Outbound::Frame { kind: "pong", json: Bytes::from_static(b"{}") }
+    }
+
+    #[test]
+    fn full_queue_closes_as_slow_consumer_and_drops_items() {
+        let c = Connection::new("c".into(), Transport::WebSocket, 2, 0);
+        assert_eq!(c.push(frame()), Push::Queued);
+        assert_eq!(c.push(frame()), Push::Queued);
+        assert_eq!(c.push(frame()), Push::Full);
+        assert_eq!(c.push(frame()), Push::Closed);
+        assert_eq!(c.queue_len(), 0);
+        assert!(matches!(c.next(), Next::Close(CloseReason::SlowConsumer)));
+        assert!(matches!(c.next(), Next::Idle), "close is handed out once");
+    }
+
+    #[test]
+    fn flushing_close_writes_queued_items_first() {
+        let c = Connection::new("c".into(), Transport::Sse, 8, 0);
+        c.push(frame());
+        c.push(Outbound::Heartbeat);
+        assert!(c.close(CloseReason::Shutdown { retry_after_ms: 5 }, true));
+        assert!(!c.close(CloseReason::Disconnected, false), "first reason wins");
+        assert!(matches!(c.next(), Next::Send(Outbound::Frame { .. })));
+        assert!(matches!(c.next(), Next::Send(Outbound::Heartbeat)));
+        assert!(matches!(c.next(), Next::Close(CloseReason::Shutdown { .. })));
+    }
+
+    #[test]
+    fn health_needs_a_live_peer_and_queue_room() {
+        let c = Connection::new("c".into(), Transport::WebSocket, 5, 1_000);
+        assert!(c.is_healthy(2_000, 45_000));
+        assert!(!c.is_healthy(100_000, 45_000));
+        for _ in 0..4 {
+            c.push(frame());
+        }
+        assert!(!c.is_healthy(2_000, 45_000), "queue at 80%");
+    }
+
+    #[test]
+    fn close_codes_match_the_protocol_table() {
+        assert_eq!(CloseReason::Shutdown { retry_after_ms: 1 }.code(), 1012);
+        assert_eq!(CloseReason::SlowConsumer.code(), 4008);
+        assert_eq!(CloseReason::HeartbeatTimeout.code(), 4000);
+        assert!(!CloseReason::Disconnected.reconnect());
+        assert!(CloseReason::SlowConsumer.reconnect());
+    }
+}

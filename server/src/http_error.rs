@@ -1,0 +1,80 @@
+//! The JSON error every HTTP client and operator gets:
+//! `{"error":{"code":"…","message":"…"}}` with a stable `code`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::auth::AuthError;
+use crate::manager::AttachError;
+use crate::protocol::ProtocolError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct HttpError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(404, "not_found", "no such route")
+    }
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if self.status == 401 {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(serde_json::json!({ "error": { "code": self.code, "message": self.message } }))
+    }
+}
+
+impl From<ProtocolError> for HttpError {
+    fn from(e: ProtocolError) -> Self {
+        Self::new(e.code.http_status(), e.code.as_str(), e.message)
+    }
+}
+
+impl From<AuthError> for HttpError {
+    fn from(e: AuthError) -> Self {
+        Self::new(e.http_status(), e.code(), e.to_string())
+    }
+}
+
+impl From<AttachError> for HttpError {
+    fn from(e: AttachError) -> Self {
+        Self::new(e.http_status(), e.code(), e.to_string())
+    }
+}
+
+/// Reads a request body, refusing more than `limit` bytes with 413.
+pub async fn read_body(
+    mut payload: actix_web::web::Payload,
+    limit: usize,
+) -> Result<bytes::Bytes, HttpError> {
+    use futures_util::StreamExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| HttpError::new(400, "invalid_body", e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(HttpError::new(
+                413,
+                "too_large",
+                format!("body over {limit} bytes (transport.max_message_bytes)"),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

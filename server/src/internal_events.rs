@@ -1,0 +1,404 @@
+//! Every log line and metric the server emits goes through one typed event
+//! here, so names stay consistent and greppable (`"WebSocket connected"`,
+//! `tandem_connections_total`, …). Error events also feed the
+//! `ErrorTracker`, timings feed the `PerformanceMonitor`.
+//!
+//! Field names follow the seed's log recipes: `player_id`, `session_id`,
+//! `connection_id`, `connection_type`, `establishment_time_ms`,
+//! `delivery_time_ms`, `is_dual_connection`, `total_connections`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, counter, gauge, histogram};
+use tandem_monitoring::{ErrorEvent, ErrorType, Monitoring, Severity, Transport};
+use tracing::{debug, info, warn};
+
+use crate::connection::CloseReason;
+
+/// Handles of hot-path metrics, registered once; plus the monitoring bundle.
+pub struct Telemetry {
+    pub monitoring: Arc<Monitoring>,
+    delivered: [Counter; 2],
+}
+
+fn idx(t: Transport) -> usize {
+    match t {
+        Transport::WebSocket => 0,
+        Transport::Sse => 1,
+    }
+}
+
+fn label(t: Transport) -> &'static str {
+    match t {
+        Transport::WebSocket => "websocket",
+        Transport::Sse => "sse",
+    }
+}
+
+fn title(t: Transport) -> &'static str {
+    match t {
+        Transport::WebSocket => "WebSocket",
+        Transport::Sse => "SSE",
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl Telemetry {
+    pub fn new(monitoring: Arc<Monitoring>) -> Self {
+        Self {
+            monitoring,
+            delivered: [
+                counter!("tandem_messages_delivered_total", "transport" => "websocket"),
+                counter!("tandem_messages_delivered_total", "transport" => "sse"),
+            ],
+        }
+    }
+
+    fn track(&self, event: ErrorEvent) {
+        self.monitoring.errors.record(event);
+    }
+}
+
+/// Ids a connection event carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids<'a> {
+    pub player_id: &'a str,
+    pub session_id: &'a str,
+    pub connection_id: &'a str,
+    pub transport: Transport,
+}
+
+impl Ids<'_> {
+    fn error(&self, error_type: ErrorType, severity: Severity, message: String) -> ErrorEvent {
+        ErrorEvent::new(error_type, severity, message)
+            .player(self.player_id)
+            .session(self.session_id)
+            .connection(self.connection_id)
+    }
+}
+
+pub fn listening(addr: &str, dev_mode: bool, workers: usize, max_connections: usize) {
+    info!(addr, dev_mode, workers, max_connections, "Tandem listening");
+    if dev_mode {
+        warn!(
+            dev_mode = true,
+            "Development auth mode: no auth.secret is set, so clients are trusted to name \
+             themselves with ?player_id= . Loopback only; set auth.secret before exposing Tandem."
+        );
+    }
+}
+
+pub fn connection_attempt(t: Transport, player_id: &str, session_id: Option<&str>, existing: usize) {
+    match t {
+        Transport::WebSocket => info!(
+            player_id,
+            session_id,
+            connection_type = "websocket",
+            existing_connections = existing,
+            "WebSocket connection attempt"
+        ),
+        Transport::Sse => info!(
+            player_id,
+            session_id,
+            connection_type = "sse",
+            existing_connections = existing,
+            "SSE connection attempt"
+        ),
+    }
+}
+
+/// What a successful attach reports.
+#[derive(Debug)]
+pub struct Connected<'a> {
+    pub ids: Ids<'a>,
+    pub establishment: Duration,
+    pub is_dual_connection: bool,
+    pub existing_websocket_connections: usize,
+    pub existing_sse_connections: usize,
+    pub total_connections: usize,
+    pub resumed: bool,
+    pub resync_required: bool,
+    pub replayed: usize,
+}
+
+impl Connected<'_> {
+    pub fn emit(self, tm: &Telemetry) {
+        let i = self.ids;
+        let establishment_time_ms = ms(self.establishment);
+        // tracing wants a literal message: one macro, two call sites.
+        macro_rules! line {
+            ($msg:literal) => {
+                info!(
+                    player_id = i.player_id,
+                    session_id = i.session_id,
+                    connection_id = i.connection_id,
+                    connection_type = label(i.transport),
+                    establishment_time_ms,
+                    existing_websocket_connections = self.existing_websocket_connections,
+                    existing_sse_connections = self.existing_sse_connections,
+                    is_dual_connection = self.is_dual_connection,
+                    total_connections = self.total_connections,
+                    resumed = self.resumed,
+                    resync_required = self.resync_required,
+                    replayed = self.replayed,
+                    $msg
+                )
+            };
+        }
+        match i.transport {
+            Transport::WebSocket => line!("WebSocket connected"),
+            Transport::Sse => line!("SSE connected"),
+        }
+        counter!("tandem_connections_total", "transport" => label(i.transport), "outcome" => "accepted")
+            .increment(1);
+        gauge!("tandem_connections_active", "transport" => label(i.transport)).increment(1.0);
+        tm.monitoring.performance.record_connection_establishment(i.transport, self.establishment);
+    }
+}
+
+/// A connection refused before it was established (limits, origin, drain).
+pub fn connection_refused(tm: &Telemetry, t: Transport, reason: &'static str, player_id: Option<&str>) {
+    warn!(connection_type = label(t), reason, player_id, "{} connection refused", title(t));
+    counter!("tandem_connections_total", "transport" => label(t), "outcome" => reason).increment(1);
+    let mut ev = ErrorEvent::new(
+        ErrorType::ConnectionError,
+        Severity::Low,
+        format!("{} connection refused: {reason}", title(t)),
+    )
+    .details(serde_json::json!({ "reason": reason, "connection_type": label(t) }));
+    if let Some(p) = player_id {
+        ev = ev.player(p);
+    }
+    tm.track(ev);
+}
+
+#[derive(Debug)]
+pub struct Disconnected<'a> {
+    pub ids: Ids<'a>,
+    pub duration: Duration,
+    pub reason: &'static str,
+    pub messages_sent: u64,
+    pub remaining_connections: usize,
+}
+
+impl Disconnected<'_> {
+    pub fn emit(self) {
+        let i = self.ids;
+        macro_rules! line {
+            ($msg:literal) => {
+                info!(
+                    player_id = i.player_id,
+                    session_id = i.session_id,
+                    connection_id = i.connection_id,
+                    connection_type = label(i.transport),
+                    reason = self.reason,
+                    duration_seconds = self.duration.as_secs_f64(),
+                    messages_sent = self.messages_sent,
+                    total_connections = self.remaining_connections,
+                    $msg
+                )
+            };
+        }
+        match i.transport {
+            Transport::WebSocket => line!("WebSocket disconnected"),
+            Transport::Sse => line!("SSE disconnected"),
+        }
+        gauge!("tandem_connections_active", "transport" => label(i.transport)).decrement(1.0);
+        histogram!("tandem_connection_duration_seconds", "transport" => label(i.transport))
+            .record(self.duration.as_secs_f64());
+    }
+}
+
+/// Which surface an authentication failure happened on.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthSurface {
+    Client,
+    Api,
+}
+
+pub fn auth_failed(tm: &Telemetry, surface: AuthSurface, reason: &'static str, path: &str) {
+    let surface_label = match surface {
+        AuthSurface::Client => "client",
+        AuthSurface::Api => "api",
+    };
+    warn!(reason, surface = surface_label, path, "Authentication failed");
+    counter!("tandem_auth_failures_total", "reason" => reason).increment(1);
+    let severity = match reason {
+        "invalid_token" | "invalid_api_key" => Severity::High,
+        "forbidden" => Severity::Medium,
+        _ => Severity::Low,
+    };
+    tm.track(
+        ErrorEvent::new(ErrorType::AuthenticationError, severity, format!("Authentication failed: {reason}"))
+            .details(serde_json::json!({ "reason": reason, "surface": surface_label, "path": path })),
+    );
+}
+
+/// A frame was handed to a live connection's writer.
+pub fn message_delivered(tm: &Telemetry, ids: Ids<'_>, seq: u64, delivery_time: Duration) {
+    tm.delivered[idx(ids.transport)].increment(1);
+    tm.monitoring.performance.record_delivery(delivery_time);
+    debug!(
+        player_id = ids.player_id,
+        session_id = ids.session_id,
+        connection_id = ids.connection_id,
+        connection_type = label(ids.transport),
+        seq,
+        delivery_time_ms = ms(delivery_time),
+        "Message delivered"
+    );
+}
+
+/// A delivery could not be handed to a connection.
+pub fn delivery_failed(tm: &Telemetry, ids: Ids<'_>, reason: &'static str) {
+    counter!(
+        "tandem_message_delivery_failures_total",
+        "transport" => label(ids.transport),
+        "reason" => reason
+    )
+    .increment(1);
+    tm.monitoring.performance.record_delivery_failure();
+    tm.track(ids.error(
+        ErrorType::MessageDeliveryError,
+        Severity::Medium,
+        format!("Message delivery failed: {reason}"),
+    ));
+}
+
+/// The server closes a connection for `reason` (slow consumer, heartbeat
+/// timeout, abuse, backend disconnect, shutdown).
+pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
+    let r = reason.as_str();
+    match reason {
+        CloseReason::SlowConsumer => {
+            counter!("tandem_slow_consumer_disconnects_total", "transport" => label(ids.transport))
+                .increment(1);
+            delivery_failed(tm, ids, "slow_consumer");
+        }
+        CloseReason::HeartbeatTimeout => {
+            counter!("tandem_heartbeat_timeouts_total").increment(1);
+            tm.track(ids.error(
+                ErrorType::ConnectionError,
+                Severity::Low,
+                format!("{} heartbeat timeout", title(ids.transport)),
+            ));
+        }
+        CloseReason::RateLimited | CloseReason::TooLarge => {
+            tm.track(ids.error(
+                ErrorType::ValidationError,
+                Severity::Medium,
+                format!("{} closed for abuse: {r}", title(ids.transport)),
+            ));
+        }
+        CloseReason::Internal => {
+            tm.track(ids.error(
+                ErrorType::SystemError,
+                Severity::High,
+                format!("{} closed on an internal error", title(ids.transport)),
+            ));
+        }
+        CloseReason::Shutdown { .. } | CloseReason::Disconnected => {}
+    }
+    counter!("tandem_server_closes_total", "transport" => label(ids.transport), "reason" => r).increment(1);
+    debug!(
+        player_id = ids.player_id,
+        session_id = ids.session_id,
+        connection_id = ids.connection_id,
+        connection_type = label(ids.transport),
+        reason = r,
+        close_code = reason.code(),
+        "Closing connection"
+    );
+}
+
+pub fn heartbeat_rtt(tm: &Telemetry, rtt: Duration) {
+    tm.monitoring.performance.record_heartbeat_rtt(rtt);
+}
+
+pub fn message_received(t: Transport, kind: &'static str) {
+    counter!("tandem_messages_received_total", "transport" => label(t), "type" => kind).increment(1);
+}
+
+/// A client message was refused with an error code.
+pub fn client_error(tm: &Telemetry, ids: Ids<'_>, code: &'static str, message: &str) {
+    counter!("tandem_client_errors_total", "transport" => label(ids.transport), "code" => code).increment(1);
+    tm.track(
+        ids.error(ErrorType::ValidationError, Severity::Low, format!("Client message rejected: {code}"))
+            .details(serde_json::json!({ "code": code, "message": message })),
+    );
+}
+
+pub fn session_created(session_id: &str, player_id: &str) {
+    gauge!("tandem_sessions_active").increment(1.0);
+    debug!(session_id, player_id, "Session created");
+}
+
+pub fn session_ended(tm: &Telemetry, session_id: &str, player_id: &str, expired: bool) {
+    gauge!("tandem_sessions_active").decrement(1.0);
+    if expired {
+        counter!("tandem_sessions_expired_total").increment(1);
+        info!(session_id, player_id, "Session expired");
+    } else {
+        info!(session_id, player_id, "Session ended");
+    }
+    let _ = tm;
+}
+
+pub fn subscriptions_changed(delta: f64) {
+    gauge!("tandem_subscriptions_active").increment(delta);
+}
+
+/// Players by connection mode: a player moves between `websocket_only`,
+/// `sse_only` and `dual` as connections come and go.
+pub fn player_mode_changed(from: Option<&'static str>, to: Option<&'static str>) {
+    if from == to {
+        return;
+    }
+    if let Some(m) = from {
+        gauge!("tandem_players_active", "mode" => m).decrement(1.0);
+    }
+    if let Some(m) = to {
+        gauge!("tandem_players_active", "mode" => m).increment(1.0);
+    }
+}
+
+pub fn published(source: &'static str, channel: &str, recipients: usize, connections: usize) {
+    counter!("tandem_publications_total", "source" => source).increment(1);
+    debug!(source, channel, recipients, delivered_connections = connections, "Publication accepted");
+}
+
+/// A background task panicked or failed; it will be restarted.
+pub fn task_failed(tm: &Telemetry, task: &'static str, error: &str, restart_in: Duration) {
+    counter!("tandem_task_restarts_total", "task" => task).increment(1);
+    tm.track(
+        ErrorEvent::new(
+            ErrorType::SystemError,
+            Severity::Critical,
+            format!("Background task {task} failed: {error}"),
+        )
+        .details(serde_json::json!({ "task": task, "restart_in_ms": restart_in.as_millis() as u64 })),
+    );
+}
+
+pub fn shutdown_phase(phase: &'static str, connections: usize) {
+    info!(phase, total_connections = connections, "Shutdown");
+}
+
+/// An internal error answered with 500.
+pub fn internal_error(tm: &Telemetry, what: &str) {
+    tm.track(ErrorEvent::new(ErrorType::SystemError, Severity::High, what.to_owned()));
+}
+
+/// Label for `tandem_players_active{mode}`.
+pub fn player_mode(websocket: usize, sse: usize) -> Option<&'static str> {
+    match (websocket > 0, sse > 0) {
+        (true, true) => Some("dual"),
+        (true, false) => Some("websocket_only"),
+        (false, true) => Some("sse_only"),
+        (false, false) => None,
+    }
+}

@@ -1,0 +1,31 @@
+//! Tandem server: WebSocket and SSE to the same player sessions.
+//!
+//! Layers, from the wire inwards:
+//! - [`server`]: process start-up and shutdown phases; [`app`]: route table.
+//! - [`transport`]: `ws` and `sse` glue (the only code that awaits peers);
+//!   [`api`]: backend API; [`commands`]: client commands both transports share.
+//! - [`manager`]: sessions, players, channels and fan-out; [`connection`]:
+//!   one link's bounded outbound queue.
+//! - [`session`]: seq, history, resume and rate limiting as plain
+//!   synchronous code; [`protocol`]: frames and error codes; [`channels`]:
+//!   channel names and permissions.
+//! - [`config`], [`auth`], [`origin`], [`cli`]: configuration and access.
+//! - [`internal_events`]: every log line and metric, typed.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod channels;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod http_error;
+pub mod internal_events;
+pub mod manager;
+pub mod origin;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod supervisor;
+pub mod transport;

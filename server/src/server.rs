@@ -1,0 +1,190 @@
+//! Start-up and shutdown of the `tandem serve` process.
+//!
+//! Phases: build state → bind → serve → on SIGTERM/SIGINT: readiness off,
+//! new connections refused (503 `draining`), clients told to reconnect
+//! (WebSocket close 1012, SSE `retry:` + `shutdown`), queues flushed, then
+//! the HTTP server stops within `server.shutdown_grace_seconds`.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpServer, web};
+use serde_json::Value;
+use tandem_monitoring::{ConnectionOverview, ConnectionSample, ConnectionStatsSource, Monitoring};
+
+use crate::app::{self, AppState};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::internal_events::{self as ev, Telemetry};
+use crate::manager::{ConnectionManager, Limits};
+use crate::origin::OriginPolicy;
+use crate::supervisor::{every, supervise};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Base reconnect delay told to clients on shutdown; each gets up to this
+/// much again as jitter, so a restart does not cause a stampede.
+pub const SHUTDOWN_RETRY_MS: u64 = 1000;
+
+/// How often detached sessions are checked for expiry.
+const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind {addr} (server.bind): {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metrics recorder: {0}")]
+    Recorder(String),
+}
+
+/// Lets monitoring read the manager without owning it (the manager owns
+/// the monitoring bundle).
+struct Stats(Weak<ConnectionManager>);
+
+impl ConnectionStatsSource for Stats {
+    fn connection_samples(&self) -> Vec<ConnectionSample> {
+        self.0.upgrade().map(|m| m.connection_samples()).unwrap_or_default()
+    }
+    fn overview(&self) -> ConnectionOverview {
+        match self.0.upgrade() {
+            Some(m) => m.overview(),
+            None => ConnectionOverview {
+                websocket_connections: 0,
+                sse_connections: 0,
+                sessions: 0,
+                players: 0,
+                websocket_only_players: 0,
+                sse_only_players: 0,
+                dual_connection_players: 0,
+            },
+        }
+    }
+    fn player_detail(&self, player_id: &str) -> Option<Value> {
+        self.0.upgrade()?.player_json(player_id)
+    }
+    fn last_activity(&self) -> Option<std::time::SystemTime> {
+        self.0.upgrade()?.last_activity()
+    }
+}
+
+/// Serves until a shutdown signal; returns once drained.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let prometheus =
+        tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
+    tandem_monitoring::recorder::describe_all_with_version(VERSION);
+    let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {
+        let source = Arc::new(Stats(weak.clone()));
+        let monitoring = Monitoring::new(&config.monitoring, VERSION, source, Some(prometheus));
+        ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring))
+    });
+    let monitoring = Arc::clone(&manager.telemetry.monitoring);
+    spawn_background(&manager, &monitoring);
+
+    let state = web::Data::new(AppState {
+        auth: Authenticator::new(&config.auth),
+        origins: OriginPolicy::new(&config.server.allowed_origins),
+        manager: Arc::clone(&manager),
+        config: Arc::clone(&config),
+    });
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let user_timeout = Duration::from_secs(config.transport.heartbeat_timeout_seconds);
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let app_state = state.clone();
+    let server = HttpServer::new(move || app::build(app_state.clone()))
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs().max(1))
+        // Per worker; the global cap (server.max_connections) is ours, with
+        // room above it so refusals are answered instead of dropped.
+        .max_connections(config.server.max_connections.saturating_add(1024))
+        .backlog(4096)
+        .client_request_timeout(Duration::from_secs(10))
+        .on_connect(move |conn, _ext| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let sock = socket2::SockRef::from(tcp);
+                // A peer that vanishes mid-write is dropped by the kernel
+                // once unacknowledged data is older than the heartbeat
+                // timeout; heartbeats make sure there is such data.
+                let _ = sock.set_tcp_user_timeout(Some(user_timeout));
+                let _ = sock.set_tcp_nodelay(true);
+            }
+        })
+        .bind(config.server.bind)
+        .map_err(|source| ServeError::Bind { addr: config.server.bind.to_string(), source })?;
+    let addr = server.addrs().first().map_or_else(|| config.server.bind.to_string(), ToString::to_string);
+    ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
+
+    let running = server.run();
+    let handle = running.handle();
+    let drain_manager = Arc::clone(&manager);
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        monitoring.set_draining();
+        let n = drain_manager.begin_shutdown(SHUTDOWN_RETRY_MS);
+        ev::shutdown_phase("draining", n);
+        let deadline = Instant::now() + grace;
+        while drain_manager.total_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ev::shutdown_phase("stopping", drain_manager.total_connections());
+        handle.stop(true).await;
+    });
+    running.await?;
+    ev::shutdown_phase("stopped", manager.total_connections());
+    Ok(())
+}
+
+fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitoring>) {
+    let report = |m: &Arc<ConnectionManager>| {
+        let m = Arc::clone(m);
+        move |name: &'static str, err: &str, backoff: Duration| {
+            ev::task_failed(&m.telemetry, name, err, backoff)
+        }
+    };
+    let m = Arc::clone(manager);
+    let period = m.limits().heartbeat_interval;
+    supervise("heartbeat_sweep", report(manager), move || {
+        let m = Arc::clone(&m);
+        async move {
+            every(period, || {
+                m.heartbeat_sweep();
+            })
+            .await
+        }
+    });
+    let m = Arc::clone(manager);
+    supervise("session_expiry", report(manager), move || {
+        let m = Arc::clone(&m);
+        async move {
+            every(EXPIRY_PERIOD, || {
+                m.expire_sessions();
+            })
+            .await
+        }
+    });
+    let mon = Arc::clone(monitoring);
+    supervise("health_checks", report(manager), move || Arc::clone(&mon).run_health_loop());
+    let mon = Arc::clone(monitoring);
+    supervise("system_sampler", report(manager), move || Arc::clone(&mon).run_sampler_loop());
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

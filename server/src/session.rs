@@ -1,0 +1,208 @@
+//! Session state as plain synchronous code: sequence numbers, the bounded
+//! delivery history, resume planning and the subscription set. No I/O, no
+//! clock reads: the connection manager drives it under the session's lock.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// What a reconnecting client gets, given the `last_seq` it saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResumePlan<T> {
+    /// Nothing to replay: no `last_seq` was given (a join, not a resume).
+    Join,
+    /// Every delivery after `last_seq` is still in the history.
+    Replay(Vec<(u64, T)>),
+    /// Some deliveries after `last_seq` are gone (or `last_seq` is from the
+    /// future): the client must resynchronise.
+    Gap,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeError {
+    TooMany { max: usize },
+}
+
+/// The state of one session. `T` is the shared delivery payload.
+#[derive(Debug)]
+pub struct SessionState<T> {
+    last_seq: u64,
+    history: VecDeque<(u64, T)>,
+    history_cap: usize,
+    subscriptions: BTreeSet<Arc<str>>,
+}
+
+impl<T: Clone> SessionState<T> {
+    pub fn new(history_cap: usize) -> Self {
+        Self {
+            last_seq: 0,
+            // Allocated on first delivery: idle sessions stay small.
+            history: VecDeque::new(),
+            history_cap: history_cap.max(1),
+            subscriptions: BTreeSet::new(),
+        }
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Assigns the next sequence number to `item` and records it.
+    pub fn record(&mut self, item: T) -> u64 {
+        self.last_seq += 1;
+        if self.history.len() == self.history_cap {
+            self.history.pop_front();
+        }
+        self.history.push_back((self.last_seq, item));
+        self.last_seq
+    }
+
+    /// Plans a resume after `last_seq` (None: a plain join).
+    pub fn plan_resume(&self, last_seq: Option<u64>) -> ResumePlan<T> {
+        let Some(after) = last_seq else { return ResumePlan::Join };
+        if after > self.last_seq {
+            return ResumePlan::Gap;
+        }
+        if after == self.last_seq {
+            return ResumePlan::Replay(Vec::new());
+        }
+        match self.history.front() {
+            Some((oldest, _)) if *oldest <= after + 1 => {
+                let skip = (after + 1 - oldest) as usize;
+                ResumePlan::Replay(self.history.iter().skip(skip).cloned().collect())
+            }
+            _ => ResumePlan::Gap,
+        }
+    }
+
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.subscriptions.iter()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.subscriptions.contains(channel)
+    }
+
+    /// Adds a subscription; `Ok(false)` when it already existed. `max` does
+    /// not count the implicit personal channel.
+    pub fn subscribe(
+        &mut self,
+        channel: Arc<str>,
+        max: usize,
+        implicit: bool,
+    ) -> Result<bool, SubscribeError> {
+        if self.subscriptions.contains(&channel) {
+            return Ok(false);
+        }
+        if !implicit && self.subscriptions.len() >= max + 1 {
+            return Err(SubscribeError::TooMany { max });
+        }
+        self.subscriptions.insert(channel);
+        Ok(true)
+    }
+
+    /// Removes a subscription; `false` when there was none.
+    pub fn unsubscribe(&mut self, channel: &str) -> bool {
+        self.subscriptions.remove(channel)
+    }
+
+    /// Drops everything (on expiry) and returns the subscriptions to undo.
+    pub fn take_subscriptions(&mut self) -> BTreeSet<Arc<str>> {
+        self.history.clear();
+        std::mem::take(&mut self.subscriptions)
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up. Time
+/// is passed in, so it is tested without a clock.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    pub fn new(rate: u32, burst: u32, now_ms: u64) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { tokens: burst, rate: f64::from(rate.max(1)), burst, last_ms: now_ms }
+    }
+
+    /// Takes one token; `false` when the bucket is empty.
+    pub fn try_take(&mut self, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn filled(cap: usize, n: u64) -> SessionState<u64> {
+        let mut s = SessionState::new(cap);
+        for i in 1..=n {
+            assert_eq!(s.record(i * 10), i);
+        }
+        s
+    }
+
+    #[test]
+    fn seq_counts_without_gaps_and_history_is_bounded() {
+        let s = filled(3, 5);
+        assert_eq!(s.last_seq(), 5);
+        assert_eq!(s.plan_resume(Some(2)), ResumePlan::Replay(vec![(3, 30), (4, 40), (5, 50)]));
+    }
+
+    #[test]
+    fn resume_plans() {
+        let s = filled(3, 5);
+        assert_eq!(s.plan_resume(None), ResumePlan::Join);
+        assert_eq!(s.plan_resume(Some(5)), ResumePlan::Replay(vec![]));
+        assert_eq!(s.plan_resume(Some(4)), ResumePlan::Replay(vec![(5, 50)]));
+        assert_eq!(s.plan_resume(Some(1)), ResumePlan::Gap, "seq 2 fell out of the history");
+        assert_eq!(s.plan_resume(Some(9)), ResumePlan::Gap, "from the future");
+        let empty: SessionState<u64> = SessionState::new(3);
+        assert_eq!(empty.plan_resume(Some(0)), ResumePlan::Replay(vec![]));
+    }
+
+    #[test]
+    fn subscriptions_respect_the_limit_but_not_for_the_personal_channel() {
+        let mut s: SessionState<u64> = SessionState::new(1);
+        assert_eq!(s.subscribe("player:a".into(), 2, true), Ok(true));
+        assert_eq!(s.subscribe("room:1".into(), 2, false), Ok(true));
+        assert_eq!(s.subscribe("room:1".into(), 2, false), Ok(false));
+        assert_eq!(s.subscribe("room:2".into(), 2, false), Ok(true));
+        assert_eq!(s.subscribe("room:3".into(), 2, false), Err(SubscribeError::TooMany { max: 2 }));
+        assert!(s.unsubscribe("room:1"));
+        assert!(!s.unsubscribe("room:1"));
+        assert_eq!(s.subscribe("room:3".into(), 2, false), Ok(true));
+        assert_eq!(s.take_subscriptions().len(), 3);
+        assert_eq!(s.subscription_count(), 0);
+    }
+
+    #[test]
+    fn token_bucket_refills_at_its_rate() {
+        let mut b = TokenBucket::new(2, 3, 0);
+        assert!(b.try_take(0) && b.try_take(0) && b.try_take(0));
+        assert!(!b.try_take(0), "burst spent");
+        assert!(!b.try_take(400));
+        assert!(b.try_take(500), "one token after 0.5 s at 2/s");
+        assert!(!b.try_take(500));
+        assert!(b.try_take(10_000) && b.try_take(10_000) && b.try_take(10_000));
+        assert!(!b.try_take(10_000), "never more than the burst");
+    }
+}

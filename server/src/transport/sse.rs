@@ -1,0 +1,175 @@
+//! Server-Sent Events transport (`GET /sse`) and the SSE clients' way back
+//! in (`POST /sessions/{id}/messages`).
+//!
+//! The response body is a stream that drains the connection's outbound
+//! queue; actix polls it only when the socket can take more, so a client
+//! that stops reading fills its queue and is closed as a slow consumer.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
+use tandem_monitoring::Transport;
+
+use crate::app::AppState;
+use crate::commands;
+use crate::connection::{CloseReason, Next, Outbound};
+use crate::http_error::{self, HttpError};
+use crate::internal_events::{self as ev, AuthSurface, Ids};
+use crate::manager::Attached;
+use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
+
+const HEARTBEAT: &[u8] = b": hb\n\n";
+
+pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let (att, _who) = super::open(&app, &req, Transport::Sse, last_event_id)?;
+    let writer = Writer { app: app.into_inner(), att, done: false, end: "client_gone" };
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(writer.into_stream()))
+}
+
+/// Owns the attached connection for the life of the response body; when
+/// actix drops the body (client gone, stream ended) the connection detaches.
+struct Writer {
+    app: Arc<AppState>,
+    att: Attached,
+    done: bool,
+    end: &'static str,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.app.manager.detach(&self.att, self.end);
+    }
+}
+
+impl Writer {
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> {
+        futures_util::stream::unfold(self, |mut w| async move {
+            loop {
+                if w.done {
+                    return None;
+                }
+                let next = w.att.conn.next();
+                match next {
+                    Next::Send(item) => {
+                        let chunk = w.encode(item);
+                        return Some((Ok(chunk), w));
+                    }
+                    Next::Close(reason) => {
+                        w.done = true;
+                        w.end = reason.as_str();
+                        return Some((Ok(close_chunk(reason)), w));
+                    }
+                    Next::Idle => w.att.conn.notified().await,
+                }
+            }
+        })
+    }
+
+    fn encode(&self, item: Outbound) -> Bytes {
+        let c = &self.att.conn;
+        c.last_alive_ms.store(self.app.manager.now_ms(), Ordering::Relaxed);
+        let chunk = match item {
+            Outbound::Frame { kind, json } => protocol::sse_event(kind, &json),
+            Outbound::Delivery { seq, publication } => {
+                let chunk = publication.encode_sse(seq);
+                ev::message_delivered(
+                    &self.app.manager.telemetry,
+                    self.att.ids(),
+                    seq,
+                    publication.accepted_at.elapsed(),
+                );
+                chunk
+            }
+            Outbound::Heartbeat => return Bytes::from_static(HEARTBEAT),
+        };
+        c.messages_sent.fetch_add(1, Ordering::Relaxed);
+        c.bytes_sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        chunk
+    }
+}
+
+/// The last chunk of a stream the server ends: on shutdown a `retry:` hint
+/// and a `shutdown` event; otherwise a `close` event with the code and
+/// reason a WebSocket would have received.
+fn close_chunk(reason: CloseReason) -> Bytes {
+    let mut buf = BytesMut::new();
+    match reason {
+        CloseReason::Shutdown { retry_after_ms } => {
+            buf.put_slice(format!("retry: {retry_after_ms}\n").as_bytes());
+            let json = protocol::to_json(&Reply::Shutdown { reconnect: true, retry_after_ms });
+            buf.put_slice(&protocol::sse_event("shutdown", &json));
+        }
+        other => {
+            let json = serde_json::json!({
+                "type": "close", "code": other.code(), "reason": other.as_str(), "reconnect": other.reconnect()
+            });
+            buf.put_slice(&protocol::sse_event("close", json.to_string().as_bytes()));
+        }
+    }
+    buf.freeze()
+}
+
+/// `POST /sessions/{session_id}/messages`: a client message from an SSE
+/// client, answered in the HTTP response.
+pub async fn post_message(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let mgr = &app.manager;
+    if !app.origins.allows_request(req.headers()) {
+        return Err(HttpError::new(
+            403,
+            "origin_not_allowed",
+            "this Origin is not in server.allowed_origins",
+        ));
+    }
+    let params = super::ConnectParams::parse(req.query_string())?;
+    let who = super::authenticate(&app, &req, params.token.as_deref(), params.player_id.as_deref())?;
+    let session = mgr
+        .session(&path)
+        .ok_or_else(|| HttpError::new(404, "session_not_found", "no such session (it may have expired)"))?;
+    if *session.player_id != *who.player_id {
+        ev::auth_failed(&mgr.telemetry, AuthSurface::Client, "forbidden", req.path());
+        return Err(HttpError::new(403, "forbidden", "the session belongs to another player"));
+    }
+    let ids = Ids {
+        player_id: &session.player_id,
+        session_id: &session.id,
+        connection_id: "",
+        transport: Transport::Sse,
+    };
+    let reject = |e: ProtocolError| {
+        ev::client_error(&mgr.telemetry, ids, e.code.as_str(), &e.message);
+        HttpError::from(e)
+    };
+    if mgr.take_post_token(&session).is_err() {
+        return Err(reject(ProtocolError::new(
+            ErrorCode::RateLimited,
+            "over transport.inbound_rate_per_second",
+        )));
+    }
+    let body =
+        http_error::read_body(body, app.config.transport.max_message_bytes).await.inspect_err(|e| {
+            ev::client_error(&mgr.telemetry, ids, e.code, &e.message);
+        })?;
+    let parsed = ClientMessage::parse(&body);
+    ev::message_received(Transport::Sse, parsed.as_ref().map_or("invalid", ClientMessage::kind));
+    let (_, json) = parsed.and_then(|m| commands::handle(mgr, &session, &who, m)).map_err(reject)?;
+    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(json))
+}

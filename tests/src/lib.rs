@@ -1,0 +1,24 @@
+//! Black-box test support for Tandem: start the real `tandem` binary as a
+//! process and talk to it over real sockets with the real client.
+//!
+//! - [`binary`]: finds or builds the `tandem` executable once per process.
+//! - [`server`]: [`TestServer`], a running server with its config, logs and
+//!   backend API helpers.
+//! - [`peer`]: [`Peer`], one client connection over either transport with a
+//!   single request/reply shape, so tests can run the same table over both.
+//! - [`tokens`]: HS256 client tokens, valid or deliberately broken.
+//! - [`shell`]: running the `jq` recipes of the log analysis guide.
+
+pub mod binary;
+pub mod peer;
+pub mod server;
+pub mod shell;
+pub mod tokens;
+
+use std::time::Duration;
+
+pub use peer::{Peer, Transport, assert_alive, assert_error, error_code};
+pub use server::{Signal, TestServer, TestServerBuilder};
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
