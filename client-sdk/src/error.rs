@@ -10,13 +10,9 @@ pub enum ClientError {
     /// `{"error":{"code","message"}}` body (`code` is empty when the body
     /// was not in that shape; `message` then holds the raw body).
     #[error("HTTP {status} {code}: {message}")]
-    Http {
-        status: u16,
-        code: String,
-        message: String,
-    },
-    /// The connection ended: a WebSocket close frame (`code` set) or the end
-    /// of an SSE stream / a WebSocket dropped without a close frame (`None`).
+    Http { status: u16, code: String, message: String },
+    /// The connection ended: a WebSocket close frame or an SSE `close` event
+    /// (`code` set), or a stream or socket that just ended (`None`).
     #[error("connection closed (code {code:?}): {reason}")]
     Closed { code: Option<u16>, reason: String },
     /// Nothing arrived before the deadline.
@@ -39,23 +35,14 @@ pub enum ClientError {
 impl ClientError {
     /// Builds [`ClientError::Http`] from a refusal's status and body.
     pub fn from_http_body(status: u16, body: &[u8]) -> Self {
-        let parsed: Option<(String, String)> =
-            serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-                let err = v.get("error")?;
-                let code = err.get("code")?.as_str()?.to_owned();
-                let message = err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                Some((code, message))
-            });
+        let parsed: Option<(String, String)> = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+            let err = v.get("error")?;
+            let code = err.get("code")?.as_str()?.to_owned();
+            let message = err.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
+            Some((code, message))
+        });
         match parsed {
-            Some((code, message)) => Self::Http {
-                status,
-                code,
-                message,
-            },
+            Some((code, message)) => Self::Http { status, code, message },
             None => Self::Http {
                 status,
                 code: String::new(),
@@ -85,16 +72,10 @@ mod tests {
 
     #[test]
     fn http_error_body_is_parsed() {
-        let e = ClientError::from_http_body(
-            401,
-            br#"{"error":{"code":"missing_token","message":"no token"}}"#,
-        );
+        let e =
+            ClientError::from_http_body(401, br#"{"error":{"code":"missing_token","message":"no token"}}"#);
         match e {
-            ClientError::Http {
-                status,
-                code,
-                message,
-            } => {
+            ClientError::Http { status, code, message } => {
                 assert_eq!(status, 401);
                 assert_eq!(code, "missing_token");
                 assert_eq!(message, "no token");

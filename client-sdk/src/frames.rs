@@ -75,6 +75,13 @@ pub enum ServerFrame {
         reconnect: bool,
         retry_after_ms: u64,
     },
+    /// The last event of an SSE stream the server ends (not on shutdown):
+    /// the code and reason a WebSocket would get in its close frame.
+    Close {
+        code: u16,
+        reason: String,
+        reconnect: bool,
+    },
     /// A frame whose `type` this client does not know, kept whole.
     #[serde(untagged)]
     Unknown(Value),
@@ -110,18 +117,15 @@ enum KnownFrame {
         reconnect: bool,
         retry_after_ms: u64,
     },
+    Close {
+        code: u16,
+        reason: String,
+        reconnect: bool,
+    },
 }
 
-const KNOWN_TYPES: [&str; 8] = [
-    "welcome",
-    "message",
-    "subscribed",
-    "unsubscribed",
-    "published",
-    "pong",
-    "error",
-    "shutdown",
-];
+const KNOWN_TYPES: [&str; 8] =
+    ["welcome", "message", "subscribed", "unsubscribed", "published", "pong", "error", "shutdown"];
 
 impl From<KnownFrame> for ServerFrame {
     fn from(k: KnownFrame) -> Self {
@@ -133,13 +137,9 @@ impl From<KnownFrame> for ServerFrame {
             KnownFrame::Published { id, recipients } => Self::Published { id, recipients },
             KnownFrame::Pong { id, ts } => Self::Pong { id, ts },
             KnownFrame::Error { code, message } => Self::Error { code, message },
-            KnownFrame::Shutdown {
-                reconnect,
-                retry_after_ms,
-            } => Self::Shutdown {
-                reconnect,
-                retry_after_ms,
-            },
+            KnownFrame::Shutdown { reconnect, retry_after_ms } => {
+                Self::Shutdown { reconnect, retry_after_ms }
+            }
         }
     }
 }
@@ -152,15 +152,8 @@ impl ServerFrame {
 
     /// Parses one frame from an already decoded JSON value.
     pub fn from_value(value: Value) -> Result<Self, serde_json::Error> {
-        let known = value
-            .get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| KNOWN_TYPES.contains(&t));
-        if known {
-            KnownFrame::deserialize(value).map(Self::from)
-        } else {
-            Ok(Self::Unknown(value))
-        }
+        let known = value.get("type").and_then(Value::as_str).is_some_and(|t| KNOWN_TYPES.contains(&t));
+        if known { KnownFrame::deserialize(value).map(Self::from) } else { Ok(Self::Unknown(value)) }
     }
 
     /// The frame's `type` as it appears on the wire.
@@ -174,6 +167,7 @@ impl ServerFrame {
             Self::Pong { .. } => "pong",
             Self::Error { .. } => "error",
             Self::Shutdown { .. } => "shutdown",
+            Self::Close { .. } => "close",
             Self::Unknown(v) => v.get("type").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -190,41 +184,23 @@ impl<'de> Deserialize<'de> for ServerFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    Subscribe {
-        channel: String,
-    },
-    Unsubscribe {
-        channel: String,
-    },
-    Publish {
-        channel: String,
-        event: String,
-        data: Value,
-    },
-    Ping {
-        id: Value,
-    },
+    Subscribe { channel: String },
+    Unsubscribe { channel: String },
+    Publish { channel: String, event: String, data: Value },
+    Ping { id: Value },
 }
 
 impl ClientMessage {
     pub fn subscribe(channel: impl Into<String>) -> Self {
-        Self::Subscribe {
-            channel: channel.into(),
-        }
+        Self::Subscribe { channel: channel.into() }
     }
 
     pub fn unsubscribe(channel: impl Into<String>) -> Self {
-        Self::Unsubscribe {
-            channel: channel.into(),
-        }
+        Self::Unsubscribe { channel: channel.into() }
     }
 
     pub fn publish(channel: impl Into<String>, event: impl Into<String>, data: Value) -> Self {
-        Self::Publish {
-            channel: channel.into(),
-            event: event.into(),
-            data,
-        }
+        Self::Publish { channel: channel.into(), event: event.into(), data }
     }
 
     pub fn ping(id: impl Into<Value>) -> Self {
@@ -283,50 +259,25 @@ mod tests {
         let cases = [
             (
                 r#"{"type":"subscribed","channel":"room:x"}"#,
-                ServerFrame::Subscribed {
-                    channel: "room:x".into(),
-                },
+                ServerFrame::Subscribed { channel: "room:x".into() },
             ),
             (
                 r#"{"type":"unsubscribed","channel":"room:x"}"#,
-                ServerFrame::Unsubscribed {
-                    channel: "room:x".into(),
-                },
+                ServerFrame::Unsubscribed { channel: "room:x".into() },
             ),
             (
                 r#"{"type":"published","id":"m_9","recipients":3}"#,
-                ServerFrame::Published {
-                    id: "m_9".into(),
-                    recipients: 3,
-                },
+                ServerFrame::Published { id: "m_9".into(), recipients: 3 },
             ),
-            (
-                r#"{"type":"pong","id":7,"ts":5}"#,
-                ServerFrame::Pong {
-                    id: json!(7),
-                    ts: 5,
-                },
-            ),
-            (
-                r#"{"type":"pong","ts":5}"#,
-                ServerFrame::Pong {
-                    id: Value::Null,
-                    ts: 5,
-                },
-            ),
+            (r#"{"type":"pong","id":7,"ts":5}"#, ServerFrame::Pong { id: json!(7), ts: 5 }),
+            (r#"{"type":"pong","ts":5}"#, ServerFrame::Pong { id: Value::Null, ts: 5 }),
             (
                 r#"{"type":"error","code":"forbidden","message":"no"}"#,
-                ServerFrame::Error {
-                    code: "forbidden".into(),
-                    message: "no".into(),
-                },
+                ServerFrame::Error { code: "forbidden".into(), message: "no".into() },
             ),
             (
                 r#"{"type":"shutdown","reconnect":true,"retry_after_ms":1500}"#,
-                ServerFrame::Shutdown {
-                    reconnect: true,
-                    retry_after_ms: 1500,
-                },
+                ServerFrame::Shutdown { reconnect: true, retry_after_ms: 1500 },
             ),
         ];
         for (text, want) in cases {
@@ -349,10 +300,7 @@ mod tests {
 
     #[test]
     fn server_frames_round_trip() {
-        let frame = ServerFrame::Published {
-            id: "m_1".into(),
-            recipients: 2,
-        };
+        let frame = ServerFrame::Published { id: "m_1".into(), recipients: 2 };
         let text = serde_json::to_string(&frame).unwrap();
         assert_eq!(ServerFrame::parse(&text).unwrap(), frame);
     }
@@ -360,10 +308,7 @@ mod tests {
     #[test]
     fn client_messages_serialize_as_the_protocol_says() {
         let cases = [
-            (
-                ClientMessage::subscribe("room:tavern"),
-                json!({"type":"subscribe","channel":"room:tavern"}),
-            ),
+            (ClientMessage::subscribe("room:tavern"), json!({"type":"subscribe","channel":"room:tavern"})),
             (
                 ClientMessage::unsubscribe("room:tavern"),
                 json!({"type":"unsubscribe","channel":"room:tavern"}),

@@ -85,13 +85,13 @@ impl ConnectOptions {
     }
 
     fn base(&self) -> Result<Url, ClientError> {
-        let url = Url::parse(&self.base_url)
-            .map_err(|e| ClientError::InvalidOptions(format!("base_url: {e}")))?;
+        let url =
+            Url::parse(&self.base_url).map_err(|e| ClientError::InvalidOptions(format!("base_url: {e}")))?;
         match url.scheme() {
             "http" | "https" => Ok(url),
-            other => Err(ClientError::InvalidOptions(format!(
-                "base_url scheme {other:?}: expected http or https"
-            ))),
+            other => {
+                Err(ClientError::InvalidOptions(format!("base_url scheme {other:?}: expected http or https")))
+            }
         }
     }
 
@@ -189,10 +189,7 @@ mod tests {
     fn bare_urls_have_no_query() {
         let opts = ConnectOptions::new("http://127.0.0.1:8080/").token("t");
         assert_eq!(opts.ws_url().unwrap().as_str(), "ws://127.0.0.1:8080/ws");
-        assert_eq!(
-            opts.sse_url().unwrap().as_str(),
-            "http://127.0.0.1:8080/sse"
-        );
+        assert_eq!(opts.sse_url().unwrap().as_str(), "http://127.0.0.1:8080/sse");
         assert_eq!(opts.bearer().as_deref(), Some("Bearer t"));
     }
 
@@ -200,10 +197,7 @@ mod tests {
     fn https_becomes_wss_and_prefix_is_kept() {
         let opts = ConnectOptions::new("https://game.example/rt");
         assert_eq!(opts.ws_url().unwrap().as_str(), "wss://game.example/rt/ws");
-        assert_eq!(
-            opts.sse_url().unwrap().as_str(),
-            "https://game.example/rt/sse"
-        );
+        assert_eq!(opts.sse_url().unwrap().as_str(), "https://game.example/rt/sse");
     }
 
     #[test]
@@ -214,10 +208,7 @@ mod tests {
             "http://127.0.0.1:9/sessions/s%2F1/messages?player_id=bob"
         );
         let opts = ConnectOptions::new("http://127.0.0.1:9");
-        assert_eq!(
-            opts.messages_url("s_1").unwrap().as_str(),
-            "http://127.0.0.1:9/sessions/s_1/messages"
-        );
+        assert_eq!(opts.messages_url("s_1").unwrap().as_str(), "http://127.0.0.1:9/sessions/s_1/messages");
     }
 
     #[test]

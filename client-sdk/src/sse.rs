@@ -30,7 +30,9 @@ pub struct SseClient {
     events: Events,
     last_event_id: Option<u64>,
     retry_ms: Arc<AtomicU64>,
-    ended: bool,
+    /// Set once the stream ended (with the `close` event's code, if any), so
+    /// later reads report the same end.
+    closed: Option<(Option<u16>, String)>,
 }
 
 impl std::fmt::Debug for SseClient {
@@ -38,7 +40,7 @@ impl std::fmt::Debug for SseClient {
         f.debug_struct("SseClient")
             .field("welcome", &self.welcome)
             .field("last_event_id", &self.last_event_id)
-            .field("ended", &self.ended)
+            .field("closed", &self.closed)
             .finish_non_exhaustive()
     }
 }
@@ -50,34 +52,22 @@ impl SseClient {
     /// `Last-Event-ID` header a browser would send on its own.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let deadline = Instant::now() + opts.connect_timeout;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(opts.connect_timeout)
-            .build()?;
+        let http = reqwest::Client::builder().no_proxy().connect_timeout(opts.connect_timeout).build()?;
         let mut request =
             with_credentials(http.get(opts.sse_url()?), opts).header(ACCEPT, "text/event-stream");
         if let Some(n) = opts.last_seq {
             request = request.header("last-event-id", n.to_string());
         }
-        let response = timeout_at(deadline, request.send())
-            .await
-            .map_err(|_| ClientError::Timeout)??;
+        let response = timeout_at(deadline, request.send()).await.map_err(|_| ClientError::Timeout)??;
         let status = response.status();
         if !status.is_success() {
-            let body = timeout_at(deadline, response.bytes())
-                .await
-                .map_err(|_| ClientError::Timeout)??;
+            let body = timeout_at(deadline, response.bytes()).await.map_err(|_| ClientError::Timeout)??;
             return Err(ClientError::from_http_body(status.as_u16(), &body));
         }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+        let content_type =
+            response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if !content_type.starts_with("text/event-stream") {
-            return Err(ClientError::Protocol(format!(
-                "expected text/event-stream, got {content_type:?}"
-            )));
+            return Err(ClientError::Protocol(format!("expected text/event-stream, got {content_type:?}")));
         }
         let retry_ms = Arc::new(AtomicU64::new(NO_RETRY));
         let mut sniffer = RetrySniffer::new(Arc::clone(&retry_ms));
@@ -98,7 +88,7 @@ impl SseClient {
             events,
             last_event_id: None,
             retry_ms,
-            ended: false,
+            closed: None,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         match client.next_frame(remaining).await? {
@@ -106,43 +96,36 @@ impl SseClient {
                 client.welcome = welcome;
                 Ok(client)
             }
-            other => Err(ClientError::Protocol(format!(
-                "expected a welcome first, got {other:?}"
-            ))),
+            other => Err(ClientError::Protocol(format!("expected a welcome first, got {other:?}"))),
         }
     }
 
-    /// The next server frame within `wait`. Heartbeat comments are skipped;
-    /// the end of the stream is [`ClientError::Closed`] with no code.
+    /// The next server frame within `wait`. Heartbeat comments are skipped.
+    /// A `close` event becomes [`ClientError::Closed`] with its code, as a
+    /// WebSocket close frame would; a stream that just ends (shutdown,
+    /// network loss) is [`ClientError::Closed`] with no code.
     pub async fn next_frame(&mut self, wait: Duration) -> Result<ServerFrame, ClientError> {
-        if self.ended {
-            return Err(stream_ended("stream ended"));
+        if let Some((code, reason)) = &self.closed {
+            return Err(ClientError::Closed { code: *code, reason: reason.clone() });
         }
         let deadline = Instant::now() + wait;
-        let event = match timeout_at(deadline, self.events.next())
-            .await
-            .map_err(|_| ClientError::Timeout)?
-        {
+        let event = match timeout_at(deadline, self.events.next()).await.map_err(|_| ClientError::Timeout)? {
             Some(Ok(event)) => event,
-            None => {
-                self.ended = true;
-                return Err(stream_ended("stream ended"));
-            }
+            None => return Err(self.ended(None, "stream ended")),
             Some(Err(EventStreamError::Transport(e))) => {
-                self.ended = true;
-                return Err(stream_ended(&format!("stream dropped: {e}")));
+                return Err(self.ended(None, &format!("stream dropped: {e}")));
             }
             Some(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
         };
         if !event.id.is_empty() {
-            let id = event.id.parse::<u64>().map_err(|_| {
-                ClientError::Protocol(format!("event id {:?} is not a seq", event.id))
-            })?;
+            let id = event
+                .id
+                .parse::<u64>()
+                .map_err(|_| ClientError::Protocol(format!("event id {:?} is not a seq", event.id)))?;
             self.last_event_id = Some(id);
         }
-        let frame = ServerFrame::parse(&event.data).map_err(|e| {
-            ClientError::Protocol(format!("unparsable event data {:?}: {e}", event.data))
-        })?;
+        let frame = ServerFrame::parse(&event.data)
+            .map_err(|e| ClientError::Protocol(format!("unparsable event data {:?}: {e}", event.data)))?;
         if event.event != frame.kind() {
             return Err(ClientError::Protocol(format!(
                 "event name {:?} does not match frame type {:?}",
@@ -150,15 +133,18 @@ impl SseClient {
                 frame.kind()
             )));
         }
-        if let ServerFrame::Message(d) = &frame {
-            if !event.id.is_empty() && self.last_event_id != Some(d.seq) {
-                return Err(ClientError::Protocol(format!(
-                    "event id {:?} differs from seq {}",
-                    event.id, d.seq
-                )));
+        match frame {
+            ServerFrame::Message(d) if !event.id.is_empty() && self.last_event_id != Some(d.seq) => {
+                Err(ClientError::Protocol(format!("event id {:?} differs from seq {}", event.id, d.seq)))
             }
+            ServerFrame::Close { code, reason, .. } => Err(self.ended(Some(code), &reason)),
+            frame => Ok(frame),
         }
-        Ok(frame)
+    }
+
+    fn ended(&mut self, code: Option<u16>, reason: &str) -> ClientError {
+        self.closed = Some((code, reason.to_owned()));
+        ClientError::Closed { code, reason: reason.to_owned() }
     }
 
     /// The `seq` of the last delivery's `id:` line, what a browser would send
@@ -202,16 +188,10 @@ impl SseClient {
 }
 
 fn stream_ended(reason: &str) -> ClientError {
-    ClientError::Closed {
-        code: None,
-        reason: reason.to_owned(),
-    }
+    ClientError::Closed { code: None, reason: reason.to_owned() }
 }
 
-fn with_credentials(
-    request: reqwest::RequestBuilder,
-    opts: &ConnectOptions,
-) -> reqwest::RequestBuilder {
+fn with_credentials(request: reqwest::RequestBuilder, opts: &ConnectOptions) -> reqwest::RequestBuilder {
     let mut request = request;
     if let Some(bearer) = opts.bearer() {
         request = request.header(AUTHORIZATION, bearer);
@@ -236,11 +216,7 @@ const MAX_RETRY_LINE: usize = 32;
 
 impl RetrySniffer {
     fn new(retry_ms: Arc<AtomicU64>) -> Self {
-        Self {
-            line: Vec::with_capacity(MAX_RETRY_LINE),
-            overlong: false,
-            retry_ms,
-        }
+        Self { line: Vec::with_capacity(MAX_RETRY_LINE), overlong: false, retry_ms }
     }
 
     fn feed(&mut self, chunk: &[u8]) {
@@ -267,10 +243,7 @@ impl RetrySniffer {
         if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
             return;
         }
-        if let Ok(ms) = std::str::from_utf8(value)
-            .unwrap_or_default()
-            .parse::<u64>()
-        {
+        if let Ok(ms) = std::str::from_utf8(value).unwrap_or_default().parse::<u64>() {
             if ms != NO_RETRY {
                 self.retry_ms.store(ms, Ordering::Relaxed);
             }

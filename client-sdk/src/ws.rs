@@ -68,23 +68,15 @@ impl WsClient {
             Ok((stream, _response)) => stream,
             Err(tungstenite::Error::Http(response)) => {
                 let body = response.body().as_deref().unwrap_or_default();
-                return Err(ClientError::from_http_body(
-                    response.status().as_u16(),
-                    body,
-                ));
+                return Err(ClientError::from_http_body(response.status().as_u16(), body));
             }
             Err(e) => return Err(e.into()),
         };
-        let mut link = Link {
-            stream,
-            closed: None,
-        };
+        let mut link = Link { stream, closed: None };
         let remaining = deadline.saturating_duration_since(Instant::now());
         match link.next_frame(remaining).await? {
             ServerFrame::Welcome(welcome) => Ok(Self { welcome, link }),
-            other => Err(ClientError::Protocol(format!(
-                "expected a welcome first, got {other:?}"
-            ))),
+            other => Err(ClientError::Protocol(format!("expected a welcome first, got {other:?}"))),
         }
     }
 
@@ -118,10 +110,7 @@ impl WsClient {
         if link.closed.is_some() {
             return;
         }
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "normal".into(),
-        };
+        let frame = CloseFrame { code: CloseCode::Normal, reason: "normal".into() };
         if link.stream.close(Some(frame)).await.is_err() {
             return;
         }
@@ -136,16 +125,11 @@ impl WsClient {
 impl Link {
     async fn next_frame(&mut self, wait: Duration) -> Result<ServerFrame, ClientError> {
         if let Some((code, reason)) = &self.closed {
-            return Err(ClientError::Closed {
-                code: *code,
-                reason: reason.clone(),
-            });
+            return Err(ClientError::Closed { code: *code, reason: reason.clone() });
         }
         let deadline = Instant::now() + wait;
         loop {
-            let next = timeout_at(deadline, self.stream.next())
-                .await
-                .map_err(|_| ClientError::Timeout)?;
+            let next = timeout_at(deadline, self.stream.next()).await.map_err(|_| ClientError::Timeout)?;
             let message = match next {
                 Some(Ok(message)) => message,
                 None => return Err(self.ended(None, "connection ended")),
@@ -163,14 +147,11 @@ impl Link {
             };
             match message {
                 Message::Text(text) => {
-                    return ServerFrame::parse(text.as_str()).map_err(|e| {
-                        ClientError::Protocol(format!("unparsable frame {text:?}: {e}"))
-                    });
+                    return ServerFrame::parse(text.as_str())
+                        .map_err(|e| ClientError::Protocol(format!("unparsable frame {text:?}: {e}")));
                 }
                 Message::Binary(_) => {
-                    return Err(ClientError::Protocol(
-                        "the server sent a binary frame".into(),
-                    ));
+                    return Err(ClientError::Protocol("the server sent a binary frame".into()));
                 }
                 Message::Close(frame) => {
                     let (code, reason) = match frame {
@@ -186,9 +167,6 @@ impl Link {
 
     fn ended(&mut self, code: Option<u16>, reason: &str) -> ClientError {
         self.closed = Some((code, reason.to_owned()));
-        ClientError::Closed {
-            code,
-            reason: reason.to_owned(),
-        }
+        ClientError::Closed { code, reason: reason.to_owned() }
     }
 }

@@ -11,8 +11,8 @@ use crate::clock;
 use crate::config::MonitoringConfig;
 use crate::errors::ErrorTracker;
 use crate::health::{
-    ActivityCheck, ConnectionHealthSummary, ConnectionsCheck, HealthService, HealthSettings,
-    MemoryCheck, MemoryThresholds, dependency_check,
+    ActivityCheck, ConnectionHealthSummary, ConnectionsCheck, HealthService, HealthSettings, MemoryCheck,
+    MemoryThresholds, dependency_check,
 };
 use crate::performance::PerformanceMonitor;
 use crate::source::ConnectionStatsSource;
@@ -75,13 +75,7 @@ impl Monitoring {
         source: Arc<dyn ConnectionStatsSource>,
         prometheus: Option<PrometheusHandle>,
     ) -> Arc<Self> {
-        Self::with_options(
-            cfg,
-            version,
-            source,
-            prometheus,
-            MonitoringOptions::default(),
-        )
+        Self::with_options(cfg, version, source, prometheus, MonitoringOptions::default())
     }
 
     pub fn with_options(
@@ -91,19 +85,10 @@ impl Monitoring {
         prometheus: Option<PrometheusHandle>,
         options: MonitoringOptions,
     ) -> Arc<Self> {
-        let sampler = options
-            .sampler
-            .unwrap_or_else(|| Arc::new(SystemSampler::new()));
-        let health = HealthService::new(
-            options
-                .health
-                .unwrap_or_else(|| HealthSettings::from_config(cfg)),
-        );
+        let sampler = options.sampler.unwrap_or_else(|| Arc::new(SystemSampler::new()));
+        let health = HealthService::new(options.health.unwrap_or_else(|| HealthSettings::from_config(cfg)));
         health.register(Box::new(ConnectionsCheck::new(Arc::clone(&source))));
-        health.register(Box::new(MemoryCheck::new(
-            Arc::clone(&sampler),
-            MemoryThresholds::from_config(cfg),
-        )));
+        health.register(Box::new(MemoryCheck::new(Arc::clone(&sampler), MemoryThresholds::from_config(cfg))));
         health.register(Box::new(ActivityCheck::new(
             Arc::clone(&source),
             Duration::from_secs(cfg.activity_warning_seconds),
@@ -180,10 +165,7 @@ impl Monitoring {
     /// updates `tandem_connection_health_ratio`.
     pub fn sample_trends(&self) {
         let summary = self.connection_health();
-        self.trends.record(
-            clock::unix_secs(SystemTime::now()),
-            summary.overall().percentage(),
-        );
+        self.trends.record(clock::unix_secs(SystemTime::now()), summary.overall().percentage());
         metrics::gauge!(crate::recorder::names::CONNECTION_HEALTH_RATIO).set(summary.ratio());
     }
 

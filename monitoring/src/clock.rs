@@ -31,17 +31,13 @@ pub(crate) fn system_clock() -> Arc<dyn Clock> {
 /// Seconds since the Unix epoch; a clock set before 1970 reads as 0 rather
 /// than failing, because monitoring must never take the server down.
 pub(crate) fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch with sub-second precision (the seed's
 /// `timestamp` float in `recent_errors`).
 pub(crate) fn unix_secs_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// RFC 3339 UTC with second precision, e.g. `2025-01-06T19:55:00Z`.
@@ -75,15 +71,12 @@ pub(crate) struct ManualClock {
 impl ManualClock {
     /// Starts at `unix_secs` seconds after the epoch.
     pub(crate) fn at(unix_secs: u64) -> Arc<Self> {
-        Arc::new(Self {
-            millis: std::sync::atomic::AtomicU64::new(unix_secs * 1000),
-        })
+        Arc::new(Self { millis: std::sync::atomic::AtomicU64::new(unix_secs * 1000) })
     }
 
     pub(crate) fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.millis
-            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        self.millis.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

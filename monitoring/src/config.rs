@@ -84,11 +84,7 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self {
-            format: LogFormat::Json,
-            level: "info".into(),
-            file: String::new(),
-        }
+        Self { format: LogFormat::Json, level: "info".into(), file: String::new() }
     }
 }
 
@@ -113,10 +109,7 @@ pub const RESERVED_COMPONENT_NAMES: [&str; 5] =
     ["connections", "memory", "activity", "performance", "broker"];
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> MonitoringConfigError {
-    MonitoringConfigError {
-        key: key.into(),
-        message: message.into(),
-    }
+    MonitoringConfigError { key: key.into(), message: message.into() }
 }
 
 impl MonitoringConfig {
@@ -124,16 +117,10 @@ impl MonitoringConfig {
     /// of surfacing later as a confusing health status.
     pub fn validate(&self) -> Result<(), MonitoringConfigError> {
         if self.check_interval_seconds == 0 {
-            return Err(invalid(
-                "monitoring.check_interval_seconds",
-                "must be at least 1",
-            ));
+            return Err(invalid("monitoring.check_interval_seconds", "must be at least 1"));
         }
         if self.check_timeout_seconds == 0 {
-            return Err(invalid(
-                "monitoring.check_timeout_seconds",
-                "must be at least 1",
-            ));
+            return Err(invalid("monitoring.check_timeout_seconds", "must be at least 1"));
         }
         if self.check_retries > 10 {
             return Err(invalid("monitoring.check_retries", "must be at most 10"));
@@ -142,20 +129,11 @@ impl MonitoringConfig {
             if v.is_finite() && v > 0.0 && v <= 100.0 {
                 Ok(())
             } else {
-                Err(invalid(
-                    key,
-                    format!("must be a percentage in (0, 100], got {v}"),
-                ))
+                Err(invalid(key, format!("must be a percentage in (0, 100], got {v}")))
             }
         };
-        percent(
-            "monitoring.memory_warning_percent",
-            self.memory_warning_percent,
-        )?;
-        percent(
-            "monitoring.memory_critical_percent",
-            self.memory_critical_percent,
-        )?;
+        percent("monitoring.memory_warning_percent", self.memory_warning_percent)?;
+        percent("monitoring.memory_critical_percent", self.memory_critical_percent)?;
         if self.memory_warning_percent > self.memory_critical_percent {
             return Err(invalid(
                 "monitoring.memory_warning_percent",
@@ -197,10 +175,7 @@ impl DependencyCheckConfig {
             ));
         }
         if self.timeout_seconds == Some(0) {
-            return Err(invalid(
-                format!("{prefix}.timeout_seconds"),
-                "must be at least 1",
-            ));
+            return Err(invalid(format!("{prefix}.timeout_seconds"), "must be at least 1"));
         }
         let target_key = format!("{prefix}.target");
         match self.kind {
@@ -212,22 +187,13 @@ impl DependencyCheckConfig {
                     .map(|(_, p)| p.parse::<u16>());
                 match port {
                     Some(Ok(p)) if p > 0 => Ok(()),
-                    _ => Err(invalid(
-                        target_key,
-                        format!("`{}` must be host:port", self.target),
-                    )),
+                    _ => Err(invalid(target_key, format!("`{}` must be host:port", self.target))),
                 }
             }
             DependencyKind::Http => match reqwest::Url::parse(&self.target) {
                 Ok(url) if url.scheme() == "http" && url.host_str().is_some() => Ok(()),
-                Ok(_) => Err(invalid(
-                    target_key,
-                    format!("`{}` must be an http:// URL", self.target),
-                )),
-                Err(e) => Err(invalid(
-                    target_key,
-                    format!("`{}` is not a URL: {e}", self.target),
-                )),
+                Ok(_) => Err(invalid(target_key, format!("`{}` must be an http:// URL", self.target))),
+                Err(e) => Err(invalid(target_key, format!("`{}` is not a URL: {e}", self.target))),
             },
         }
     }
@@ -249,10 +215,7 @@ mod tests {
     }
 
     fn with_checks(checks: Vec<DependencyCheckConfig>) -> MonitoringConfig {
-        MonitoringConfig {
-            checks,
-            ..Default::default()
-        }
+        MonitoringConfig { checks, ..Default::default() }
     }
 
     #[test]
@@ -269,49 +232,27 @@ mod tests {
     fn errors_name_the_key() {
         let key = |cfg: MonitoringConfig| cfg.validate().unwrap_err().key;
         assert_eq!(
-            key(MonitoringConfig {
-                check_interval_seconds: 0,
-                ..Default::default()
-            }),
+            key(MonitoringConfig { check_interval_seconds: 0, ..Default::default() }),
             "monitoring.check_interval_seconds"
         );
         assert_eq!(
-            key(MonitoringConfig {
-                memory_warning_percent: 95.0,
-                ..Default::default()
-            }),
+            key(MonitoringConfig { memory_warning_percent: 95.0, ..Default::default() }),
             "monitoring.memory_warning_percent"
         );
         assert_eq!(
-            key(with_checks(vec![check(
-                "Bad Name",
-                DependencyKind::Tcp,
-                "h:1"
-            )])),
+            key(with_checks(vec![check("Bad Name", DependencyKind::Tcp, "h:1")])),
             "monitoring.checks[0].name"
         );
         assert_eq!(
-            key(with_checks(vec![check(
-                "memory",
-                DependencyKind::Tcp,
-                "h:1"
-            )])),
+            key(with_checks(vec![check("memory", DependencyKind::Tcp, "h:1")])),
             "monitoring.checks[0].name"
         );
         assert_eq!(
-            key(with_checks(vec![check(
-                "db",
-                DependencyKind::Tcp,
-                "nohost"
-            )])),
+            key(with_checks(vec![check("db", DependencyKind::Tcp, "nohost")])),
             "monitoring.checks[0].target"
         );
         assert_eq!(
-            key(with_checks(vec![check(
-                "db",
-                DependencyKind::Http,
-                "https://x/"
-            )])),
+            key(with_checks(vec![check("db", DependencyKind::Http, "https://x/")])),
             "monitoring.checks[0].target"
         );
         assert_eq!(
@@ -321,12 +262,7 @@ mod tests {
             ])),
             "monitoring.checks[1].name"
         );
-        let err = with_checks(vec![check("db", DependencyKind::Tcp, "h:0")])
-            .validate()
-            .unwrap_err();
-        assert!(
-            err.to_string().starts_with("monitoring.checks[0].target: "),
-            "{err}"
-        );
+        let err = with_checks(vec![check("db", DependencyKind::Tcp, "h:0")]).validate().unwrap_err();
+        assert!(err.to_string().starts_with("monitoring.checks[0].target: "), "{err}");
     }
 }

@@ -85,12 +85,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 4] = [
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
+    pub const ALL: [Severity; 4] = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -191,18 +186,9 @@ pub enum FilterError {
 impl ErrorFilter {
     /// Parses the query values; empty strings mean "no filter".
     pub fn parse(error_type: Option<&str>, severity: Option<&str>) -> Result<Self, FilterError> {
-        let error_type = error_type
-            .filter(|s| !s.is_empty())
-            .map(str::parse)
-            .transpose()?;
-        let severity = severity
-            .filter(|s| !s.is_empty())
-            .map(str::parse)
-            .transpose()?;
-        Ok(Self {
-            error_type,
-            severity,
-        })
+        let error_type = error_type.filter(|s| !s.is_empty()).map(str::parse).transpose()?;
+        let severity = severity.filter(|s| !s.is_empty()).map(str::parse).transpose()?;
+        Ok(Self { error_type, severity })
     }
 
     fn matches(&self, t: ErrorType, s: Severity) -> bool {
@@ -272,9 +258,7 @@ pub struct ErrorTracker {
 
 impl std::fmt::Debug for ErrorTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ErrorTracker")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
+        f.debug_struct("ErrorTracker").field("capacity", &self.capacity).finish_non_exhaustive()
     }
 }
 
@@ -290,10 +274,7 @@ impl ErrorTracker {
             clock,
             capacity,
             counts: Mutex::new(Counts {
-                minutes: [MinuteBucket {
-                    minute: u64::MAX,
-                    counts: [0; KEYS],
-                }; MINUTES],
+                minutes: [MinuteBucket { minute: u64::MAX, counts: [0; KEYS] }; MINUTES],
                 log_slots: [LogSlot::default(); LOG_SLOTS],
             }),
             ring: Mutex::new(VecDeque::with_capacity(capacity)),
@@ -313,10 +294,7 @@ impl ErrorTracker {
             let mut counts = self.counts.lock();
             let bucket = &mut counts.minutes[(minute % MINUTES as u64) as usize];
             if bucket.minute != minute {
-                *bucket = MinuteBucket {
-                    minute,
-                    counts: [0; KEYS],
-                };
+                *bucket = MinuteBucket { minute, counts: [0; KEYS] };
             }
             bucket.counts[key] = bucket.counts[key].saturating_add(1);
             let slot = &mut counts.log_slots[(hash % LOG_SLOTS as u64) as usize];
@@ -348,11 +326,7 @@ impl ErrorTracker {
         window_minutes(minute)
             .map(|m| {
                 let b = &counts.minutes[(m % MINUTES as u64) as usize];
-                if b.minute == m {
-                    b.counts.iter().sum::<u64>()
-                } else {
-                    0
-                }
+                if b.minute == m { b.counts.iter().sum::<u64>() } else { 0 }
             })
             .sum()
     }
@@ -429,9 +403,7 @@ impl ErrorTracker {
 
 /// The 60 minutes ending with `current`, oldest first.
 fn window_minutes(current: u64) -> impl Iterator<Item = u64> {
-    (0..MINUTES as u64)
-        .rev()
-        .map(move |back| current.saturating_sub(back))
+    (0..MINUTES as u64).rev().map(move |back| current.saturating_sub(back))
 }
 
 fn recent_json(s: &Stored) -> Value {
@@ -471,17 +443,8 @@ fn sample_line(slot: &mut LogSlot, hash: u64, second: u64) -> Option<u64> {
             None
         }
     } else {
-        let carried = if slot.hash == hash {
-            slot.suppressed
-        } else {
-            0
-        };
-        *slot = LogSlot {
-            hash,
-            second,
-            emitted: 1,
-            suppressed: 0,
-        };
+        let carried = if slot.hash == hash { slot.suppressed } else { 0 };
+        *slot = LogSlot { hash, second, emitted: 1, suppressed: 0 };
         Some(carried)
     }
 }
@@ -624,29 +587,16 @@ mod tests {
         let by_sev = tr.stats(ErrorFilter::parse(None, Some("high")).unwrap());
         assert_eq!(by_sev["total_errors_last_hour"], 2);
 
-        assert_eq!(
-            ErrorFilter::parse(Some(""), Some("")).unwrap(),
-            ErrorFilter::default()
-        );
-        assert!(matches!(
-            ErrorFilter::parse(Some("nope"), None),
-            Err(FilterError::UnknownType(_))
-        ));
-        assert!(matches!(
-            ErrorFilter::parse(None, Some("huge")),
-            Err(FilterError::UnknownSeverity(_))
-        ));
+        assert_eq!(ErrorFilter::parse(Some(""), Some("")).unwrap(), ErrorFilter::default());
+        assert!(matches!(ErrorFilter::parse(Some("nope"), None), Err(FilterError::UnknownType(_))));
+        assert!(matches!(ErrorFilter::parse(None, Some("huge")), Err(FilterError::UnknownSeverity(_))));
     }
 
     #[test]
     fn ring_is_bounded_but_counts_are_not() {
         let (tr, _) = tracker(4);
         for i in 0..1000 {
-            tr.record(ErrorEvent::new(
-                ErrorType::SystemError,
-                Severity::Medium,
-                format!("e{i}"),
-            ));
+            tr.record(ErrorEvent::new(ErrorType::SystemError, Severity::Medium, format!("e{i}")));
         }
         assert_eq!(tr.ring.lock().len(), 4);
         let s = tr.stats(ErrorFilter::default());
@@ -675,10 +625,7 @@ mod tests {
     fn identical_log_lines_are_sampled_per_second() {
         let mut slot = LogSlot::default();
         let decisions: Vec<_> = (0..15).map(|_| sample_line(&mut slot, 42, 100)).collect();
-        assert_eq!(
-            decisions.iter().filter(|d| d.is_some()).count(),
-            LOG_LINES_PER_SECOND as usize
-        );
+        assert_eq!(decisions.iter().filter(|d| d.is_some()).count(), LOG_LINES_PER_SECOND as usize);
         assert_eq!(slot.suppressed, 5);
         // Next second: logged again, carrying the suppressed count.
         assert_eq!(sample_line(&mut slot, 42, 101), Some(5));

@@ -30,9 +30,7 @@ pub struct LoggingGuard {
 
 impl std::fmt::Debug for LoggingGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoggingGuard")
-            .field("writers", &self._guards.len())
-            .finish()
+        f.debug_struct("LoggingGuard").field("writers", &self._guards.len()).finish()
     }
 }
 
@@ -57,9 +55,7 @@ pub enum LoggingError {
 /// Installs the global subscriber described by `cfg`.
 pub fn init(cfg: &LoggingConfig) -> Result<LoggingGuard, LoggingError> {
     let (dispatch, guard) = build_with_console(cfg, io::stdout(), io::stdout().is_terminal())?;
-    dispatch
-        .try_init()
-        .map_err(LoggingError::AlreadyInitialized)?;
+    dispatch.try_init().map_err(LoggingError::AlreadyInitialized)?;
     Ok(guard)
 }
 
@@ -71,36 +67,19 @@ pub fn build(cfg: &LoggingConfig) -> Result<(Dispatch, LoggingGuard), LoggingErr
 
 /// Parses `logging.level`; empty means `info`.
 pub fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
-    let directive = if level.trim().is_empty() {
-        "info"
-    } else {
-        level
-    };
+    let directive = if level.trim().is_empty() { "info" } else { level };
     EnvFilter::builder()
         .parse(directive)
-        .map_err(|source| LoggingError::InvalidLevel {
-            directive: directive.to_owned(),
-            source,
-        })
+        .map_err(|source| LoggingError::InvalidLevel { directive: directive.to_owned(), source })
 }
 
 /// Opens `path` for appending, creating it and its parent directories.
 pub fn open_log_file(path: &str) -> Result<File, LoggingError> {
-    let err = |source| LoggingError::File {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
+    let err = |source| LoggingError::File { path: path.to_owned(), source };
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(err)
+    OpenOptions::new().create(true).append(true).open(path).map_err(err)
 }
 
 fn build_with_console<C: Write + Send + 'static>(
@@ -109,11 +88,7 @@ fn build_with_console<C: Write + Send + 'static>(
     console_is_terminal: bool,
 ) -> Result<(Dispatch, LoggingGuard), LoggingError> {
     let filter = filter(&cfg.level)?;
-    let file = if cfg.file.is_empty() {
-        None
-    } else {
-        Some(open_log_file(&cfg.file)?)
-    };
+    let file = if cfg.file.is_empty() { None } else { Some(open_log_file(&cfg.file)?) };
 
     let mut guards = Vec::with_capacity(2);
     let (console, guard) = tracing_appender::non_blocking(console);
@@ -127,10 +102,7 @@ fn build_with_console<C: Write + Send + 'static>(
         None => BoxMakeWriter::new(console),
     };
     let ansi = console_is_terminal && cfg.file.is_empty();
-    Ok((
-        dispatch(cfg.format, filter, writer, ansi),
-        LoggingGuard { _guards: guards },
-    ))
+    Ok((dispatch(cfg.format, filter, writer, ansi), LoggingGuard { _guards: guards }))
 }
 
 /// The formatting subscriber for `format`, writing to `writer`.
@@ -190,21 +162,14 @@ pub(crate) mod tests {
     impl Captured {
         pub(crate) fn lines(&self) -> Vec<Value> {
             let text = String::from_utf8(self.0.lock().clone()).unwrap();
-            text.lines()
-                .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-                .collect()
+            text.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
         }
     }
 
     pub(crate) fn capture_json<R>(f: impl FnOnce() -> R) -> (R, Vec<Value>) {
         let out = Captured::default();
         let writer = out.clone();
-        let d = dispatch(
-            LogFormat::Json,
-            filter("debug").unwrap(),
-            move || writer.clone(),
-            false,
-        );
+        let d = dispatch(LogFormat::Json, filter("debug").unwrap(), move || writer.clone(), false);
         let r = tracing::dispatcher::with_default(&d, f);
         (r, out.lines())
     }
@@ -236,20 +201,12 @@ pub(crate) mod tests {
         let tracker = ErrorTracker::new(10);
         let ((), lines) = capture_json(|| {
             tracker.record(
-                ErrorEvent::new(
-                    ErrorType::ConnectionError,
-                    Severity::Medium,
-                    "WebSocket connection failed",
-                )
-                .player("p1")
-                .session("s1")
-                .connection("c1"),
+                ErrorEvent::new(ErrorType::ConnectionError, Severity::Medium, "WebSocket connection failed")
+                    .player("p1")
+                    .session("s1")
+                    .connection("c1"),
             );
-            tracker.record(ErrorEvent::new(
-                ErrorType::ValidationError,
-                Severity::Low,
-                "bad frame",
-            ));
+            tracker.record(ErrorEvent::new(ErrorType::ValidationError, Severity::Low, "bad frame"));
         });
         assert_eq!(lines.len(), 2);
         let e = &lines[0];
@@ -270,18 +227,10 @@ pub(crate) mod tests {
         let tracker = ErrorTracker::with_clock(10, clock.clone());
         let ((), lines) = capture_json(|| {
             for _ in 0..50 {
-                tracker.record(ErrorEvent::new(
-                    ErrorType::SystemError,
-                    Severity::High,
-                    "same",
-                ));
+                tracker.record(ErrorEvent::new(ErrorType::SystemError, Severity::High, "same"));
             }
             clock.advance(std::time::Duration::from_secs(1));
-            tracker.record(ErrorEvent::new(
-                ErrorType::SystemError,
-                Severity::High,
-                "same",
-            ));
+            tracker.record(ErrorEvent::new(ErrorType::SystemError, Severity::High, "same"));
         });
         let budget = crate::errors::LOG_LINES_PER_SECOND as usize;
         assert_eq!(lines.len(), budget + 1);
@@ -304,13 +253,8 @@ pub(crate) mod tests {
         let blocker = dir.path().join("not-a-dir");
         std::fs::write(&blocker, b"x").unwrap();
         let path = blocker.join("tandem.log");
-        let cfg = LoggingConfig {
-            file: path.to_string_lossy().into_owned(),
-            ..Default::default()
-        };
-        let err = build_with_console(&cfg, io::sink(), false)
-            .map(|_| ())
-            .unwrap_err();
+        let cfg = LoggingConfig { file: path.to_string_lossy().into_owned(), ..Default::default() };
+        let err = build_with_console(&cfg, io::sink(), false).map(|_| ()).unwrap_err();
         assert!(err.to_string().starts_with("logging.file"), "{err}");
     }
 
@@ -320,20 +264,14 @@ pub(crate) mod tests {
         let path = dir.path().join("logs/nested/tandem.log");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
-        let cfg = LoggingConfig {
-            file: path.to_string_lossy().into_owned(),
-            ..Default::default()
-        };
+        let cfg = LoggingConfig { file: path.to_string_lossy().into_owned(), ..Default::default() };
         let (dispatch, guard) = build_with_console(&cfg, io::sink(), false).unwrap();
         tracing::dispatcher::with_default(&dispatch, || {
             tracing::error!(error_type = "system_error", "disk on fire");
         });
         drop(guard); // flushes
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["earlier"], true);
         assert_eq!(lines[1]["level"], "ERROR");
@@ -348,20 +286,10 @@ pub(crate) mod tests {
     fn pretty_format_is_human() {
         let out = Captured::default();
         let writer = out.clone();
-        let d = dispatch(
-            LogFormat::Pretty,
-            filter("info").unwrap(),
-            move || writer.clone(),
-            false,
-        );
-        tracing::dispatcher::with_default(&d, || {
-            tracing::info!(player_id = "alice", "SSE connected")
-        });
+        let d = dispatch(LogFormat::Pretty, filter("info").unwrap(), move || writer.clone(), false);
+        tracing::dispatcher::with_default(&d, || tracing::info!(player_id = "alice", "SSE connected"));
         let text = String::from_utf8(out.0.lock().clone()).unwrap();
-        assert!(
-            text.contains("SSE connected") && text.contains("player_id=\"alice\""),
-            "{text}"
-        );
+        assert!(text.contains("SSE connected") && text.contains("player_id=\"alice\""), "{text}");
         assert!(serde_json::from_str::<Value>(text.trim()).is_err());
     }
 }

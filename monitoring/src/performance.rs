@@ -39,9 +39,7 @@ fn new_histogram() -> Option<Histogram<u64>> {
 }
 
 fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros())
-        .unwrap_or(u64::MAX)
-        .clamp(1, HIGHEST_US)
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, HIGHEST_US)
 }
 
 /// One metric in one shard: two rotating windows plus all-time figures.
@@ -73,11 +71,7 @@ impl Windowed {
         if epoch <= self.epoch {
             return;
         }
-        self.previous = if epoch == self.epoch + 1 {
-            self.current.take()
-        } else {
-            None
-        };
+        self.previous = if epoch == self.epoch + 1 { self.current.take() } else { None };
         self.current = None;
         self.epoch = epoch;
     }
@@ -226,9 +220,7 @@ pub struct PerformanceMonitor {
 
 impl std::fmt::Debug for PerformanceMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PerformanceMonitor")
-            .field("shards", &self.shards.len())
-            .finish_non_exhaustive()
+        f.debug_struct("PerformanceMonitor").field("shards", &self.shards.len()).finish_non_exhaustive()
     }
 }
 
@@ -251,9 +243,7 @@ impl PerformanceMonitor {
     }
 
     pub(crate) fn with_clock(sampler: Arc<SystemSampler>, clock: Arc<dyn Clock>) -> Self {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(4);
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4);
         let shards = (threads * 2).clamp(2, MAX_SHARDS);
         Self {
             started: clock.now(),
@@ -357,10 +347,7 @@ impl PerformanceMonitor {
     }
 
     fn rate(&self, requests: u64, now: SystemTime) -> f64 {
-        let elapsed = now
-            .duration_since(self.started)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let elapsed = now.duration_since(self.started).map(|d| d.as_secs()).unwrap_or(0);
         let span = elapsed.clamp(1, RATE_SECS as u64);
         round(requests as f64 / span as f64, 2)
     }
@@ -407,11 +394,7 @@ impl PerformanceMonitor {
         let successes = snap.delivery.count;
         let failures = snap.delivery_failures;
         let sent = successes.saturating_add(failures);
-        let success_rate = if sent == 0 {
-            100.0
-        } else {
-            round(successes as f64 * 100.0 / sent as f64, 2)
-        };
+        let success_rate = if sent == 0 { 100.0 } else { round(successes as f64 * 100.0 / sent as f64, 2) };
         let system = self.sampler.snapshot();
 
         json!({
@@ -482,9 +465,7 @@ struct Snapshot {
 
 /// Common methods as static labels (no allocation); anything else as given.
 fn method_label(method: &str) -> Cow<'static, str> {
-    const KNOWN: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
-    ];
+    const KNOWN: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
     match KNOWN.iter().find(|m| **m == method) {
         Some(m) => Cow::Borrowed(m),
         None => Cow::Owned(method.to_owned()),
@@ -509,18 +490,12 @@ mod tests {
             process_cpu_percent: 25.34,
             sampled_at: None,
         }));
-        (
-            PerformanceMonitor::with_clock(sampler, clock.clone()),
-            clock,
-        )
+        (PerformanceMonitor::with_clock(sampler, clock.clone()), clock)
     }
 
     fn close(actual: &Value, expected: f64, tolerance: f64) {
         let a = actual.as_f64().unwrap_or(f64::NAN);
-        assert!(
-            (a - expected).abs() <= tolerance,
-            "{a} is not within {tolerance} of {expected}"
-        );
+        assert!((a - expected).abs() <= tolerance, "{a} is not within {tolerance} of {expected}");
     }
 
     #[test]

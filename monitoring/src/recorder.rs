@@ -64,14 +64,12 @@ pub mod names {
 }
 
 /// Buckets for latencies (seconds): sub-millisecond to 10 s.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Buckets for connection lifetimes (seconds): one second to six hours.
-pub const DURATION_BUCKETS: [f64; 11] = [
-    1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
-];
+pub const DURATION_BUCKETS: [f64; 11] =
+    [1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecorderError {
@@ -116,46 +114,22 @@ pub fn describe_all_with_version(version: &str) {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     use names::*;
 
-    describe_gauge!(
-        CONNECTIONS_ACTIVE,
-        Unit::Count,
-        "Live connections by transport."
-    );
-    describe_counter!(
-        CONNECTIONS_TOTAL,
-        Unit::Count,
-        "Connection attempts by transport and outcome."
-    );
+    describe_gauge!(CONNECTIONS_ACTIVE, Unit::Count, "Live connections by transport.");
+    describe_counter!(CONNECTIONS_TOTAL, Unit::Count, "Connection attempts by transport and outcome.");
     describe_histogram!(
         CONNECTION_ESTABLISHMENT_SECONDS,
         Unit::Seconds,
         "Time from the connection request to the welcome frame."
     );
-    describe_histogram!(
-        CONNECTION_DURATION_SECONDS,
-        Unit::Seconds,
-        "Lifetime of closed connections."
-    );
-    describe_gauge!(
-        SESSIONS_ACTIVE,
-        Unit::Count,
-        "Live sessions, attached or within their resume window."
-    );
+    describe_histogram!(CONNECTION_DURATION_SECONDS, Unit::Seconds, "Lifetime of closed connections.");
+    describe_gauge!(SESSIONS_ACTIVE, Unit::Count, "Live sessions, attached or within their resume window.");
     describe_gauge!(
         PLAYERS_ACTIVE,
         Unit::Count,
         "Connected players by mode: websocket_only, sse_only, dual."
     );
-    describe_gauge!(
-        SUBSCRIPTIONS_ACTIVE,
-        Unit::Count,
-        "Channel subscriptions of all sessions."
-    );
-    describe_counter!(
-        MESSAGES_DELIVERED_TOTAL,
-        Unit::Count,
-        "Frames handed to a live connection."
-    );
+    describe_gauge!(SUBSCRIPTIONS_ACTIVE, Unit::Count, "Channel subscriptions of all sessions.");
+    describe_counter!(MESSAGES_DELIVERED_TOTAL, Unit::Count, "Frames handed to a live connection.");
     describe_counter!(
         MESSAGE_DELIVERY_FAILURES_TOTAL,
         Unit::Count,
@@ -166,65 +140,27 @@ pub fn describe_all_with_version(version: &str) {
         Unit::Seconds,
         "Time from publish accepted to the frame handed to the connection's writer."
     );
-    describe_counter!(
-        MESSAGES_RECEIVED_TOTAL,
-        Unit::Count,
-        "Client frames received, by transport and type."
-    );
-    describe_counter!(
-        AUTH_FAILURES_TOTAL,
-        Unit::Count,
-        "Refused credentials, by reason."
-    );
-    describe_counter!(
-        HEARTBEAT_TIMEOUTS_TOTAL,
-        Unit::Count,
-        "Connections closed for a missed heartbeat."
-    );
-    describe_histogram!(
-        HEARTBEAT_RTT_SECONDS,
-        Unit::Seconds,
-        "Heartbeat round-trip time."
-    );
+    describe_counter!(MESSAGES_RECEIVED_TOTAL, Unit::Count, "Client frames received, by transport and type.");
+    describe_counter!(AUTH_FAILURES_TOTAL, Unit::Count, "Refused credentials, by reason.");
+    describe_counter!(HEARTBEAT_TIMEOUTS_TOTAL, Unit::Count, "Connections closed for a missed heartbeat.");
+    describe_histogram!(HEARTBEAT_RTT_SECONDS, Unit::Seconds, "Heartbeat round-trip time.");
     describe_counter!(
         SLOW_CONSUMER_DISCONNECTS_TOTAL,
         Unit::Count,
         "Connections closed because their outbound queue was full."
     );
-    describe_counter!(
-        ERRORS_TOTAL,
-        Unit::Count,
-        "Tracked error events by type and severity."
-    );
-    describe_gauge!(
-        CONNECTION_HEALTH_RATIO,
-        "Healthy share of live connections, 0 to 1."
-    );
-    describe_counter!(
-        HTTP_REQUESTS_TOTAL,
-        Unit::Count,
-        "HTTP requests by method, route pattern and status."
-    );
+    describe_counter!(ERRORS_TOTAL, Unit::Count, "Tracked error events by type and severity.");
+    describe_gauge!(CONNECTION_HEALTH_RATIO, "Healthy share of live connections, 0 to 1.");
+    describe_counter!(HTTP_REQUESTS_TOTAL, Unit::Count, "HTTP requests by method, route pattern and status.");
     describe_histogram!(
         HTTP_REQUEST_DURATION_SECONDS,
         Unit::Seconds,
         "HTTP request duration by method and route."
     );
-    describe_gauge!(
-        UPTIME_SECONDS,
-        Unit::Seconds,
-        "Time since the server started."
-    );
+    describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Time since the server started.");
     describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
-    describe_counter!(
-        HEALTH_STATUS_CHANGES_TOTAL,
-        Unit::Count,
-        "Health status transitions by component."
-    );
-    describe_gauge!(
-        COMPONENT_HEALTHY,
-        "Component health: 1 healthy, 0.5 degraded or unknown, 0 unhealthy."
-    );
+    describe_counter!(HEALTH_STATUS_CHANGES_TOTAL, Unit::Count, "Health status transitions by component.");
+    describe_gauge!(COMPONENT_HEALTHY, "Component health: 1 healthy, 0.5 degraded or unknown, 0 unhealthy.");
 
     metrics::gauge!(BUILD_INFO, "version" => version.to_owned()).set(1.0);
 }
@@ -241,26 +177,14 @@ mod tests {
         metrics::with_local_recorder(&recorder, || {
             describe_all_with_version("9.9.9");
             metrics::histogram!(names::MESSAGE_DELIVERY_SECONDS).record(0.003);
-            metrics::histogram!(names::CONNECTION_DURATION_SECONDS, "transport" => "sse")
-                .record(42.0);
+            metrics::histogram!(names::CONNECTION_DURATION_SECONDS, "transport" => "sse").record(42.0);
         });
         let text = handle.render();
+        assert!(text.contains("tandem_build_info{version=\"9.9.9\"} 1"), "{text}");
+        assert!(text.contains("# HELP tandem_message_delivery_seconds"), "{text}");
+        assert!(text.contains("tandem_message_delivery_seconds_bucket{le=\"0.005\"} 1"), "{text}");
         assert!(
-            text.contains("tandem_build_info{version=\"9.9.9\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# HELP tandem_message_delivery_seconds"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tandem_message_delivery_seconds_bucket{le=\"0.005\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "tandem_connection_duration_seconds_bucket{transport=\"sse\",le=\"60\"} 1"
-            ),
+            text.contains("tandem_connection_duration_seconds_bucket{transport=\"sse\",le=\"60\"} 1"),
             "{text}"
         );
     }

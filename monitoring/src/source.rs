@@ -64,8 +64,7 @@ pub struct ConnectionOverview {
 impl ConnectionOverview {
     /// Live connections of both transports.
     pub fn total_connections(&self) -> usize {
-        self.websocket_connections
-            .saturating_add(self.sse_connections)
+        self.websocket_connections.saturating_add(self.sse_connections)
     }
 }
 
@@ -122,11 +121,7 @@ mod tests {
 
     #[test]
     fn overview_total_adds_both_transports() {
-        let o = ConnectionOverview {
-            websocket_connections: 3,
-            sse_connections: 4,
-            ..Default::default()
-        };
+        let o = ConnectionOverview { websocket_connections: 3, sse_connections: 4, ..Default::default() };
         assert_eq!(o.total_connections(), 7);
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Reading `/proc` is cheap but not free, and process CPU usage only means
 //! something as a difference between two readings, so a background loop
-//! refreshes one [`SystemSampler`] and request handlers read its last
-//! [`SystemSnapshot`] without touching the operating system.
+//! refreshes one [`SystemSampler`](crate::system::SystemSampler) and request handlers read its last
+//! [`SystemSnapshot`](crate::system::SystemSnapshot) without touching the operating system.
 
 use std::time::SystemTime;
 
@@ -60,9 +60,7 @@ pub struct SystemSampler {
 
 impl std::fmt::Debug for SystemSampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemSampler")
-            .field("snapshot", &*self.snapshot.read())
-            .finish_non_exhaustive()
+        f.debug_struct("SystemSampler").field("snapshot", &*self.snapshot.read()).finish_non_exhaustive()
     }
 }
 
@@ -88,11 +86,7 @@ impl SystemSampler {
     /// A sampler that never reads the operating system and always reports
     /// `snapshot`: for tests of everything built on top of it.
     pub fn fixed(snapshot: SystemSnapshot) -> Self {
-        Self {
-            system: Mutex::new(System::new()),
-            pid: None,
-            snapshot: RwLock::new(snapshot),
-        }
+        Self { system: Mutex::new(System::new()), pid: None, snapshot: RwLock::new(snapshot) }
     }
 
     /// Reads memory and this process's CPU and RSS.
@@ -115,10 +109,8 @@ impl SystemSampler {
                     used = cg.total_memory.saturating_sub(cg.free_memory);
                 }
             }
-            let (rss, cpu) = sys
-                .process(pid)
-                .map(|p| (p.memory(), f64::from(p.cpu_usage())))
-                .unwrap_or((0, 0.0));
+            let (rss, cpu) =
+                sys.process(pid).map(|p| (p.memory(), f64::from(p.cpu_usage()))).unwrap_or((0, 0.0));
             SystemSnapshot {
                 total_memory_bytes: total,
                 used_memory_bytes: used,

@@ -24,9 +24,7 @@ impl Default for HealthTrends {
 
 impl HealthTrends {
     pub fn new() -> Self {
-        Self {
-            samples: Mutex::new(VecDeque::with_capacity(CAPACITY)),
-        }
+        Self { samples: Mutex::new(VecDeque::with_capacity(CAPACITY)) }
     }
 
     /// Records the health percentage measured at `unix_secs`. A second

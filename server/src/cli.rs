@@ -12,7 +12,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{AuthError, Authenticator, is_valid_player_id};
-use crate::config::{Config, ConfigError, is_valid_namespace};
+use crate::channels::is_valid_namespace;
+use crate::config::{Config, ConfigError};
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;

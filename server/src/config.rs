@@ -18,6 +18,8 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 use tandem_monitoring::{DependencyKind, LoggingConfig, MonitoringConfig};
 
+use crate::channels::is_valid_namespace;
+
 /// The built-in defaults: also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
@@ -75,8 +77,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time given to clients to leave on shutdown.
     pub shutdown_grace_seconds: u64,
-    /// Browser origins allowed to connect (`*` or `scheme://host[:port]`);
-    /// empty = any.
+    /// Browser origins allowed to connect (`*` or `scheme://host[:port]`).
+    /// Empty = same-origin and loopback origins only (local development);
+    /// requests without `Origin` (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
 }
 
@@ -632,14 +635,6 @@ impl Problems {
 
 fn is_loopback(addr: SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
-}
-
-/// `[a-z][a-z0-9_-]{0,31}`: the part of a channel name before the first `:`.
-pub(crate) fn is_valid_namespace(ns: &str) -> bool {
-    let b = ns.as_bytes();
-    b.len() <= 32
-        && b.first().is_some_and(u8::is_ascii_lowercase)
-        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
 }
 
 /// An `allowed_origins` entry must be `*` or exactly what a browser sends in

@@ -116,6 +116,8 @@ pub struct Connection {
     pub last_alive_ms: AtomicU64,
     /// Monotonic ms when the last unanswered ping was sent; 0 = none.
     pub ping_sent_ms: AtomicU64,
+    /// Monotonic ms when the last heartbeat was queued.
+    pub heartbeat_ms: AtomicU64,
 }
 
 impl Connection {
@@ -133,6 +135,7 @@ impl Connection {
             last_rtt_us: AtomicU64::new(u64::MAX),
             last_alive_ms: AtomicU64::new(now_ms),
             ping_sent_ms: AtomicU64::new(0),
+            heartbeat_ms: AtomicU64::new(now_ms),
         }
     }
 

@@ -678,21 +678,34 @@ impl ConnectionManager {
     }
 
     /// One heartbeat round: closes connections whose peer has been silent
-    /// past the timeout, and queues a heartbeat on every other one.
+    /// past the timeout, and queues a heartbeat on those due one. Run it
+    /// more often than the interval so silence is caught close to the
+    /// timeout.
     pub fn heartbeat_sweep(&self) -> usize {
         let now = self.now_ms();
         let timeout = self.limits.heartbeat_timeout.as_millis() as u64;
+        let interval = self.limits.heartbeat_interval.as_millis() as u64;
         let mut closed = 0;
         for att in self.all_connections() {
-            let silent = now.saturating_sub(att.conn.last_alive_ms.load(Ordering::Relaxed));
+            let c = &att.conn;
+            let silent = now.saturating_sub(c.last_alive_ms.load(Ordering::Relaxed));
             if silent > timeout {
                 self.force_close(&att, CloseReason::HeartbeatTimeout);
                 closed += 1;
-            } else if att.conn.push(Outbound::Heartbeat) == Push::Full {
-                self.force_close(&att, CloseReason::SlowConsumer);
+            } else if now.saturating_sub(c.heartbeat_ms.load(Ordering::Relaxed)) >= interval {
+                c.heartbeat_ms.store(now, Ordering::Relaxed);
+                if c.push(Outbound::Heartbeat) == Push::Full {
+                    self.force_close(&att, CloseReason::SlowConsumer);
+                }
             }
         }
         closed
+    }
+
+    /// How often [`Self::heartbeat_sweep`] should run.
+    pub fn sweep_period(&self) -> Duration {
+        (self.limits.heartbeat_interval.min(self.limits.heartbeat_timeout) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1))
     }
 
     /// Shutdown: refuse new connections and tell every client to come back

@@ -42,7 +42,7 @@ impl OriginPolicy {
                 return true;
             }
         }
-        if self.any || self.allowed.iter().any(|a| *a == origin) {
+        if self.any || self.allowed.contains(&origin) {
             return true;
         }
         self.allowed.is_empty() && origin_host.is_some_and(is_loopback_host)

@@ -148,7 +148,7 @@ fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitorin
         }
     };
     let m = Arc::clone(manager);
-    let period = m.limits().heartbeat_interval;
+    let period = m.sweep_period();
     supervise("heartbeat_sweep", report(manager), move || {
         let m = Arc::clone(&m);
         async move {

@@ -98,7 +98,7 @@ impl<T: Clone> SessionState<T> {
         if self.subscriptions.contains(&channel) {
             return Ok(false);
         }
-        if !implicit && self.subscriptions.len() >= max + 1 {
+        if !implicit && self.subscriptions.len() > max {
             return Err(SubscribeError::TooMany { max });
         }
         self.subscriptions.insert(channel);

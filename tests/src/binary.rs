@@ -43,14 +43,10 @@ fn build() -> PathBuf {
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build tandem: {e}"));
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cargo:?} to build tandem: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let messages: Vec<Value> = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .collect();
+    let messages: Vec<Value> =
+        stdout.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).collect();
     if !output.status.success() {
         // With JSON output the compiler's diagnostics are on stdout.
         let diagnostics: Vec<&str> = messages

@@ -60,10 +60,7 @@ impl Peer {
             Transport::WebSocket => Link::Ws(WsClient::connect(opts).await?),
             Transport::Sse => Link::Sse(SseClient::connect(opts).await?),
         };
-        Ok(Self {
-            link,
-            pending: VecDeque::new(),
-        })
+        Ok(Self { link, pending: VecDeque::new() })
     }
 
     pub fn transport(&self) -> Transport {
@@ -179,9 +176,7 @@ async fn read_reply(
             reply => return Ok(reply),
         }
     }
-    Err(ClientError::Protocol(format!(
-        "no reply among {MAX_FRAMES_BEFORE_REPLY} frames"
-    )))
+    Err(ClientError::Protocol(format!("no reply among {MAX_FRAMES_BEFORE_REPLY} frames")))
 }
 
 /// The protocol error code of a reply, whichever way the transport carried
@@ -207,12 +202,8 @@ pub fn assert_error(
 ) {
     match (transport, reply) {
         (Transport::WebSocket, Ok(ServerFrame::Error { code: got, .. })) if got == code => {}
-        (
-            Transport::Sse,
-            Err(ClientError::Http {
-                status, code: got, ..
-            }),
-        ) if got == code && *status == http_status => {}
+        (Transport::Sse, Err(ClientError::Http { status, code: got, .. }))
+            if got == code && *status == http_status => {}
         _ => panic!("{transport:?}: expected error {code} (HTTP {http_status}), got {reply:?}"),
     }
 }

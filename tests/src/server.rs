@@ -68,19 +68,16 @@ impl TestServerBuilder {
     /// Loopback on an ephemeral port and the test API key; the log file is
     /// added by [`start`](Self::start) or [`write_config`](Self::write_config).
     pub fn new() -> Self {
-        Self {
-            sections: BTreeMap::new(),
-        }
-        .set("server", "bind", "\"127.0.0.1:0\"")
-        .set("auth", "api_keys", &format!("[\"{API_KEY}\"]"))
+        Self { sections: BTreeMap::new() }.set("server", "bind", "\"127.0.0.1:0\"").set(
+            "auth",
+            "api_keys",
+            &format!("[\"{API_KEY}\"]"),
+        )
     }
 
     /// Sets `section.key = value` (a TOML literal).
     pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
-        self.sections
-            .entry(section.to_owned())
-            .or_default()
-            .insert(key.to_owned(), value.to_owned());
+        self.sections.entry(section.to_owned()).or_default().insert(key.to_owned(), value.to_owned());
         self
     }
 
@@ -105,10 +102,7 @@ impl TestServerBuilder {
     pub fn write_config(&self, dir: &Path) -> PathBuf {
         let log_file = dir.join("tandem.log");
         let mut this = self.clone();
-        let has_file = this
-            .sections
-            .get("logging")
-            .is_some_and(|keys| keys.contains_key("file"));
+        let has_file = this.sections.get("logging").is_some_and(|keys| keys.contains_key("file"));
         if !has_file {
             this = this.set("logging", "file", &toml_string(&log_file.to_string_lossy()));
         }
@@ -140,11 +134,8 @@ impl TestServerBuilder {
         if let Some(stderr) = child.stderr.take() {
             drain_lines(stderr, Arc::clone(&output), Stream::Stderr);
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(crate::WAIT)
-            .build()
-            .expect("an HTTP client");
+        let http =
+            reqwest::Client::builder().no_proxy().timeout(crate::WAIT).build().expect("an HTTP client");
         let mut server = TestServer {
             child: Mutex::new(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -272,10 +263,7 @@ impl std::fmt::Debug for TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let child = self
-            .child
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let child = self.child.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         if matches!(child.try_wait(), Ok(None)) {
             let _ = child.kill();
         }
@@ -295,18 +283,14 @@ impl TestServer {
     }
 
     async fn await_listening(&self) -> SocketAddr {
-        let found = self
-            .try_wait_for_log(|line| line["message"] == "Tandem listening", START_DEADLINE)
-            .await;
+        let found = self.try_wait_for_log(|line| line["message"] == "Tandem listening", START_DEADLINE).await;
         let Some(line) = found else {
             panic!(
                 "tandem did not log \"Tandem listening\" within {START_DEADLINE:?}:\n{}",
                 self.output.dump()
             );
         };
-        let addr = line["addr"]
-            .as_str()
-            .and_then(|a| a.parse::<SocketAddr>().ok());
+        let addr = line["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
         addr.unwrap_or_else(|| panic!("\"Tandem listening\" has no usable addr: {line}"))
     }
 
@@ -428,10 +412,7 @@ impl TestServer {
     pub async fn wait_for_log(&self, predicate: impl Fn(&Value) -> bool, wait: Duration) -> Value {
         match self.try_wait_for_log(predicate, wait).await {
             Some(line) => line,
-            None => panic!(
-                "no matching log line within {wait:?}:\n{}",
-                self.output.dump()
-            ),
+            None => panic!("no matching log line within {wait:?}:\n{}", self.output.dump()),
         }
     }
 
@@ -509,10 +490,7 @@ impl TestServer {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let response = request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let value = if text.is_empty() {
@@ -525,13 +503,11 @@ impl TestServer {
 
     /// `POST {path}` with the API key and a JSON body.
     pub async fn api_post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.api_request(Method::POST, path, Some(API_KEY), Some(&body))
-            .await
+        self.api_request(Method::POST, path, Some(API_KEY), Some(&body)).await
     }
 
     /// `GET {path}` with the API key.
     pub async fn api_get(&self, path: &str) -> (u16, Value) {
-        self.api_request(Method::GET, path, Some(API_KEY), None)
-            .await
+        self.api_request(Method::GET, path, Some(API_KEY), None).await
     }
 }

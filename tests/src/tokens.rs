@@ -21,28 +21,18 @@ fn now() -> i64 {
 /// # Panics
 /// When signing fails, which only a broken crypto setup causes.
 pub fn sign(secret: &str, claims: &Value) -> String {
-    encode(
-        &Header::default(),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HS256 signing works")
+    encode(&Header::default(), claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .expect("HS256 signing works")
 }
 
 /// A token for `player` valid for an hour.
 pub fn valid(secret: &str, player: &str) -> String {
-    sign(
-        secret,
-        &json!({"sub": player, "iat": now(), "exp": now() + 3600}),
-    )
+    sign(secret, &json!({"sub": player, "iat": now(), "exp": now() + 3600}))
 }
 
 /// A token for `player` that expired an hour ago (well past any leeway).
 pub fn expired(secret: &str, player: &str) -> String {
-    sign(
-        secret,
-        &json!({"sub": player, "iat": now() - 7200, "exp": now() - 3600}),
-    )
+    sign(secret, &json!({"sub": player, "iat": now() - 7200, "exp": now() - 3600}))
 }
 
 /// A well-formed token signed with the wrong secret.

@@ -9,26 +9,16 @@ use tandem_e2e::{Peer, TestServer, Transport, WAIT};
 async fn api_key_is_required_and_checked() {
     let server = TestServer::start().await;
     let body = json!({"channel": "room:x", "event": "e", "data": {}});
-    let (status, reply) = server
-        .api_request(Method::POST, "/api/publish", None, Some(&body))
-        .await;
+    let (status, reply) = server.api_request(Method::POST, "/api/publish", None, Some(&body)).await;
     assert_eq!(status, 401, "{reply}");
     assert_eq!(reply["error"]["code"], "missing_api_key", "{reply}");
 
-    let (status, reply) = server
-        .api_request(
-            Method::POST,
-            "/api/publish",
-            Some("wrong-key-0123456789"),
-            Some(&body),
-        )
-        .await;
+    let (status, reply) =
+        server.api_request(Method::POST, "/api/publish", Some("wrong-key-0123456789"), Some(&body)).await;
     assert_eq!(status, 401, "{reply}");
     assert_eq!(reply["error"]["code"], "invalid_api_key", "{reply}");
 
-    let (status, reply) = server
-        .api_request(Method::GET, "/api/players/alice", None, None)
-        .await;
+    let (status, reply) = server.api_request(Method::GET, "/api/players/alice", None, None).await;
     assert_eq!(status, 401, "{reply}");
     assert_eq!(reply["error"]["code"], "missing_api_key", "{reply}");
 
@@ -51,9 +41,7 @@ fn strings(value: &Value, out: &mut Vec<String>) {
 #[tokio::test]
 async fn player_lookup_lists_sessions_and_connections() {
     let server = TestServer::start().await;
-    let ws = Peer::connect(Transport::WebSocket, &server.dev("alice"))
-        .await
-        .expect("WebSocket connect");
+    let ws = Peer::connect(Transport::WebSocket, &server.dev("alice")).await.expect("WebSocket connect");
     let session = ws.session_id().to_owned();
     let sse = Peer::connect(Transport::Sse, &server.dev("alice").session(&session))
         .await
@@ -71,10 +59,7 @@ async fn player_lookup_lists_sessions_and_connections() {
         "websocket",
         "sse",
     ] {
-        assert!(
-            found.iter().any(|s| s == expected),
-            "GET /api/players/alice lacks {expected:?}: {body}"
-        );
+        assert!(found.iter().any(|s| s == expected), "GET /api/players/alice lacks {expected:?}: {body}");
     }
 
     let (status, body) = server.api_get("/api/players/nobody").await;
@@ -85,20 +70,13 @@ async fn player_lookup_lists_sessions_and_connections() {
 #[tokio::test]
 async fn disconnect_closes_every_connection_of_that_player_only() {
     let server = TestServer::start().await;
-    let mut ws = Peer::connect(Transport::WebSocket, &server.dev("alice"))
-        .await
-        .expect("WebSocket connect");
+    let mut ws = Peer::connect(Transport::WebSocket, &server.dev("alice")).await.expect("WebSocket connect");
     let session = ws.session_id().to_owned();
-    let mut sse = Peer::connect(Transport::Sse, &server.dev("alice").session(&session))
-        .await
-        .expect("SSE connect");
-    let mut bob = Peer::connect(Transport::WebSocket, &server.dev("bob"))
-        .await
-        .expect("bob connects");
+    let mut sse =
+        Peer::connect(Transport::Sse, &server.dev("alice").session(&session)).await.expect("SSE connect");
+    let mut bob = Peer::connect(Transport::WebSocket, &server.dev("bob")).await.expect("bob connects");
 
-    let (status, body) = server
-        .api_post("/api/players/alice/disconnect", json!({}))
-        .await;
+    let (status, body) = server.api_post("/api/players/alice/disconnect", json!({})).await;
     assert!((200..300).contains(&status), "{status}: {body}");
 
     match ws.next_frame(WAIT).await {
@@ -112,12 +90,8 @@ async fn disconnect_closes_every_connection_of_that_player_only() {
         other => panic!("SSE: expected the stream to end, got {other:?}"),
     }
 
-    let (status, body) = server
-        .api_post(
-            "/api/players/bob/messages",
-            json!({"event": "unaffected", "data": {}}),
-        )
-        .await;
+    let (status, body) =
+        server.api_post("/api/players/bob/messages", json!({"event": "unaffected", "data": {}})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(bob.expect_delivery().await.event, "unaffected");
 }
@@ -132,18 +106,10 @@ async fn broadcast_reaches_every_session() {
         ("carol", Transport::WebSocket),
         ("dave", Transport::Sse),
     ] {
-        peers.push(
-            Peer::connect(transport, &server.dev(player))
-                .await
-                .expect("connect"),
-        );
+        peers.push(Peer::connect(transport, &server.dev(player)).await.expect("connect"));
     }
-    let (status, body) = server
-        .api_post(
-            "/api/broadcast",
-            json!({"event": "maintenance", "data": {"in_minutes": 5}}),
-        )
-        .await;
+    let (status, body) =
+        server.api_post("/api/broadcast", json!({"event": "maintenance", "data": {"in_minutes": 5}})).await;
     assert_eq!(status, 200, "{body}");
     for peer in &mut peers {
         let d = peer.expect_delivery().await;
@@ -159,24 +125,14 @@ async fn broadcast_reaches_every_session() {
 #[tokio::test]
 async fn direct_message_to_an_absent_player_is_not_found() {
     let server = TestServer::start().await;
-    let (status, body) = server
-        .api_post(
-            "/api/players/ghost/messages",
-            json!({"event": "e", "data": {}}),
-        )
-        .await;
+    let (status, body) =
+        server.api_post("/api/players/ghost/messages", json!({"event": "e", "data": {}})).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "player_not_found", "{body}");
     // Once the player has a session, the same request delivers.
-    let _peer = Peer::connect(Transport::Sse, &server.dev("ghost"))
-        .await
-        .expect("connect");
-    let (status, body) = server
-        .api_post(
-            "/api/players/ghost/messages",
-            json!({"event": "e", "data": {}}),
-        )
-        .await;
+    let _peer = Peer::connect(Transport::Sse, &server.dev("ghost")).await.expect("connect");
+    let (status, body) =
+        server.api_post("/api/players/ghost/messages", json!({"event": "e", "data": {}})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["sse_delivered"], 1, "{body}");
     assert_eq!(body["websocket_delivered"], 0, "{body}");

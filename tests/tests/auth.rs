@@ -9,10 +9,7 @@ use tandem_e2e::tokens::{self, TEST_SECRET};
 use tandem_e2e::{Peer, TestServer, Transport};
 
 async fn server() -> TestServer {
-    TestServer::builder()
-        .set("auth", "secret", &toml_string(TEST_SECRET))
-        .start()
-        .await
+    TestServer::builder().set("auth", "secret", &toml_string(TEST_SECRET)).start().await
 }
 
 async fn refusal(transport: Transport, opts: &ConnectOptions) -> (u16, String) {
@@ -56,11 +53,7 @@ async fn bad_credentials_are_refused_with_their_reason() {
         ];
         for (opts, code) in cases {
             let (status, got) = refusal(transport, &opts).await;
-            assert_eq!(
-                (status, got.as_str()),
-                (401, code),
-                "{transport:?} with {opts:?}"
-            );
+            assert_eq!((status, got.as_str()), (401, code), "{transport:?} with {opts:?}");
         }
     }
 
@@ -76,20 +69,14 @@ async fn bad_credentials_are_refused_with_their_reason() {
 
     // Neither the log file nor stdout may carry a token, nor its signature.
     let content = server
-        .wait_log_file(
-            |c| c.matches("Authentication failed").count() >= 10,
-            Duration::from_secs(10),
-        )
+        .wait_log_file(|c| c.matches("Authentication failed").count() >= 10, Duration::from_secs(10))
         .await;
     let stdout = server.output_dump();
     for token in [&forged, &expired] {
         let signature = token.rsplit('.').next().unwrap_or(token);
         for (name, text) in [("log file", &content), ("stdout", &stdout)] {
             assert!(!text.contains(token.as_str()), "{name} contains a token");
-            assert!(
-                !text.contains(signature),
-                "{name} contains a token signature"
-            );
+            assert!(!text.contains(signature), "{name} contains a token signature");
         }
     }
 }
@@ -102,24 +89,13 @@ async fn tokens_minted_by_the_cli_and_by_a_backend_connect() {
         .await
         .expect("WebSocket with a minted token");
     assert_eq!(ws.welcome.player_id, "alice");
-    let sse = SseClient::connect(
-        &server
-            .anonymous()
-            .token(minted.clone())
-            .session(&ws.welcome.session_id),
-    )
-    .await
-    .expect("SSE with a minted token");
+    let sse = SseClient::connect(&server.anonymous().token(minted.clone()).session(&ws.welcome.session_id))
+        .await
+        .expect("SSE with a minted token");
     assert_eq!(sse.welcome.player_id, "alice");
     assert_eq!(sse.welcome.session_id, ws.welcome.session_id);
-    let reply = sse
-        .post(&tandem_client::ClientMessage::ping(1))
-        .await
-        .expect("POST with the same token");
-    assert!(
-        matches!(reply, tandem_client::ServerFrame::Pong { .. }),
-        "{reply:?}"
-    );
+    let reply = sse.post(&tandem_client::ClientMessage::ping(1)).await.expect("POST with the same token");
+    assert!(matches!(reply, tandem_client::ServerFrame::Pong { .. }), "{reply:?}");
 
     let bob = tokens::valid(TEST_SECRET, "bob");
     let bob_ws = WsClient::connect(&server.anonymous().token(bob.clone()))
@@ -128,11 +104,7 @@ async fn tokens_minted_by_the_cli_and_by_a_backend_connect() {
     assert_eq!(bob_ws.welcome.player_id, "bob");
 
     // Bob may not post into Alice's session.
-    let url = format!(
-        "{}/sessions/{}/messages",
-        server.base_url(),
-        ws.welcome.session_id
-    );
+    let url = format!("{}/sessions/{}/messages", server.base_url(), ws.welcome.session_id);
     let response = server
         .http()
         .post(&url)

@@ -8,14 +8,7 @@ use tandem_e2e::{Peer, TestServer, Transport, WAIT, assert_alive, assert_error};
 const MAX_MESSAGE_BYTES: usize = 1024;
 
 async fn server() -> TestServer {
-    TestServer::builder()
-        .set(
-            "transport",
-            "max_message_bytes",
-            &MAX_MESSAGE_BYTES.to_string(),
-        )
-        .start()
-        .await
+    TestServer::builder().set("transport", "max_message_bytes", &MAX_MESSAGE_BYTES.to_string()).start().await
 }
 
 /// `(raw frame or body, expected code)`; all are 400 over HTTP.
@@ -29,35 +22,19 @@ const CASES: [(&str, &str); 12] = [
     (r#"{"type":"welcome"}"#, "unknown_type"),
     (r#"{"type":"subscribe"}"#, "invalid_message"),
     (r#"{"type":"subscribe","channel":5}"#, "invalid_message"),
-    (
-        r#"{"type":"subscribe","channel":"Bad Channel!"}"#,
-        "invalid_channel",
-    ),
-    (
-        r#"{"type":"subscribe","channel":"nonamespace"}"#,
-        "invalid_channel",
-    ),
-    (
-        r#"{"type":"subscribe","channel":"room:"}"#,
-        "invalid_channel",
-    ),
+    (r#"{"type":"subscribe","channel":"Bad Channel!"}"#, "invalid_channel"),
+    (r#"{"type":"subscribe","channel":"nonamespace"}"#, "invalid_channel"),
+    (r#"{"type":"subscribe","channel":"room:"}"#, "invalid_channel"),
 ];
 
 fn oversized() -> String {
-    ClientMessage::publish(
-        "room:x",
-        "big",
-        json!({"pad": "x".repeat(MAX_MESSAGE_BYTES * 2)}),
-    )
-    .to_json()
+    ClientMessage::publish("room:x", "big", json!({"pad": "x".repeat(MAX_MESSAGE_BYTES * 2)})).to_json()
 }
 
 #[tokio::test]
 async fn websocket_survives_bad_frames_and_closes_on_oversize() {
     let server = server().await;
-    let mut peer = Peer::connect(Transport::WebSocket, &server.dev("alice"))
-        .await
-        .expect("connect");
+    let mut peer = Peer::connect(Transport::WebSocket, &server.dev("alice")).await.expect("connect");
     for (i, (raw, code)) in CASES.iter().enumerate() {
         let reply = peer.request_raw(raw).await;
         assert_error(Transport::WebSocket, &reply, code, 400);
@@ -86,9 +63,7 @@ async fn websocket_survives_bad_frames_and_closes_on_oversize() {
 #[tokio::test]
 async fn sse_posts_survive_bad_bodies_and_refuse_oversize() {
     let server = server().await;
-    let mut peer = Peer::connect(Transport::Sse, &server.dev("alice"))
-        .await
-        .expect("connect");
+    let mut peer = Peer::connect(Transport::Sse, &server.dev("alice")).await.expect("connect");
     for (i, (raw, code)) in CASES.iter().enumerate() {
         let reply = peer.request_raw(raw).await;
         assert_error(Transport::Sse, &reply, code, 400);
@@ -99,12 +74,8 @@ async fn sse_posts_survive_bad_bodies_and_refuse_oversize() {
     assert_alive(&mut peer, 100).await;
 
     // The stream itself is untouched by all of that.
-    let (status, body) = server
-        .api_post(
-            "/api/players/alice/messages",
-            json!({"event": "still-here", "data": {}}),
-        )
-        .await;
+    let (status, body) =
+        server.api_post("/api/players/alice/messages", json!({"event": "still-here", "data": {}})).await;
     assert_eq!(status, 200, "{body}");
     let d = peer.expect_delivery().await;
     assert_eq!(d.event, "still-here");

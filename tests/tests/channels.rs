@@ -7,12 +7,8 @@ use tandem_e2e::{Peer, TestServer, Transport, assert_alive, assert_error};
 
 async fn publish_then_unsubscribe(alice_transport: Transport, bob_transport: Transport) {
     let server = TestServer::start().await;
-    let mut alice = Peer::connect(alice_transport, &server.dev("alice"))
-        .await
-        .expect("alice connects");
-    let mut bob = Peer::connect(bob_transport, &server.dev("bob"))
-        .await
-        .expect("bob connects");
+    let mut alice = Peer::connect(alice_transport, &server.dev("alice")).await.expect("alice connects");
+    let mut bob = Peer::connect(bob_transport, &server.dev("bob")).await.expect("bob connects");
 
     for peer in [&mut alice, &mut bob] {
         let reply = peer.request(&ClientMessage::subscribe("room:x")).await;
@@ -23,13 +19,7 @@ async fn publish_then_unsubscribe(alice_transport: Transport, bob_transport: Tra
         );
     }
 
-    let reply = alice
-        .request(&ClientMessage::publish(
-            "room:x",
-            "chat",
-            json!({"text": "hi"}),
-        ))
-        .await;
+    let reply = alice.request(&ClientMessage::publish("room:x", "chat", json!({"text": "hi"}))).await;
     let Ok(ServerFrame::Published { id, recipients }) = reply else {
         panic!("{alice_transport:?}: expected published, got {reply:?}");
     };
@@ -45,13 +35,7 @@ async fn publish_then_unsubscribe(alice_transport: Transport, bob_transport: Tra
         matches!(&reply, Ok(ServerFrame::Unsubscribed { channel }) if channel == "room:x"),
         "{bob_transport:?}: {reply:?}"
     );
-    let reply = alice
-        .request(&ClientMessage::publish(
-            "room:x",
-            "chat",
-            json!({"text": "anyone?"}),
-        ))
-        .await;
+    let reply = alice.request(&ClientMessage::publish("room:x", "chat", json!({"text": "anyone?"}))).await;
     assert!(
         matches!(reply, Ok(ServerFrame::Published { recipients: 1, .. })),
         "only alice is left in room:x: {reply:?}"
@@ -59,12 +43,8 @@ async fn publish_then_unsubscribe(alice_transport: Transport, bob_transport: Tra
 
     // Bob's next delivery must be this direct message, not the room
     // message published after he left (which would come first).
-    let (status, body) = server
-        .api_post(
-            "/api/players/bob/messages",
-            json!({"event": "marker", "data": {}}),
-        )
-        .await;
+    let (status, body) =
+        server.api_post("/api/players/bob/messages", json!({"event": "marker", "data": {}})).await;
     assert_eq!(status, 200, "{body}");
     let d = bob.expect_delivery().await;
     assert_eq!(d.event, "marker", "no delivery after unsubscribe: {d:?}");
@@ -97,13 +77,9 @@ async fn websocket_publishes_to_websocket() {
 async fn forbidden_channels_are_refused_and_ping_answers() {
     let server = TestServer::start().await;
     for transport in Transport::BOTH {
-        let mut peer = Peer::connect(transport, &server.dev("alice"))
-            .await
-            .expect("alice connects");
+        let mut peer = Peer::connect(transport, &server.dev("alice")).await.expect("alice connects");
         for channel in ["player:bob", "player:alice", "admin:x", "secret:x"] {
-            let reply = peer
-                .request(&ClientMessage::publish(channel, "chat", json!({})))
-                .await;
+            let reply = peer.request(&ClientMessage::publish(channel, "chat", json!({}))).await;
             assert_error(transport, &reply, "forbidden", 403);
         }
         for channel in ["player:bob", "admin:x"] {
@@ -116,9 +92,7 @@ async fn forbidden_channels_are_refused_and_ping_answers() {
         };
         assert_eq!(id, json!(7));
         assert!(ts > 0);
-        let reply = peer
-            .request_raw(r#"{"type":"ping","id":{"nested":["x"]}}"#)
-            .await;
+        let reply = peer.request_raw(r#"{"type":"ping","id":{"nested":["x"]}}"#).await;
         assert!(
             matches!(&reply, Ok(ServerFrame::Pong { id, .. }) if *id == json!({"nested": ["x"]})),
             "{transport:?}: any JSON id is echoed: {reply:?}"
@@ -136,16 +110,10 @@ async fn subscribing_at_connect_and_over_the_wire_both_deliver() {
             .await
             .expect("connect with channels");
         let reply = peer.request(&ClientMessage::subscribe("room:y")).await;
-        assert!(
-            matches!(reply, Ok(ServerFrame::Subscribed { .. })),
-            "{reply:?}"
-        );
+        assert!(matches!(reply, Ok(ServerFrame::Subscribed { .. })), "{reply:?}");
         for channel in ["party:7", "room:y"] {
             let (status, body) = server
-                .api_post(
-                    "/api/publish",
-                    json!({"channel": channel, "event": "e", "data": {"c": channel}}),
-                )
+                .api_post("/api/publish", json!({"channel": channel, "event": "e", "data": {"c": channel}}))
                 .await;
             assert_eq!(status, 200, "{body}");
             let d = peer.expect_delivery().await;

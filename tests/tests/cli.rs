@@ -22,10 +22,7 @@ fn invalid_value_is_named() {
     let builder = TestServerBuilder::new().set("transport", "outbound_queue_size", "0");
     let (ok, stdout, stderr) = check_config(&builder);
     assert!(!ok, "outbound_queue_size = 0 must be refused: {stdout}");
-    assert!(
-        stderr.contains("transport.outbound_queue_size"),
-        "stderr must name the key: {stderr}"
-    );
+    assert!(stderr.contains("transport.outbound_queue_size"), "stderr must name the key: {stderr}");
 }
 
 #[test]
@@ -33,24 +30,20 @@ fn unknown_key_is_named() {
     let builder = TestServerBuilder::new().set("transport", "outbound_queue_sise", "8");
     let (ok, stdout, stderr) = check_config(&builder);
     assert!(!ok, "a misspelt key must be refused: {stdout}");
-    assert!(
-        stderr.contains("outbound_queue_sise"),
-        "stderr must name the key: {stderr}"
-    );
+    assert!(stderr.contains("outbound_queue_sise"), "stderr must name the key: {stderr}");
 }
 
 #[test]
 fn valid_config_is_printed_with_the_secret_masked() {
-    let builder = TestServerBuilder::new()
-        .set("auth", "secret", &toml_string(SECRET))
-        .set("transport", "outbound_queue_size", "77");
+    let builder = TestServerBuilder::new().set("auth", "secret", &toml_string(SECRET)).set(
+        "transport",
+        "outbound_queue_size",
+        "77",
+    );
     let (ok, stdout, stderr) = check_config(&builder);
     assert!(ok, "valid config refused: {stderr}");
     assert!(stdout.contains("outbound_queue_size"), "{stdout}");
-    assert!(
-        stdout.contains("77"),
-        "the effective value is shown: {stdout}"
-    );
+    assert!(stdout.contains("77"), "the effective value is shown: {stdout}");
     assert!(!stdout.contains(SECRET), "the secret is printed: {stdout}");
     assert!(!stderr.contains(SECRET), "the secret is printed: {stderr}");
 }

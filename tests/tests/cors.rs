@@ -48,11 +48,7 @@ async fn preflight(server: &TestServer, origin: &str) -> (u16, Option<String>) {
 #[tokio::test]
 async fn configured_origins_pass_preflight_and_connect() {
     let server = TestServer::builder()
-        .set(
-            "server",
-            "allowed_origins",
-            &format!("[{}]", toml_string("https://game.example")),
-        )
+        .set("server", "allowed_origins", &format!("[{}]", toml_string("https://game.example")))
         .start()
         .await;
 
@@ -63,25 +59,14 @@ async fn configured_origins_pass_preflight_and_connect() {
     let (status, allow) = preflight(&server, "https://other.example").await;
     let allowed = (200..300).contains(&status) && allow.as_deref() == Some("https://other.example")
         || allow.as_deref() == Some("*");
-    assert!(
-        !allowed,
-        "another origin must not pass preflight: {status} {allow:?}"
-    );
+    assert!(!allowed, "another origin must not pass preflight: {status} {allow:?}");
 
     for transport in Transport::BOTH {
-        let peer = Peer::connect(
-            transport,
-            &server.dev("alice").origin("https://game.example"),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{transport:?} from the allowed origin: {e}"));
+        let peer = Peer::connect(transport, &server.dev("alice").origin("https://game.example"))
+            .await
+            .unwrap_or_else(|e| panic!("{transport:?} from the allowed origin: {e}"));
         peer.close().await;
-        match Peer::connect(
-            transport,
-            &server.dev("alice").origin("https://other.example"),
-        )
-        .await
-        {
+        match Peer::connect(transport, &server.dev("alice").origin("https://other.example")).await {
             Err(ClientError::Http { status, code, .. }) => {
                 assert_eq!((status, code.as_str()), (403, "origin_not_allowed"));
             }

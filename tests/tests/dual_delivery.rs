@@ -26,24 +26,16 @@ async fn sse_and_websocket_share_a_session_and_both_receive_every_delivery() {
     }
 
     let session = sse.welcome.session_id.clone();
-    let mut ws = WsClient::connect(
-        &server
-            .dev("alice")
-            .session(&session)
-            .channels(&["room:tavern"]),
-    )
-    .await
-    .expect("WebSocket connect to the same session");
+    let mut ws = WsClient::connect(&server.dev("alice").session(&session).channels(&["room:tavern"]))
+        .await
+        .expect("WebSocket connect to the same session");
     assert_eq!(ws.welcome.session_id, session, "same session");
     assert_eq!(ws.welcome.transport, "websocket");
     assert_eq!(ws.welcome.player_id, "alice");
     assert_ne!(ws.welcome.connection_id, sse.welcome.connection_id);
 
     let (status, body) = server
-        .api_post(
-            "/api/players/alice/messages",
-            json!({"event": "hello", "data": {"text": "hi"}}),
-        )
+        .api_post("/api/players/alice/messages", json!({"event": "hello", "data": {"text": "hi"}}))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["websocket_delivered"], 1, "{body}");
@@ -71,10 +63,7 @@ async fn sse_and_websocket_share_a_session_and_both_receive_every_delivery() {
     let mut ids = Vec::new();
     for i in 0..PUBLISHES {
         let (status, body) = server
-            .api_post(
-                "/api/publish",
-                json!({"channel": "room:tavern", "event": "tick", "data": {"i": i}}),
-            )
+            .api_post("/api/publish", json!({"channel": "room:tavern", "event": "tick", "data": {"i": i}}))
             .await;
         assert_eq!(status, 200, "publish {i}: {body}");
         assert_eq!(body["recipients"], 1, "one session: {body}");
@@ -104,9 +93,7 @@ async fn sse_and_websocket_share_a_session_and_both_receive_every_delivery() {
 #[tokio::test]
 async fn closing_one_connection_leaves_the_other_delivering() {
     let server = TestServer::start().await;
-    let ws = Peer::connect(Transport::WebSocket, &server.dev("alice"))
-        .await
-        .expect("WebSocket connect");
+    let ws = Peer::connect(Transport::WebSocket, &server.dev("alice")).await.expect("WebSocket connect");
     let session = ws.session_id().to_owned();
     let mut sse = Peer::connect(Transport::Sse, &server.dev("alice").session(&session))
         .await
@@ -115,12 +102,8 @@ async fn closing_one_connection_leaves_the_other_delivering() {
 
     // The server may still count the closed socket for a moment; what
     // matters is that the SSE connection keeps receiving.
-    let (status, body) = server
-        .api_post(
-            "/api/players/alice/messages",
-            json!({"event": "after", "data": {}}),
-        )
-        .await;
+    let (status, body) =
+        server.api_post("/api/players/alice/messages", json!({"event": "after", "data": {}})).await;
     assert_eq!(status, 200, "{body}");
     let d = sse.expect_delivery().await;
     assert_eq!(d.event, "after");

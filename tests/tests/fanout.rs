@@ -11,11 +11,7 @@ async fn publish_reaches_every_subscribed_session_exactly_once() {
     let server = TestServer::start().await;
     let mut peers = Vec::with_capacity(SESSIONS);
     for i in 0..SESSIONS {
-        let transport = if i % 2 == 0 {
-            Transport::WebSocket
-        } else {
-            Transport::Sse
-        };
+        let transport = if i % 2 == 0 { Transport::WebSocket } else { Transport::Sse };
         let opts = server.dev(&format!("p{i:02}")).channels(&["room:hall"]);
         let peer = Peer::connect(transport, &opts)
             .await
@@ -24,10 +20,7 @@ async fn publish_reaches_every_subscribed_session_exactly_once() {
     }
 
     let (status, body) = server
-        .api_post(
-            "/api/publish",
-            json!({"channel": "room:hall", "event": "announce", "data": {"n": 1}}),
-        )
+        .api_post("/api/publish", json!({"channel": "room:hall", "event": "announce", "data": {"n": 1}}))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["recipients"], SESSIONS, "{body}");
@@ -35,12 +28,8 @@ async fn publish_reaches_every_subscribed_session_exactly_once() {
 
     // A second publication acts as a fence: if the first had been delivered
     // twice, the duplicate would arrive before it.
-    let (status, fence) = server
-        .api_post(
-            "/api/publish",
-            json!({"channel": "room:hall", "event": "fence", "data": {}}),
-        )
-        .await;
+    let (status, fence) =
+        server.api_post("/api/publish", json!({"channel": "room:hall", "event": "fence", "data": {}})).await;
     assert_eq!(status, 200, "{fence}");
     let fence_id = fence["id"].as_str().expect("publication id").to_owned();
 

@@ -7,19 +7,14 @@ use tandem_e2e::{Peer, TestServer, Transport};
 
 async fn direct(server: &TestServer, player: &str, n: u64) {
     let (status, body) = server
-        .api_post(
-            &format!("/api/players/{player}/messages"),
-            json!({"event": "n", "data": {"n": n}}),
-        )
+        .api_post(&format!("/api/players/{player}/messages"), json!({"event": "n", "data": {"n": n}}))
         .await;
     assert_eq!(status, 200, "message {n}: {body}");
 }
 
 async fn resume_replays_missed_deliveries(transport: Transport) {
     let server = TestServer::start().await;
-    let mut first = Peer::connect(transport, &server.dev("alice"))
-        .await
-        .expect("connect");
+    let mut first = Peer::connect(transport, &server.dev("alice")).await.expect("connect");
     let session = first.session_id().to_owned();
     for n in 1..=3 {
         direct(&server, "alice", n).await;
@@ -32,12 +27,8 @@ async fn resume_replays_missed_deliveries(transport: Transport) {
     for n in 4..=5 {
         direct(&server, "alice", n).await;
     }
-    let mut again = Peer::connect(
-        transport,
-        &server.dev("alice").session(&session).last_seq(3),
-    )
-    .await
-    .expect("resume");
+    let mut again =
+        Peer::connect(transport, &server.dev("alice").session(&session).last_seq(3)).await.expect("resume");
     let welcome = again.welcome().clone();
     assert_eq!(welcome.session_id, session, "same session");
     assert!(welcome.resumed, "{welcome:?}");
@@ -68,26 +59,18 @@ async fn sse_resume_replays_missed_deliveries() {
 
 #[tokio::test]
 async fn a_gap_older_than_the_history_requires_resync() {
-    let server = TestServer::builder()
-        .set("session", "history_size", "4")
-        .start()
-        .await;
+    let server = TestServer::builder().set("session", "history_size", "4").start().await;
     for transport in Transport::BOTH {
         let player = format!("gap-{}", transport.wire_name());
-        let first = Peer::connect(transport, &server.dev(&player))
-            .await
-            .expect("connect");
+        let first = Peer::connect(transport, &server.dev(&player)).await.expect("connect");
         let session = first.session_id().to_owned();
         first.close().await;
         for n in 1..=10 {
             direct(&server, &player, n).await;
         }
-        let again = Peer::connect(
-            transport,
-            &server.dev(&player).session(&session).last_seq(1),
-        )
-        .await
-        .expect("resume");
+        let again = Peer::connect(transport, &server.dev(&player).session(&session).last_seq(1))
+            .await
+            .expect("resume");
         let welcome = again.welcome();
         assert!(!welcome.resumed, "{transport:?}: {welcome:?}");
         assert!(welcome.resync_required, "{transport:?}: {welcome:?}");
@@ -98,12 +81,9 @@ async fn a_gap_older_than_the_history_requires_resync() {
 async fn an_unknown_session_is_replaced_and_requires_resync() {
     let server = TestServer::start().await;
     for transport in Transport::BOTH {
-        let peer = Peer::connect(
-            transport,
-            &server.dev("alice").session("s_long_gone").last_seq(5),
-        )
-        .await
-        .expect("connect");
+        let peer = Peer::connect(transport, &server.dev("alice").session("s_long_gone").last_seq(5))
+            .await
+            .expect("connect");
         let welcome = peer.welcome();
         assert_ne!(welcome.session_id, "s_long_gone", "{transport:?}");
         assert!(!welcome.resumed, "{transport:?}: {welcome:?}");

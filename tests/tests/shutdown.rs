@@ -14,10 +14,9 @@ async fn frames_until_closed(peer: &mut Peer) -> (Vec<ServerFrame>, Option<u16>)
         match peer.next_frame(WAIT).await {
             Ok(frame) => frames.push(frame),
             Err(ClientError::Closed { code, .. }) => return (frames, code),
-            Err(other) => panic!(
-                "{:?}: expected frames then a close, got {other} after {frames:?}",
-                peer.transport()
-            ),
+            Err(other) => {
+                panic!("{:?}: expected frames then a close, got {other} after {frames:?}", peer.transport())
+            }
         }
     }
     panic!("{:?}: no close after {frames:?}", peer.transport());
@@ -25,29 +24,16 @@ async fn frames_until_closed(peer: &mut Peer) -> (Vec<ServerFrame>, Option<u16>)
 
 fn assert_shutdown_frame(transport: Transport, frames: &[ServerFrame]) {
     assert!(
-        frames.iter().any(|f| matches!(
-            f,
-            ServerFrame::Shutdown {
-                reconnect: true,
-                ..
-            }
-        )),
+        frames.iter().any(|f| matches!(f, ServerFrame::Shutdown { reconnect: true, .. })),
         "{transport:?}: expected a shutdown frame telling clients to reconnect, got {frames:?}"
     );
 }
 
 #[tokio::test]
 async fn sigterm_tells_clients_to_reconnect_and_exits_cleanly() {
-    let server = TestServer::builder()
-        .set("server", "shutdown_grace_seconds", "2")
-        .start()
-        .await;
-    let mut ws = Peer::connect(Transport::WebSocket, &server.dev("alice"))
-        .await
-        .expect("WebSocket connect");
-    let mut sse = Peer::connect(Transport::Sse, &server.dev("bob"))
-        .await
-        .expect("SSE connect");
+    let server = TestServer::builder().set("server", "shutdown_grace_seconds", "2").start().await;
+    let mut ws = Peer::connect(Transport::WebSocket, &server.dev("alice")).await.expect("WebSocket connect");
+    let mut sse = Peer::connect(Transport::Sse, &server.dev("bob")).await.expect("SSE connect");
 
     server.send_signal(Signal::Term);
 

@@ -14,11 +14,7 @@ use crate::source::ConnectionStatsSource;
 
 /// Judges the time since the last activity. No activity yet is healthy: a
 /// server nobody has used yet is not broken.
-pub fn activity_outcome(
-    now: SystemTime,
-    last: Option<SystemTime>,
-    warning_after: Duration,
-) -> CheckOutcome {
+pub fn activity_outcome(now: SystemTime, last: Option<SystemTime>, warning_after: Duration) -> CheckOutcome {
     let warning_after_seconds = warning_after.as_secs();
     let Some(last) = last else {
         return CheckOutcome::healthy(json!({
@@ -30,11 +26,7 @@ pub fn activity_outcome(
     // Activity stamped slightly in the future (clock skew between threads)
     // counts as just now.
     let since = now.duration_since(last).unwrap_or(Duration::ZERO);
-    let status = if since > warning_after {
-        ComponentStatus::Degraded
-    } else {
-        ComponentStatus::Healthy
-    };
+    let status = if since > warning_after { ComponentStatus::Degraded } else { ComponentStatus::Healthy };
     CheckOutcome::new(
         status,
         json!({
@@ -54,11 +46,7 @@ pub struct ActivityCheck {
 
 impl ActivityCheck {
     pub fn new(source: Arc<dyn ConnectionStatsSource>, warning_after: Duration) -> Self {
-        Self {
-            source,
-            warning_after,
-            clock: clock::system_clock(),
-        }
+        Self { source, warning_after, clock: clock::system_clock() }
     }
 }
 
@@ -69,11 +57,7 @@ impl HealthCheck for ActivityCheck {
 
     fn check(&self) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + '_>> {
         Box::pin(async move {
-            activity_outcome(
-                self.clock.now(),
-                self.source.last_activity(),
-                self.warning_after,
-            )
+            activity_outcome(self.clock.now(), self.source.last_activity(), self.warning_after)
         })
     }
 

@@ -37,11 +37,7 @@ impl TransportHealth {
     /// Healthy share in percent; 100 when there is no connection, since no
     /// connection is not a failing one.
     pub fn percentage(&self) -> f64 {
-        if self.total == 0 {
-            100.0
-        } else {
-            self.healthy as f64 * 100.0 / self.total as f64
-        }
+        if self.total == 0 { 100.0 } else { self.healthy as f64 * 100.0 / self.total as f64 }
     }
 
     fn add(&mut self, healthy: bool) {
@@ -77,10 +73,7 @@ impl ConnectionHealthSummary {
                 Transport::WebSocket => s.websocket.add(sample.healthy),
                 Transport::Sse => s.sse.add(sample.healthy),
             }
-            let bucket = AGE_BUCKETS
-                .iter()
-                .position(|(_, limit)| sample.age < *limit)
-                .unwrap_or(3);
+            let bucket = AGE_BUCKETS.iter().position(|(_, limit)| sample.age < *limit).unwrap_or(3);
             s.ages[bucket] += 1;
         }
         s
@@ -136,11 +129,8 @@ impl ConnectionHealthSummary {
 
     /// `connection_age_distribution`.
     pub fn ages_json(&self) -> Value {
-        let map: serde_json::Map<String, Value> = AGE_BUCKETS
-            .iter()
-            .zip(self.ages)
-            .map(|((name, _), n)| ((*name).to_owned(), json!(n)))
-            .collect();
+        let map: serde_json::Map<String, Value> =
+            AGE_BUCKETS.iter().zip(self.ages).map(|((name, _), n)| ((*name).to_owned(), json!(n))).collect();
         Value::Object(map)
     }
 }
@@ -166,10 +156,7 @@ impl HealthCheck for ConnectionsCheck {
             let summary = ConnectionHealthSummary::from_samples(&self.source.connection_samples());
             let mut details = summary.overall_json();
             if let Some(obj) = details.as_object_mut() {
-                obj.insert(
-                    "websocket_connections".into(),
-                    json!(summary.websocket.total),
-                );
+                obj.insert("websocket_connections".into(), json!(summary.websocket.total));
                 obj.insert("sse_connections".into(), json!(summary.sse.total));
             }
             CheckOutcome::new(summary.status(), details)
@@ -187,17 +174,11 @@ mod tests {
     use super::*;
 
     fn sample(transport: Transport, age_secs: u64, healthy: bool) -> ConnectionSample {
-        ConnectionSample {
-            transport,
-            age: Duration::from_secs(age_secs),
-            healthy,
-        }
+        ConnectionSample { transport, age: Duration::from_secs(age_secs), healthy }
     }
 
     fn mixed(total: usize, unhealthy: usize) -> Vec<ConnectionSample> {
-        (0..total)
-            .map(|i| sample(Transport::WebSocket, 1, i >= unhealthy))
-            .collect()
+        (0..total).map(|i| sample(Transport::WebSocket, 1, i >= unhealthy)).collect()
     }
 
     #[test]
@@ -210,8 +191,7 @@ mod tests {
 
     #[test]
     fn thresholds() {
-        let status =
-            |total, bad| ConnectionHealthSummary::from_samples(&mixed(total, bad)).status();
+        let status = |total, bad| ConnectionHealthSummary::from_samples(&mixed(total, bad)).status();
         assert_eq!(status(100, 5), ComponentStatus::Healthy);
         assert_eq!(status(100, 6), ComponentStatus::Degraded);
         assert_eq!(status(100, 20), ComponentStatus::Degraded);

@@ -25,12 +25,7 @@ impl TcpCheck {
         timeout: Option<Duration>,
         critical: bool,
     ) -> Self {
-        Self {
-            name: name.into(),
-            target: target.into(),
-            timeout,
-            critical,
-        }
+        Self { name: name.into(), target: target.into(), timeout, critical }
     }
 }
 
@@ -84,13 +79,7 @@ impl HttpCheck {
             .user_agent(concat!("tandem-health/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string());
-        Self {
-            name: name.into(),
-            url: url.into(),
-            client,
-            timeout,
-            critical,
-        }
+        Self { name: name.into(), url: url.into(), client, timeout, critical }
     }
 }
 
@@ -108,8 +97,7 @@ impl HealthCheck for HttpCheck {
             match client.get(&self.url).send().await {
                 Ok(resp) => {
                     let code = resp.status().as_u16();
-                    let details =
-                        json!({ "kind": "http", "target": self.url, "status_code": code });
+                    let details = json!({ "kind": "http", "target": self.url, "status_code": code });
                     if resp.status().is_success() {
                         CheckOutcome::healthy(details)
                     } else {
@@ -144,15 +132,8 @@ impl HealthCheck for HttpCheck {
 pub fn dependency_check(cfg: &DependencyCheckConfig) -> Box<dyn HealthCheck> {
     let timeout = cfg.timeout_seconds.map(|s| Duration::from_secs(s.clamp(1, 3600)));
     match cfg.kind {
-        DependencyKind::Tcp => {
-            Box::new(TcpCheck::new(&cfg.name, &cfg.target, timeout, cfg.critical))
-        }
-        DependencyKind::Http => Box::new(HttpCheck::new(
-            &cfg.name,
-            &cfg.target,
-            timeout,
-            cfg.critical,
-        )),
+        DependencyKind::Tcp => Box::new(TcpCheck::new(&cfg.name, &cfg.target, timeout, cfg.critical)),
+        DependencyKind::Http => Box::new(HttpCheck::new(&cfg.name, &cfg.target, timeout, cfg.critical)),
     }
 }
 
@@ -199,8 +180,7 @@ mod tests {
             if let Ok((mut sock, _)) = listener.accept().await {
                 let mut buf = [0u8; 1024];
                 let _ = sock.read(&mut buf).await;
-                let reply =
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                 let _ = sock.write_all(reply.as_bytes()).await;
             }
         });
@@ -226,9 +206,7 @@ mod tests {
     #[tokio::test]
     async fn http_check_refused_is_disconnected() {
         let port = closed_port().await;
-        let o = HttpCheck::new("api", format!("http://127.0.0.1:{port}/"), None, true)
-            .check()
-            .await;
+        let o = HttpCheck::new("api", format!("http://127.0.0.1:{port}/"), None, true).check().await;
         assert_eq!(o.status, ComponentStatus::Disconnected, "{:?}", o.details);
     }
 

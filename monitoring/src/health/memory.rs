@@ -40,10 +40,7 @@ const MAX_READING_AGE: Duration = Duration::from_secs(2);
 /// Judges one reading.
 pub fn memory_outcome(s: &SystemSnapshot, t: &MemoryThresholds) -> CheckOutcome {
     if s.total_memory_bytes == 0 {
-        return CheckOutcome::new(
-            ComponentStatus::Unknown,
-            json!({ "error": "memory figures unavailable" }),
-        );
+        return CheckOutcome::new(ComponentStatus::Unknown, json!({ "error": "memory figures unavailable" }));
     }
     let usage = s.usage_percentage();
     let rss_mb = s.process_rss_mb();
@@ -76,10 +73,7 @@ pub struct MemoryCheck {
 
 impl MemoryCheck {
     pub fn new(sampler: Arc<SystemSampler>, thresholds: MemoryThresholds) -> Self {
-        Self {
-            sampler,
-            thresholds,
-        }
+        Self { sampler, thresholds }
     }
 }
 
@@ -91,9 +85,8 @@ impl HealthCheck for MemoryCheck {
     fn check(&self) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + '_>> {
         Box::pin(async move {
             let mut snapshot = self.sampler.snapshot();
-            let stale = snapshot
-                .sampled_at
-                .is_some_and(|t| t.elapsed().map_or(true, |age| age > MAX_READING_AGE));
+            let stale =
+                snapshot.sampled_at.is_some_and(|t| t.elapsed().map_or(true, |age| age > MAX_READING_AGE));
             if stale {
                 self.sampler.refresh();
                 snapshot = self.sampler.snapshot();
@@ -124,36 +117,17 @@ mod tests {
     }
 
     fn thresholds(max_rss_mb: u64) -> MemoryThresholds {
-        MemoryThresholds {
-            warning_percent: 80.0,
-            critical_percent: 90.0,
-            max_rss_mb,
-        }
+        MemoryThresholds { warning_percent: 80.0, critical_percent: 90.0, max_rss_mb }
     }
 
     #[test]
     fn thresholds_decide_the_status() {
         let t = thresholds(0);
-        assert_eq!(
-            memory_outcome(&snap(512, 2048, 10), &t).status,
-            ComponentStatus::Healthy
-        );
-        assert_eq!(
-            memory_outcome(&snap(1700, 2000, 10), &t).status,
-            ComponentStatus::Degraded
-        );
-        assert_eq!(
-            memory_outcome(&snap(1800, 2000, 10), &t).status,
-            ComponentStatus::Unhealthy
-        );
-        assert_eq!(
-            memory_outcome(&snap(0, 0, 0), &t).status,
-            ComponentStatus::Unknown
-        );
-        assert_eq!(
-            memory_outcome(&snap(512, 2048, 300), &thresholds(256)).status,
-            ComponentStatus::Degraded
-        );
+        assert_eq!(memory_outcome(&snap(512, 2048, 10), &t).status, ComponentStatus::Healthy);
+        assert_eq!(memory_outcome(&snap(1700, 2000, 10), &t).status, ComponentStatus::Degraded);
+        assert_eq!(memory_outcome(&snap(1800, 2000, 10), &t).status, ComponentStatus::Unhealthy);
+        assert_eq!(memory_outcome(&snap(0, 0, 0), &t).status, ComponentStatus::Unknown);
+        assert_eq!(memory_outcome(&snap(512, 2048, 300), &thresholds(256)).status, ComponentStatus::Degraded);
     }
 
     #[test]
@@ -167,10 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn check_reads_the_sampler() {
-        let c = MemoryCheck::new(
-            Arc::new(SystemSampler::fixed(snap(100, 1000, 5))),
-            thresholds(0),
-        );
+        let c = MemoryCheck::new(Arc::new(SystemSampler::fixed(snap(100, 1000, 5))), thresholds(0));
         assert_eq!(c.name(), "memory");
         assert!(c.local());
         let o = c.check().await;

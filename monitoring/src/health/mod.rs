@@ -26,9 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use activity::ActivityCheck;
-pub use connections::{
-    ConnectionHealthSummary, ConnectionsCheck, HEALTHY_DEFINITION, TransportHealth,
-};
+pub use connections::{ConnectionHealthSummary, ConnectionsCheck, HEALTHY_DEFINITION, TransportHealth};
 pub use dependency::{HttpCheck, TcpCheck, dependency_check};
 pub use memory::{MemoryCheck, MemoryThresholds};
 
@@ -210,15 +208,9 @@ impl ComponentReport {
         }
         obj.insert("status".into(), json!(self.status));
         obj.insert("response_time_ms".into(), json!(self.response_time_ms));
-        obj.insert(
-            "last_check".into(),
-            json!(self.last_check.map(clock::rfc3339)),
-        );
+        obj.insert("last_check".into(), json!(self.last_check.map(clock::rfc3339)));
         obj.insert("retry_count".into(), json!(self.retry_count));
-        obj.insert(
-            "consecutive_failures".into(),
-            json!(self.consecutive_failures),
-        );
+        obj.insert("consecutive_failures".into(), json!(self.consecutive_failures));
         obj.insert("critical".into(), json!(self.critical));
         Value::Object(obj)
     }
@@ -261,9 +253,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Delay before retry number `attempt + 1`: `base * 2^attempt`, capped.
 pub fn backoff_delay(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
-    base.checked_mul(factor)
-        .unwrap_or(MAX_BACKOFF)
-        .min(MAX_BACKOFF)
+    base.checked_mul(factor).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
 }
 
 struct Component {
@@ -313,10 +303,7 @@ impl HealthService {
         let report = ComponentReport::unchecked(&name, check.critical());
         metrics::gauge!("tandem_component_healthy", "component" => name.clone())
             .set(ComponentStatus::Unknown.gauge_value());
-        let component = Arc::new(Component {
-            check,
-            report: Mutex::new(report),
-        });
+        let component = Arc::new(Component { check, report: Mutex::new(report) });
         let mut components = self.components.write();
         if let Some(existing) = components.iter_mut().find(|c| c.check.name() == name) {
             tracing::warn!(component = %name, "Health check replaced");
@@ -327,11 +314,7 @@ impl HealthService {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.components
-            .read()
-            .iter()
-            .map(|c| c.check.name().to_owned())
-            .collect()
+        self.components.read().iter().map(|c| c.check.name().to_owned()).collect()
     }
 
     fn snapshot(&self) -> Vec<Arc<Component>> {
@@ -340,17 +323,11 @@ impl HealthService {
 
     /// Last reports, in registration order.
     pub fn reports(&self) -> Vec<ComponentReport> {
-        self.snapshot()
-            .iter()
-            .map(|c| c.report.lock().clone())
-            .collect()
+        self.snapshot().iter().map(|c| c.report.lock().clone()).collect()
     }
 
     pub fn report(&self, name: &str) -> Option<ComponentReport> {
-        self.snapshot()
-            .iter()
-            .find(|c| c.check.name() == name)
-            .map(|c| c.report.lock().clone())
+        self.snapshot().iter().find(|c| c.check.name() == name).map(|c| c.report.lock().clone())
     }
 
     /// Worst component, a non-critical one counting at most as degraded;
@@ -392,11 +369,7 @@ impl HealthService {
 
     async fn run_component(&self, c: &Component) {
         let timeout = c.check.timeout().unwrap_or(self.settings.timeout);
-        let retries = if c.check.local() {
-            0
-        } else {
-            self.settings.retries
-        };
+        let retries = if c.check.local() { 0 } else { self.settings.retries };
         let mut attempt = 0u32;
         let (outcome, elapsed) = loop {
             let started = Instant::now();
@@ -421,16 +394,12 @@ impl HealthService {
             r.response_time_ms = clock::millis(elapsed);
             r.last_check = Some(SystemTime::now());
             r.retry_count = retries;
-            r.consecutive_failures = if outcome.status.is_failure() {
-                r.consecutive_failures.saturating_add(1)
-            } else {
-                0
-            };
+            r.consecutive_failures =
+                if outcome.status.is_failure() { r.consecutive_failures.saturating_add(1) } else { 0 };
             previous
         };
         let to = outcome.status;
-        metrics::gauge!("tandem_component_healthy", "component" => name.to_owned())
-            .set(to.gauge_value());
+        metrics::gauge!("tandem_component_healthy", "component" => name.to_owned()).set(to.gauge_value());
         if previous != to {
             metrics::counter!(
                 "tandem_health_status_changes_total",
@@ -474,13 +443,7 @@ async fn attempt_once(check: &dyn HealthCheck, timeout: Duration) -> CheckOutcom
 pub fn overall_of(reports: &[ComponentReport]) -> ComponentStatus {
     let worst = reports
         .iter()
-        .map(|r| {
-            if r.critical {
-                r.status.rank()
-            } else {
-                r.status.rank().min(1)
-            }
-        })
+        .map(|r| if r.critical { r.status.rank() } else { r.status.rank().min(1) })
         .max()
         .unwrap_or(0);
     ComponentStatus::from_rank(worst)
@@ -649,16 +612,10 @@ pub(crate) mod tests {
 
     #[test]
     fn status_ranks() {
-        let report = |status, critical| ComponentReport {
-            status,
-            critical,
-            ..ComponentReport::unchecked("x", true)
-        };
+        let report =
+            |status, critical| ComponentReport { status, critical, ..ComponentReport::unchecked("x", true) };
         assert_eq!(overall_of(&[]), Healthy);
-        assert_eq!(
-            overall_of(&[report(Healthy, true), report(Connecting, true)]),
-            Degraded
-        );
+        assert_eq!(overall_of(&[report(Healthy, true), report(Connecting, true)]), Degraded);
         assert_eq!(overall_of(&[report(Unknown, true)]), Degraded);
         assert_eq!(overall_of(&[report(Disconnected, true)]), Unhealthy);
         assert_eq!(overall_of(&[report(Unhealthy, false)]), Degraded);

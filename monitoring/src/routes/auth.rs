@@ -59,17 +59,11 @@ mod tests {
 
     #[test]
     fn header_or_query() {
-        let ok_header = TestRequest::default()
-            .insert_header((AUTHORIZATION, "Bearer s3"))
-            .to_http_request();
+        let ok_header = TestRequest::default().insert_header((AUTHORIZATION, "Bearer s3")).to_http_request();
         assert!(authorized(&ok_header, "s3"));
-        let lower = TestRequest::default()
-            .insert_header((AUTHORIZATION, "bearer s3"))
-            .to_http_request();
+        let lower = TestRequest::default().insert_header((AUTHORIZATION, "bearer s3")).to_http_request();
         assert!(authorized(&lower, "s3"));
-        let basic = TestRequest::default()
-            .insert_header((AUTHORIZATION, "Basic s3"))
-            .to_http_request();
+        let basic = TestRequest::default().insert_header((AUTHORIZATION, "Basic s3")).to_http_request();
         assert!(!authorized(&basic, "s3"));
         let query = TestRequest::with_uri("/metrics?token=s3").to_http_request();
         assert!(authorized(&query, "s3"));

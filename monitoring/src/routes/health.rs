@@ -12,11 +12,7 @@ use crate::health::{ComponentStatus, overall_of};
 
 /// 503 when the status means "do not send traffic here".
 fn status_code(status: ComponentStatus) -> StatusCode {
-    if status.is_unavailable() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    }
+    if status.is_unavailable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
 }
 
 /// The `performance` entry of `/health/detailed`. Informational: latency
@@ -33,10 +29,7 @@ fn performance_component(m: &Monitoring) -> Value {
 pub fn summary_document(m: &Monitoring) -> (ComponentStatus, Value) {
     let reports = m.health.reports();
     let status = overall_of(&reports);
-    let components: Map<String, Value> = reports
-        .iter()
-        .map(|r| (r.name.clone(), json!(r.status)))
-        .collect();
+    let components: Map<String, Value> = reports.iter().map(|r| (r.name.clone(), json!(r.status))).collect();
     let doc = json!({
         "status": status,
         "timestamp": clock::rfc3339(std::time::SystemTime::now()),
@@ -51,10 +44,7 @@ pub fn summary_document(m: &Monitoring) -> (ComponentStatus, Value) {
 pub fn detailed_document(m: &Monitoring) -> (ComponentStatus, Value) {
     let reports = m.health.reports();
     let status = overall_of(&reports);
-    let mut components: Map<String, Value> = reports
-        .iter()
-        .map(|r| (r.name.clone(), r.to_json()))
-        .collect();
+    let mut components: Map<String, Value> = reports.iter().map(|r| (r.name.clone(), r.to_json())).collect();
     components.insert("performance".into(), performance_component(m));
     let doc = json!({
         "status": status,
@@ -84,10 +74,7 @@ pub(super) async fn live() -> HttpResponse {
 
 pub(super) async fn ready(m: web::Data<Monitoring>) -> HttpResponse {
     if m.is_draining() {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "draining" }),
-        )
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "draining" }))
     } else {
         json_response(StatusCode::OK, &json!({ "status": "ready" }))
     }
@@ -114,10 +101,7 @@ pub(super) async fn service(m: web::Data<Monitoring>, name: web::Path<String>) -
         None => error_response(
             StatusCode::NOT_FOUND,
             "unknown_service",
-            format_args!(
-                "no health component named `{name}` (known: {})",
-                m.health.names().join(", ")
-            ),
+            format_args!("no health component named `{name}` (known: {})", m.health.names().join(", ")),
         ),
     }
 }

@@ -17,10 +17,7 @@ pub(super) async fn metrics(req: HttpRequest, m: web::Data<Monitoring>) -> HttpR
     }
     match m.render_metrics() {
         Some(text) => HttpResponse::Ok()
-            .insert_header((
-                CONTENT_TYPE,
-                HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
-            ))
+            .insert_header((CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE)))
             .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .body(text),
         None => error_response(

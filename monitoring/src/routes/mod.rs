@@ -27,27 +27,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, monitoring: Arc<Monitoring>) {
     let data = web::Data::from(monitoring);
     let resource = |path: &str| web::resource(path).app_data(data.clone());
     cfg.service(
-        resource("/health")
-            .route(web::get().to(health::summary))
-            .route(web::head().to(health::summary)),
+        resource("/health").route(web::get().to(health::summary)).route(web::head().to(health::summary)),
     )
     .service(resource("/health/detailed").route(web::get().to(health::detailed)))
+    .service(resource("/health/live").route(web::get().to(health::live)).route(web::head().to(health::live)))
     .service(
-        resource("/health/live")
-            .route(web::get().to(health::live))
-            .route(web::head().to(health::live)),
-    )
-    .service(
-        resource("/health/ready")
-            .route(web::get().to(health::ready))
-            .route(web::head().to(health::ready)),
+        resource("/health/ready").route(web::get().to(health::ready)).route(web::head().to(health::ready)),
     )
     .service(resource("/health/service/{name}").route(web::get().to(health::service)))
     .service(resource("/health/force-check").route(web::post().to(health::force_check)))
-    .service(
-        resource("/monitoring/connection-health")
-            .route(web::get().to(monitoring::connection_health)),
-    )
+    .service(resource("/monitoring/connection-health").route(web::get().to(monitoring::connection_health)))
     .service(resource("/monitoring/performance").route(web::get().to(monitoring::performance)))
     .service(resource("/monitoring/errors").route(web::get().to(monitoring::errors)))
     .service(resource("/monitoring/connections").route(web::get().to(monitoring::connections)))
@@ -64,8 +53,5 @@ fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
 
 /// The protocol's error body: `{"error":{"code","message"}}`.
 fn error_response(status: StatusCode, code: &str, message: impl std::fmt::Display) -> HttpResponse {
-    json_response(
-        status,
-        &json!({ "error": { "code": code, "message": message.to_string() } }),
-    )
+    json_response(status, &json!({ "error": { "code": code, "message": message.to_string() } }))
 }

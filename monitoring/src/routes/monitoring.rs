@@ -22,8 +22,7 @@ pub(super) fn unauthorized() -> HttpResponse {
         "unauthorized",
         "this route needs the operator token (Authorization: Bearer <monitoring.token> or ?token=)",
     );
-    resp.headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
 }
 

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use crate::health::tests::{Fake, fast_settings};
 use crate::system::{SystemSampler, SystemSnapshot};
 use crate::{
-    ComponentStatus, ConnectionOverview, ConnectionSample, ConnectionStatsSource, ErrorEvent,
-    ErrorType, Monitoring, MonitoringConfig, MonitoringOptions, Severity, Transport,
+    ComponentStatus, ConnectionOverview, ConnectionSample, ConnectionStatsSource, ErrorEvent, ErrorType,
+    Monitoring, MonitoringConfig, MonitoringOptions, Severity, Transport,
 };
 
 #[derive(Default)]
@@ -66,10 +66,7 @@ fn monitoring_with(
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> (Arc<Monitoring>, Arc<FakeSource>) {
     let source = Arc::new(FakeSource::default());
-    let cfg = MonitoringConfig {
-        token: token.into(),
-        ..Default::default()
-    };
+    let cfg = MonitoringConfig { token: token.into(), ..Default::default() };
     let options = MonitoringOptions {
         health: Some(fast_settings(1)),
         sampler: Some(healthy_memory()),
@@ -102,15 +99,10 @@ fn assert_keys(v: &Value, keys: &[&str]) {
 async fn health_summary_has_the_seed_shape() {
     let (m, _) = monitoring_with("", None);
     let app = app!(m);
-    let (status, body) = json_of(
-        test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await,
-    )
-    .await;
+    let (status, body) =
+        json_of(test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await).await;
     assert_eq!(status, StatusCode::OK);
-    assert_keys(
-        &body,
-        &["status", "timestamp", "version", "uptime", "components"],
-    );
+    assert_keys(&body, &["status", "timestamp", "version", "uptime", "components"]);
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["version"], "1.2.3");
     assert!(body["uptime"].is_u64());
@@ -124,17 +116,11 @@ async fn health_summary_has_the_seed_shape() {
 async fn unhealthy_connections_make_health_503() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = (0..10)
-        .map(|i| ConnectionSample {
-            transport: Transport::Sse,
-            age: Duration::from_secs(5),
-            healthy: i < 5,
-        })
+        .map(|i| ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(5), healthy: i < 5 })
         .collect();
     let app = app!(m);
-    let (status, body) = json_of(
-        test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await,
-    )
-    .await;
+    let (status, body) =
+        json_of(test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["components"]["connections"], "unhealthy");
@@ -144,65 +130,31 @@ async fn unhealthy_connections_make_health_503() {
 async fn detailed_health_flattens_component_details() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = vec![
-        ConnectionSample {
-            transport: Transport::WebSocket,
-            age: Duration::from_secs(1),
-            healthy: true,
-        },
-        ConnectionSample {
-            transport: Transport::Sse,
-            age: Duration::from_secs(1),
-            healthy: true,
-        },
+        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(1), healthy: true },
+        ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(1), healthy: true },
     ];
     *source.last_activity.lock() = Some(SystemTime::now());
     let app = app!(m);
     let (status, body) = json_of(
-        test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/health/detailed")
-                .to_request(),
-        )
-        .await,
+        test::call_service(&app, test::TestRequest::get().uri("/health/detailed").to_request()).await,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_keys(
-        &body,
-        &["status", "timestamp", "version", "uptime", "components"],
-    );
+    assert_keys(&body, &["status", "timestamp", "version", "uptime", "components"]);
     let c = &body["components"];
-    let bookkeeping = [
-        "status",
-        "response_time_ms",
-        "last_check",
-        "retry_count",
-        "consecutive_failures",
-    ];
+    let bookkeeping = ["status", "response_time_ms", "last_check", "retry_count", "consecutive_failures"];
     assert_keys(&c["connections"], &bookkeeping);
     assert_keys(
         &c["connections"],
-        &[
-            "total_connections",
-            "healthy_connections",
-            "unhealthy_connections",
-            "health_percentage",
-        ],
+        &["total_connections", "healthy_connections", "unhealthy_connections", "health_percentage"],
     );
     assert_eq!(c["connections"]["total_connections"], 2);
     assert_keys(&c["memory"], &bookkeeping);
-    assert_keys(
-        &c["memory"],
-        &["used_mb", "total_mb", "usage_percentage", "process_rss_mb"],
-    );
+    assert_keys(&c["memory"], &["used_mb", "total_mb", "usage_percentage", "process_rss_mb"]);
     assert_eq!(c["memory"]["used_mb"], 512);
     assert_keys(&c["activity"], &["last_activity", "seconds_since_activity"]);
     assert!(c["activity"]["last_activity"].is_string());
-    assert_keys(
-        &c["performance"],
-        &["status", "avg_response_time_ms", "requests_per_second"],
-    );
+    assert_keys(&c["performance"], &["status", "avg_response_time_ms", "requests_per_second"]);
 }
 
 #[actix_web::test]
@@ -217,13 +169,7 @@ async fn live_and_ready_follow_draining() {
     m.set_draining();
     assert!(m.is_draining());
     let (s, b) = json_of(test::call_service(&app, get("/health/ready")).await).await;
-    assert_eq!(
-        (s, b),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "draining"})
-        )
-    );
+    assert_eq!((s, b), (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "draining"})));
     let (s, _) = json_of(test::call_service(&app, get("/health/live")).await).await;
     assert_eq!(s, StatusCode::OK);
 }
@@ -231,8 +177,7 @@ async fn live_and_ready_follow_draining() {
 #[actix_web::test]
 async fn service_route_reports_one_component_or_404() {
     let (m, _) = monitoring_with("", None);
-    m.health
-        .register(Box::new(Fake::new("db", ComponentStatus::Unhealthy)));
+    m.health.register(Box::new(Fake::new("db", ComponentStatus::Unhealthy)));
     m.health.check_all().await;
     let app = app!(m);
     let get = |uri: &'static str| test::TestRequest::get().uri(uri).to_request();
@@ -270,10 +215,8 @@ async fn non_critical_failure_only_degrades() {
     m.health.register(Box::new(cache));
     m.health.check_all().await;
     let app = app!(m);
-    let (s, b) = json_of(
-        test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await,
-    )
-    .await;
+    let (s, b) =
+        json_of(test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["status"], "degraded");
     assert_eq!(b["components"]["cache"], "disconnected");
@@ -286,21 +229,13 @@ async fn force_check_runs_every_check_now() {
     let attempts = fake.attempts.clone();
     m.health.register(Box::new(fake));
     let app = app!(m);
-    let (_, before) = json_of(
-        test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await,
-    )
-    .await;
+    let (_, before) =
+        json_of(test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await).await;
     assert_eq!(before["components"]["broker"], "unknown");
     assert_eq!(before["status"], "degraded");
 
     let (s, b) = json_of(
-        test::call_service(
-            &app,
-            test::TestRequest::post()
-                .uri("/health/force-check")
-                .to_request(),
-        )
-        .await,
+        test::call_service(&app, test::TestRequest::post().uri("/health/force-check").to_request()).await,
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -308,41 +243,21 @@ async fn force_check_runs_every_check_now() {
     assert_eq!(b["status"], "healthy");
     assert_eq!(b["components"]["broker"]["status"], "healthy");
     assert!(b["components"]["broker"]["last_check"].is_string());
-    assert_keys(
-        &b["components"],
-        &["connections", "memory", "activity", "performance"],
-    );
+    assert_keys(&b["components"], &["connections", "memory", "activity", "performance"]);
 }
 
 #[actix_web::test]
 async fn connection_health_has_the_seed_shape() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = vec![
-        ConnectionSample {
-            transport: Transport::WebSocket,
-            age: Duration::from_secs(10),
-            healthy: true,
-        },
-        ConnectionSample {
-            transport: Transport::WebSocket,
-            age: Duration::from_secs(900),
-            healthy: false,
-        },
-        ConnectionSample {
-            transport: Transport::Sse,
-            age: Duration::from_secs(9000),
-            healthy: true,
-        },
+        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(10), healthy: true },
+        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(900), healthy: false },
+        ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(9000), healthy: true },
     ];
     let app = app!(m);
     let (s, b) = json_of(
-        test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/monitoring/connection-health")
-                .to_request(),
-        )
-        .await,
+        test::call_service(&app, test::TestRequest::get().uri("/monitoring/connection-health").to_request())
+            .await,
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -358,36 +273,17 @@ async fn connection_health_has_the_seed_shape() {
     );
     assert_keys(
         &b["overall_health"],
-        &[
-            "total_connections",
-            "healthy_connections",
-            "unhealthy_connections",
-            "health_percentage",
-        ],
+        &["total_connections", "healthy_connections", "unhealthy_connections", "health_percentage"],
     );
     for t in ["websocket", "sse"] {
-        assert_keys(
-            &b["connection_type_health"][t],
-            &["total", "healthy", "unhealthy", "health_percentage"],
-        );
+        assert_keys(&b["connection_type_health"][t], &["total", "healthy", "unhealthy", "health_percentage"]);
     }
-    assert_keys(
-        &b["health_trends"],
-        &[
-            "last_hour_health_percentage",
-            "last_24_hours_health_percentage",
-        ],
-    );
+    assert_keys(&b["health_trends"], &["last_hour_health_percentage", "last_24_hours_health_percentage"]);
     // No sample yet: the trends show the current value.
     assert_eq!(b["health_trends"]["last_hour_health_percentage"], 66.67);
     assert_keys(
         &b["connection_age_distribution"],
-        &[
-            "0-5_minutes",
-            "5-30_minutes",
-            "30_minutes-2_hours",
-            "2_hours+",
-        ],
+        &["0-5_minutes", "5-30_minutes", "30_minutes-2_hours", "2_hours+"],
     );
     assert_eq!(b["connection_age_distribution"]["2_hours+"], 1);
     assert!(b["healthy_definition"].as_str().unwrap().contains("80%"));
@@ -400,29 +296,14 @@ async fn connection_health_has_the_seed_shape() {
 async fn performance_has_the_seed_shape() {
     let (m, _) = monitoring_with("", None);
     m.performance.record_delivery(Duration::from_millis(3));
-    m.performance
-        .record_connection_establishment(Transport::Sse, Duration::from_millis(8));
+    m.performance.record_connection_establishment(Transport::Sse, Duration::from_millis(8));
     let app = app!(m);
     let (s, b) = json_of(
-        test::call_service(
-            &app,
-            test::TestRequest::get()
-                .uri("/monitoring/performance")
-                .to_request(),
-        )
-        .await,
+        test::call_service(&app, test::TestRequest::get().uri("/monitoring/performance").to_request()).await,
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_keys(
-        &b,
-        &[
-            "connection_establishment",
-            "message_delivery",
-            "system_performance",
-            "timestamp",
-        ],
-    );
+    assert_keys(&b, &["connection_establishment", "message_delivery", "system_performance", "timestamp"]);
     assert_keys(
         &b["connection_establishment"],
         &[
@@ -468,18 +349,10 @@ async fn performance_has_the_seed_shape() {
 async fn errors_have_the_seed_shape_and_filters() {
     let (m, _) = monitoring_with("", None);
     m.errors.record(
-        ErrorEvent::new(
-            ErrorType::ConnectionError,
-            Severity::High,
-            "WebSocket connection failed",
-        )
-        .player("p1"),
+        ErrorEvent::new(ErrorType::ConnectionError, Severity::High, "WebSocket connection failed")
+            .player("p1"),
     );
-    m.errors.record(ErrorEvent::new(
-        ErrorType::AuthenticationError,
-        Severity::High,
-        "Invalid session token",
-    ));
+    m.errors.record(ErrorEvent::new(ErrorType::AuthenticationError, Severity::High, "Invalid session token"));
     let app = app!(m);
     let get = |uri: &'static str| test::TestRequest::get().uri(uri).to_request();
 
@@ -499,37 +372,23 @@ async fn errors_have_the_seed_shape_and_filters() {
     assert_eq!(b["total_errors_last_hour"], 2);
     assert_keys(
         &b["recent_errors"][0],
-        &[
-            "type",
-            "severity",
-            "message",
-            "timestamp",
-            "player_id",
-            "session_id",
-            "connection_id",
-        ],
+        &["type", "severity", "message", "timestamp", "player_id", "session_id", "connection_id"],
     );
     assert_eq!(b["per_minute"].as_array().unwrap().len(), 60);
     assert_keys(&b["per_minute"][59], &["minute", "count", "breakdown"]);
 
     let (s, b) = json_of(
-        test::call_service(
-            &app,
-            get("/monitoring/errors?type=connection_error&severity=high"),
-        )
-        .await,
+        test::call_service(&app, get("/monitoring/errors?type=connection_error&severity=high")).await,
     )
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["total_errors_last_hour"], 1);
     assert_eq!(b["recent_errors"][0]["player_id"], "p1");
 
-    let (s, b) =
-        json_of(test::call_service(&app, get("/monitoring/errors?type=bogus")).await).await;
+    let (s, b) = json_of(test::call_service(&app, get("/monitoring/errors?type=bogus")).await).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(b["error"]["code"], "invalid_filter");
-    let (s, _) =
-        json_of(test::call_service(&app, get("/monitoring/errors?severity=HIGH")).await).await;
+    let (s, _) = json_of(test::call_service(&app, get("/monitoring/errors?severity=HIGH")).await).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
@@ -554,20 +413,15 @@ async fn connections_distribution_and_player_detail() {
         b["connection_distribution"],
         json!({"total_players": 3, "websocket_only_players": 1, "sse_only_players": 1, "dual_connection_players": 1})
     );
-    assert_eq!(
-        b["connections_by_transport"],
-        json!({"websocket": 3, "sse": 2})
-    );
+    assert_eq!(b["connections_by_transport"], json!({"websocket": 3, "sse": 2}));
     assert_eq!(b["total_connections"], 5);
 
     let (s, b) =
-        json_of(test::call_service(&app, get("/monitoring/connections?player_id=alice")).await)
-            .await;
+        json_of(test::call_service(&app, get("/monitoring/connections?player_id=alice")).await).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["player_id"], "alice");
 
-    let (s, b) =
-        json_of(test::call_service(&app, get("/monitoring/connections?player_id=bob")).await).await;
+    let (s, b) = json_of(test::call_service(&app, get("/monitoring/connections?player_id=bob")).await).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(b["error"]["code"], "player_not_found");
 }
@@ -588,46 +442,28 @@ async fn operator_token_guards_monitoring_and_metrics_only() {
         let (s, b) = json_of(resp).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri}");
         assert_eq!(b["error"]["code"], "unauthorized");
-        let wrong = test::TestRequest::get()
-            .uri(uri)
-            .insert_header(("Authorization", "Bearer nope"))
-            .to_request();
-        assert_eq!(
-            test::call_service(&app, wrong).await.status(),
-            StatusCode::UNAUTHORIZED,
-            "{uri}"
-        );
+        let wrong =
+            test::TestRequest::get().uri(uri).insert_header(("Authorization", "Bearer nope")).to_request();
+        assert_eq!(test::call_service(&app, wrong).await.status(), StatusCode::UNAUTHORIZED, "{uri}");
     }
     let bearer = test::TestRequest::get()
         .uri("/monitoring/errors")
         .insert_header(("Authorization", "Bearer s3cret"))
         .to_request();
-    assert_eq!(
-        test::call_service(&app, bearer).await.status(),
-        StatusCode::OK
-    );
-    let query = test::TestRequest::get()
-        .uri("/monitoring/errors?token=s3cret&type=system_error")
-        .to_request();
-    assert_eq!(
-        test::call_service(&app, query).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(test::call_service(&app, bearer).await.status(), StatusCode::OK);
+    let query =
+        test::TestRequest::get().uri("/monitoring/errors?token=s3cret&type=system_error").to_request();
+    assert_eq!(test::call_service(&app, query).await.status(), StatusCode::OK);
     let open = test::TestRequest::get().uri("/health").to_request();
-    assert_eq!(
-        test::call_service(&app, open).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(test::call_service(&app, open).await.status(), StatusCode::OK);
 }
 
 #[actix_web::test]
 async fn metrics_without_a_recorder_is_503() {
     let (m, _) = monitoring_with("", None);
     let app = app!(m);
-    let (s, b) = json_of(
-        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await,
-    )
-    .await;
+    let (s, b) =
+        json_of(test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(b["error"]["code"], "metrics_unavailable");
 }
@@ -639,26 +475,15 @@ async fn metrics_render_prometheus_text_with_scrape_gauges() {
     // The single-threaded test runtime runs handlers on this thread.
     let _guard = metrics::set_default_local_recorder(&recorder);
     let (m, _) = monitoring_with("", Some(handle));
-    m.errors.record(ErrorEvent::new(
-        ErrorType::SessionError,
-        Severity::Low,
-        "expired",
-    ));
+    m.errors.record(ErrorEvent::new(ErrorType::SessionError, Severity::Low, "expired"));
     let app = app!(m);
-    let resp =
-        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(
-        resp.headers().get("content-type").unwrap(),
-        "text/plain; version=0.0.4"
-    );
+    assert_eq!(resp.headers().get("content-type").unwrap(), "text/plain; version=0.0.4");
     let body = test::read_body(resp).await;
     let text = std::str::from_utf8(&body).unwrap();
     assert!(text.contains("tandem_connection_health_ratio 1"), "{text}");
     assert!(text.contains("tandem_uptime_seconds"), "{text}");
-    assert!(
-        text.contains("tandem_errors_total{type=\"session_error\",severity=\"low\"} 1"),
-        "{text}"
-    );
+    assert!(text.contains("tandem_errors_total{type=\"session_error\",severity=\"low\"} 1"), "{text}");
     assert!(text.contains("tandem_process_"), "{text}");
 }
