@@ -124,8 +124,8 @@ enum KnownFrame {
     },
 }
 
-const KNOWN_TYPES: [&str; 8] =
-    ["welcome", "message", "subscribed", "unsubscribed", "published", "pong", "error", "shutdown"];
+const KNOWN_TYPES: [&str; 9] =
+    ["welcome", "message", "subscribed", "unsubscribed", "published", "pong", "error", "shutdown", "close"];
 
 impl From<KnownFrame> for ServerFrame {
     fn from(k: KnownFrame) -> Self {
@@ -140,6 +140,7 @@ impl From<KnownFrame> for ServerFrame {
             KnownFrame::Shutdown { reconnect, retry_after_ms } => {
                 Self::Shutdown { reconnect, retry_after_ms }
             }
+            KnownFrame::Close { code, reason, reconnect } => Self::Close { code, reason, reconnect },
         }
     }
 }

@@ -187,10 +187,6 @@ impl SseClient {
     pub fn close(self) {}
 }
 
-fn stream_ended(reason: &str) -> ClientError {
-    ClientError::Closed { code: None, reason: reason.to_owned() }
-}
-
 fn with_credentials(request: reqwest::RequestBuilder, opts: &ConnectOptions) -> reqwest::RequestBuilder {
     let mut request = request;
     if let Some(bearer) = opts.bearer() {
@@ -252,8 +248,98 @@ impl RetrySniffer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Answers one HTTP request with `response`; yields the request head.
+    async fn serve_once(response: String) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(response.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (base, task)
+    }
+
+    const WELCOME: &str = r#"{"type":"welcome","session_id":"s_1","connection_id":"c_1","player_id":"alice","transport":"sse","resumed":true,"resync_required":false,"last_seq":7,"heartbeat_interval_ms":15000,"channels":["player:alice"]}"#;
+
+    #[tokio::test]
+    async fn stream_frames_ids_retry_and_close_event() {
+        let body = format!(
+            "event: welcome\ndata: {WELCOME}\n\n: hb\n\n\
+             id: 8\nevent: message\ndata: {{\"type\":\"message\",\"seq\":8,\"id\":\"m_1\",\"channel\":\"player:alice\",\"event\":\"e\",\"data\":{{}},\"ts\":1}}\n\n\
+             retry: 1500\n\n\
+             event: close\ndata: {{\"type\":\"close\",\"code\":4008,\"reason\":\"slow_consumer\",\"reconnect\":true}}\n\n"
+        );
+        let response =
+            format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{body}");
+        let (base, request) = serve_once(response).await;
+        let opts = ConnectOptions::new(base).token("tok").session("s_1").last_seq(7);
+        let mut client = SseClient::connect(&opts).await.unwrap();
+        assert_eq!(client.welcome.session_id, "s_1");
+        assert!(client.welcome.resumed);
+
+        let head = request.await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /sse?session_id=s_1&last_seq=7 "), "{head}");
+        assert!(head.contains("authorization: bearer tok\r\n"), "{head}");
+        assert!(head.contains("last-event-id: 7\r\n"), "{head}");
+        assert!(head.contains("accept: text/event-stream\r\n"), "{head}");
+
+        let ServerFrame::Message(d) = client.next_frame(WAIT).await.unwrap() else {
+            panic!("expected a delivery");
+        };
+        assert_eq!(d.seq, 8);
+        assert_eq!(client.last_event_id(), Some(8));
+        for _ in 0..2 {
+            match client.next_frame(WAIT).await {
+                Err(ClientError::Closed { code: Some(4008), reason }) => assert_eq!(reason, "slow_consumer"),
+                other => panic!("expected the close event, got {other:?}"),
+            }
+        }
+        assert_eq!(client.retry_hint(), Some(Duration::from_millis(1500)));
+    }
+
+    #[tokio::test]
+    async fn refusal_carries_the_error_code() {
+        let body = r#"{"error":{"code":"missing_token","message":"no token"}}"#;
+        let response = format!(
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (base, _request) = serve_once(response).await;
+        match SseClient::connect(&ConnectOptions::new(base)).await {
+            Err(ClientError::Http { status: 401, code, .. }) => assert_eq!(code, "missing_token"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_just_ends_is_closed_without_code() {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\nevent: welcome\ndata: {WELCOME}\n\n"
+        );
+        let (base, _request) = serve_once(response).await;
+        let mut client = SseClient::connect(&ConnectOptions::new(base).player("alice")).await.unwrap();
+        match client.next_frame(WAIT).await {
+            Err(ClientError::Closed { code: None, .. }) => {}
+            other => panic!("expected the end of the stream, got {other:?}"),
+        }
+    }
 
     fn sniff(chunks: &[&[u8]]) -> u64 {
         let hint = Arc::new(AtomicU64::new(NO_RETRY));

@@ -10,11 +10,52 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, counter, gauge, histogram};
+use metrics::{Counter, Unit, counter, describe_counter, gauge, histogram};
+use tandem_monitoring::recorder::names;
 use tandem_monitoring::{ErrorEvent, ErrorType, Monitoring, Severity, Transport};
 use tracing::{debug, info, warn};
 
 use crate::connection::CloseReason;
+
+/// Metrics only the server emits (the shared set is described by
+/// `tandem_monitoring::recorder`).
+pub const PUBLICATIONS_TOTAL: &str = "tandem_publications_total";
+pub const SERVER_CLOSES_TOTAL: &str = "tandem_server_closes_total";
+pub const CLIENT_ERRORS_TOTAL: &str = "tandem_client_errors_total";
+pub const SESSIONS_EXPIRED_TOTAL: &str = "tandem_sessions_expired_total";
+pub const TASK_RESTARTS_TOTAL: &str = "tandem_task_restarts_total";
+
+const TRANSPORTS: [&str; 2] = ["websocket", "sse"];
+
+/// Describes the server's own metrics and creates every bounded counter at
+/// zero, so dashboards and `rate()` see them before the first event.
+pub fn register_metrics() {
+    describe_counter!(PUBLICATIONS_TOTAL, Unit::Count, "Publications accepted, by source (api, client, broadcast).");
+    describe_counter!(SERVER_CLOSES_TOTAL, Unit::Count, "Connections the server closed, by transport and reason.");
+    describe_counter!(CLIENT_ERRORS_TOTAL, Unit::Count, "Client messages refused, by transport and error code.");
+    describe_counter!(SESSIONS_EXPIRED_TOTAL, Unit::Count, "Sessions dropped after the resume window.");
+    describe_counter!(TASK_RESTARTS_TOTAL, Unit::Count, "Supervised background tasks restarted after a failure.");
+    for t in TRANSPORTS {
+        counter!(names::MESSAGES_DELIVERED_TOTAL, "transport" => t).absolute(0);
+        counter!(names::SLOW_CONSUMER_DISCONNECTS_TOTAL, "transport" => t).absolute(0);
+        counter!(names::CONNECTIONS_TOTAL, "transport" => t, "outcome" => "accepted").absolute(0);
+        counter!(names::MESSAGE_DELIVERY_FAILURES_TOTAL, "transport" => t, "reason" => "slow_consumer")
+            .absolute(0);
+        gauge!(names::CONNECTIONS_ACTIVE, "transport" => t).set(0.0);
+    }
+    for reason in ["missing_token", "invalid_token", "expired_token", "forbidden"] {
+        counter!(names::AUTH_FAILURES_TOTAL, "reason" => reason).absolute(0);
+    }
+    for mode in ["websocket_only", "sse_only", "dual"] {
+        gauge!(names::PLAYERS_ACTIVE, "mode" => mode).set(0.0);
+    }
+    counter!(names::HEARTBEAT_TIMEOUTS_TOTAL).absolute(0);
+    gauge!(names::SESSIONS_ACTIVE).set(0.0);
+    gauge!(names::SUBSCRIPTIONS_ACTIVE).set(0.0);
+    for source in ["api", "client", "broadcast"] {
+        counter!(PUBLICATIONS_TOTAL, "source" => source).absolute(0);
+    }
+}
 
 /// Handles of hot-path metrics, registered once; plus the monitoring bundle.
 pub struct Telemetry {
@@ -52,8 +93,8 @@ impl Telemetry {
         Self {
             monitoring,
             delivered: [
-                counter!("tandem_messages_delivered_total", "transport" => "websocket"),
-                counter!("tandem_messages_delivered_total", "transport" => "sse"),
+                counter!(names::MESSAGES_DELIVERED_TOTAL, "transport" => "websocket"),
+                counter!(names::MESSAGES_DELIVERED_TOTAL, "transport" => "sse"),
             ],
         }
     }
@@ -153,9 +194,9 @@ impl Connected<'_> {
             Transport::WebSocket => line!("WebSocket connected"),
             Transport::Sse => line!("SSE connected"),
         }
-        counter!("tandem_connections_total", "transport" => label(i.transport), "outcome" => "accepted")
+        counter!(names::CONNECTIONS_TOTAL, "transport" => label(i.transport), "outcome" => "accepted")
             .increment(1);
-        gauge!("tandem_connections_active", "transport" => label(i.transport)).increment(1.0);
+        gauge!(names::CONNECTIONS_ACTIVE, "transport" => label(i.transport)).increment(1.0);
         tm.monitoring.performance.record_connection_establishment(i.transport, self.establishment);
     }
 }
@@ -163,7 +204,7 @@ impl Connected<'_> {
 /// A connection refused before it was established (limits, origin, drain).
 pub fn connection_refused(tm: &Telemetry, t: Transport, reason: &'static str, player_id: Option<&str>) {
     warn!(connection_type = label(t), reason, player_id, "{} connection refused", title(t));
-    counter!("tandem_connections_total", "transport" => label(t), "outcome" => reason).increment(1);
+    counter!(names::CONNECTIONS_TOTAL, "transport" => label(t), "outcome" => reason).increment(1);
     let mut ev = ErrorEvent::new(
         ErrorType::ConnectionError,
         Severity::Low,
@@ -207,8 +248,8 @@ impl Disconnected<'_> {
             Transport::WebSocket => line!("WebSocket disconnected"),
             Transport::Sse => line!("SSE disconnected"),
         }
-        gauge!("tandem_connections_active", "transport" => label(i.transport)).decrement(1.0);
-        histogram!("tandem_connection_duration_seconds", "transport" => label(i.transport))
+        gauge!(names::CONNECTIONS_ACTIVE, "transport" => label(i.transport)).decrement(1.0);
+        histogram!(names::CONNECTION_DURATION_SECONDS, "transport" => label(i.transport))
             .record(self.duration.as_secs_f64());
     }
 }
@@ -226,7 +267,7 @@ pub fn auth_failed(tm: &Telemetry, surface: AuthSurface, reason: &'static str, p
         AuthSurface::Api => "api",
     };
     warn!(reason, surface = surface_label, path, "Authentication failed");
-    counter!("tandem_auth_failures_total", "reason" => reason).increment(1);
+    counter!(names::AUTH_FAILURES_TOTAL, "reason" => reason).increment(1);
     let severity = match reason {
         "invalid_token" | "invalid_api_key" => Severity::High,
         "forbidden" => Severity::Medium,
@@ -256,7 +297,7 @@ pub fn message_delivered(tm: &Telemetry, ids: Ids<'_>, seq: u64, delivery_time: 
 /// A delivery could not be handed to a connection.
 pub fn delivery_failed(tm: &Telemetry, ids: Ids<'_>, reason: &'static str) {
     counter!(
-        "tandem_message_delivery_failures_total",
+        names::MESSAGE_DELIVERY_FAILURES_TOTAL,
         "transport" => label(ids.transport),
         "reason" => reason
     )
@@ -275,12 +316,12 @@ pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
     let r = reason.as_str();
     match reason {
         CloseReason::SlowConsumer => {
-            counter!("tandem_slow_consumer_disconnects_total", "transport" => label(ids.transport))
+            counter!(names::SLOW_CONSUMER_DISCONNECTS_TOTAL, "transport" => label(ids.transport))
                 .increment(1);
             delivery_failed(tm, ids, "slow_consumer");
         }
         CloseReason::HeartbeatTimeout => {
-            counter!("tandem_heartbeat_timeouts_total").increment(1);
+            counter!(names::HEARTBEAT_TIMEOUTS_TOTAL).increment(1);
             tm.track(ids.error(
                 ErrorType::ConnectionError,
                 Severity::Low,
@@ -303,7 +344,7 @@ pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
         }
         CloseReason::Shutdown { .. } | CloseReason::Disconnected => {}
     }
-    counter!("tandem_server_closes_total", "transport" => label(ids.transport), "reason" => r).increment(1);
+    counter!(SERVER_CLOSES_TOTAL, "transport" => label(ids.transport), "reason" => r).increment(1);
     debug!(
         player_id = ids.player_id,
         session_id = ids.session_id,
@@ -320,12 +361,12 @@ pub fn heartbeat_rtt(tm: &Telemetry, rtt: Duration) {
 }
 
 pub fn message_received(t: Transport, kind: &'static str) {
-    counter!("tandem_messages_received_total", "transport" => label(t), "type" => kind).increment(1);
+    counter!(names::MESSAGES_RECEIVED_TOTAL, "transport" => label(t), "type" => kind).increment(1);
 }
 
 /// A client message was refused with an error code.
 pub fn client_error(tm: &Telemetry, ids: Ids<'_>, code: &'static str, message: &str) {
-    counter!("tandem_client_errors_total", "transport" => label(ids.transport), "code" => code).increment(1);
+    counter!(CLIENT_ERRORS_TOTAL, "transport" => label(ids.transport), "code" => code).increment(1);
     tm.track(
         ids.error(ErrorType::ValidationError, Severity::Low, format!("Client message rejected: {code}"))
             .details(serde_json::json!({ "code": code, "message": message })),
@@ -333,14 +374,14 @@ pub fn client_error(tm: &Telemetry, ids: Ids<'_>, code: &'static str, message: &
 }
 
 pub fn session_created(session_id: &str, player_id: &str) {
-    gauge!("tandem_sessions_active").increment(1.0);
+    gauge!(names::SESSIONS_ACTIVE).increment(1.0);
     debug!(session_id, player_id, "Session created");
 }
 
 pub fn session_ended(tm: &Telemetry, session_id: &str, player_id: &str, expired: bool) {
-    gauge!("tandem_sessions_active").decrement(1.0);
+    gauge!(names::SESSIONS_ACTIVE).decrement(1.0);
     if expired {
-        counter!("tandem_sessions_expired_total").increment(1);
+        counter!(SESSIONS_EXPIRED_TOTAL).increment(1);
         info!(session_id, player_id, "Session expired");
     } else {
         info!(session_id, player_id, "Session ended");
@@ -349,7 +390,7 @@ pub fn session_ended(tm: &Telemetry, session_id: &str, player_id: &str, expired:
 }
 
 pub fn subscriptions_changed(delta: f64) {
-    gauge!("tandem_subscriptions_active").increment(delta);
+    gauge!(names::SUBSCRIPTIONS_ACTIVE).increment(delta);
 }
 
 /// Players by connection mode: a player moves between `websocket_only`,
@@ -359,21 +400,21 @@ pub fn player_mode_changed(from: Option<&'static str>, to: Option<&'static str>)
         return;
     }
     if let Some(m) = from {
-        gauge!("tandem_players_active", "mode" => m).decrement(1.0);
+        gauge!(names::PLAYERS_ACTIVE, "mode" => m).decrement(1.0);
     }
     if let Some(m) = to {
-        gauge!("tandem_players_active", "mode" => m).increment(1.0);
+        gauge!(names::PLAYERS_ACTIVE, "mode" => m).increment(1.0);
     }
 }
 
 pub fn published(source: &'static str, channel: &str, recipients: usize, connections: usize) {
-    counter!("tandem_publications_total", "source" => source).increment(1);
+    counter!(PUBLICATIONS_TOTAL, "source" => source).increment(1);
     debug!(source, channel, recipients, delivered_connections = connections, "Publication accepted");
 }
 
 /// A background task panicked or failed; it will be restarted.
 pub fn task_failed(tm: &Telemetry, task: &'static str, error: &str, restart_in: Duration) {
-    counter!("tandem_task_restarts_total", "task" => task).increment(1);
+    counter!(TASK_RESTARTS_TOTAL, "task" => task).increment(1);
     tm.track(
         ErrorEvent::new(
             ErrorType::SystemError,

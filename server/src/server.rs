@@ -75,6 +75,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let prometheus =
         tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
     tandem_monitoring::recorder::describe_all_with_version(VERSION);
+    ev::register_metrics();
     let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {
         let source = Arc::new(Stats(weak.clone()));
         let monitoring = Monitoring::new(&config.monitoring, VERSION, source, Some(prometheus));

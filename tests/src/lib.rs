@@ -17,7 +17,7 @@ pub mod tokens;
 
 use std::time::Duration;
 
-pub use peer::{Peer, Transport, assert_alive, assert_error, error_code};
+pub use peer::{Peer, Transport, assert_alive, assert_error, error_code, frames_until_closed};
 pub use server::{Signal, TestServer, TestServerBuilder};
 
 /// How long a test waits for something that should happen promptly.

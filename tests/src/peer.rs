@@ -219,3 +219,22 @@ pub async fn assert_alive(peer: &mut Peer, id: u64) {
         other => panic!("{:?}: expected pong {id}, got {other:?}", peer.transport()),
     }
 }
+
+/// Reads frames until the connection ends (bounded); returns the frames
+/// read before the end and the close code.
+///
+/// # Panics
+/// On any other error, or when no end comes within a few frames.
+pub async fn frames_until_closed(peer: &mut Peer) -> (Vec<ServerFrame>, Option<u16>) {
+    let mut frames = Vec::new();
+    for _ in 0..16 {
+        match peer.next_frame(WAIT).await {
+            Ok(frame) => frames.push(frame),
+            Err(ClientError::Closed { code, .. }) => return (frames, code),
+            Err(other) => {
+                panic!("{:?}: expected frames then a close, got {other} after {frames:?}", peer.transport())
+            }
+        }
+    }
+    panic!("{:?}: no close after {frames:?}", peer.transport());
+}

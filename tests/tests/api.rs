@@ -2,8 +2,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tandem_client::ClientError;
-use tandem_e2e::{Peer, TestServer, Transport, WAIT};
+use tandem_client::ServerFrame;
+use tandem_e2e::{Peer, TestServer, Transport, frames_until_closed};
 
 #[tokio::test]
 async fn api_key_is_required_and_checked() {
@@ -79,15 +79,13 @@ async fn disconnect_closes_every_connection_of_that_player_only() {
     let (status, body) = server.api_post("/api/players/alice/disconnect", json!({})).await;
     assert!((200..300).contains(&status), "{status}: {body}");
 
-    match ws.next_frame(WAIT).await {
-        Err(ClientError::Closed { code, .. }) => {
-            assert_eq!(code, Some(4001), "WebSocket close code for a disconnect");
-        }
-        other => panic!("WebSocket: expected close 4001, got {other:?}"),
-    }
-    match sse.next_frame(WAIT).await {
-        Err(ClientError::Closed { code: None, .. }) => {}
-        other => panic!("SSE: expected the stream to end, got {other:?}"),
+    for peer in [&mut ws, &mut sse] {
+        let (frames, code) = frames_until_closed(peer).await;
+        assert_eq!(code, Some(4001), "{:?}: close code for a disconnect", peer.transport());
+        assert!(
+            !frames.iter().any(|f| matches!(f, ServerFrame::Message(_))),
+            "nothing was published: {frames:?}"
+        );
     }
 
     let (status, body) =
