@@ -61,9 +61,9 @@ impl WsClient {
                 .map_err(|e| ClientError::InvalidOptions(format!("origin: {e}")))?;
             headers.insert("origin", value);
         }
-        let connected = timeout_at(deadline, tokio_tungstenite::connect_async(request))
-            .await
-            .map_err(|_| ClientError::Timeout)?;
+        // Nagle off: frames are small and latency is the point of realtime.
+        let upgrade = tokio_tungstenite::connect_async_with_config(request, None, true);
+        let connected = timeout_at(deadline, upgrade).await.map_err(|_| ClientError::Timeout)?;
         let stream = match connected {
             Ok((stream, _response)) => stream,
             Err(tungstenite::Error::Http(response)) => {
@@ -168,5 +168,46 @@ impl Link {
     fn ended(&mut self, code: Option<u16>, reason: &str) -> ClientError {
         self.closed = Some((code, reason.to_owned()));
         ClientError::Closed { code, reason: reason.to_owned() }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn refused_upgrade_carries_the_error_code_and_sent_credentials() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"error":{"code":"origin_not_allowed","message":"no"}}"#;
+            let response = format!(
+                "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&head).to_ascii_lowercase()
+        });
+        let opts = ConnectOptions::new(base).token("tok").origin("http://evil.example").channels(&["room:a"]);
+        match WsClient::connect(&opts).await {
+            Err(ClientError::Http { status: 403, code, .. }) => assert_eq!(code, "origin_not_allowed"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let head = server.await.unwrap();
+        assert!(head.starts_with("get /ws?channels=room%3aa "), "{head}");
+        assert!(head.contains("authorization: bearer tok\r\n"), "{head}");
+        assert!(head.contains("origin: http://evil.example\r\n"), "{head}");
+        assert!(!head.contains("token="), "the token stays out of the URL: {head}");
     }
 }

@@ -30,11 +30,27 @@ const TRANSPORTS: [&str; 2] = ["websocket", "sse"];
 /// Describes the server's own metrics and creates every bounded counter at
 /// zero, so dashboards and `rate()` see them before the first event.
 pub fn register_metrics() {
-    describe_counter!(PUBLICATIONS_TOTAL, Unit::Count, "Publications accepted, by source (api, client, broadcast).");
-    describe_counter!(SERVER_CLOSES_TOTAL, Unit::Count, "Connections the server closed, by transport and reason.");
-    describe_counter!(CLIENT_ERRORS_TOTAL, Unit::Count, "Client messages refused, by transport and error code.");
+    describe_counter!(
+        PUBLICATIONS_TOTAL,
+        Unit::Count,
+        "Publications accepted, by source (api, client, broadcast)."
+    );
+    describe_counter!(
+        SERVER_CLOSES_TOTAL,
+        Unit::Count,
+        "Connections the server closed, by transport and reason."
+    );
+    describe_counter!(
+        CLIENT_ERRORS_TOTAL,
+        Unit::Count,
+        "Client messages refused, by transport and error code."
+    );
     describe_counter!(SESSIONS_EXPIRED_TOTAL, Unit::Count, "Sessions dropped after the resume window.");
-    describe_counter!(TASK_RESTARTS_TOTAL, Unit::Count, "Supervised background tasks restarted after a failure.");
+    describe_counter!(
+        TASK_RESTARTS_TOTAL,
+        Unit::Count,
+        "Supervised background tasks restarted after a failure."
+    );
     for t in TRANSPORTS {
         counter!(names::MESSAGES_DELIVERED_TOTAL, "transport" => t).absolute(0);
         counter!(names::SLOW_CONSUMER_DISCONNECTS_TOTAL, "transport" => t).absolute(0);

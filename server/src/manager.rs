@@ -385,25 +385,24 @@ impl ConnectionManager {
         for (seq, publication) in replay {
             conn.push_unbounded(Outbound::Delivery { seq, publication });
         }
-        let (mut ws, mut sse) = (0, 0);
-        for c in &inner.connections {
-            match c.transport {
-                Transport::WebSocket => ws += 1,
-                Transport::Sse => sse += 1,
-            }
-        }
         inner.connections.push(Arc::clone(conn));
         inner.detached_at_ms = None;
         drop(inner);
 
         self.touch();
+        // The player's connections, this one included (counted at reserve).
+        let (ws, sse) = self.players.get(&*s.player_id).map_or((0, 0), |p| (p.websocket, p.sse));
+        let (ws_before, sse_before) = match req.transport {
+            Transport::WebSocket => (ws.saturating_sub(1), sse),
+            Transport::Sse => (ws, sse.saturating_sub(1)),
+        };
         let att = Attached { session: Arc::clone(s), conn: Arc::clone(conn) };
         ev::Connected {
             ids: att.ids(),
             establishment: req.started.elapsed(),
-            is_dual_connection: ws + sse > 0,
-            existing_websocket_connections: ws,
-            existing_sse_connections: sse,
+            is_dual_connection: ws > 0 && sse > 0,
+            existing_websocket_connections: ws_before,
+            existing_sse_connections: sse_before,
             total_connections: self.total_connections(),
             resumed,
             resync_required,

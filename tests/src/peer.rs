@@ -220,14 +220,14 @@ pub async fn assert_alive(peer: &mut Peer, id: u64) {
     }
 }
 
-/// Reads frames until the connection ends (bounded); returns the frames
-/// read before the end and the close code.
+/// Reads frames until the connection ends, at most `max_frames` of them;
+/// returns the frames read before the end and the close code.
 ///
 /// # Panics
-/// On any other error, or when no end comes within a few frames.
-pub async fn frames_until_closed(peer: &mut Peer) -> (Vec<ServerFrame>, Option<u16>) {
+/// On any other error, or when no end comes within `max_frames`.
+pub async fn frames_until_closed(peer: &mut Peer, max_frames: usize) -> (Vec<ServerFrame>, Option<u16>) {
     let mut frames = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..=max_frames {
         match peer.next_frame(WAIT).await {
             Ok(frame) => frames.push(frame),
             Err(ClientError::Closed { code, .. }) => return (frames, code),

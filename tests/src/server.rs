@@ -511,3 +511,42 @@ impl TestServer {
         self.api_request(Method::GET, path, Some(API_KEY), None).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_merges_keys_into_one_block_per_section() {
+        let toml = TestServerBuilder::new()
+            .set("transport", "outbound_queue_size", "4")
+            .set("server", "bind", "\"127.0.0.1:9\"")
+            .set("transport", "max_message_bytes", "1024")
+            .to_toml();
+        assert_eq!(toml.matches("[server]").count(), 1, "{toml}");
+        assert_eq!(toml.matches("[transport]").count(), 1, "{toml}");
+        assert!(toml.contains("bind = \"127.0.0.1:9\"\n"), "a later set wins: {toml}");
+        assert!(!toml.contains("127.0.0.1:0"), "{toml}");
+        assert!(toml.contains(&format!("api_keys = [\"{API_KEY}\"]")), "{toml}");
+        for line in ["outbound_queue_size = 4\n", "max_message_bytes = 1024\n"] {
+            assert!(toml.contains(line), "{toml}");
+        }
+    }
+
+    #[test]
+    fn config_file_gets_the_log_file_in_its_directory() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = TestServerBuilder::new().write_config(dir.path());
+        let text = std::fs::read_to_string(path).expect("written");
+        let log = dir.path().join("tandem.log");
+        assert!(
+            text.contains(&format!("[logging]\nfile = {}", toml_string(&log.to_string_lossy()))),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+}

@@ -80,7 +80,7 @@ async fn disconnect_closes_every_connection_of_that_player_only() {
     assert!((200..300).contains(&status), "{status}: {body}");
 
     for peer in [&mut ws, &mut sse] {
-        let (frames, code) = frames_until_closed(peer).await;
+        let (frames, code) = frames_until_closed(peer, 16).await;
         assert_eq!(code, Some(4001), "{:?}: close code for a disconnect", peer.transport());
         assert!(
             !frames.iter().any(|f| matches!(f, ServerFrame::Message(_))),

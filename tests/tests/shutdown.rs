@@ -22,11 +22,11 @@ async fn sigterm_tells_clients_to_reconnect_and_exits_cleanly() {
 
     server.send_signal(Signal::Term);
 
-    let (frames, code) = frames_until_closed(&mut ws).await;
+    let (frames, code) = frames_until_closed(&mut ws, 16).await;
     assert_shutdown_frame(Transport::WebSocket, &frames);
     assert_eq!(code, Some(1012), "WebSocket close code on shutdown");
 
-    let (frames, code) = frames_until_closed(&mut sse).await;
+    let (frames, code) = frames_until_closed(&mut sse, 16).await;
     assert_shutdown_frame(Transport::Sse, &frames);
     // The stream just ends after the shutdown event (a `close` event with
     // the WebSocket's code would say the same).

@@ -1,0 +1,216 @@
+//! `tandem-bench`: measures a running Tandem over loopback and prints
+//! numbers (never asserts them).
+//!
+//! - `idle`: opens N idle connections (WebSocket or SSE) and reports the
+//!   server's RSS growth per connection and the accept rate.
+//! - `fanout`: N subscribers on one channel, K publications through the
+//!   backend API; reports deliveries per second and the server's CPU time
+//!   per delivered message.
+//!
+//! Only loopback targets are accepted, and every loop is bounded in count
+//! and time.
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Parser)]
+struct Cli {
+    /// Server base URL (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Server process id, to read its RSS and CPU time from /proc.
+    #[arg(long)]
+    pid: u32,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Ws,
+    Sse,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, value_enum, default_value_t = Kind::Ws)]
+        transport: Kind,
+    },
+    Fanout {
+        #[arg(long, default_value_t = 1_000)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// API key configured on the server (`auth.api_keys`).
+        #[arg(long)]
+        api_key: String,
+    },
+}
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime of the process, in clock ticks (100 Hz on Linux).
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+/// A raw idle connection: upgrade or SSE request, read the response head
+/// and the welcome, then hold the socket.
+async fn open(addr: &str, kind: Kind, n: usize) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(addr).await?;
+    let req = match kind {
+        Kind::Ws => format!(
+            "GET /ws?player_id=b{n} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+        Kind::Sse => {
+            format!("GET /sse?player_id=b{n} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+        }
+    };
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    while !got.windows(7).any(|w| w == b"welcome") {
+        let k = s.read(&mut buf).await?;
+        if k == 0 || got.len() > 16 * 1024 {
+            return Err(std::io::Error::other(String::from_utf8_lossy(&got).into_owned()));
+        }
+        got.extend_from_slice(&buf[..k]);
+    }
+    Ok(s)
+}
+
+async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
+    let rss0 = proc_status_kib(pid, "VmRSS:");
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.push(open(addr, kind, i));
+        if batch.len() == 256 || i + 1 == n {
+            for r in futures_util::future::join_all(batch.drain(..)).await {
+                match r {
+                    Ok(s) => conns.push(s),
+                    Err(e) => eprintln!("connect failed: {e}"),
+                }
+            }
+        }
+        if started.elapsed() > DEADLINE {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss1 = proc_status_kib(pid, "VmRSS:");
+    let ok = conns.len().max(1);
+    println!(
+        "idle {}: {} connections in {:.2} s ({:.0}/s); server RSS {} KiB -> {} KiB: {:.2} KiB per connection",
+        match kind {
+            Kind::Ws => "websocket",
+            Kind::Sse => "sse",
+        },
+        conns.len(),
+        took.as_secs_f64(),
+        conns.len() as f64 / took.as_secs_f64(),
+        rss0,
+        rss1,
+        rss1.saturating_sub(rss0) as f64 / ok as f64
+    );
+}
+
+async fn fanout(base: &str, addr: &str, pid: u32, subs: usize, messages: usize, key: &str) {
+    let ws_base = base.replacen("http", "ws", 1);
+    let mut readers = Vec::new();
+    for i in 0..subs {
+        let url = format!("{ws_base}/ws?player_id=f{i}&channels=room:bench");
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => readers.push(ws),
+            Err(e) => eprintln!("connect failed: {e}"),
+        }
+    }
+    let expected = messages;
+    let counters: Vec<_> = readers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut seen = 0usize;
+                let deadline = Instant::now() + DEADLINE;
+                while seen < expected + 1 && Instant::now() < deadline {
+                    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                        Ok(Some(Ok(m))) if m.is_text() => seen += 1,
+                        Ok(Some(Ok(_))) => {}
+                        _ => break,
+                    }
+                }
+                seen.saturating_sub(1) // the welcome
+            })
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let cpu0 = proc_cpu_ticks(pid);
+    let started = Instant::now();
+    let body =
+        serde_json::json!({"channel": "room:bench", "event": "tick", "data": {"text": "x".repeat(100)}});
+    for _ in 0..messages {
+        let r = client.post(format!("{base}/api/publish")).bearer_auth(key).json(&body).send().await;
+        if r.is_err() {
+            eprintln!("publish failed");
+        }
+    }
+    let mut delivered = 0;
+    for c in counters {
+        delivered += c.await.unwrap_or(0);
+    }
+    let took = started.elapsed();
+    let cpu = (proc_cpu_ticks(pid) - cpu0) as f64 / 100.0;
+    println!(
+        "fanout: {subs} subscribers x {messages} messages: {delivered} delivered in {:.2} s ({:.0}/s); \
+         server CPU {:.2} s = {:.2} us per delivery; addr {addr}",
+        took.as_secs_f64(),
+        delivered as f64 / took.as_secs_f64(),
+        cpu,
+        cpu * 1e6 / delivered.max(1) as f64
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let url = match url::Url::parse(&cli.url) {
+        Ok(u) => u,
+        Err(e) => return eprintln!("bad --url: {e}"),
+    };
+    let host = url.host_str().unwrap_or("");
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return eprintln!("refusing a non-loopback target: {host}");
+    }
+    let addr = format!("{host}:{}", url.port_or_known_default().unwrap_or(80));
+    let base = cli.url.trim_end_matches('/');
+    match cli.cmd {
+        Cmd::Idle { connections, transport } => idle(&addr, cli.pid, connections, transport).await,
+        Cmd::Fanout { subscribers, messages, api_key } => {
+            fanout(base, &addr, cli.pid, subscribers, messages, &api_key).await
+        }
+    }
+}
