@@ -121,8 +121,15 @@ impl Link {
             };
             if !sent {
                 // The peer is gone, or we stopped waiting on it (slow
-                // consumer, heartbeat timeout): no close handshake.
-                return Some(self.att.conn.closing().map_or("write_failed", CloseReason::as_str));
+                // consumer, heartbeat timeout): the close frame gets
+                // CLOSE_TIMEOUT to be queued, then the link is dropped.
+                return Some(match self.att.conn.closing() {
+                    Some(reason) => {
+                        self.send_close(reason).await;
+                        reason.as_str()
+                    }
+                    None => "write_failed",
+                });
             }
         }
     }
