@@ -20,6 +20,9 @@ pub mod options;
 pub mod sse;
 pub mod ws;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::ClientError;
 pub use frames::{ClientMessage, Delivery, ServerFrame, Welcome};
 pub use options::ConnectOptions;

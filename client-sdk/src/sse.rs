@@ -251,30 +251,10 @@ impl RetrySniffer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use crate::test_support::serve_once;
 
     const WAIT: Duration = Duration::from_secs(5);
 
-    /// Answers one HTTP request with `response`; yields the request head.
-    async fn serve_once(response: String) -> (String, tokio::task::JoinHandle<String>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = socket.read(&mut buf).await.unwrap();
-                assert!(n > 0, "request ended early");
-                head.extend_from_slice(&buf[..n]);
-            }
-            socket.write_all(response.as_bytes()).await.unwrap();
-            socket.shutdown().await.unwrap();
-            String::from_utf8_lossy(&head).into_owned()
-        });
-        (base, task)
-    }
 
     const WELCOME: &str = r#"{"type":"welcome","session_id":"s_1","connection_id":"c_1","player_id":"alice","transport":"sse","resumed":true,"resync_required":false,"last_seq":7,"heartbeat_interval_ms":15000,"channels":["player:alice"]}"#;
 

@@ -175,30 +175,16 @@ impl Link {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use crate::test_support::serve_once;
 
     #[tokio::test]
     async fn refused_upgrade_carries_the_error_code_and_sent_credentials() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = socket.read(&mut buf).await.unwrap();
-                assert!(n > 0, "request ended early");
-                head.extend_from_slice(&buf[..n]);
-            }
-            let body = r#"{"error":{"code":"origin_not_allowed","message":"no"}}"#;
-            let response = format!(
-                "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            socket.write_all(response.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&head).to_ascii_lowercase()
-        });
+        let body = r#"{"error":{"code":"origin_not_allowed","message":"no"}}"#;
+        let response = format!(
+            "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (base, server) = serve_once(response).await;
         let opts = ConnectOptions::new(base).token("tok").origin("http://evil.example").channels(&["room:a"]);
         match WsClient::connect(&opts).await {
             Err(ClientError::Http { status: 403, code, .. }) => assert_eq!(code, "origin_not_allowed"),
