@@ -89,7 +89,8 @@ impl Link {
             let sent = match next {
                 Next::Idle => return None,
                 Next::Close(reason) => {
-                    self.send_close(reason).await;
+                    // Boxed: once per connection, and it keeps the task small.
+                    Box::pin(self.send_close(reason)).await;
                     return Some(reason.as_str());
                 }
                 Next::Send(Outbound::Frame { json, .. }) => self.send_text(json).await,
@@ -125,7 +126,7 @@ impl Link {
                 // CLOSE_TIMEOUT to be queued, then the link is dropped.
                 return Some(match self.att.conn.closing() {
                     Some(reason) => {
-                        self.send_close(reason).await;
+                        Box::pin(self.send_close(reason)).await;
                         reason.as_str()
                     }
                     None => "write_failed",
@@ -206,7 +207,7 @@ impl Link {
         };
         match msg {
             AggregatedMessage::Close(_) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.clone().close(None)).await;
+                let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, self.ws.clone().close(None))).await;
                 return Some("client_closed");
             }
             AggregatedMessage::Ping(payload) => {
