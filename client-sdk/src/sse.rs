@@ -255,7 +255,6 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(5);
 
-
     const WELCOME: &str = r#"{"type":"welcome","session_id":"s_1","connection_id":"c_1","player_id":"alice","transport":"sse","resumed":true,"resync_required":false,"last_seq":7,"heartbeat_interval_ms":15000,"channels":["player:alice"]}"#;
 
     #[tokio::test]

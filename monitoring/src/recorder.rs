@@ -7,7 +7,7 @@
 //! | metric | type | labels | meaning |
 //! |---|---|---|---|
 //! | `tandem_connections_active` | gauge | `transport` | live connections |
-//! | `tandem_connections_total` | counter | `transport`, `outcome` | connection attempts by outcome (`accepted`, `refused`, `failed`) |
+//! | `tandem_connections_total` | counter | `transport`, `outcome` | connection attempts by outcome: `accepted`, or the refusal code (`server_full`, `too_many_connections`, `origin_not_allowed`, `draining`, `forbidden`, `invalid_channel`, …) |
 //! | `tandem_connection_establishment_seconds` | histogram | `transport` | request to welcome frame |
 //! | `tandem_connection_duration_seconds` | histogram | `transport` | lifetime of closed connections |
 //! | `tandem_sessions_active` | gauge | — | live sessions (attached or within their resume window) |

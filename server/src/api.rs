@@ -29,7 +29,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn check_key(app: &AppState, req: &HttpRequest) -> Result<(), HttpError> {
     let header = req.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok());
     app.auth.check_api_key(auth::bearer(header)).map_err(|e| {
-        ev::auth_failed(&app.manager.telemetry, AuthSurface::Api, e.code(), req.path());
+        ev::auth_failed(
+            &app.manager.telemetry,
+            AuthSurface::Api,
+            e.code(),
+            &crate::http_error::route_of(&req),
+        );
         HttpError::from(e)
     })
 }

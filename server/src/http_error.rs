@@ -78,3 +78,9 @@ pub async fn read_body(
     }
     Ok(buf.freeze())
 }
+
+/// The route pattern of a request (`/api/players/{player_id}`), for logs
+/// and error details: never the raw path, which can carry a player id.
+pub fn route_of(req: &actix_web::HttpRequest) -> String {
+    req.match_pattern().unwrap_or_else(|| "unmatched".to_owned())
+}

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use common_mon::{DIRECT_MESSAGES, Traffic, assert_keys, get, num, scrape_with, server_with, wait_json};
 use reqwest::Method;
-use serde_json::Value;
-use tandem_e2e::{Peer, Signal, TestServerBuilder, Transport};
-use tokio::net::TcpListener;
+use serde_json::{Value, json};
+use tandem_e2e::{Peer, Signal, TestServer, TestServerBuilder, Transport};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, sleep};
 
 /// Statuses a component may report.
@@ -68,7 +69,7 @@ fn assert_detailed(doc: &Value) {
 
 #[tokio::test]
 async fn health_endpoints_answer_after_real_traffic() {
-    let server = server_with(|b| b).await;
+    let server = common_mon::start().await;
     let _traffic = Traffic::generate(&server).await;
 
     // Local checks are re-read at most once a second: wait until they see
@@ -227,7 +228,7 @@ async fn a_non_critical_dependency_down_only_degrades() {
 
 #[tokio::test]
 async fn connection_health_matches_the_live_connections() {
-    let server = server_with(|b| b).await;
+    let server = common_mon::start().await;
     let _traffic = Traffic::generate(&server).await;
 
     let doc = wait_json(&server, "/monitoring/connection-health", None, "3 connections", |status, doc| {
@@ -279,7 +280,7 @@ async fn connection_health_matches_the_live_connections() {
 
 #[tokio::test]
 async fn performance_counts_connections_and_deliveries() {
-    let server = server_with(|b| b).await;
+    let server = common_mon::start().await;
     let _traffic = Traffic::generate(&server).await;
 
     // Deliveries are recorded once handed to the writer, which can be just
@@ -326,7 +327,7 @@ async fn performance_counts_connections_and_deliveries() {
 
 #[tokio::test]
 async fn errors_are_typed_counted_and_filtered() {
-    let server = server_with(|b| b).await;
+    let server = common_mon::start().await;
     let _traffic = Traffic::generate(&server).await;
 
     let doc = wait_json(&server, "/monitoring/errors", None, "two errors", |status, doc| {
@@ -363,7 +364,7 @@ async fn errors_are_typed_counted_and_filtered() {
 
 #[tokio::test]
 async fn connections_show_the_dual_distribution() {
-    let server = server_with(|b| b).await;
+    let server = common_mon::start().await;
     let traffic = Traffic::generate(&server).await;
 
     let doc = wait_json(&server, "/monitoring/connections", None, "two players", |status, doc| {
@@ -378,8 +379,22 @@ async fn connections_show_the_dual_distribution() {
     assert_eq!(doc["connections_by_transport"]["websocket"], 2, "{doc}");
     assert_eq!(doc["connections_by_transport"]["sse"], 1, "{doc}");
 
-    let (status, alice) = get(&server, "/monitoring/connections?player_id=alice", None).await;
-    assert_eq!(status, 200, "{alice}");
+    // A frame is counted once written, which can be just after the client
+    // read it.
+    let sent_all = |doc: &Value| {
+        let conns = doc.pointer("/sessions/0/connections").and_then(Value::as_array);
+        conns.is_some_and(|c| {
+            c.len() == 2 && c.iter().all(|c| c["messages_sent"].as_u64() >= Some(DIRECT_MESSAGES))
+        })
+    };
+    let alice = wait_json(
+        &server,
+        "/monitoring/connections?player_id=alice",
+        None,
+        "alice's deliveries",
+        |status, doc| status == 200 && sent_all(doc),
+    )
+    .await;
     assert_eq!(alice["player_id"], "alice", "{alice}");
     let sessions = alice["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 1, "{alice}");
@@ -401,7 +416,7 @@ async fn connections_show_the_dual_distribution() {
 
 #[tokio::test]
 async fn figures_move_with_traffic() {
-    let server = server_with(|b| b).await;
+    let server = common_mon::start().await;
     let mut traffic = Traffic::generate(&server).await;
     let delivered =
         |doc: &Value| doc.pointer("/message_delivery/successful_deliveries").and_then(Value::as_u64);
@@ -484,45 +499,82 @@ async fn operator_token_guards_monitoring_and_metrics_only() {
     }
 }
 
+/// Padding of each message that fills a stalled client's socket; under
+/// the default 64 KiB body limit.
+const PAD_BYTES: usize = 60_000;
+
+/// Bound on the messages sent to fill a stalled client's socket buffers.
+const MAX_FILL_MESSAGES: u64 = 2_000;
+
+/// Frames queued for the stalled client that prove its writer is blocked
+/// (a flowing writer empties the queue at once); far below the default
+/// queue of 256, so it is never cut as a slow consumer.
+const BLOCKED_QUEUE_DEPTH: u64 = 4;
+
+/// An SSE client that sends its request and never reads: once its socket
+/// buffers are full, the server cannot hand it the shutdown event, so the
+/// drain lasts the whole grace period instead of a few milliseconds.
+async fn stalled_sse_client(server: &TestServer, player: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+    let request = format!(
+        "GET /sse?player_id={player} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.addr()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send the SSE request");
+    let path = format!("/monitoring/connections?player_id={player}");
+    wait_json(server, &path, None, "stalled client attached", |status, doc| {
+        status == 200 && doc["sse_connections"] == 1
+    })
+    .await;
+    let pad = "x".repeat(PAD_BYTES);
+    for n in 0..MAX_FILL_MESSAGES {
+        let (status, body) = server
+            .api_post(
+                &format!("/api/players/{player}/messages"),
+                json!({"event": "fill", "data": {"n": n, "pad": pad}}),
+            )
+            .await;
+        assert_eq!(status, 200, "fill message {n}: {body}");
+        let (_, doc) = get(server, &path, None).await;
+        let depth = doc
+            .pointer("/sessions/0/connections/0/queue_depth")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("no queue_depth in {doc}"));
+        if depth >= BLOCKED_QUEUE_DEPTH {
+            return stream;
+        }
+    }
+    panic!("{MAX_FILL_MESSAGES} messages of {PAD_BYTES} bytes did not block the stalled client");
+}
+
 #[tokio::test]
 async fn readiness_turns_draining_on_sigterm() {
-    let server = server_with(|b| b.set("server", "shutdown_grace_seconds", "5")).await;
+    let server = server_with(|b| b.set("server", "shutdown_grace_seconds", "3")).await;
     let _peer = Peer::connect(Transport::WebSocket, &server.dev("alice")).await.expect("connect");
-
-    // One keep-alive connection for every probe: it is already open when
-    // the listener stops accepting, so it keeps answering while draining.
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("an HTTP client");
-    let url = format!("{}/health/ready", server.base_url());
-    let ready = http.get(&url).send().await.expect("/health/ready");
-    assert_eq!(ready.status().as_u16(), 200);
-    let body: Value = ready.json().await.expect("JSON");
-    assert_eq!(body["status"], "ready", "{body}");
+    let _stalled = stalled_sse_client(&server, "stalled").await;
+    let (status, ready) = get(&server, "/health/ready", None).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
 
     server.send_signal(Signal::Term);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
     let draining = loop {
-        assert!(Instant::now() < deadline, "no draining answer before the deadline; saw {seen:?}");
-        match http.get(&url).send().await {
+        assert!(Instant::now() < deadline, "no draining answer before the deadline; last: {last}");
+        match server.http().get(format!("{}/health/ready", server.base_url())).send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let body: Value = resp.json().await.unwrap_or(Value::Null);
                 if status == 503 && body["status"] == "draining" {
                     break body;
                 }
-                seen.push(format!("{status} {body}"));
+                last = format!("{status} {body}");
             }
-            // The process may be gone already: the deadline reports it.
-            Err(e) => seen.push(e.to_string()),
+            Err(e) => last = e.to_string(),
         }
-        sleep(Duration::from_millis(5)).await;
+        sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(draining["status"], "draining");
-    let status = server.wait_exit(Duration::from_secs(15)).await;
+    let status = server.wait_exit(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }

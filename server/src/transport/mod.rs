@@ -64,7 +64,12 @@ pub fn authenticate(
     let header = req.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok());
     let token = auth::bearer(header).or(token);
     app.auth.authenticate(token, dev_player).map_err(|e| {
-        ev::auth_failed(&app.manager.telemetry, AuthSurface::Client, e.code(), req.path());
+        ev::auth_failed(
+            &app.manager.telemetry,
+            AuthSurface::Client,
+            e.code(),
+            &crate::http_error::route_of(&req),
+        );
         HttpError::from(e)
     })
 }

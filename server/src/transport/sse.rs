@@ -145,7 +145,7 @@ pub async fn post_message(
         .session(&path)
         .ok_or_else(|| HttpError::new(404, "session_not_found", "no such session (it may have expired)"))?;
     if *session.player_id != *who.player_id {
-        ev::auth_failed(&mgr.telemetry, AuthSurface::Client, "forbidden", req.path());
+        ev::auth_failed(&mgr.telemetry, AuthSurface::Client, "forbidden", &crate::http_error::route_of(&req));
         return Err(HttpError::new(403, "forbidden", "the session belongs to another player"));
     }
     let ids = Ids {

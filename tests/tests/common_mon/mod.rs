@@ -1,6 +1,6 @@
 //! Helpers shared by the monitoring and metrics end-to-end tests.
 //!
-//! - [`server_with`]: a server whose health verdict does not depend on the
+//! - [`start`], [`server_with`]: a server whose health verdict does not depend on the
 //!   test machine's memory use.
 //! - [`Traffic`]: the reference traffic every monitoring test starts from.
 //! - [`get`], [`wait_json`], [`scrape`]: reading the operator surface,
@@ -41,6 +41,11 @@ pub fn builder() -> TestServerBuilder {
         "memory_critical_percent",
         "100.0",
     )
+}
+
+/// Starts [`builder`] as it is.
+pub async fn start() -> TestServer {
+    builder().start().await
 }
 
 /// Starts [`builder`] with `extra` applied.
