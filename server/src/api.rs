@@ -33,7 +33,7 @@ fn check_key(app: &AppState, req: &HttpRequest) -> Result<(), HttpError> {
             &app.manager.telemetry,
             AuthSurface::Api,
             e.code(),
-            &crate::http_error::route_of(&req),
+            &crate::http_error::route_of(req),
         );
         HttpError::from(e)
     })

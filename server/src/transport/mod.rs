@@ -68,7 +68,7 @@ pub fn authenticate(
             &app.manager.telemetry,
             AuthSurface::Client,
             e.code(),
-            &crate::http_error::route_of(&req),
+            &crate::http_error::route_of(req),
         );
         HttpError::from(e)
     })
