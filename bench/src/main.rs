@@ -35,6 +35,23 @@ enum Kind {
     Sse,
 }
 
+#[derive(clap::Args)]
+struct FanoutArgs {
+    #[arg(long, default_value_t = 1_000)]
+    subscribers: usize,
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+    /// API key configured on the server (`auth.api_keys`).
+    #[arg(long)]
+    api_key: String,
+    /// Extra subscribers that never read (slow consumers).
+    #[arg(long, default_value_t = 0)]
+    slow: usize,
+    /// Size of each publication's `data.text`, in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     Idle {
@@ -43,15 +60,7 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Kind::Ws)]
         transport: Kind,
     },
-    Fanout {
-        #[arg(long, default_value_t = 1_000)]
-        subscribers: usize,
-        #[arg(long, default_value_t = 200)]
-        messages: usize,
-        /// API key configured on the server (`auth.api_keys`).
-        #[arg(long)]
-        api_key: String,
-    },
+    Fanout(FanoutArgs),
 }
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -77,15 +86,25 @@ fn proc_cpu_ticks(pid: u32) -> u64 {
 /// A raw idle connection: upgrade or SSE request, read the response head
 /// and the welcome, then hold the socket.
 async fn open(addr: &str, kind: Kind, n: usize) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(addr).await?;
+    open_on(addr, kind, &format!("b{n}"), "").await
+}
+
+async fn open_on(addr: &str, kind: Kind, player: &str, extra: &str) -> std::io::Result<TcpStream> {
+    let target: std::net::SocketAddr =
+        tokio::net::lookup_host(addr).await?.next().ok_or_else(|| std::io::Error::other("no address"))?;
+    let socket =
+        if target.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // A small receive window, so a client that stops reading backs up fast.
+    socket.set_recv_buffer_size(4096)?;
+    let mut s = socket.connect(target).await?;
     let req = match kind {
         Kind::Ws => format!(
-            "GET /ws?player_id=b{n} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            "GET /ws?player_id={player}{extra} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ),
-        Kind::Sse => {
-            format!("GET /sse?player_id=b{n} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
-        }
+        Kind::Sse => format!(
+            "GET /sse?player_id={player}{extra} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        ),
     };
     s.write_all(req.as_bytes()).await?;
     let mut buf = [0u8; 2048];
@@ -138,8 +157,18 @@ async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
     );
 }
 
-async fn fanout(base: &str, addr: &str, pid: u32, subs: usize, messages: usize, key: &str) {
+async fn fanout(base: &str, addr: &str, pid: u32, args: FanoutArgs) {
+    let FanoutArgs { subscribers: subs, messages, api_key, slow, payload_bytes: payload } = args;
+    let key = api_key.as_str();
     let ws_base = base.replacen("http", "ws", 1);
+    // Subscribers that read their welcome and then nothing more.
+    let mut stalled = Vec::new();
+    for i in 0..slow {
+        match open_on(addr, Kind::Ws, &format!("s{i}"), "&channels=room:bench").await {
+            Ok(s) => stalled.push(s),
+            Err(e) => eprintln!("slow connect failed: {e}"),
+        }
+    }
     let mut readers = Vec::new();
     for i in 0..subs {
         let url = format!("{ws_base}/ws?player_id=f{i}&channels=room:bench");
@@ -170,7 +199,7 @@ async fn fanout(base: &str, addr: &str, pid: u32, subs: usize, messages: usize, 
     let cpu0 = proc_cpu_ticks(pid);
     let started = Instant::now();
     let body =
-        serde_json::json!({"channel": "room:bench", "event": "tick", "data": {"text": "x".repeat(100)}});
+        serde_json::json!({"channel": "room:bench", "event": "tick", "data": {"text": "x".repeat(payload)}});
     for _ in 0..messages {
         let r = client.post(format!("{base}/api/publish")).bearer_auth(key).json(&body).send().await;
         if r.is_err() {
@@ -184,8 +213,10 @@ async fn fanout(base: &str, addr: &str, pid: u32, subs: usize, messages: usize, 
     let took = started.elapsed();
     let cpu = (proc_cpu_ticks(pid) - cpu0) as f64 / 100.0;
     println!(
-        "fanout: {subs} subscribers x {messages} messages: {delivered} delivered in {:.2} s ({:.0}/s); \
-         server CPU {:.2} s = {:.2} us per delivery; addr {addr}",
+        "fanout: {subs} subscribers (+{} stalled) x {messages} messages: {delivered} of {} delivered in {:.2} s \
+         ({:.0}/s); server CPU {:.2} s = {:.2} us per delivery; addr {addr}",
+        stalled.len(),
+        subs * messages,
         took.as_secs_f64(),
         delivered as f64 / took.as_secs_f64(),
         cpu,
@@ -209,8 +240,6 @@ async fn main() {
     let base = cli.url.trim_end_matches('/');
     match cli.cmd {
         Cmd::Idle { connections, transport } => idle(&addr, cli.pid, connections, transport).await,
-        Cmd::Fanout { subscribers, messages, api_key } => {
-            fanout(base, &addr, cli.pid, subscribers, messages, &api_key).await
-        }
+        Cmd::Fanout(args) => fanout(base, &addr, cli.pid, args).await,
     }
 }

@@ -394,7 +394,7 @@ pub fn session_created(session_id: &str, player_id: &str) {
     debug!(session_id, player_id, "Session created");
 }
 
-pub fn session_ended(tm: &Telemetry, session_id: &str, player_id: &str, expired: bool) {
+pub fn session_ended(session_id: &str, player_id: &str, expired: bool) {
     gauge!(names::SESSIONS_ACTIVE).decrement(1.0);
     if expired {
         counter!(SESSIONS_EXPIRED_TOTAL).increment(1);
@@ -402,7 +402,6 @@ pub fn session_ended(tm: &Telemetry, session_id: &str, player_id: &str, expired:
     } else {
         info!(session_id, player_id, "Session ended");
     }
-    let _ = tm;
 }
 
 pub fn subscriptions_changed(delta: f64) {

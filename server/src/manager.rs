@@ -86,10 +86,6 @@ struct SessionInner {
 }
 
 impl Session {
-    pub fn last_seq(&self) -> u64 {
-        self.inner.lock().state.last_seq()
-    }
-
     pub fn is_closed(&self) -> bool {
         self.inner.lock().closed
     }
@@ -337,7 +333,7 @@ impl ConnectionManager {
             for ch in &req.channels {
                 self.subscribe_checked(&s, ch, false).map_err(AttachError::Protocol)?;
             }
-            if let Some(att) = self.link(who, req, &s, fresh, &conn) {
+            if let Some(att) = self.link(req, &s, fresh, &conn) {
                 return Ok(att);
             }
         }
@@ -347,7 +343,6 @@ impl ConnectionManager {
     /// Queues the welcome and any replay, then links `conn` into `s`.
     fn link(
         &self,
-        who: &Identity,
         req: &AttachRequest,
         s: &Arc<Session>,
         fresh: bool,
@@ -409,7 +404,6 @@ impl ConnectionManager {
             replayed,
         }
         .emit(&self.telemetry);
-        let _ = who;
         Some(att)
     }
 
@@ -576,7 +570,7 @@ impl ConnectionManager {
     /// Unlinks a connection from its session (idempotent). The session
     /// stays resumable for `session.resume_window_seconds`.
     pub fn detach(&self, att: &Attached, reason: &'static str) {
-        let remaining = {
+        {
             let mut inner = att.session.inner.lock();
             let before = inner.connections.len();
             inner.connections.retain(|c| !Arc::ptr_eq(c, &att.conn));
@@ -586,9 +580,7 @@ impl ConnectionManager {
             if inner.connections.is_empty() {
                 inner.detached_at_ms = Some(self.now_ms());
             }
-            inner.connections.len()
-        };
-        let _ = remaining;
+        }
         self.release(&att.session.player_id, att.conn.transport);
         ev::Disconnected {
             ids: att.ids(),
@@ -632,7 +624,7 @@ impl ConnectionManager {
             p.sessions.retain(|x| !Arc::ptr_eq(x, s));
         }
         self.players.remove_if(&*s.player_id, |_, p| p.sessions.is_empty() && p.websocket + p.sse == 0);
-        ev::session_ended(&self.telemetry, &s.id, &s.player_id, expired);
+        ev::session_ended(&s.id, &s.player_id, expired);
         conns.len()
     }
 

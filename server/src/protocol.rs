@@ -228,10 +228,6 @@ impl Publication {
         Self { id: id.into_boxed_str(), channel, accepted_at: Instant::now(), tail }
     }
 
-    pub fn payload_len(&self) -> usize {
-        self.tail.len()
-    }
-
     /// The `message` frame as JSON text for sequence `seq`.
     pub fn encode_json(&self, seq: u64, buf: &mut BytesMut) {
         let mut n = itoa::Buffer::new();
