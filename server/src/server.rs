@@ -69,8 +69,34 @@ impl ConnectionStatsSource for Stats {
     }
 }
 
+/// File descriptors kept free for everything that is not a client
+/// connection (listener, logs, API and health requests, dependency checks,
+/// refusals): 5% of the limit, at least 64.
+fn fd_reserve(limit: u64) -> u64 {
+    (limit / 20).max(64)
+}
+
+/// Raises the open-file soft limit to the hard limit and lowers
+/// `server.max_connections` if the limit cannot hold it, so that at the cap
+/// new clients get a clean 503 `server_full` instead of failed accepts.
+fn fit_connection_limit(config: &mut Config) {
+    let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) else { return };
+    let fits = limit.saturating_sub(fd_reserve(limit)).max(1);
+    let configured = config.server.max_connections as u64;
+    if configured > fits {
+        config.server.max_connections = usize::try_from(fits).unwrap_or(usize::MAX);
+        tracing::warn!(
+            configured,
+            effective = fits,
+            open_file_limit = limit,
+            "server.max_connections lowered to fit the open-file limit (raise `ulimit -n` to allow more)"
+        );
+    }
+}
+
 /// Serves until a shutdown signal; returns once drained.
-pub async fn run(config: Config) -> Result<(), ServeError> {
+pub async fn run(mut config: Config) -> Result<(), ServeError> {
+    fit_connection_limit(&mut config);
     let config = Arc::new(config);
     let prometheus =
         tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
@@ -187,5 +213,16 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fd_reserve;
+
+    #[test]
+    fn reserve_is_five_percent_with_a_floor() {
+        assert_eq!(fd_reserve(20_000), 1_000);
+        assert_eq!(fd_reserve(1_024), 64);
     }
 }
