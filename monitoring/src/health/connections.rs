@@ -21,6 +21,10 @@ pub const HEALTHY_PERCENT: f64 = 95.0;
 /// Health percentage at or above which the component is degraded (below:
 /// unhealthy).
 pub const DEGRADED_PERCENT: f64 = 80.0;
+/// Below this many connections a percentage says little (one slow client
+/// out of three is 67%): the component is at worst `degraded`, so a single
+/// client can never take the instance out of a load balancer.
+pub const MIN_CONNECTIONS_FOR_UNHEALTHY: usize = 20;
 
 /// Healthy count out of a total.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,12 +95,14 @@ impl ConnectionHealthSummary {
         self.overall().percentage() / 100.0
     }
 
-    /// ≥95% healthy, ≥80% degraded, else unhealthy.
+    /// ≥95% healthy, ≥80% degraded, else unhealthy (unhealthy only from
+    /// [`MIN_CONNECTIONS_FOR_UNHEALTHY`] connections up).
     pub fn status(&self) -> ComponentStatus {
-        let p = self.overall().percentage();
+        let o = self.overall();
+        let p = o.percentage();
         if p >= HEALTHY_PERCENT {
             ComponentStatus::Healthy
-        } else if p >= DEGRADED_PERCENT {
+        } else if p >= DEGRADED_PERCENT || o.total < MIN_CONNECTIONS_FOR_UNHEALTHY {
             ComponentStatus::Degraded
         } else {
             ComponentStatus::Unhealthy
@@ -196,6 +202,9 @@ mod tests {
         assert_eq!(status(100, 6), ComponentStatus::Degraded);
         assert_eq!(status(100, 20), ComponentStatus::Degraded);
         assert_eq!(status(100, 21), ComponentStatus::Unhealthy);
+        assert_eq!(status(3, 2), ComponentStatus::Degraded, "too few connections to call it unhealthy");
+        assert_eq!(status(19, 19), ComponentStatus::Degraded);
+        assert_eq!(status(20, 5), ComponentStatus::Unhealthy);
     }
 
     #[test]

@@ -115,8 +115,8 @@ async fn health_summary_has_the_seed_shape() {
 #[actix_web::test]
 async fn unhealthy_connections_make_health_503() {
     let (m, source) = monitoring_with("", None);
-    *source.samples.lock() = (0..10)
-        .map(|i| ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(5), healthy: i < 5 })
+    *source.samples.lock() = (0..40)
+        .map(|i| ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(5), healthy: i < 20 })
         .collect();
     let app = app!(m);
     let (status, body) =
