@@ -2,13 +2,16 @@
 //! client frames and drains the connection's outbound queue. Only this task
 //! ever awaits the peer; publishers just push.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, Closed, ProtocolError as WsProtocolError};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, Message, ProtocolError as WsProtocolError};
+use futures_util::Sink;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use tandem_monitoring::Transport;
@@ -116,8 +119,7 @@ impl Link {
                         Ordering::Relaxed,
                         Ordering::Relaxed,
                     );
-                    let mut ws = self.ws.clone();
-                    self.cancellable(async move { ws.ping(&now.to_be_bytes()).await }).await
+                    self.send(Message::Ping(Bytes::copy_from_slice(&now.to_be_bytes()))).await
                 }
             };
             if !sent {
@@ -138,8 +140,7 @@ impl Link {
     async fn send_text(&mut self, json: Bytes) -> bool {
         let len = json.len() as u64;
         let Ok(text) = ByteString::try_from(json) else { return true };
-        let mut ws = self.ws.clone();
-        let ok = self.cancellable(async move { ws.text(text).await }).await;
+        let ok = self.send(Message::Text(text)).await;
         if ok {
             let c = &self.att.conn;
             c.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -148,19 +149,29 @@ impl Link {
         ok
     }
 
-    /// Awaits a send, giving up as soon as the connection is closed without
-    /// flush (a peer that stopped reading must not pin this task).
-    async fn cancellable(&self, fut: impl Future<Output = Result<(), Closed>>) -> bool {
-        let conn = &self.att.conn;
-        tokio::pin!(fut);
+    /// Hands one message to actix-ws. Waits only while its small channel is
+    /// full, and gives up as soon as the connection is closed without flush
+    /// (a peer that stopped reading must not pin this task). Polls the sink
+    /// directly: this is the task's hot await, and nested send futures would
+    /// make every connection's task larger.
+    async fn send(&mut self, msg: Message) -> bool {
+        let conn = Arc::clone(&self.att.conn);
         loop {
-            tokio::select! {
-                r = &mut fut => return r.is_ok(),
-                () = conn.notified() => {
-                    if conn.closing().is_some_and(|r| !matches!(r, CloseReason::Shutdown { .. })) {
-                        return false;
-                    }
+            let notified = conn.notified();
+            tokio::pin!(notified);
+            let ws = &mut self.ws;
+            let ready = poll_fn(|cx| match Pin::new(&mut *ws).poll_ready(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r.is_ok())),
+                Poll::Pending => notified.as_mut().poll(cx).map(|()| None),
+            })
+            .await;
+            match ready {
+                Some(true) => return Pin::new(&mut self.ws).start_send(msg).is_ok(),
+                Some(false) => return false,
+                None if conn.closing().is_some_and(|r| !matches!(r, CloseReason::Shutdown { .. })) => {
+                    return false;
                 }
+                None => {}
             }
         }
     }
@@ -211,7 +222,7 @@ impl Link {
                 return Some("client_closed");
             }
             AggregatedMessage::Ping(payload) => {
-                let _ = self.ws.pong(&payload).await;
+                self.send(Message::Pong(payload)).await;
                 return None;
             }
             AggregatedMessage::Pong(payload) => {
