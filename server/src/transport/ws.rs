@@ -5,15 +5,15 @@
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, Message, ProtocolError as WsProtocolError};
-use futures_util::Sink;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
+use futures_util::Sink;
 use tandem_monitoring::Transport;
 
 use crate::app::AppState;
@@ -43,7 +43,10 @@ pub async fn route(
     let (att, who) = super::open(&app, &req, Transport::WebSocket, None)?;
     let max = app.config.transport.max_message_bytes;
     let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
-    actix_web::rt::spawn(run(app.into_inner(), att, who, session, stream));
+    let bucket = app.manager.new_bucket();
+    let link =
+        Link { app: app.into_inner(), att, who, ws: session, bucket, strikes: 0, buf: BytesMut::new() };
+    actix_web::rt::spawn(run(link, stream));
     Ok(response)
 }
 
@@ -57,31 +60,34 @@ struct Link {
     buf: BytesMut,
 }
 
-async fn run(
-    app: Arc<AppState>,
-    att: Attached,
-    who: Identity,
-    ws: actix_ws::Session,
-    mut stream: AggregatedMessageStream,
-) {
-    let bucket = app.manager.new_bucket();
-    let mut link = Link { app, att, who, ws, bucket, strikes: 0, buf: BytesMut::new() };
-    let end = loop {
-        if let Some(end) = link.drain().await {
-            break end;
-        }
-        let conn = Arc::clone(&link.att.conn);
-        tokio::select! {
-            biased;
-            () = conn.notified() => {}
-            msg = stream.recv() => {
+/// The connection's task. A plain fn returning an `async move` block, not
+/// an `async fn`: an async fn copies its arguments into locals, which would
+/// store the link and the stream twice in every connection's task.
+#[allow(clippy::manual_async_fn)] // deliberate, see above
+fn run(mut link: Link, mut stream: AggregatedMessageStream) -> impl Future<Output = ()> {
+    async move {
+        let end = loop {
+            if let Some(end) = link.drain().await {
+                break end;
+            }
+            // The select's futures end here, before `inbound` runs: kept
+            // apart, their states share the task's memory instead of adding up.
+            let msg = {
+                let conn = Arc::clone(&link.att.conn);
+                tokio::select! {
+                    biased;
+                    () = conn.notified() => None,
+                    msg = stream.recv() => Some(msg),
+                }
+            };
+            if let Some(msg) = msg {
                 if let Some(end) = link.inbound(msg).await {
                     break end;
                 }
             }
-        }
-    };
-    link.app.manager.detach(&link.att, end);
+        };
+        link.app.manager.detach(&link.att, end);
+    }
 }
 
 impl Link {
