@@ -8,12 +8,15 @@
 //!   single request/reply shape, so tests can run the same table over both.
 //! - [`tokens`]: HS256 client tokens, valid or deliberately broken.
 //! - [`shell`]: running the `jq` recipes of the log analysis guide.
+//! - [`metrics`]: reading `/metrics` samples; [`wait`]: polling with a deadline.
 
 pub mod binary;
+pub mod metrics;
 pub mod peer;
 pub mod server;
 pub mod shell;
 pub mod tokens;
+pub mod wait;
 
 use std::time::Duration;
 

@@ -7,12 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::metrics::wait_metric_at_least;
 use common::players::{connection_count, only_session_id, wait_connection_count};
 use common::raw_http::RawHttp;
 use common::raw_ws::{Ending, RawWs};
 use serde_json::{Value, json};
 use tandem_client::{ClientError, ServerFrame, SseClient};
+use tandem_e2e::metrics::wait_metric_at_least;
 use tandem_e2e::{Peer, TestServer, Transport, WAIT};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

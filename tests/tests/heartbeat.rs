@@ -6,11 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::metrics::{metric, wait_metric_at_least};
 use common::players::{connections, player, wait_connection_count};
 use common::raw_ws::{OP_CLOSE, OP_PING, OP_TEXT, RawRead, RawWs};
 use common::sse_stream::{SseEnd, SseItem, SseStream};
 use tandem_client::{ClientError, ClientMessage, ServerFrame, WsClient};
+use tandem_e2e::metrics::{metric, wait_metric_at_least};
 use tandem_e2e::{TestServer, WAIT};
 use tokio::time::Instant;
 

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::eventually;
 use tandem_client::{ClientError, ClientMessage, ConnectOptions, ServerFrame};
+use tandem_e2e::wait::eventually;
 use tandem_e2e::{Peer, TestServer, Transport, WAIT, assert_alive, assert_error};
 
 /// Connects, expecting an HTTP refusal; returns `(status, code)`.

@@ -7,8 +7,9 @@ mod common_mon;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common_mon::{CHANNEL, DIRECT_MESSAGES, Traffic, eventually, samples, scrape, scrape_with, sum};
+use common_mon::{CHANNEL, DIRECT_MESSAGES, Traffic, eventually};
 use tandem_e2e::assert_alive;
+use tandem_e2e::metrics::{samples, scrape, scrape_with, sum};
 use tandem_e2e::shell::{has_tool, under_ci};
 
 /// Series (name and the start of its label set, or a whole sample) that

@@ -7,9 +7,10 @@ mod common_mon;
 
 use std::time::Duration;
 
-use common_mon::{DIRECT_MESSAGES, Traffic, assert_keys, get, num, scrape_with, server_with, wait_json};
+use common_mon::{DIRECT_MESSAGES, Traffic, assert_keys, get, num, server_with, wait_json};
 use reqwest::Method;
 use serde_json::{Value, json};
+use tandem_e2e::metrics::scrape_with;
 use tandem_e2e::{Peer, Signal, TestServer, TestServerBuilder, Transport};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
