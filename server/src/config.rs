@@ -18,7 +18,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 use tandem_monitoring::{DependencyKind, LoggingConfig, MonitoringConfig};
 
-use crate::channels::is_valid_namespace;
+use crate::channels::{RESERVED_NAMESPACES, is_valid_namespace};
 
 /// The built-in defaults: also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -44,9 +44,12 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub const MIN_API_KEY_CHARS: usize = 16;
 /// Largest `server.workers`: more threads than this only cost memory.
 pub const MAX_WORKERS: usize = 1024;
+/// Upper bound of every duration key (one day): durations are added to
+/// clock readings, and nobody means a week-long heartbeat.
+pub const MAX_SECONDS: u64 = 86_400;
+/// Upper bound of `auth.token_ttl_seconds` (one year).
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 86_400;
 
-/// Namespaces clients can never publish into, whatever the config says.
-const RESERVED_NAMESPACES: [&str; 2] = ["player", "admin"];
 /// Health components Tandem registers itself; a dependency check may not
 /// shadow them.
 const BUILTIN_COMPONENTS: [&str; 5] = ["connections", "memory", "activity", "performance", "broker"];
@@ -477,6 +480,7 @@ impl Config {
         let s = &self.server;
         p.at_most("server.workers", s.workers, MAX_WORKERS);
         p.at_least("server.max_connections", s.max_connections, 1);
+        p.at_most("server.shutdown_grace_seconds", s.shutdown_grace_seconds, MAX_SECONDS);
         for (i, origin) in s.allowed_origins.iter().enumerate() {
             if let Err(reason) = check_origin(origin) {
                 p.invalid(format!("server.allowed_origins[{i}]"), reason);
@@ -510,20 +514,21 @@ impl Config {
                 p.invalid(format!("auth.api_keys[{i}]"), "must not contain whitespace");
             }
         }
-        p.at_least("auth.token_ttl_seconds", a.token_ttl_seconds, 1);
+        p.between("auth.token_ttl_seconds", a.token_ttl_seconds, 1, MAX_TOKEN_TTL_SECONDS);
     }
 
     fn validate_session(&self, p: &mut Problems) {
         let s = &self.session;
         p.between("session.history_size", s.history_size, 1, MAX_HISTORY_SIZE);
-        p.at_least("session.resume_window_seconds", s.resume_window_seconds, 1);
+        p.between("session.resume_window_seconds", s.resume_window_seconds, 1, MAX_SECONDS);
         p.at_least("session.max_connections_per_player", s.max_connections_per_player, 1);
         p.at_least("session.max_subscriptions", s.max_subscriptions, 1);
     }
 
     fn validate_transport(&self, p: &mut Problems) {
         let t = &self.transport;
-        p.at_least("transport.heartbeat_interval_seconds", t.heartbeat_interval_seconds, 1);
+        p.between("transport.heartbeat_interval_seconds", t.heartbeat_interval_seconds, 1, MAX_SECONDS);
+        p.at_most("transport.heartbeat_timeout_seconds", t.heartbeat_timeout_seconds, MAX_SECONDS);
         if t.heartbeat_timeout_seconds <= t.heartbeat_interval_seconds {
             p.invalid(
                 "transport.heartbeat_timeout_seconds",
@@ -992,6 +997,23 @@ mod tests {
         refused(
             |c| c.server.workers = 1025,
             "invalid value for server.workers: must be at most 1024 (got 1025)",
+        );
+        // Durations are added to clock readings: huge ones must not pass.
+        refused(
+            |c| c.server.shutdown_grace_seconds = u64::MAX,
+            "invalid value for server.shutdown_grace_seconds: must be at most 86400",
+        );
+        refused(
+            |c| c.session.resume_window_seconds = 86_401,
+            "invalid value for session.resume_window_seconds: must be at most 86400 (got 86401)",
+        );
+        refused(
+            |c| c.transport.heartbeat_timeout_seconds = 86_401,
+            "invalid value for transport.heartbeat_timeout_seconds: must be at most 86400 (got 86401)",
+        );
+        refused(
+            |c| c.auth.token_ttl_seconds = u64::MAX,
+            "invalid value for auth.token_ttl_seconds: must be at most 31536000",
         );
         refused(
             |c| c.session.max_connections_per_player = 0,
