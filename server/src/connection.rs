@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tandem_monitoring::Transport;
-use tokio::sync::Notify;
 
 use crate::protocol::Publication;
 
@@ -71,6 +71,8 @@ pub enum Outbound {
     Delivery { seq: u64, publication: Arc<Publication> },
     /// Heartbeat: WebSocket ping or SSE comment.
     Heartbeat,
+    /// A WebSocket pong answering the client's ping (its payload).
+    Pong(Bytes),
 }
 
 /// What the writer should do next.
@@ -106,7 +108,8 @@ pub struct Connection {
     pub connected_wall: SystemTime,
     capacity: usize,
     queue: Mutex<Queue>,
-    notify: Notify,
+    /// The writer (the response-body stream) to wake when there is work.
+    waker: AtomicWaker,
     pub messages_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     /// Last heartbeat round trip in microseconds; `u64::MAX` = none yet.
@@ -129,7 +132,7 @@ impl Connection {
             connected_wall: SystemTime::now(),
             capacity: capacity.max(1),
             queue: Mutex::new(Queue { items: VecDeque::new(), closing: None, close_taken: false }),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
             messages_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             last_rtt_us: AtomicU64::new(u64::MAX),
@@ -151,12 +154,12 @@ impl Connection {
             q.closing = Some(CloseReason::SlowConsumer);
             q.items = VecDeque::new();
             drop(q);
-            self.notify.notify_one();
+            self.waker.wake();
             return Push::Full;
         }
         q.items.push_back(item);
         drop(q);
-        self.notify.notify_one();
+        self.waker.wake();
         Push::Queued
     }
 
@@ -168,7 +171,7 @@ impl Connection {
             q.items.push_back(item);
         }
         drop(q);
-        self.notify.notify_one();
+        self.waker.wake();
     }
 
     /// Starts closing. With `flush`, queued items are still written first
@@ -183,7 +186,7 @@ impl Connection {
             q.items = VecDeque::new();
         }
         drop(q);
-        self.notify.notify_one();
+        self.waker.wake();
         true
     }
 
@@ -206,9 +209,10 @@ impl Connection {
         }
     }
 
-    /// Waits until something was pushed or a close was requested.
-    pub async fn notified(&self) {
-        self.notify.notified().await;
+    /// Registers the writer to wake on the next push or close. Register
+    /// before draining with [`Connection::next`], so no push is missed.
+    pub fn register_waker(&self, waker: &std::task::Waker) {
+        self.waker.register(waker);
     }
 
     pub fn queue_len(&self) -> usize {

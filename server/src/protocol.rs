@@ -199,6 +199,9 @@ pub fn random_id(tag: char) -> String {
     format!("{tag}_{:032x}", rand::random::<u128>())
 }
 
+/// What every delivery frame starts with; the session's `seq` follows.
+const MESSAGE_PREFIX: &[u8] = b"{\"type\":\"message\",\"seq\":";
+
 /// A publication, serialized once and shared by every delivery of it.
 #[derive(Debug)]
 pub struct Publication {
@@ -228,11 +231,16 @@ impl Publication {
         Self { id: id.into_boxed_str(), channel, accepted_at: Instant::now(), tail }
     }
 
+    /// Length of [`Publication::encode_json`]'s output for `seq`.
+    pub fn json_len(&self, seq: u64) -> usize {
+        MESSAGE_PREFIX.len() + itoa::Buffer::new().format(seq).len() + 1 + self.tail.len()
+    }
+
     /// The `message` frame as JSON text for sequence `seq`.
     pub fn encode_json(&self, seq: u64, buf: &mut BytesMut) {
         let mut n = itoa::Buffer::new();
         buf.reserve(32 + self.tail.len());
-        buf.put_slice(b"{\"type\":\"message\",\"seq\":");
+        buf.put_slice(MESSAGE_PREFIX);
         buf.put_slice(n.format(seq).as_bytes());
         buf.put_u8(b',');
         buf.put_slice(&self.tail);
@@ -351,6 +359,7 @@ mod tests {
         let p = Publication::new("m_1".into(), Arc::from("room:tavern"), "chat", &data);
         let mut buf = BytesMut::new();
         p.encode_json(42, &mut buf);
+        assert_eq!(buf.len(), p.json_len(42));
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["type"], "message");
         assert_eq!(v["seq"], 42);

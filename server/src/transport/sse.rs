@@ -6,8 +6,10 @@
 //! that stops reading fills its queue and is closed as a slow consumer.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -37,7 +39,7 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(writer.into_stream()))
+        .streaming(writer))
 }
 
 /// Owns the attached connection for the life of the response body; when
@@ -55,30 +57,28 @@ impl Drop for Writer {
     }
 }
 
-impl Writer {
-    fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> {
-        futures_util::stream::unfold(self, |mut w| async move {
-            loop {
-                if w.done {
-                    return None;
-                }
-                let next = w.att.conn.next();
-                match next {
-                    Next::Send(item) => {
-                        let chunk = w.encode(item);
-                        return Some((Ok(chunk), w));
-                    }
-                    Next::Close(reason) => {
-                        w.done = true;
-                        w.end = reason.as_str();
-                        return Some((Ok(close_chunk(reason)), w));
-                    }
-                    Next::Idle => w.att.conn.notified().await,
-                }
-            }
-        })
-    }
+impl Stream for Writer {
+    type Item = Result<Bytes, Infallible>;
 
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let w = self.get_mut();
+        if w.done {
+            return Poll::Ready(None);
+        }
+        w.att.conn.register_waker(cx.waker());
+        match w.att.conn.next() {
+            Next::Send(item) => Poll::Ready(Some(Ok(w.encode(item)))),
+            Next::Close(reason) => {
+                w.done = true;
+                w.end = reason.as_str();
+                Poll::Ready(Some(Ok(close_chunk(reason))))
+            }
+            Next::Idle => Poll::Pending,
+        }
+    }
+}
+
+impl Writer {
     fn encode(&self, item: Outbound) -> Bytes {
         let c = &self.att.conn;
         c.last_alive_ms.store(self.app.manager.now_ms(), Ordering::Relaxed);
@@ -94,7 +94,8 @@ impl Writer {
                 );
                 chunk
             }
-            Outbound::Heartbeat => return Bytes::from_static(HEARTBEAT),
+            // Pongs only exist on WebSocket; a heartbeat comment is harmless.
+            Outbound::Heartbeat | Outbound::Pong(_) => return Bytes::from_static(HEARTBEAT),
         };
         c.messages_sent.fetch_add(1, Ordering::Relaxed);
         c.bytes_sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);

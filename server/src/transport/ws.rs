@@ -1,19 +1,27 @@
-//! WebSocket transport (`GET /ws`, actix-ws): one task per connection reads
-//! client frames and drains the connection's outbound queue. Only this task
-//! ever awaits the peer; publishers just push.
+//! WebSocket transport (`GET /ws`).
+//!
+//! The whole connection is one response-body stream polled by actix's HTTP
+//! dispatcher: each poll reads and handles the client's frames, then writes
+//! every queued frame in one chunk. There is no per-connection task and no
+//! channel between us and the socket writer, so an idle connection costs
+//! only this struct, and a burst of deliveries becomes one write. Publishers
+//! only push to the connection's queue; the dispatcher polls us when the
+//! socket can take more, so a client that stops reading fills its queue and
+//! is closed as a slow consumer.
 
-use std::future::{Future, poll_fn};
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_codec::Decoder;
+use actix_http::ws::{self as wsp, CloseCode, Codec, Frame, Item, OpCode, Parser};
+use actix_web::body::{BodyStream, MessageBody};
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, Message, ProtocolError as WsProtocolError};
-use bytes::{Bytes, BytesMut};
-use bytestring::ByteString;
-use futures_util::Sink;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
 use tandem_monitoring::Transport;
 
 use crate::app::AppState;
@@ -30,173 +38,316 @@ use crate::session::TokenBucket;
 /// closed as abusive.
 pub const RATE_LIMIT_STRIKES: u32 = 10;
 
-/// How long a close frame may take to be queued before we drop the link.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Frames are batched into one chunk up to about this many bytes.
+const BATCH_BYTES: usize = 64 * 1024;
 
 pub async fn route(
     req: HttpRequest,
     body: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    let mut response = wsp::handshake(req.head())
         .map_err(|e| HttpError::new(400, "invalid_upgrade", format!("not a WebSocket upgrade: {e}")))?;
     let (att, who) = super::open(&app, &req, Transport::WebSocket, None)?;
     let max = app.config.transport.max_message_bytes;
-    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
-    let bucket = app.manager.new_bucket();
-    let link =
-        Link { app: app.into_inner(), att, who, ws: session, bucket, strikes: 0, buf: BytesMut::new() };
-    actix_web::rt::spawn(run(link, stream));
-    Ok(response)
+    let link = Link {
+        bucket: app.manager.new_bucket(),
+        app: app.into_inner(),
+        att,
+        who,
+        payload: body.into_inner(),
+        inbound: BytesMut::new(),
+        codec: Codec::new().max_size(max),
+        fragments: None,
+        max,
+        strikes: 0,
+        reply_close: false,
+        client_gone: false,
+        done: false,
+        end: "client_gone",
+    };
+    let body = BodyStream::new(link).boxed();
+    response
+        .message_body(body)
+        .map(Into::into)
+        .map_err(|e| HttpError::new(500, "internal", format!("cannot start the WebSocket: {e}")))
 }
 
+/// One WebSocket connection: inbound decoding, rate limit, and the writer.
 struct Link {
     app: Arc<AppState>,
     att: Attached,
     who: Identity,
-    ws: actix_ws::Session,
+    payload: actix_http::Payload,
+    inbound: BytesMut,
+    codec: Codec,
+    /// A fragmented text message being reassembled.
+    fragments: Option<BytesMut>,
+    max: usize,
     bucket: TokenBucket,
     strikes: u32,
-    buf: BytesMut,
+    /// The client sent a close frame: answer it, then end.
+    reply_close: bool,
+    client_gone: bool,
+    done: bool,
+    end: &'static str,
 }
 
-/// The connection's task. A plain fn returning an `async move` block, not
-/// an `async fn`: an async fn copies its arguments into locals, which would
-/// store the link and the stream twice in every connection's task.
-#[allow(clippy::manual_async_fn)] // deliberate, see above
-fn run(mut link: Link, mut stream: AggregatedMessageStream) -> impl Future<Output = ()> {
-    async move {
-        let end = loop {
-            if let Some(end) = link.drain().await {
-                break end;
-            }
-            // The select's futures end here, before `inbound` runs: kept
-            // apart, their states share the task's memory instead of adding up.
-            let msg = {
-                let conn = Arc::clone(&link.att.conn);
-                tokio::select! {
-                    biased;
-                    () = conn.notified() => None,
-                    msg = stream.recv() => Some(msg),
-                }
-            };
-            if let Some(msg) = msg {
-                if let Some(end) = link.inbound(msg).await {
-                    break end;
-                }
-            }
-        };
-        link.app.manager.detach(&link.att, end);
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.app.manager.detach(&self.att, self.end);
+    }
+}
+
+impl Stream for Link {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if !this.client_gone {
+            this.read_inbound(cx);
+        }
+        this.att.conn.register_waker(cx.waker());
+        let mut out = BytesMut::new();
+        this.write_queued(&mut out);
+        if this.reply_close && !this.done {
+            Parser::write_close(&mut out, None, false);
+            this.done = true;
+            this.end = "client_closed";
+        }
+        if this.client_gone && !this.done {
+            this.done = true;
+        }
+        if !out.is_empty() {
+            return Poll::Ready(Some(Ok(out.freeze())));
+        }
+        if this.done { Poll::Ready(None) } else { Poll::Pending }
+    }
+}
+
+/// Header of an unmasked, final text frame of `len` bytes (RFC 6455 §5.2).
+fn put_text_header(dst: &mut BytesMut, len: usize) {
+    dst.reserve(len + 10);
+    let fin_text = 0x80 | u8::from(OpCode::Text);
+    if len < 126 {
+        dst.put_slice(&[fin_text, len as u8]);
+    } else if let Ok(short) = u16::try_from(len) {
+        dst.put_slice(&[fin_text, 126]);
+        dst.put_u16(short);
+    } else {
+        dst.put_slice(&[fin_text, 127]);
+        dst.put_u64(len as u64);
     }
 }
 
 impl Link {
-    /// Writes everything queued; `Some(reason)` when the link is over.
-    async fn drain(&mut self) -> Option<&'static str> {
-        loop {
-            let next = self.att.conn.next();
-            let sent = match next {
-                Next::Idle => return None,
-                Next::Close(reason) => {
-                    // Boxed: once per connection, and it keeps the task small.
-                    Box::pin(self.send_close(reason)).await;
-                    return Some(reason.as_str());
-                }
-                Next::Send(Outbound::Frame { json, .. }) => self.send_text(json).await,
+    /// Encodes queued frames into `out` (one chunk, bounded); handles the
+    /// close when it comes up.
+    fn write_queued(&mut self, out: &mut BytesMut) {
+        let conn = Arc::clone(&self.att.conn);
+        while out.len() < BATCH_BYTES {
+            match conn.next() {
+                Next::Idle => return,
+                Next::Send(Outbound::Frame { json, .. }) => self.put_text(out, &json),
                 Next::Send(Outbound::Delivery { seq, publication }) => {
-                    publication.encode_json(seq, &mut self.buf);
-                    let frame = self.buf.split().freeze();
-                    let ok = self.send_text(frame).await;
-                    if ok {
-                        ev::message_delivered(
-                            &self.app.manager.telemetry,
-                            self.att.ids(),
-                            seq,
-                            publication.accepted_at.elapsed(),
-                        );
-                    }
-                    ok
+                    let len = publication.json_len(seq);
+                    put_text_header(out, len);
+                    publication.encode_json(seq, out);
+                    conn.messages_sent.fetch_add(1, Ordering::Relaxed);
+                    conn.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                    ev::message_delivered(
+                        &self.app.manager.telemetry,
+                        self.att.ids(),
+                        seq,
+                        publication.accepted_at.elapsed(),
+                    );
+                }
+                Next::Send(Outbound::Pong(payload)) => {
+                    Parser::write_message(&mut *out, payload, OpCode::Pong, true, false);
                 }
                 Next::Send(Outbound::Heartbeat) => {
                     let now = self.app.manager.now_ms();
-                    let _ = self.att.conn.ping_sent_ms.compare_exchange(
-                        0,
-                        now,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    self.send(Message::Ping(Bytes::copy_from_slice(&now.to_be_bytes()))).await
+                    let _ = conn.ping_sent_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+                    Parser::write_message(out, now.to_be_bytes(), OpCode::Ping, true, false);
                 }
-            };
-            if !sent {
-                // The peer is gone, or we stopped waiting on it (slow
-                // consumer, heartbeat timeout): the close frame gets
-                // CLOSE_TIMEOUT to be queued, then the link is dropped.
-                return Some(match self.att.conn.closing() {
-                    Some(reason) => {
-                        Box::pin(self.send_close(reason)).await;
-                        reason.as_str()
+                Next::Close(reason) => {
+                    if let CloseReason::Shutdown { retry_after_ms } = reason {
+                        let frame = protocol::to_json(&Reply::Shutdown { reconnect: true, retry_after_ms });
+                        self.put_text(out, &frame);
                     }
-                    None => "write_failed",
-                });
-            }
-        }
-    }
-
-    async fn send_text(&mut self, json: Bytes) -> bool {
-        let len = json.len() as u64;
-        let Ok(text) = ByteString::try_from(json) else { return true };
-        let ok = self.send(Message::Text(text)).await;
-        if ok {
-            let c = &self.att.conn;
-            c.messages_sent.fetch_add(1, Ordering::Relaxed);
-            c.bytes_sent.fetch_add(len, Ordering::Relaxed);
-        }
-        ok
-    }
-
-    /// Hands one message to actix-ws. Waits only while its small channel is
-    /// full, and gives up as soon as the connection is closed without flush
-    /// (a peer that stopped reading must not pin this task). Polls the sink
-    /// directly: this is the task's hot await, and nested send futures would
-    /// make every connection's task larger.
-    async fn send(&mut self, msg: Message) -> bool {
-        let conn = Arc::clone(&self.att.conn);
-        loop {
-            let notified = conn.notified();
-            tokio::pin!(notified);
-            let ws = &mut self.ws;
-            let ready = poll_fn(|cx| match Pin::new(&mut *ws).poll_ready(cx) {
-                Poll::Ready(r) => Poll::Ready(Some(r.is_ok())),
-                Poll::Pending => notified.as_mut().poll(cx).map(|()| None),
-            })
-            .await;
-            match ready {
-                Some(true) => return Pin::new(&mut self.ws).start_send(msg).is_ok(),
-                Some(false) => return false,
-                None if conn.closing().is_some_and(|r| !matches!(r, CloseReason::Shutdown { .. })) => {
-                    return false;
+                    let close = wsp::CloseReason {
+                        code: CloseCode::from(reason.code()),
+                        description: Some(reason.as_str().to_owned()),
+                    };
+                    Parser::write_close(out, Some(close), false);
+                    self.done = true;
+                    self.end = reason.as_str();
+                    return;
                 }
-                None => {}
             }
         }
     }
 
-    async fn send_close(&mut self, reason: CloseReason) {
-        if let CloseReason::Shutdown { retry_after_ms } = reason {
-            let frame = protocol::to_json(&Reply::Shutdown { reconnect: true, retry_after_ms });
-            self.send_text(frame).await;
+    fn put_text(&self, out: &mut BytesMut, json: &[u8]) {
+        Parser::write_message(&mut *out, json, OpCode::Text, true, false);
+        let c = &self.att.conn;
+        c.messages_sent.fetch_add(1, Ordering::Relaxed);
+        c.bytes_sent.fetch_add(json.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Reads what the client sent so far and handles each complete frame.
+    fn read_inbound(&mut self, cx: &mut Context<'_>) {
+        loop {
+            match Pin::new(&mut self.payload).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => self.inbound.extend_from_slice(&chunk),
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                    self.client_gone = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
         }
-        let close = actix_ws::CloseReason {
-            code: actix_ws::CloseCode::from(reason.code()),
-            description: Some(reason.as_str().to_owned()),
+        while !self.reply_close && !self.done {
+            match self.codec.decode(&mut self.inbound) {
+                Ok(Some(frame)) => self.on_frame(frame),
+                Ok(None) => break,
+                Err(wsp::ProtocolError::Overflow) => {
+                    self.close(CloseReason::TooLarge);
+                    break;
+                }
+                Err(_) => {
+                    self.client_gone = true;
+                    self.end = "protocol_error";
+                    break;
+                }
+            }
+        }
+        if self.inbound.is_empty() {
+            // Give back the read buffer of an idle connection.
+            self.inbound = BytesMut::new();
+        }
+    }
+
+    fn close(&self, reason: CloseReason) {
+        self.app.manager.force_close(&self.att, reason);
+    }
+
+    fn on_frame(&mut self, frame: Frame) {
+        let mgr = &self.app.manager;
+        let now = mgr.now_ms();
+        self.att.conn.last_alive_ms.store(now, Ordering::Relaxed);
+        let message = match frame {
+            Frame::Close(_) => {
+                self.reply_close = true;
+                return;
+            }
+            Frame::Ping(payload) => {
+                // Answered through the queue, so it is written in order.
+                let pong = BytesMut::from(&payload[..payload.len().min(125)]).freeze();
+                self.push_raw_pong(pong);
+                return;
+            }
+            Frame::Pong(payload) => {
+                let sent = <[u8; 8]>::try_from(&payload[..]).map(u64::from_be_bytes).unwrap_or(0);
+                if sent != 0 && sent <= now {
+                    let rtt = Duration::from_millis(now - sent);
+                    let c = &self.att.conn;
+                    let _ = c.ping_sent_ms.compare_exchange(sent, 0, Ordering::Relaxed, Ordering::Relaxed);
+                    c.last_rtt_us.store(rtt.as_micros() as u64, Ordering::Relaxed);
+                    ev::heartbeat_rtt(&mgr.telemetry, rtt);
+                }
+                return;
+            }
+            Frame::Text(text) => Some(text),
+            Frame::Binary(_) => None,
+            Frame::Continuation(item) => match self.reassemble(item) {
+                Reassembled::Pending => return,
+                Reassembled::Text(text) => Some(text),
+                Reassembled::Binary => None,
+            },
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.clone().close(Some(close))).await;
+        self.on_message(message, now);
+    }
+
+    /// Continuation frames: text is reassembled up to the size limit.
+    fn reassemble(&mut self, item: Item) -> Reassembled {
+        match item {
+            Item::FirstText(b) => {
+                self.fragments = Some(BytesMut::from(&b[..]));
+                Reassembled::Pending
+            }
+            Item::FirstBinary(_) => {
+                self.fragments = None;
+                Reassembled::Binary
+            }
+            Item::Continue(b) => self.append_fragment(&b, false),
+            Item::Last(b) => self.append_fragment(&b, true),
+        }
+    }
+
+    fn append_fragment(&mut self, b: &[u8], last: bool) -> Reassembled {
+        let Some(buf) = self.fragments.as_mut() else { return Reassembled::Binary };
+        if buf.len() + b.len() > self.max {
+            self.fragments = None;
+            self.close(CloseReason::TooLarge);
+            return Reassembled::Pending;
+        }
+        buf.extend_from_slice(b);
+        if !last {
+            return Reassembled::Pending;
+        }
+        Reassembled::Text(self.fragments.take().map(BytesMut::freeze).unwrap_or_default())
+    }
+
+    /// A complete data message: `Some(text)` or a binary one.
+    fn on_message(&mut self, text: Option<Bytes>, now: u64) {
+        let mgr = &self.app.manager;
+        if !self.bucket.try_take(now) {
+            self.strikes += 1;
+            if self.strikes >= RATE_LIMIT_STRIKES {
+                self.close(CloseReason::RateLimited);
+            } else {
+                self.reject(&ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    "over transport.inbound_rate_per_second",
+                ));
+            }
+            return;
+        }
+        self.strikes = 0;
+        let Some(text) = text else {
+            ev::message_received(Transport::WebSocket, "binary");
+            self.reject(&ProtocolError::new(
+                ErrorCode::UnsupportedFrame,
+                "binary frames are not supported; send JSON text",
+            ));
+            return;
+        };
+        if std::str::from_utf8(&text).is_err() {
+            self.client_gone = true;
+            self.end = "protocol_error";
+            return;
+        }
+        let parsed = ClientMessage::parse(&text);
+        ev::message_received(Transport::WebSocket, parsed.as_ref().map_or("invalid", ClientMessage::kind));
+        match parsed.and_then(|m| commands::handle(mgr, &self.att.session, &self.who, m)) {
+            Ok((kind, json)) => self.push(kind, json),
+            Err(e) => self.reject(&e),
+        }
     }
 
     fn push(&self, kind: &'static str, json: Bytes) {
         if self.att.conn.push(Outbound::Frame { kind, json }) == Push::Full {
-            self.app.manager.force_close(&self.att, CloseReason::SlowConsumer);
+            self.close(CloseReason::SlowConsumer);
+        }
+    }
+
+    fn push_raw_pong(&self, payload: Bytes) {
+        if self.att.conn.push(Outbound::Pong(payload)) == Push::Full {
+            self.close(CloseReason::SlowConsumer);
         }
     }
 
@@ -204,80 +355,25 @@ impl Link {
         ev::client_error(&self.app.manager.telemetry, self.att.ids(), err.code.as_str(), &err.message);
         self.push("error", protocol::error_frame(err));
     }
+}
 
-    /// Handles one inbound item; `Some(reason)` when the link is over.
-    async fn inbound(
-        &mut self,
-        msg: Option<Result<AggregatedMessage, WsProtocolError>>,
-    ) -> Option<&'static str> {
-        let mgr = &self.app.manager;
-        let now = mgr.now_ms();
-        self.att.conn.last_alive_ms.store(now, Ordering::Relaxed);
-        let msg = match msg {
-            None => return Some("client_gone"),
-            Some(Ok(m)) => m,
-            Some(Err(WsProtocolError::Overflow)) => {
-                mgr.force_close(&self.att, CloseReason::TooLarge);
-                return None;
-            }
-            Some(Err(_)) => return Some("protocol_error"),
-        };
-        match msg {
-            AggregatedMessage::Close(_) => {
-                let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, self.ws.clone().close(None))).await;
-                return Some("client_closed");
-            }
-            AggregatedMessage::Ping(payload) => {
-                self.send(Message::Pong(payload)).await;
-                return None;
-            }
-            AggregatedMessage::Pong(payload) => {
-                let sent = <[u8; 8]>::try_from(&payload[..]).map(u64::from_be_bytes).unwrap_or(0);
-                if sent != 0 && sent <= now {
-                    let rtt = Duration::from_millis(now - sent);
-                    let _ = self.att.conn.ping_sent_ms.compare_exchange(
-                        sent,
-                        0,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    self.att.conn.last_rtt_us.store(rtt.as_micros() as u64, Ordering::Relaxed);
-                    ev::heartbeat_rtt(&mgr.telemetry, rtt);
-                }
-                return None;
-            }
-            AggregatedMessage::Binary(_) | AggregatedMessage::Text(_) => {}
+enum Reassembled {
+    Pending,
+    Text(Bytes),
+    Binary,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_headers_use_the_shortest_length_form() {
+        for (len, head) in [(5usize, 2usize), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
+            let mut b = BytesMut::new();
+            put_text_header(&mut b, len);
+            assert_eq!(b.len(), head, "len {len}");
+            assert_eq!(b[0], 0x81, "FIN + text");
         }
-        if !self.bucket.try_take(now) {
-            self.strikes += 1;
-            if self.strikes >= RATE_LIMIT_STRIKES {
-                mgr.force_close(&self.att, CloseReason::RateLimited);
-            } else {
-                self.reject(&ProtocolError::new(
-                    ErrorCode::RateLimited,
-                    "over transport.inbound_rate_per_second",
-                ));
-            }
-            return None;
-        }
-        self.strikes = 0;
-        let text = match msg {
-            AggregatedMessage::Text(t) => t,
-            _ => {
-                ev::message_received(Transport::WebSocket, "binary");
-                self.reject(&ProtocolError::new(
-                    ErrorCode::UnsupportedFrame,
-                    "binary frames are not supported; send JSON text",
-                ));
-                return None;
-            }
-        };
-        let parsed = ClientMessage::parse(text.as_bytes());
-        ev::message_received(Transport::WebSocket, parsed.as_ref().map_or("invalid", ClientMessage::kind));
-        match parsed.and_then(|m| commands::handle(mgr, &self.att.session, &self.who, m)) {
-            Ok((kind, json)) => self.push(kind, json),
-            Err(e) => self.reject(&e),
-        }
-        None
     }
 }

@@ -1,0 +1,144 @@
+//! `tandem-reference`: the raw tokio broadcast server Tandem's CPU per
+//! delivery is compared against. It does the least a fan-out server can:
+//! WebSocket upgrade (tokio-tungstenite), one bounded queue per connection,
+//! `POST /api/publish` broadcasts one shared frame to every connection. No
+//! sessions, no history, no auth, no metrics. Loopback only.
+//!
+//! Run: `tandem-reference --port 9090`, then point `tandem-bench --url
+//! http://127.0.0.1:9090 --pid <its pid> fanout …` at it.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+#[derive(Parser)]
+struct Cli {
+    #[arg(long, default_value_t = 9090)]
+    port: u16,
+    /// Worker threads (Tandem uses one per core).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+/// Outbound queue per connection, as Tandem's default.
+const QUEUE: usize = 256;
+/// Largest publish body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+type Subscribers = Arc<Mutex<Vec<mpsc::Sender<Utf8Bytes>>>>;
+
+fn main() -> std::io::Result<()> {
+    let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.workers.max(1))
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = TcpListener::bind(("127.0.0.1", cli.port)).await?;
+            println!("tandem-reference listening on 127.0.0.1:{}", cli.port);
+            let subs: Subscribers = Arc::default();
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve(stream, Arc::clone(&subs)));
+            }
+        })
+}
+
+async fn serve(stream: TcpStream, subs: Subscribers) {
+    let mut head = [0u8; 4];
+    if stream.peek(&mut head).await.is_err() {
+        return;
+    }
+    if &head == b"POST" {
+        let _ = publish(stream, &subs).await;
+    } else {
+        subscriber(stream, &subs).await;
+    }
+}
+
+async fn subscriber(stream: TcpStream, subs: &Subscribers) {
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+    let (mut tx, mut rx) = ws.split();
+    let (queue, mut outbound) = mpsc::channel::<Utf8Bytes>(QUEUE);
+    subs.lock().push(queue);
+    if tx.send(Message::text(r#"{"type":"welcome"}"#)).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            frame = outbound.recv() => match frame {
+                Some(text) => if tx.send(Message::Text(text)).await.is_err() { return },
+                None => return,
+            },
+            incoming = rx.next() => match incoming {
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+        }
+    }
+}
+
+/// Keep-alive HTTP/1.1 loop answering `POST /api/publish`.
+async fn publish(stream: TcpStream, subs: &Subscribers) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut seq = 0u64;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        let mut first = true;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            if first {
+                first = false;
+                continue;
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length.min(MAX_BODY)];
+        reader.read_exact(&mut body).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        seq += 1;
+        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        // Same frame shape and size as Tandem's deliveries; serialized once.
+        let frame = serde_json::json!({
+            "type": "message", "seq": seq, "id": format!("m_{seq:016x}"),
+            "channel": v["channel"], "event": v["event"], "data": v["data"], "ts": ts,
+        })
+        .to_string();
+        let shared = Utf8Bytes::from(frame);
+        let mut recipients = 0;
+        subs.lock().retain(|q| match q.try_send(shared.clone()) {
+            Ok(()) => {
+                recipients += 1;
+                true
+            }
+            // A full queue drops that subscriber, as Tandem's slow-consumer rule.
+            Err(_) => false,
+        });
+        let answer = format!("{{\"recipients\":{recipients}}}");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        reader.get_mut().write_all(response.as_bytes()).await?;
+    }
+}
