@@ -1,10 +1,10 @@
 //! One transport link attached to a session: its bounded outbound queue,
 //! its close reason and its counters.
 //!
-//! Publishers only ever [`Connection::push`] (never await); the connection's
-//! own writer task drains the queue and is the only one that waits on the
-//! peer. A full queue closes the connection as a slow consumer instead of
-//! growing or blocking.
+//! Publishers only ever [`Connection::push`] (never await); the
+//! connection's writer (its response-body stream, polled by the HTTP
+//! dispatcher when the socket can take more) drains the queue. A full queue
+//! closes the connection as a slow consumer instead of growing or blocking.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //!
 //! Layers, from the wire inwards:
 //! - [`server`]: process start-up and shutdown phases; [`app`]: route table.
-//! - [`transport`]: `ws` and `sse` glue (the only code that awaits peers);
+//! - [`transport`]: `ws` and `sse` glue, each connection a response-body
+//!   stream that drains its queue;
 //!   [`api`]: backend API; [`commands`]: client commands both transports share.
 //! - [`manager`]: sessions, players, channels and fan-out; [`connection`]:
 //!   one link's bounded outbound queue.
