@@ -34,7 +34,7 @@ pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Seconds since the Unix epoch with sub-second precision (the seed's
+/// Seconds since the Unix epoch with sub-second precision (the documented
 /// `timestamp` float in `recent_errors`).
 pub(crate) fn unix_secs_f64(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::{self, Clock};
 
-/// What kind of failure an event reports (the seed's classification).
+/// What kind of failure an event reports (the documented classification).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {

@@ -3,7 +3,7 @@
 //! `tandem_connections_total`, …). Error events also feed the
 //! `ErrorTracker`, timings feed the `PerformanceMonitor`.
 //!
-//! Field names follow the seed's log recipes: `player_id`, `session_id`,
+//! Field names follow the log-analysis recipes: `player_id`, `session_id`,
 //! `connection_id`, `connection_type`, `establishment_time_ms`,
 //! `delivery_time_ms`, `is_dual_connection`, `total_connections`.
 

@@ -17,10 +17,10 @@ fn numbers(output: &str) -> Vec<f64> {
 }
 
 #[tokio::test]
-async fn seed_recipes_return_real_values() {
+async fn log_recipes_return_real_values() {
     if !has_tool("jq") {
         assert!(!under_ci(), "jq is required under CI");
-        eprintln!("SKIPPED seed_recipes_return_real_values: jq is not installed");
+        eprintln!("SKIPPED log_recipes_return_real_values: jq is not installed");
         return;
     }
     let server = TestServer::builder()

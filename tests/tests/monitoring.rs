@@ -1,6 +1,6 @@
 //! The operator surface after real traffic: `/health*` verdicts and
 //! details, dependency checks from the config, the `/monitoring/*`
-//! documents in the seed's shapes with figures that match what happened,
+//! documents in the documented shapes with figures that match what happened,
 //! the operator token, and readiness while draining.
 
 mod common_mon;
@@ -42,7 +42,7 @@ fn assert_health_head(doc: &Value) {
 }
 
 /// A `/health/detailed` document: per-component objects with the
-/// bookkeeping fields, and the seed's figures for connections and memory.
+/// bookkeeping fields, and the documented figures for connections and memory.
 fn assert_detailed(doc: &Value) {
     assert_health_head(doc);
     let components = doc["components"].as_object().expect("components object");
@@ -343,7 +343,7 @@ async fn errors_are_typed_counted_and_filtered() {
     assert!(recent.len() >= 2, "{doc}");
     for e in recent {
         assert_keys(e, &["/type", "/severity", "/message", "/timestamp", "/player_id"]);
-        assert!(e["timestamp"].is_number(), "seed timestamps are Unix seconds: {e}");
+        assert!(e["timestamp"].is_number(), "error timestamps are Unix seconds: {e}");
     }
     let validation = recent.iter().find(|e| e["type"] == "validation_error").expect("a validation error");
     assert_eq!(validation["player_id"], "bob", "{validation}");

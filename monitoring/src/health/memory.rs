@@ -131,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn details_carry_the_seed_fields() {
+    fn details_carry_the_documented_fields() {
         let o = memory_outcome(&snap(512, 2048, 64), &thresholds(0));
         assert_eq!(o.details["used_mb"], 512);
         assert_eq!(o.details["total_mb"], 2048);

@@ -1,5 +1,5 @@
 //! `/monitoring/*`: connection health, performance, errors and the dual
-//! connection distribution, in the seed's JSON shapes.
+//! connection distribution, in the documented JSON shapes.
 
 use std::time::SystemTime;
 

@@ -96,7 +96,7 @@ fn assert_keys(v: &Value, keys: &[&str]) {
 }
 
 #[actix_web::test]
-async fn health_summary_has_the_seed_shape() {
+async fn health_summary_has_the_documented_shape() {
     let (m, _) = monitoring_with("", None);
     let app = app!(m);
     let (status, body) =
@@ -247,7 +247,7 @@ async fn force_check_runs_every_check_now() {
 }
 
 #[actix_web::test]
-async fn connection_health_has_the_seed_shape() {
+async fn connection_health_has_the_documented_shape() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = vec![
         ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(10), healthy: true },
@@ -293,7 +293,7 @@ async fn connection_health_has_the_seed_shape() {
 }
 
 #[actix_web::test]
-async fn performance_has_the_seed_shape() {
+async fn performance_has_the_documented_shape() {
     let (m, _) = monitoring_with("", None);
     m.performance.record_delivery(Duration::from_millis(3));
     m.performance.record_connection_establishment(Transport::Sse, Duration::from_millis(8));
@@ -346,7 +346,7 @@ async fn performance_has_the_seed_shape() {
 }
 
 #[actix_web::test]
-async fn errors_have_the_seed_shape_and_filters() {
+async fn errors_have_the_documented_shape_and_filters() {
     let (m, _) = monitoring_with("", None);
     m.errors.record(
         ErrorEvent::new(ErrorType::ConnectionError, Severity::High, "WebSocket connection failed")
