@@ -247,16 +247,15 @@ impl Publication {
     }
 
     /// The SSE event carrying this delivery: `id: <seq>`, `event: message`.
-    pub fn encode_sse(&self, seq: u64) -> Bytes {
-        let mut buf = BytesMut::with_capacity(64 + self.tail.len());
+    pub fn encode_sse(&self, seq: u64, buf: &mut BytesMut) {
         let mut n = itoa::Buffer::new();
         let seq_str = n.format(seq);
+        buf.reserve(64 + self.tail.len());
         buf.put_slice(b"id: ");
         buf.put_slice(seq_str.as_bytes());
         buf.put_slice(b"\nevent: message\ndata: ");
-        self.encode_json(seq, &mut buf);
+        self.encode_json(seq, buf);
         buf.put_slice(b"\n\n");
-        buf.freeze()
     }
 }
 
@@ -299,14 +298,13 @@ pub fn error_frame(err: &ProtocolError) -> Bytes {
 }
 
 /// Wraps a non-delivery frame for SSE: `event: <type>` + `data: <json>`.
-pub fn sse_event(kind: &str, json: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(json.len() + kind.len() + 16);
+pub fn sse_event(kind: &str, json: &[u8], buf: &mut BytesMut) {
+    buf.reserve(json.len() + kind.len() + 16);
     buf.put_slice(b"event: ");
     buf.put_slice(kind.as_bytes());
     buf.put_slice(b"\ndata: ");
     buf.put_slice(json);
     buf.put_slice(b"\n\n");
-    buf.freeze()
 }
 
 #[cfg(test)]
@@ -369,7 +367,8 @@ mod tests {
         assert_eq!(v["data"]["text"], "hi \"you\"");
         assert!(v["ts"].as_u64().unwrap() > 1_600_000_000_000);
 
-        let sse = p.encode_sse(42);
+        let mut sse = BytesMut::new();
+        p.encode_sse(42, &mut sse);
         let text = std::str::from_utf8(&sse).unwrap();
         assert!(text.starts_with("id: 42\nevent: message\ndata: {\"type\":\"message\",\"seq\":42,"));
         assert!(text.ends_with("}\n\n"));

@@ -27,6 +27,9 @@ use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
 
 const HEARTBEAT: &[u8] = b": hb\n\n";
 
+/// Events are batched into one chunk up to about this many bytes.
+const BATCH_BYTES: usize = 64 * 1024;
+
 pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
     let last_event_id = req
         .headers()
@@ -66,62 +69,68 @@ impl Stream for Writer {
             return Poll::Ready(None);
         }
         w.att.conn.register_waker(cx.waker());
-        match w.att.conn.next() {
-            Next::Send(item) => Poll::Ready(Some(Ok(w.encode(item)))),
-            Next::Close(reason) => {
-                w.done = true;
-                w.end = reason.as_str();
-                Poll::Ready(Some(Ok(close_chunk(reason))))
+        // Everything queued goes out as one chunk (bounded), one write.
+        let mut out = BytesMut::new();
+        while out.len() < BATCH_BYTES {
+            match w.att.conn.next() {
+                Next::Send(item) => w.encode(item, &mut out),
+                Next::Close(reason) => {
+                    w.done = true;
+                    w.end = reason.as_str();
+                    put_close(reason, &mut out);
+                    break;
+                }
+                Next::Idle => break,
             }
-            Next::Idle => Poll::Pending,
         }
+        if out.is_empty() { Poll::Pending } else { Poll::Ready(Some(Ok(out.freeze()))) }
     }
 }
 
 impl Writer {
-    fn encode(&self, item: Outbound) -> Bytes {
+    fn encode(&self, item: Outbound, out: &mut BytesMut) {
         let c = &self.att.conn;
         c.last_alive_ms.store(self.app.manager.now_ms(), Ordering::Relaxed);
-        let chunk = match item {
-            Outbound::Frame { kind, json } => protocol::sse_event(kind, &json),
+        let before = out.len();
+        match item {
+            Outbound::Frame { kind, json } => protocol::sse_event(kind, &json, out),
             Outbound::Delivery { seq, publication } => {
-                let chunk = publication.encode_sse(seq);
+                publication.encode_sse(seq, out);
                 ev::message_delivered(
                     &self.app.manager.telemetry,
                     self.att.ids(),
                     seq,
                     publication.accepted_at.elapsed(),
                 );
-                chunk
             }
             // Pongs only exist on WebSocket; a heartbeat comment is harmless.
-            Outbound::Heartbeat | Outbound::Pong(_) => return Bytes::from_static(HEARTBEAT),
-        };
+            Outbound::Heartbeat | Outbound::Pong(_) => {
+                out.extend_from_slice(HEARTBEAT);
+                return;
+            }
+        }
         c.messages_sent.fetch_add(1, Ordering::Relaxed);
-        c.bytes_sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        chunk
+        c.bytes_sent.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
     }
 }
 
-/// The last chunk of a stream the server ends: on shutdown a `retry:` hint
-/// and a `shutdown` event; otherwise a `close` event with the code and
-/// reason a WebSocket would have received.
-fn close_chunk(reason: CloseReason) -> Bytes {
-    let mut buf = BytesMut::new();
+/// The end of a stream the server closes: on shutdown a `retry:` hint and a
+/// `shutdown` event; otherwise a `close` event with the code and reason a
+/// WebSocket would have received.
+fn put_close(reason: CloseReason, buf: &mut BytesMut) {
     match reason {
         CloseReason::Shutdown { retry_after_ms } => {
             buf.put_slice(format!("retry: {retry_after_ms}\n").as_bytes());
             let json = protocol::to_json(&Reply::Shutdown { reconnect: true, retry_after_ms });
-            buf.put_slice(&protocol::sse_event("shutdown", &json));
+            protocol::sse_event("shutdown", &json, buf);
         }
         other => {
             let json = serde_json::json!({
                 "type": "close", "code": other.code(), "reason": other.as_str(), "reconnect": other.reconnect()
             });
-            buf.put_slice(&protocol::sse_event("close", json.to_string().as_bytes()));
+            protocol::sse_event("close", json.to_string().as_bytes(), buf);
         }
     }
-    buf.freeze()
 }
 
 /// `POST /sessions/{session_id}/messages`: a client message from an SSE
