@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every Tandem test on a fresh machine: installs what the tests need
+# when it is missing (Debian packages, npm packages), then format, lint, the
+# Rust unit and end-to-end tests, and the suites outside Cargo.
+#
+#   scripts/test.sh            # everything
+#
+# `.ci/run` calls this same script. A tool a test needs is installed here,
+# never skipped: a test whose tool is missing fails.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export DEBIAN_FRONTEND=noninteractive
+
+# --- Debian packages -------------------------------------------------------
+# jq: the log-analysis recipes; prometheus: promtool and the real Prometheus;
+# chromium: browser tests; redis-server: the multi-node tests.
+need=()
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if ((${#need[@]})); then
+    echo "--- installing: ${need[*]}"
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo -n)
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# Services the tests start themselves must not also run as system daemons
+# holding their default ports.
+if command -v systemctl >/dev/null 2>&1; then
+    systemctl stop prometheus redis-server >/dev/null 2>&1 || true
+fi
+
+echo "--- versions"
+rustc --version
+cargo --version
+jq --version
+promtool --version 2>&1 | head -n 1
+chromium --version 2>/dev/null || true
+redis-server --version
+node --version
+
+echo "--- cargo fmt"
+cargo fmt --all -- --check
+
+echo "--- cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "--- cargo test"
+cargo test --workspace
+
+echo "--- all suites passed"
