@@ -54,4 +54,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "--- cargo test"
 cargo test --workspace
 
+# --- browser suites (tests/browser): Debian's Chromium via playwright-core,
+# against the tandem binary built by the Rust tests above.
+echo "--- browser tests"
+cargo build -p tandem-server --bin tandem
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
 echo "--- all suites passed"
