@@ -13,6 +13,7 @@ use crate::auth;
 use crate::channels;
 use crate::http_error::{self, HttpError};
 use crate::internal_events::{self as ev, AuthSurface};
+use crate::payload;
 use crate::protocol;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -39,16 +40,24 @@ fn check_key(app: &AppState, req: &HttpRequest) -> Result<(), HttpError> {
     })
 }
 
-async fn body<T: DeserializeOwned>(app: &AppState, payload: web::Payload) -> Result<T, HttpError> {
-    let bytes = http_error::read_body(payload, app.config.transport.max_message_bytes).await?;
+async fn body<T: DeserializeOwned>(
+    app: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, HttpError> {
+    let bytes = http_error::read_json_body(req, payload, app.config.transport.max_message_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let code = if e.is_data() { "invalid_message" } else { "invalid_json" };
         HttpError::new(400, code, e.to_string())
     })
 }
 
-fn data_or_null(data: Option<Box<RawValue>>) -> Box<RawValue> {
-    data.unwrap_or_else(|| RawValue::NULL.to_owned())
+/// `data` checked and compacted once (see [`payload`]); absent = `null`.
+fn data_or_null(data: Option<Box<RawValue>>) -> Result<Box<RawValue>, HttpError> {
+    match data {
+        Some(d) => Ok(payload::compact(&d)?),
+        None => Ok(RawValue::NULL.to_owned()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -74,10 +83,10 @@ async fn publish(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     check_key(&app, &req)?;
-    let b: PublishBody = body(&app, payload).await?;
+    let b: PublishBody = body(&app, &req, payload).await?;
     channels::namespace(&b.channel)?;
     protocol::validate_event(&b.event)?;
-    let out = app.manager.publish(&b.channel, &b.event, &data_or_null(b.data), "api");
+    let out = app.manager.publish(&b.channel, &b.event, &data_or_null(b.data)?, "api")?;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -88,9 +97,9 @@ async fn broadcast(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     check_key(&app, &req)?;
-    let b: EventBody = body(&app, payload).await?;
+    let b: EventBody = body(&app, &req, payload).await?;
     protocol::validate_event(&b.event)?;
-    Ok(HttpResponse::Ok().json(app.manager.broadcast(&b.event, &data_or_null(b.data))))
+    Ok(HttpResponse::Ok().json(app.manager.broadcast(&b.event, &data_or_null(b.data)?)?))
 }
 
 fn player_not_found(id: &str) -> HttpError {
@@ -106,14 +115,14 @@ async fn player_message(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     check_key(&app, &req)?;
-    let b: EventBody = body(&app, payload).await?;
+    let b: EventBody = body(&app, &req, payload).await?;
     protocol::validate_event(&b.event)?;
     let channel = channels::personal_channel(&path);
     channels::namespace(&channel)?;
     if app.manager.player_json(&path).is_none() {
         return Err(player_not_found(&path));
     }
-    let out = app.manager.publish(&channel, &b.event, &data_or_null(b.data), "api");
+    let out = app.manager.publish(&channel, &b.event, &data_or_null(b.data)?, "api")?;
     Ok(HttpResponse::Ok().json(out))
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_cors::Cors;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HOST};
 use actix_web::middleware::{Next, from_fn};
@@ -53,7 +53,62 @@ pub fn build(
         InitError = (),
     >,
 > {
-    App::new().app_data(state.clone()).configure(|c| configure(c, &state)).wrap(from_fn(http_metrics))
+    App::new()
+        .app_data(state.clone())
+        .configure(|c| configure(c, &state))
+        .wrap(from_fn(head_limit))
+        .wrap(from_fn(http_metrics))
+}
+
+/// The admin listener's app (`server.admin_bind`): the operator routes
+/// only, so a flood on the client port cannot delay a probe.
+pub fn build_admin(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    let monitoring = Arc::clone(&state.manager.telemetry.monitoring);
+    App::new()
+        .app_data(state)
+        .configure(|c| {
+            tandem_monitoring::routes::configure(c, monitoring);
+            c.default_service(web::to(not_found));
+        })
+        .wrap(from_fn(head_limit))
+        .wrap(from_fn(http_metrics))
+}
+
+/// Bytes of a request head as it came on the wire: request line and
+/// header lines.
+fn head_bytes(req: &ServiceRequest) -> usize {
+    let line = req.method().as_str().len() + req.uri().path().len() + req.query_string().len() + 12;
+    req.headers().iter().fold(line, |n, (name, value)| n + name.as_str().len() + value.len() + 4)
+}
+
+/// Refuses request heads over `server.max_request_head_bytes` with 431.
+async fn head_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.server.max_request_head_bytes);
+    if let Some(limit) = limit
+        && head_bytes(&req) > limit
+    {
+        let err = HttpError::new(
+            431,
+            "request_head_too_large",
+            format!("request line and headers over {limit} bytes (server.max_request_head_bytes)"),
+        );
+        let res = actix_web::ResponseError::error_response(&err);
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
 async fn not_found() -> Result<HttpResponse, HttpError> {

@@ -33,7 +33,7 @@ pub fn handle(
         }
         ClientMessage::Publish { channel, event, data } => {
             channels::check_publish(who, &channel, &manager.limits().client_publish)?;
-            let out = manager.publish(&channel, &event, &data, "client");
+            let out = manager.publish(&channel, &event, &data, "client")?;
             Ok((
                 "published",
                 protocol::to_json(&Reply::Published { id: &out.id, recipients: out.recipients }),

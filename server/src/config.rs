@@ -47,6 +47,11 @@ pub const MAX_WORKERS: usize = 1024;
 /// Upper bound of every duration key (one day): durations are added to
 /// clock readings, and nobody means a week-long heartbeat.
 pub const MAX_SECONDS: u64 = 86_400;
+/// Smallest `server.max_request_head_bytes`: a request line and a token.
+pub const MIN_REQUEST_HEAD_BYTES: usize = 1024;
+/// Largest `server.max_request_head_bytes`: actix's HTTP/1 parser refuses
+/// heads past 128 KiB on its own.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
 /// Upper bound of `auth.token_ttl_seconds` (one year).
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 86_400;
 
@@ -84,6 +89,13 @@ pub struct ServerConfig {
     /// Empty = same-origin and loopback origins only (local development);
     /// requests without `Origin` (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// A second listener for `/health*`, `/monitoring/*` and `/metrics`
+    /// only, with its own accept loop and worker, so probes answer while the
+    /// client port is flooded. Empty = none.
+    pub admin_bind: String,
+    /// Largest request head (request line and headers) answered; larger
+    /// ones get 431.
+    pub max_request_head_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -94,11 +106,19 @@ impl Default for ServerConfig {
             max_connections: 100_000,
             shutdown_grace_seconds: 10,
             allowed_origins: Vec::new(),
+            admin_bind: String::new(),
+            max_request_head_bytes: 16_384,
         }
     }
 }
 
 impl ServerConfig {
+    /// The admin listener's address, if one is configured (and valid:
+    /// [`Config::validate`] reports it otherwise).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_bind.trim().parse().ok()
+    }
+
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
@@ -180,6 +200,8 @@ pub struct TransportConfig {
     pub outbound_queue_size: usize,
     pub inbound_rate_per_second: u32,
     pub inbound_burst: u32,
+    /// Seconds a fragmented WebSocket message may stay incomplete.
+    pub fragment_timeout_seconds: u64,
 }
 
 impl Default for TransportConfig {
@@ -191,6 +213,7 @@ impl Default for TransportConfig {
             outbound_queue_size: 256,
             inbound_rate_per_second: 20,
             inbound_burst: 40,
+            fragment_timeout_seconds: 10,
         }
     }
 }
@@ -486,6 +509,19 @@ impl Config {
                 p.invalid(format!("server.allowed_origins[{i}]"), reason);
             }
         }
+        if !s.admin_bind.trim().is_empty() {
+            match s.admin_addr() {
+                None => p.invalid("server.admin_bind", format!("`{}` is not an address:port", s.admin_bind)),
+                Some(a) if a == s.bind => p.invalid("server.admin_bind", "must differ from server.bind"),
+                Some(_) => {}
+            }
+        }
+        p.between(
+            "server.max_request_head_bytes",
+            s.max_request_head_bytes,
+            MIN_REQUEST_HEAD_BYTES,
+            MAX_REQUEST_HEAD_BYTES,
+        );
         if self.auth.secret.is_empty() && !is_loopback(s.bind) {
             p.0.push(ConfigError::SecretRequired { bind: s.bind });
         }
@@ -542,6 +578,7 @@ impl Config {
         p.between("transport.outbound_queue_size", t.outbound_queue_size, 1, MAX_OUTBOUND_QUEUE_SIZE);
         p.at_least("transport.inbound_rate_per_second", t.inbound_rate_per_second, 1);
         p.at_least("transport.inbound_burst", t.inbound_burst, 1);
+        p.between("transport.fragment_timeout_seconds", t.fragment_timeout_seconds, 1, MAX_SECONDS);
     }
 
     fn validate_channels(&self, p: &mut Problems) {

@@ -22,9 +22,17 @@ use crate::protocol::Publication;
 /// tells the client whether to reconnect (see docs/protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
+    /// The client broke the WebSocket framing rules.
+    ProtocolError,
+    /// A text message that is not UTF-8.
+    InvalidPayload,
+    /// A fragmented message left incomplete past `transport.fragment_timeout_seconds`.
+    MessageTimeout,
     TooLarge,
     Internal,
-    Shutdown { retry_after_ms: u64 },
+    Shutdown {
+        retry_after_ms: u64,
+    },
     HeartbeatTimeout,
     Disconnected,
     SlowConsumer,
@@ -34,6 +42,9 @@ pub enum CloseReason {
 impl CloseReason {
     pub fn code(self) -> u16 {
         match self {
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
+            Self::MessageTimeout => 1008,
             Self::TooLarge => 1009,
             Self::Internal => 1011,
             Self::Shutdown { .. } => 1012,
@@ -47,6 +58,9 @@ impl CloseReason {
     /// Short reason (also the metric/log label).
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::ProtocolError => "protocol_error",
+            Self::InvalidPayload => "invalid_payload",
+            Self::MessageTimeout => "message_timeout",
             Self::TooLarge => "too_large",
             Self::Internal => "internal",
             Self::Shutdown { .. } => "shutdown",
@@ -87,7 +101,9 @@ pub enum Next {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
     Queued,
-    /// The queue was full: the connection is now closing as a slow consumer.
+    /// The queue was full; nothing was queued. The caller closes the
+    /// connection as a slow consumer (`ConnectionManager::force_close`), so
+    /// the close is counted and logged once, where it is decided.
     Full,
     /// The connection is already closing; nothing was queued.
     Closed,
@@ -117,8 +133,9 @@ pub struct Connection {
     /// Monotonic ms (manager clock) when the peer last proved alive: pong
     /// received (WebSocket) or a write completed (SSE).
     pub last_alive_ms: AtomicU64,
-    /// Monotonic ms when the last unanswered ping was sent; 0 = none.
-    pub ping_sent_ms: AtomicU64,
+    /// Monotonic µs (manager clock) when the last unanswered ping was
+    /// sent; 0 = none. µs, so a loopback round trip is not rounded to 0.
+    pub ping_sent_us: AtomicU64,
     /// Monotonic ms when the last heartbeat was queued.
     pub heartbeat_ms: AtomicU64,
 }
@@ -137,24 +154,20 @@ impl Connection {
             bytes_sent: AtomicU64::new(0),
             last_rtt_us: AtomicU64::new(u64::MAX),
             last_alive_ms: AtomicU64::new(now_ms),
-            ping_sent_ms: AtomicU64::new(0),
+            ping_sent_us: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(now_ms),
         }
     }
 
-    /// Queues `item` if there is room; a full queue closes the connection as
-    /// a slow consumer (its queued items are dropped; the session keeps the
-    /// history so the client can resume).
+    /// Queues `item` if there is room. On [`Push::Full`] the caller closes
+    /// the connection as a slow consumer (the session keeps the history so
+    /// the client can resume).
     pub fn push(&self, item: Outbound) -> Push {
         let mut q = self.queue.lock();
         if q.closing.is_some() {
             return Push::Closed;
         }
         if q.items.len() >= self.capacity {
-            q.closing = Some(CloseReason::SlowConsumer);
-            q.items = VecDeque::new();
-            drop(q);
-            self.waker.wake();
             return Push::Full;
         }
         q.items.push_back(item);
@@ -248,11 +261,15 @@ mod tests {
     }
 
     #[test]
-    fn full_queue_closes_as_slow_consumer_and_drops_items() {
+    fn full_queue_refuses_and_the_close_that_follows_is_reported_once() {
         let c = Connection::new("c".into(), Transport::WebSocket, 2, 0);
         assert_eq!(c.push(frame()), Push::Queued);
         assert_eq!(c.push(frame()), Push::Queued);
         assert_eq!(c.push(frame()), Push::Full);
+        assert_eq!(c.push(Outbound::Heartbeat), Push::Full, "still full, still not closed by the push");
+        assert_eq!(c.closing(), None);
+        assert!(c.close(CloseReason::SlowConsumer, false), "the caller's close is the first");
+        assert!(!c.close(CloseReason::SlowConsumer, false), "and the only one reported");
         assert_eq!(c.push(frame()), Push::Closed);
         assert_eq!(c.queue_len(), 0);
         assert!(matches!(c.next(), Next::Close(CloseReason::SlowConsumer)));

@@ -58,25 +58,68 @@ impl From<AttachError> for HttpError {
     }
 }
 
-/// Reads a request body, refusing more than `limit` bytes with 413.
-pub async fn read_body(
-    mut payload: actix_web::web::Payload,
+/// Reads a JSON request body: `Content-Type: application/json` (or any
+/// `+json` type) is required, so a browser's form or `text/plain` post
+/// (which needs no CORS preflight) never reaches a handler; more than
+/// `limit` bytes is refused with 413 before it is buffered.
+pub async fn read_json_body(
+    req: &actix_web::HttpRequest,
+    payload: actix_web::web::Payload,
     limit: usize,
 ) -> Result<bytes::Bytes, HttpError> {
+    require_json(req)?;
+    // An announced length over the limit is refused before a byte is read.
+    let announced = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    read_body(payload, limit).await
+}
+
+fn require_json(req: &actix_web::HttpRequest) -> Result<(), HttpError> {
+    let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let essence = content_type.and_then(|ct| ct.split(';').next()).map(|e| e.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(e) if e.starts_with("application/") && e.ends_with("+json") => Ok(()),
+        _ => Err(HttpError::new(
+            415,
+            "unsupported_media_type",
+            format!(
+                "send the body as JSON with `Content-Type: application/json` (got {})",
+                content_type.map_or_else(|| "none".to_owned(), |ct| format!("`{}`", truncate(ct, 64)))
+            ),
+        )),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Reads a request body, refusing more than `limit` bytes with 413.
+async fn read_body(mut payload: actix_web::web::Payload, limit: usize) -> Result<bytes::Bytes, HttpError> {
     use futures_util::StreamExt;
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| HttpError::new(400, "invalid_body", e.to_string()))?;
         if buf.len() + chunk.len() > limit {
-            return Err(HttpError::new(
-                413,
-                "too_large",
-                format!("body over {limit} bytes (transport.max_message_bytes)"),
-            ));
+            return Err(too_large(limit));
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+fn too_large(limit: usize) -> HttpError {
+    HttpError::new(413, "too_large", format!("body over {limit} bytes (transport.max_message_bytes)"))
 }
 
 /// The route pattern of a request (`/api/players/{player_id}`), for logs

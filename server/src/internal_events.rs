@@ -351,6 +351,13 @@ pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
                 format!("{} closed for abuse: {r}", title(ids.transport)),
             ));
         }
+        CloseReason::ProtocolError | CloseReason::InvalidPayload | CloseReason::MessageTimeout => {
+            tm.track(ids.error(
+                ErrorType::ValidationError,
+                Severity::Low,
+                format!("{} closed on a client protocol error: {r}", title(ids.transport)),
+            ));
+        }
         CloseReason::Internal => {
             tm.track(ids.error(
                 ErrorType::SystemError,
@@ -438,6 +445,11 @@ pub fn task_failed(tm: &Telemetry, task: &'static str, error: &str, restart_in: 
         )
         .details(serde_json::json!({ "task": task, "restart_in_ms": restart_in.as_millis() as u64 })),
     );
+}
+
+/// The admin listener (`server.admin_bind`) is bound.
+pub fn admin_listening(addr: &str) {
+    info!(addr, "Admin listener");
 }
 
 pub fn shutdown_phase(phase: &'static str, connections: usize) {

@@ -8,7 +8,8 @@
 //! - [`manager`]: sessions, players, channels and fan-out; [`connection`]:
 //!   one link's bounded outbound queue.
 //! - [`session`]: seq, history, resume and rate limiting as plain
-//!   synchronous code; [`protocol`]: frames and error codes; [`channels`]:
+//!   synchronous code; [`protocol`]: frames and error codes; [`payload`]:
+//!   relayed JSON checked and compacted once; [`channels`]:
 //!   channel names and permissions.
 //! - [`config`], [`auth`], [`origin`], [`cli`]: configuration and access.
 //! - [`internal_events`]: every log line and metric, typed.
@@ -25,6 +26,7 @@ pub mod http_error;
 pub mod internal_events;
 pub mod manager;
 pub mod origin;
+pub mod payload;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -226,6 +226,11 @@ impl ConnectionManager {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// Monotonic microseconds since the manager started (never 0).
+    pub fn now_us(&self) -> u64 {
+        (self.epoch.elapsed().as_micros() as u64).max(1)
+    }
+
     pub fn total_connections(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
@@ -486,8 +491,28 @@ impl ConnectionManager {
         self.channels.remove_if(channel, |_, subs| subs.is_empty());
     }
 
+    /// Refuses publications once draining: they could no longer reach a
+    /// client before the process exits, so acknowledging them would lose
+    /// them silently.
+    fn accepting(&self) -> Result<(), ProtocolError> {
+        if self.is_draining() {
+            return Err(ProtocolError::new(
+                ErrorCode::Draining,
+                "the server is shutting down and accepts no publications; retry on another node",
+            ));
+        }
+        Ok(())
+    }
+
     /// Publishes to every session subscribed to `channel`.
-    pub fn publish(&self, channel: &str, event: &str, data: &RawValue, source: &'static str) -> Fanout {
+    pub fn publish(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &RawValue,
+        source: &'static str,
+    ) -> Result<Fanout, ProtocolError> {
+        self.accepting()?;
         let publication = Arc::new(Publication::new(self.ids.next('m'), Arc::from(channel), event, data));
         let mut out = Fanout { id: publication.id.to_string(), ..Fanout::default() };
         let mut slow = Vec::new();
@@ -497,11 +522,12 @@ impl ConnectionManager {
             }
         }
         self.finish_fanout(slow, source, channel, &out);
-        out
+        Ok(out)
     }
 
     /// Publishes to every live session (channel `broadcast`).
-    pub fn broadcast(&self, event: &str, data: &RawValue) -> Fanout {
+    pub fn broadcast(&self, event: &str, data: &RawValue) -> Result<Fanout, ProtocolError> {
+        self.accepting()?;
         let publication =
             Arc::new(Publication::new(self.ids.next('m'), Arc::from(BROADCAST_CHANNEL), event, data));
         let mut out = Fanout { id: publication.id.to_string(), ..Fanout::default() };
@@ -510,13 +536,12 @@ impl ConnectionManager {
             self.deliver(s.value(), &publication, &mut out, &mut slow);
         }
         self.finish_fanout(slow, "broadcast", BROADCAST_CHANNEL, &out);
-        out
+        Ok(out)
     }
 
     fn finish_fanout(&self, slow: Vec<Attached>, source: &'static str, channel: &str, out: &Fanout) {
         for att in slow {
-            ev::closing(&self.telemetry, att.ids(), CloseReason::SlowConsumer);
-            self.detach(&att, CloseReason::SlowConsumer.as_str());
+            self.force_close(&att, CloseReason::SlowConsumer);
         }
         ev::published(source, channel, out.recipients, out.delivered_connections);
     }
@@ -710,6 +735,17 @@ impl ConnectionManager {
             if att.conn.close(reason, true) {
                 ev::closing(&self.telemetry, att.ids(), reason);
             }
+        }
+        conns.len()
+    }
+
+    /// Closes the session's connections of one transport (the SSE uplink's
+    /// abuse rule: its posts are refused, its streams closed).
+    pub fn close_transport(&self, s: &Arc<Session>, t: Transport, reason: CloseReason) -> usize {
+        let conns: Vec<Arc<Connection>> =
+            s.inner.lock().connections.iter().filter(|c| c.transport == t).cloned().collect();
+        for c in &conns {
+            self.force_close(&Attached { session: Arc::clone(s), conn: Arc::clone(c) }, reason);
         }
         conns.len()
     }

@@ -14,6 +14,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tandem_monitoring::Transport;
 
+use crate::payload;
+
 /// Stable error codes sent in `error` frames and `{"error":{…}}` bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -26,6 +28,8 @@ pub enum ErrorCode {
     Forbidden,
     TooManySubscriptions,
     RateLimited,
+    /// The server is shutting down: publish elsewhere or later.
+    Draining,
 }
 
 impl ErrorCode {
@@ -40,6 +44,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::TooManySubscriptions => "too_many_subscriptions",
             Self::RateLimited => "rate_limited",
+            Self::Draining => "draining",
         }
     }
 
@@ -48,6 +53,7 @@ impl ErrorCode {
             Self::TooLarge => 413,
             Self::Forbidden => 403,
             Self::RateLimited => 429,
+            Self::Draining => 503,
             _ => 400,
         }
     }
@@ -123,7 +129,9 @@ impl ClientMessage {
                 )),
             }
         };
-        let owned = |v: &RawValue| v.to_owned();
+        // `data` and a ping's `id` are relayed: compact and checked once.
+        let relayed =
+            |v: Option<&RawValue>| v.map(payload::compact).transpose().map(|v| v.unwrap_or_else(null_raw));
         match kind {
             "subscribe" => Ok(Self::Subscribe { channel: string("channel", env.channel)? }),
             "unsubscribe" => Ok(Self::Unsubscribe { channel: string("channel", env.channel)? }),
@@ -131,10 +139,10 @@ impl ClientMessage {
                 let channel = string("channel", env.channel)?;
                 let event = string("event", env.event)?;
                 validate_event(&event)?;
-                let data = env.data.map(owned).unwrap_or_else(null_raw);
+                let data = relayed(env.data)?;
                 Ok(Self::Publish { channel, event, data })
             }
-            "ping" => Ok(Self::Ping { id: env.id.map(owned).unwrap_or_else(null_raw) }),
+            "ping" => Ok(Self::Ping { id: relayed(env.id)? }),
             other => Err(ProtocolError::new(
                 ErrorCode::UnknownType,
                 format!("unknown type `{}`", truncate(other, 32)),

@@ -26,13 +26,16 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// much again as jitter, so a restart does not cause a stampede.
 pub const SHUTDOWN_RETRY_MS: u64 = 1000;
 
+/// What actix's own graceful stop waits for once clients are drained.
+const STOP_TIMEOUT_SECONDS: u64 = 1;
+
 /// How often detached sessions are checked for expiry.
 const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot bind {addr} (server.bind): {source}")]
-    Bind { addr: String, source: std::io::Error },
+    #[error("cannot bind {addr} ({key}): {source}")]
+    Bind { key: &'static str, addr: String, source: std::io::Error },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
     #[error("metrics recorder: {0}")]
@@ -126,7 +129,10 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
     let server = HttpServer::new(move || app::build(app_state.clone()))
         .workers(workers)
         .disable_signals()
-        .shutdown_timeout(grace.as_secs().max(1))
+        // Clients are drained (up to the grace) before the stop; what is
+        // left then gets one second, so the listener never closes long
+        // before the process exits.
+        .shutdown_timeout(STOP_TIMEOUT_SECONDS)
         // Per worker; the global cap (server.max_connections) is ours, with
         // room above it so refusals are answered instead of dropped.
         .max_connections(config.server.max_connections.saturating_add(1024))
@@ -143,15 +149,28 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
             }
         })
         .bind(config.server.bind)
-        .map_err(|source| ServeError::Bind { addr: config.server.bind.to_string(), source })?;
+        .map_err(|source| ServeError::Bind {
+            key: "server.bind",
+            addr: config.server.bind.to_string(),
+            source,
+        })?;
     let addr = server.addrs().first().map_or_else(|| config.server.bind.to_string(), ToString::to_string);
     ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
 
+    let admin = match config.server.admin_addr() {
+        Some(addr) => Some(admin_server(&state, addr)?),
+        None => None,
+    };
+
     let running = server.run();
     let handle = running.handle();
+    let admin_handle = admin.as_ref().map(actix_web::dev::Server::handle);
+    let admin_task = admin.map(actix_web::rt::spawn);
     let drain_manager = Arc::clone(&manager);
     actix_web::rt::spawn(async move {
         wait_for_signal().await;
+        // Phase 1, draining: readiness and every publish path answer 503,
+        // new clients are refused, live ones told to come back elsewhere.
         monitoring.set_draining();
         let n = drain_manager.begin_shutdown(SHUTDOWN_RETRY_MS);
         ev::shutdown_phase("draining", n);
@@ -159,12 +178,40 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         while drain_manager.total_connections() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Phase 2, stopping: the client listener closes; the admin one
+        // (still answering 503) closes last.
         ev::shutdown_phase("stopping", drain_manager.total_connections());
         handle.stop(true).await;
+        if let Some(admin) = admin_handle {
+            admin.stop(true).await;
+        }
     });
     running.await?;
+    if let Some(task) = admin_task {
+        task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    }
     ev::shutdown_phase("stopped", manager.total_connections());
     Ok(())
+}
+
+/// The admin listener (`server.admin_bind`): its own accept loop and one
+/// worker, serving the operator routes only.
+fn admin_server(
+    state: &web::Data<AppState>,
+    addr: std::net::SocketAddr,
+) -> Result<actix_web::dev::Server, ServeError> {
+    let admin_state = state.clone();
+    let server = HttpServer::new(move || app::build_admin(admin_state.clone()))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(STOP_TIMEOUT_SECONDS)
+        .backlog(1024)
+        .client_request_timeout(Duration::from_secs(10))
+        .bind(addr)
+        .map_err(|source| ServeError::Bind { key: "server.admin_bind", addr: addr.to_string(), source })?;
+    let bound = server.addrs().first().map_or_else(|| addr.to_string(), ToString::to_string);
+    ev::admin_listening(&bound);
+    Ok(server.run())
 }
 
 fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitoring>) {

@@ -117,6 +117,11 @@ impl<T: Clone> SessionState<T> {
     }
 }
 
+/// Client messages refused in a row (over the rate limit) before the
+/// client's link is closed as abusive (4029 `rate_limited`), on WebSocket
+/// and on the SSE uplink alike.
+pub const RATE_LIMIT_STRIKES: u32 = 10;
+
 /// A token bucket: `rate` tokens per second, at most `burst` saved up. Time
 /// is passed in, so it is tested without a clock.
 #[derive(Debug, Clone)]

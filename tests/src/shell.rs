@@ -2,19 +2,19 @@
 
 use std::process::Command;
 
-/// Whether `tool` is on the `PATH`.
-pub fn has_tool(tool: &str) -> bool {
-    Command::new("sh")
+/// Fails the test when `tool` is not on the `PATH`: a test that cannot run
+/// its tool has not passed (`scripts/test.sh` installs every tool).
+///
+/// # Panics
+/// When the tool is missing.
+pub fn require_tool(tool: &str) {
+    let found = Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {tool}"))
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Whether this run is under CI, where missing tools are failures.
-pub fn under_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+        .unwrap_or(false);
+    assert!(found, "`{tool}` is not installed: run scripts/test.sh, which installs it");
 }
 
 /// Runs `script` with `sh -c`, `FILE` set to `file`; returns stdout.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use tandem_client::{ClientError, SseClient, WsClient};
 use tandem_e2e::server::toml_string;
-use tandem_e2e::shell::{has_tool, run_recipe, under_ci};
+use tandem_e2e::shell::{require_tool, run_recipe};
 use tandem_e2e::tokens::{self, TEST_SECRET};
 use tandem_e2e::{TestServer, WAIT};
 
@@ -18,11 +18,7 @@ fn numbers(output: &str) -> Vec<f64> {
 
 #[tokio::test]
 async fn log_recipes_return_real_values() {
-    if !has_tool("jq") {
-        assert!(!under_ci(), "jq is required under CI");
-        eprintln!("SKIPPED log_recipes_return_real_values: jq is not installed");
-        return;
-    }
+    require_tool("jq");
     let server = TestServer::builder()
         .set("logging", "level", "\"debug\"")
         .set("auth", "secret", &toml_string(TEST_SECRET))

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use common_mon::{CHANNEL, DIRECT_MESSAGES, Traffic, eventually};
 use tandem_e2e::assert_alive;
 use tandem_e2e::metrics::{samples, scrape, scrape_with, sum};
-use tandem_e2e::shell::{has_tool, under_ci};
+use tandem_e2e::shell::require_tool;
 
 /// Series (name and the start of its label set, or a whole sample) that
 /// must appear after the reference traffic.
@@ -65,10 +65,8 @@ fn assert_bounded_labels(text: &str) {
 
 /// Pipes `text` to `promtool check metrics`; `None` when promtool is not
 /// installed.
-fn promtool_check(text: &str) -> Option<(bool, String)> {
-    if !has_tool("promtool") {
-        return None;
-    }
+fn promtool_check(text: &str) -> (bool, String) {
+    require_tool("promtool");
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -83,7 +81,7 @@ fn promtool_check(text: &str) -> Option<(bool, String)> {
     let output = child.wait_with_output().expect("promtool runs to completion");
     let report =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    Some((output.status.success(), report))
+    (output.status.success(), report)
 }
 
 #[tokio::test]
@@ -143,11 +141,6 @@ async fn metrics_expose_every_series_with_bounded_labels() {
     assert!(text.contains("tandem_connection_duration_seconds_bucket{"), "{text}");
     assert_bounded_labels(&text);
 
-    match promtool_check(&text) {
-        Some((ok, report)) => {
-            assert!(ok, "promtool check metrics failed:\n{report}\n--- exposition ---\n{text}")
-        }
-        None if under_ci() => panic!("promtool is required under CI"),
-        None => eprintln!("SKIPPED promtool check metrics: promtool is not installed"),
-    }
+    let (ok, report) = promtool_check(&text);
+    assert!(ok, "promtool check metrics failed:\n{report}\n--- exposition ---\n{text}");
 }

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
+use actix_http::ConnectionType;
+use actix_web::http::Version;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,6 +26,7 @@ use crate::http_error::{self, HttpError};
 use crate::internal_events::{self as ev, AuthSurface, Ids};
 use crate::manager::Attached;
 use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
+use crate::session::RATE_LIMIT_STRIKES;
 
 const HEARTBEAT: &[u8] = b": hb\n\n";
 
@@ -38,11 +41,18 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         .and_then(|s| s.trim().parse::<u64>().ok());
     let (att, _who) = super::open(&app, &req, Transport::Sse, last_event_id)?;
     let writer = Writer { app: app.into_inner(), att, done: false, end: "client_gone" };
-    Ok(HttpResponse::Ok()
+    let mut res = HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(writer))
+        .streaming(writer);
+    if req.version() < Version::HTTP_11 {
+        // HTTP/1.0 has no chunked encoding: the events are the raw body,
+        // and closing the connection ends it.
+        res.head_mut().no_chunking(true);
+        res.head_mut().set_connection_type(ConnectionType::Close);
+    }
+    Ok(res)
 }
 
 /// Owns the attached connection for the life of the response body; when
@@ -168,14 +178,20 @@ pub async fn post_message(
         ev::client_error(&mgr.telemetry, ids, e.code.as_str(), &e.message);
         HttpError::from(e)
     };
-    if mgr.take_post_token(&session).is_err() {
+    if let Err(strikes) = mgr.take_post_token(&session) {
+        // Same rule as a WebSocket: refused messages in a row past the
+        // strike limit close the session's streams (4029 `rate_limited`).
+        if strikes >= RATE_LIMIT_STRIKES {
+            mgr.close_transport(&session, Transport::Sse, CloseReason::RateLimited);
+        }
         return Err(reject(ProtocolError::new(
             ErrorCode::RateLimited,
             "over transport.inbound_rate_per_second",
         )));
     }
-    let body =
-        http_error::read_body(body, app.config.transport.max_message_bytes).await.inspect_err(|e| {
+    let body = http_error::read_json_body(&req, body, app.config.transport.max_message_bytes)
+        .await
+        .inspect_err(|e| {
             ev::client_error(&mgr.telemetry, ids, e.code, &e.message);
         })?;
     let parsed = ClientMessage::parse(&body);

@@ -32,11 +32,7 @@ use crate::http_error::HttpError;
 use crate::internal_events as ev;
 use crate::manager::Attached;
 use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
-use crate::session::TokenBucket;
-
-/// Rejected frames in a row (over the rate limit) before the connection is
-/// closed as abusive.
-pub const RATE_LIMIT_STRIKES: u32 = 10;
+use crate::session::{RATE_LIMIT_STRIKES, TokenBucket};
 
 /// Frames are batched into one chunk up to about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -50,6 +46,7 @@ pub async fn route(
         .map_err(|e| HttpError::new(400, "invalid_upgrade", format!("not a WebSocket upgrade: {e}")))?;
     let (att, who) = super::open(&app, &req, Transport::WebSocket, None)?;
     let max = app.config.transport.max_message_bytes;
+    let app_fragment_timeout = Duration::from_secs(app.config.transport.fragment_timeout_seconds);
     let link = Link {
         bucket: app.manager.new_bucket(),
         app: app.into_inner(),
@@ -59,8 +56,11 @@ pub async fn route(
         inbound: BytesMut::new(),
         codec: Codec::new().max_size(max),
         fragments: None,
+        fragment_deadline: None,
+        fragment_timeout: app_fragment_timeout,
         max,
         strikes: 0,
+        reading: true,
         reply_close: false,
         client_gone: false,
         done: false,
@@ -83,9 +83,16 @@ struct Link {
     codec: Codec,
     /// A fragmented text message being reassembled.
     fragments: Option<BytesMut>,
+    /// When the fragmented message in progress must be complete; allocated
+    /// only while there is one.
+    fragment_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    fragment_timeout: Duration,
     max: usize,
     bucket: TokenBucket,
     strikes: u32,
+    /// False once the connection is closing for what the client sent:
+    /// nothing more of it is read or buffered.
+    reading: bool,
     /// The client sent a close frame: answer it, then end.
     reply_close: bool,
     client_gone: bool,
@@ -107,8 +114,15 @@ impl Stream for Link {
         if this.done {
             return Poll::Ready(None);
         }
-        if !this.client_gone {
+        if !this.client_gone && this.reading {
             this.read_inbound(cx);
+        }
+        if let Some(deadline) = this.fragment_deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.fragment_deadline = None;
+            this.fragments = None;
+            this.refuse(CloseReason::MessageTimeout);
         }
         this.att.conn.register_waker(cx.waker());
         let mut out = BytesMut::new();
@@ -126,6 +140,20 @@ impl Stream for Link {
         }
         if this.done { Poll::Ready(None) } else { Poll::Pending }
     }
+}
+
+const OPCODE_CONTINUATION: u8 = 0x0;
+
+/// Opcode and payload length a frame header announces, once the length
+/// bytes are buffered (RFC 6455 §5.2).
+fn frame_header(buf: &[u8]) -> Option<(u8, u64)> {
+    let opcode = buf.first()? & 0x0F;
+    let len = match buf.get(1)? & 0x7F {
+        126 => u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+        127 => u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?),
+        n => u64::from(n),
+    };
+    Some((opcode, len))
 }
 
 /// Header of an unmasked, final text frame of `len` bytes (RFC 6455 §5.2).
@@ -169,8 +197,8 @@ impl Link {
                     Parser::write_message(&mut *out, payload, OpCode::Pong, true, false);
                 }
                 Next::Send(Outbound::Heartbeat) => {
-                    let now = self.app.manager.now_ms();
-                    let _ = conn.ping_sent_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+                    let now = self.app.manager.now_us();
+                    let _ = conn.ping_sent_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
                     Parser::write_message(out, now.to_be_bytes(), OpCode::Ping, true, false);
                 }
                 Next::Close(reason) => {
@@ -198,9 +226,16 @@ impl Link {
         c.bytes_sent.fetch_add(json.len() as u64, Ordering::Relaxed);
     }
 
-    /// Reads what the client sent so far and handles each complete frame.
+    /// Reads what the client sent so far, one chunk at a time, handling
+    /// each complete frame before reading on: the buffer never holds more
+    /// than the frame in progress (at most `transport.max_message_bytes`
+    /// plus its header) and one chunk.
     fn read_inbound(&mut self, cx: &mut Context<'_>) {
         loop {
+            self.decode_buffered();
+            if !self.reading || self.reply_close || self.done {
+                break;
+            }
             match Pin::new(&mut self.payload).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => self.inbound.extend_from_slice(&chunk),
                 Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
@@ -210,25 +245,47 @@ impl Link {
                 Poll::Pending => break,
             }
         }
-        while !self.reply_close && !self.done {
-            match self.codec.decode(&mut self.inbound) {
-                Ok(Some(frame)) => self.on_frame(frame),
-                Ok(None) => break,
-                Err(wsp::ProtocolError::Overflow) => {
-                    self.close(CloseReason::TooLarge);
-                    break;
-                }
-                Err(_) => {
-                    self.client_gone = true;
-                    self.end = "protocol_error";
-                    break;
-                }
-            }
-        }
-        if self.inbound.is_empty() {
-            // Give back the read buffer of an idle connection.
+        if self.inbound.is_empty() || !self.reading {
+            // Give back the read buffer of an idle (or refused) connection.
             self.inbound = BytesMut::new();
         }
+    }
+
+    /// Handles every complete frame in the buffer. A frame whose header
+    /// announces more than the limit is refused right away, before its
+    /// payload arrives (actix's decoder would wait for all of it).
+    fn decode_buffered(&mut self) {
+        while self.reading && !self.reply_close && !self.done {
+            if let Some((opcode, len)) = frame_header(&self.inbound)
+                && len > self.frame_limit(opcode) as u64
+            {
+                self.refuse(CloseReason::TooLarge);
+                return;
+            }
+            match self.codec.decode(&mut self.inbound) {
+                Ok(Some(frame)) => self.on_frame(frame),
+                Ok(None) => return,
+                Err(wsp::ProtocolError::Overflow) => self.refuse(CloseReason::TooLarge),
+                Err(_) => self.refuse(CloseReason::ProtocolError),
+            }
+        }
+    }
+
+    /// The most a frame with `opcode` may carry now: the rest of the message
+    /// budget while a fragmented message is in progress.
+    fn frame_limit(&self, opcode: u8) -> usize {
+        match (&self.fragments, opcode) {
+            (Some(buf), OPCODE_CONTINUATION) => self.max.saturating_sub(buf.len()),
+            _ => self.max,
+        }
+    }
+
+    /// Stops reading what the client sends and closes with `reason`.
+    fn refuse(&mut self, reason: CloseReason) {
+        self.reading = false;
+        self.fragments = None;
+        self.fragment_deadline = None;
+        self.close(reason);
     }
 
     fn close(&self, reason: CloseReason) {
@@ -251,11 +308,14 @@ impl Link {
                 return;
             }
             Frame::Pong(payload) => {
+                // Only the pong of our outstanding ping is a round trip; an
+                // unsolicited or replayed one proves liveness only.
                 let sent = <[u8; 8]>::try_from(&payload[..]).map(u64::from_be_bytes).unwrap_or(0);
-                if sent != 0 && sent <= now {
-                    let rtt = Duration::from_millis(now - sent);
-                    let c = &self.att.conn;
-                    let _ = c.ping_sent_ms.compare_exchange(sent, 0, Ordering::Relaxed, Ordering::Relaxed);
+                let c = &self.att.conn;
+                if sent != 0
+                    && c.ping_sent_us.compare_exchange(sent, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                {
+                    let rtt = Duration::from_micros(mgr.now_us().saturating_sub(sent));
                     c.last_rtt_us.store(rtt.as_micros() as u64, Ordering::Relaxed);
                     ev::heartbeat_rtt(&mgr.telemetry, rtt);
                 }
@@ -277,6 +337,7 @@ impl Link {
         match item {
             Item::FirstText(b) => {
                 self.fragments = Some(BytesMut::from(&b[..]));
+                self.fragment_deadline = Some(Box::pin(tokio::time::sleep(self.fragment_timeout)));
                 Reassembled::Pending
             }
             Item::FirstBinary(_) => {
@@ -291,14 +352,14 @@ impl Link {
     fn append_fragment(&mut self, b: &[u8], last: bool) -> Reassembled {
         let Some(buf) = self.fragments.as_mut() else { return Reassembled::Binary };
         if buf.len() + b.len() > self.max {
-            self.fragments = None;
-            self.close(CloseReason::TooLarge);
+            self.refuse(CloseReason::TooLarge);
             return Reassembled::Pending;
         }
         buf.extend_from_slice(b);
         if !last {
             return Reassembled::Pending;
         }
+        self.fragment_deadline = None;
         Reassembled::Text(self.fragments.take().map(BytesMut::freeze).unwrap_or_default())
     }
 
@@ -327,8 +388,9 @@ impl Link {
             return;
         };
         if std::str::from_utf8(&text).is_err() {
-            self.client_gone = true;
-            self.end = "protocol_error";
+            // RFC 6455 §8.1: a text message that is not UTF-8 fails the
+            // connection with 1007.
+            self.refuse(CloseReason::InvalidPayload);
             return;
         }
         let parsed = ClientMessage::parse(&text);
@@ -366,6 +428,17 @@ enum Reassembled {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announced_lengths_are_read_from_every_header_form() {
+        assert_eq!(frame_header(&[0x81]), None);
+        assert_eq!(frame_header(&[0x81, 0x85]), Some((1, 5)));
+        assert_eq!(frame_header(&[0x00, 0xFE, 0x01]), None, "16-bit length not buffered yet");
+        assert_eq!(frame_header(&[0x00, 0xFE, 0x01, 0x00]), Some((0, 256)));
+        let mut huge = vec![0x82, 0xFF];
+        huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        assert_eq!(frame_header(&huge), Some((2, 1 << 40)));
+    }
 
     #[test]
     fn text_headers_use_the_shortest_length_form() {

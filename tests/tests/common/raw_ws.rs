@@ -3,7 +3,9 @@
 //! Real client libraries answer pings and keep reading on their own; the
 //! peers these tests need do neither. [`RawWs`] sends the upgrade request
 //! itself, then reads (or does not read) frames exactly when the test says.
-//! It never writes after the upgrade, so it never answers a ping.
+//! It writes after the upgrade only what a test hands to [`RawWs::send`]
+//! (so it never answers a ping), built with [`client_frame`] or
+//! [`client_header`]: frames no library would send.
 
 use std::net::SocketAddr;
 
@@ -20,6 +22,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// How much one socket read may take in.
 const READ_CHUNK: usize = 64 * 1024;
 
+pub const OP_CONTINUATION: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
 pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
@@ -45,6 +48,35 @@ impl RawFrame {
     pub fn text(&self) -> Option<&str> {
         (self.opcode == OP_TEXT).then(|| std::str::from_utf8(&self.payload).ok()).flatten()
     }
+}
+
+/// The mask every client frame here uses (any mask is valid).
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// The header of a masked client frame announcing `len` payload bytes
+/// (RFC 6455 §5.2), mask included: what a client sends before its payload.
+pub fn client_header(fin: bool, opcode: u8, len: u64) -> Vec<u8> {
+    let mut head = vec![if fin { 0x80 } else { 0 } | opcode];
+    match len {
+        0..=125 => head.push(0x80 | len as u8),
+        126..=0xFFFF => {
+            head.push(0x80 | 126);
+            head.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            head.push(0x80 | 127);
+            head.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    head.extend_from_slice(&MASK);
+    head
+}
+
+/// A whole masked client frame.
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = client_header(fin, opcode, payload.len() as u64);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    frame
 }
 
 /// What one read produced.
@@ -105,6 +137,11 @@ impl RawWs {
         let head = String::from_utf8_lossy(&this.buf[..head_end]).into_owned();
         this.buf.drain(..head_end);
         if head.starts_with("HTTP/1.1 101") { Ok(this) } else { Err(head) }
+    }
+
+    /// Writes `bytes` as they are; `Err` when the server has closed.
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
     }
 
     /// Reads more bytes into the buffer.
