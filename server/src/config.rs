@@ -512,7 +512,9 @@ impl Config {
         if !s.admin_bind.trim().is_empty() {
             match s.admin_addr() {
                 None => p.invalid("server.admin_bind", format!("`{}` is not an address:port", s.admin_bind)),
-                Some(a) if a == s.bind => p.invalid("server.admin_bind", "must differ from server.bind"),
+                Some(a) if a == s.bind && a.port() != 0 => {
+                    p.invalid("server.admin_bind", "must differ from server.bind")
+                }
                 Some(_) => {}
             }
         }
