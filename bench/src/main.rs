@@ -6,6 +6,10 @@
 //! - `fanout`: N subscribers on one channel, K publications through the
 //!   backend API; reports deliveries per second and the server's CPU time
 //!   per delivered message.
+//! - `soak`: rounds of a load spike (N connections, half WebSocket, half
+//!   SSE, opened then closed) each followed by an idle wait; prints the
+//!   server's RSS after every phase, so memory that is not given back after
+//!   load shows as a rising idle series.
 //!
 //! Only loopback targets are accepted, and every loop is bounded in count
 //! and time.
@@ -61,6 +65,17 @@ enum Cmd {
         transport: Kind,
     },
     Fanout(FanoutArgs),
+    Soak {
+        /// Connections per spike, half WebSocket and half SSE.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Idle wait after each spike: at least the server's
+        /// `session.resume_window_seconds`, so sessions expire.
+        #[arg(long, default_value_t = 5)]
+        idle_seconds: u64,
+    },
 }
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -157,6 +172,52 @@ async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
     );
 }
 
+/// Opens `n` connections (alternating WebSocket and SSE) with distinct players.
+async fn spike(addr: &str, n: usize, round: usize) -> Vec<TcpStream> {
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let kind = if i % 2 == 0 { Kind::Ws } else { Kind::Sse };
+        let player = format!("r{round}p{i}");
+        batch.push(async move { open_on(addr, kind, &player, "").await });
+        if batch.len() == 256 || i + 1 == n {
+            for r in futures_util::future::join_all(batch.drain(..)).await {
+                match r {
+                    Ok(s) => conns.push(s),
+                    Err(e) => eprintln!("connect failed: {e}"),
+                }
+            }
+        }
+        if started.elapsed() > DEADLINE {
+            break;
+        }
+    }
+    conns
+}
+
+async fn soak(addr: &str, pid: u32, n: usize, rounds: usize, idle: Duration) {
+    let rss = || proc_status_kib(pid, "VmRSS:");
+    let start = rss();
+    println!("soak: {rounds} rounds of {n} connections; RSS in KiB");
+    println!("round\tloaded\tclosed+{}s", idle.as_secs());
+    let mut last_idle = start;
+    for round in 0..rounds {
+        let conns = spike(addr, n, round).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let loaded = rss();
+        let opened = conns.len();
+        drop(conns);
+        tokio::time::sleep(idle).await;
+        last_idle = rss();
+        println!("{round}\t{loaded}\t{last_idle}\t({opened} opened)");
+    }
+    println!(
+        "soak: start {start} KiB, idle after the last spike {last_idle} KiB ({:+.1} MiB)",
+        (last_idle as f64 - start as f64) / 1024.0
+    );
+}
+
 async fn fanout(base: &str, addr: &str, pid: u32, args: FanoutArgs) {
     let FanoutArgs { subscribers: subs, messages, api_key, slow, payload_bytes: payload } = args;
     let key = api_key.as_str();
@@ -241,5 +302,9 @@ async fn main() {
     match cli.cmd {
         Cmd::Idle { connections, transport } => idle(&addr, cli.pid, connections, transport).await,
         Cmd::Fanout(args) => fanout(base, &addr, cli.pid, args).await,
+        Cmd::Soak { connections, rounds, idle_seconds } => {
+            let idle_seconds = idle_seconds.min(3_600);
+            soak(&addr, cli.pid, connections, rounds.min(100), Duration::from_secs(idle_seconds)).await
+        }
     }
 }

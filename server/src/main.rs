@@ -2,6 +2,12 @@
 
 use std::process::ExitCode;
 
+/// jemalloc, with its background thread purging freed pages: after a load
+/// spike an idle server gives the memory back (glibc's allocator kept it;
+/// docs/benchmarks.md, "Memory after load").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::Parser;
 use tandem_server::cli::{self, Cli};
 use tandem_server::config::Config;
