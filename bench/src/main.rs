@@ -10,6 +10,9 @@
 //!   SSE, opened then closed) each followed by an idle wait; prints the
 //!   server's RSS after every phase, so memory that is not given back after
 //!   load shows as a rising idle series.
+//! - `flood`: opens N raw TCP connections that never send a byte (an
+//!   accept storm) while probing a health URL, and prints how long the
+//!   probes took.
 //!
 //! Only loopback targets are accepted, and every loop is bounded in count
 //! and time.
@@ -65,6 +68,17 @@ enum Cmd {
         transport: Kind,
     },
     Fanout(FanoutArgs),
+    Flood {
+        #[arg(long, default_value_t = 5_000)]
+        connections: usize,
+        /// Probed during the flood, e.g. `http://127.0.0.1:9091/health`
+        /// (loopback only); defaults to `<url>/health`.
+        #[arg(long)]
+        probe: Option<String>,
+        /// Seconds to keep probing with the connections held.
+        #[arg(long, default_value_t = 10)]
+        hold_seconds: u64,
+    },
     Soak {
         /// Connections per spike, half WebSocket and half SSE.
         #[arg(long, default_value_t = 10_000)]
@@ -218,6 +232,56 @@ async fn soak(addr: &str, pid: u32, n: usize, rounds: usize, idle: Duration) {
     );
 }
 
+async fn flood(addr: &str, probe: &str, n: usize, hold: Duration) {
+    let target = addr.to_owned();
+    let opener = tokio::spawn(async move {
+        let mut held = Vec::with_capacity(n);
+        let started = Instant::now();
+        // 256 connects in flight at once: a storm, not a queue.
+        while held.len() < n && started.elapsed() < DEADLINE {
+            let batch = (n - held.len()).min(256);
+            let results =
+                futures_util::future::join_all((0..batch).map(|_| TcpStream::connect(target.as_str()))).await;
+            let before = held.len();
+            held.extend(results.into_iter().filter_map(Result::ok));
+            if held.len() == before {
+                eprintln!("flood: no connect succeeded after {before}");
+                break;
+            }
+        }
+        (held, started.elapsed())
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap_or_default();
+    let mut times = Vec::new();
+    let mut failures = 0;
+    // Probe while the storm lasts and while the connections are held.
+    let until = Instant::now() + hold;
+    while (!opener.is_finished() || Instant::now() < until) && times.len() + failures < 10_000 {
+        let started = Instant::now();
+        match client.get(probe).send().await {
+            Ok(r) if r.status().as_u16() < 500 => times.push(started.elapsed()),
+            _ => failures += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (held, took) = opener.await.unwrap_or_default();
+    times.sort();
+    let pct = |p: f64| times.get(((times.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();
+    println!(
+        "flood: {} connections in {:.2} s; {} probes of {probe} ({failures} failed): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        held.len(),
+        took.as_secs_f64(),
+        times.len(),
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        times.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
 async fn fanout(base: &str, addr: &str, pid: u32, args: FanoutArgs) {
     let FanoutArgs { subscribers: subs, messages, api_key, slow, payload_bytes: payload } = args;
     let key = api_key.as_str();
@@ -302,6 +366,18 @@ async fn main() {
     match cli.cmd {
         Cmd::Idle { connections, transport } => idle(&addr, cli.pid, connections, transport).await,
         Cmd::Fanout(args) => fanout(base, &addr, cli.pid, args).await,
+        Cmd::Flood { connections, probe, hold_seconds } => {
+            let probe = probe.unwrap_or_else(|| format!("{base}/health"));
+            let loopback = url::Url::parse(&probe).ok().and_then(|u| {
+                let h = u.host_str()?.to_owned();
+                Some(h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+            });
+            if loopback != Some(true) {
+                return eprintln!("refusing a non-loopback probe: {probe}");
+            }
+            let hold = Duration::from_secs(hold_seconds.min(600));
+            flood(&addr, &probe, connections.min(50_000), hold).await
+        }
         Cmd::Soak { connections, rounds, idle_seconds } => {
             let idle_seconds = idle_seconds.min(3_600);
             soak(&addr, cli.pid, connections, rounds.min(100), Duration::from_secs(idle_seconds)).await
