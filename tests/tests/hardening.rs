@@ -275,3 +275,60 @@ async fn sse_clients_that_keep_hitting_the_uplink_limit_are_closed() {
         }
     }
 }
+
+/// A heartbeat that finds a connection's queue full closes it as a slow
+/// consumer, and that close is counted and logged like the one a
+/// publication causes: every path reports its close once.
+#[tokio::test]
+async fn a_heartbeat_that_finds_the_queue_full_counts_a_slow_consumer() {
+    let server = TestServer::builder()
+        .set("transport", "outbound_queue_size", "1")
+        .set("transport", "heartbeat_interval_seconds", "1")
+        .set("transport", "heartbeat_timeout_seconds", "60")
+        .set("logging", "level", "\"debug\"")
+        .start()
+        .await;
+    let filler = "x".repeat(60_000);
+    let mut isolated = None;
+    // A publication may hit the full queue before a heartbeat does; then
+    // the scenario is retried with a new subscriber (bounded).
+    for attempt in 0..3 {
+        let player = format!("stalled{attempt}");
+        let channel = format!("room:fill{attempt}");
+        let _raw = RawWs::connect(server.addr(), &format!("/ws?player_id={player}&channels={channel}"))
+            .await
+            .expect("upgrade");
+        let mut full = false;
+        for _ in 0..2_000 {
+            let (status, out) =
+                server.api_post("/api/publish", json!({"channel": channel, "event": "fill", "data": filler})).await;
+            assert_eq!(status, 200, "{out}");
+            if out["failed_connections"] != 0 {
+                break; // the publication found it full first
+            }
+            let (_, detail) = server.api_get(&format!("/api/players/{player}")).await;
+            let depth = detail["sessions"][0]["connections"][0]["queue_depth"].as_u64();
+            if depth == Some(1) {
+                full = true;
+                break;
+            }
+        }
+        if !full {
+            continue;
+        }
+        let closing = server
+            .try_wait_for_log(
+                |l| l["message"] == "Closing connection" && l["player_id"] == player.as_str(),
+                WAIT,
+            )
+            .await;
+        isolated = Some((closing, _raw));
+        break;
+    }
+    let (closing, _raw) = isolated.expect("a queue filled up to its capacity with only heartbeats left to push");
+    let closing = closing.expect("the heartbeat's slow-consumer close is logged");
+    assert_eq!(closing["reason"], "slow_consumer", "{closing}");
+    assert_eq!(closing["close_code"], 4008, "{closing}");
+    wait_metric_at_least(&server, "tandem_slow_consumer_disconnects_total", &[("transport", "websocket")], 1.0, WAIT)
+        .await;
+}
