@@ -14,6 +14,7 @@ use crate::health::{
     ActivityCheck, ConnectionHealthSummary, ConnectionsCheck, HealthService, HealthSettings, MemoryCheck,
     MemoryThresholds, dependency_check,
 };
+use crate::lifetime::{self, StateFile};
 use crate::performance::PerformanceMonitor;
 use crate::source::ConnectionStatsSource;
 use crate::system::SystemSampler;
@@ -51,6 +52,7 @@ pub struct Monitoring {
     process: metrics_process::Collector,
     token: String,
     check_interval: Duration,
+    state_file: Option<StateFile>,
 }
 
 impl std::fmt::Debug for Monitoring {
@@ -98,9 +100,18 @@ impl Monitoring {
         }
         let process = metrics_process::Collector::new(crate::recorder::names::PROCESS_PREFIX);
         process.describe();
+        let errors = ErrorTracker::new(options.error_capacity.unwrap_or(DEFAULT_ERROR_CAPACITY));
+        let state_file = (!cfg.state_file.is_empty())
+            .then(|| StateFile::open(std::path::PathBuf::from(&cfg.state_file), &errors));
+        if let Some(file) = &state_file {
+            // Written now, so the restart counts even if this process dies
+            // before the first periodic save.
+            file.save(Duration::ZERO, &errors);
+            file.publish(Duration::ZERO);
+        }
 
         Arc::new(Self {
-            errors: ErrorTracker::new(options.error_capacity.unwrap_or(DEFAULT_ERROR_CAPACITY)),
+            errors,
             performance: PerformanceMonitor::with_sampler(Arc::clone(&sampler)),
             health,
             trends: HealthTrends::new(),
@@ -114,6 +125,7 @@ impl Monitoring {
             process,
             token: cfg.token.clone(),
             check_interval: Duration::from_secs(cfg.check_interval_seconds.clamp(1, 86_400)),
+            state_file,
         })
     }
 
@@ -156,6 +168,20 @@ impl Monitoring {
         &self.token
     }
 
+    /// The `monitoring.state_file` figures, when one is configured.
+    pub fn state_file(&self) -> Option<&StateFile> {
+        self.state_file.as_ref()
+    }
+
+    /// Writes cumulative uptime and restarts to `monitoring.state_file`
+    /// (if any). The server calls it at shutdown; the sampler loop calls it
+    /// every [`lifetime::SAVE_INTERVAL`].
+    pub fn save_state(&self) {
+        if let Some(file) = &self.state_file {
+            file.save(self.uptime(), &self.errors);
+        }
+    }
+
     /// Connection health right now, from the server's samples.
     pub fn connection_health(&self) -> ConnectionHealthSummary {
         ConnectionHealthSummary::from_samples(&self.source.connection_samples())
@@ -175,6 +201,11 @@ impl Monitoring {
         metrics::gauge!(crate::recorder::names::CONNECTION_HEALTH_RATIO)
             .set(self.connection_health().ratio());
         metrics::gauge!(crate::recorder::names::UPTIME_SECONDS).set(self.uptime().as_secs_f64());
+        metrics::gauge!(crate::recorder::names::MEMORY_USAGE_RATIO)
+            .set(self.sampler.snapshot().usage_percentage() / 100.0);
+        if let Some(file) = &self.state_file {
+            file.publish(self.uptime());
+        }
         self.process.collect();
     }
 
@@ -204,9 +235,14 @@ impl Monitoring {
         let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sampled_minute = None;
+        let mut saved = Instant::now();
         loop {
             tick.tick().await;
             self.sampler.refresh();
+            if saved.elapsed() >= lifetime::SAVE_INTERVAL {
+                self.save_state();
+                saved = Instant::now();
+            }
             if let Some(handle) = &self.prometheus {
                 handle.run_upkeep();
             }

@@ -22,6 +22,10 @@ pub struct MonitoringConfig {
     pub memory_critical_percent: f64,
     /// Process RSS (MiB) at which `memory` turns degraded; 0 = no limit.
     pub max_rss_mb: u64,
+    /// File keeping cumulative uptime and the restart count across
+    /// restarts (`tandem_restarts_total`, `tandem_uptime_total_seconds`);
+    /// empty = not kept.
+    pub state_file: String,
     /// Dependency checks (`[[monitoring.checks]]`).
     pub checks: Vec<DependencyCheckConfig>,
 }
@@ -37,6 +41,7 @@ impl Default for MonitoringConfig {
             memory_warning_percent: 80.0,
             memory_critical_percent: 90.0,
             max_rss_mb: 0,
+            state_file: String::new(),
             checks: Vec::new(),
         }
     }

@@ -17,6 +17,8 @@ pub mod config;
 pub mod errors;
 /// Components, checks with timeout and retries, overall status.
 pub mod health;
+/// Uptime and restarts across restarts (`monitoring.state_file`).
+pub mod lifetime;
 /// JSON (or human) log output to stdout and a file.
 pub mod logging;
 /// Latency histograms, success rate, request rate.

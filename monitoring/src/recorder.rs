@@ -26,6 +26,9 @@
 //! | `tandem_http_requests_total` | counter | `method`, `route`, `status` | HTTP requests by route pattern |
 //! | `tandem_http_request_duration_seconds` | histogram | `method`, `route` | HTTP request duration |
 //! | `tandem_uptime_seconds` | gauge | — | time since start |
+//! | `tandem_uptime_total_seconds` | gauge | — | uptime of every process that used `monitoring.state_file` (only with one) |
+//! | `tandem_restarts_total` | counter | — | restarts recorded in `monitoring.state_file` (only with one) |
+//! | `tandem_memory_usage_ratio` | gauge | — | used share of the memory available to Tandem (cgroup limit or machine), 0..1 |
 //! | `tandem_build_info` | gauge | `version` | always 1 |
 //! | `tandem_health_status_changes_total` | counter | `component`, `to` | health status transitions |
 //! | `tandem_component_healthy` | gauge | `component` | 1 healthy, 0.5 degraded/unknown, 0 unhealthy |
@@ -56,6 +59,9 @@ pub mod names {
     pub const HTTP_REQUESTS_TOTAL: &str = "tandem_http_requests_total";
     pub const HTTP_REQUEST_DURATION_SECONDS: &str = "tandem_http_request_duration_seconds";
     pub const UPTIME_SECONDS: &str = "tandem_uptime_seconds";
+    pub const UPTIME_TOTAL_SECONDS: &str = "tandem_uptime_total_seconds";
+    pub const RESTARTS_TOTAL: &str = "tandem_restarts_total";
+    pub const MEMORY_USAGE_RATIO: &str = "tandem_memory_usage_ratio";
     pub const BUILD_INFO: &str = "tandem_build_info";
     pub const HEALTH_STATUS_CHANGES_TOTAL: &str = "tandem_health_status_changes_total";
     pub const COMPONENT_HEALTHY: &str = "tandem_component_healthy";
@@ -158,6 +164,16 @@ pub fn describe_all_with_version(version: &str) {
         "HTTP request duration by method and route."
     );
     describe_gauge!(UPTIME_SECONDS, Unit::Seconds, "Time since the server started.");
+    describe_gauge!(
+        UPTIME_TOTAL_SECONDS,
+        Unit::Seconds,
+        "Uptime of every process that used monitoring.state_file, this one included."
+    );
+    describe_counter!(RESTARTS_TOTAL, Unit::Count, "Restarts recorded in monitoring.state_file.");
+    describe_gauge!(
+        MEMORY_USAGE_RATIO,
+        "Used share of the memory available to Tandem (cgroup limit or machine), 0 to 1."
+    );
     describe_gauge!(BUILD_INFO, "Build information; the value is always 1.");
     describe_counter!(HEALTH_STATUS_CHANGES_TOTAL, Unit::Count, "Health status transitions by component.");
     describe_gauge!(COMPONENT_HEALTHY, "Component health: 1 healthy, 0.5 degraded or unknown, 0 unhealthy.");

@@ -187,6 +187,7 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         }
     });
     running.await?;
+    manager.telemetry.monitoring.save_state();
     if let Some(task) = admin_task {
         task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
     }

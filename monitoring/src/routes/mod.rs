@@ -1,11 +1,13 @@
 //! HTTP routes of the operator surface: `/health*` (open, for load
 //! balancers), `/monitoring/*` and `/metrics` (behind the operator token
-//! when one is configured).
+//! when one is configured), and the live page `/monitoring/` (public: it
+//! holds no data, its script fetches the JSON with the token).
 
 mod auth;
 mod health;
 mod metrics;
 mod monitoring;
+mod page;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +38,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, monitoring: Arc<Monitoring>) {
     )
     .service(resource("/health/service/{name}").route(web::get().to(health::service)))
     .service(resource("/health/force-check").route(web::post().to(health::force_check)))
+    .service(resource("/monitoring").route(web::get().to(page::redirect)))
+    .service(resource("/monitoring/").route(web::get().to(page::index)))
+    .service(resource("/monitoring/page.js").route(web::get().to(page::script)))
+    .service(resource("/monitoring/page.css").route(web::get().to(page::stylesheet)))
     .service(resource("/monitoring/connection-health").route(web::get().to(monitoring::connection_health)))
     .service(resource("/monitoring/performance").route(web::get().to(monitoring::performance)))
     .service(resource("/monitoring/errors").route(web::get().to(monitoring::errors)))

@@ -487,3 +487,74 @@ async fn metrics_render_prometheus_text_with_scrape_gauges() {
     assert!(text.contains("tandem_errors_total{type=\"session_error\",severity=\"low\"} 1"), "{text}");
     assert!(text.contains("tandem_process_"), "{text}");
 }
+
+#[actix_web::test]
+async fn live_page_is_served_without_the_token_and_locked_down() {
+    let (m, _) = monitoring_with("s3cret", None);
+    let app = app!(m);
+    let get = |uri: &'static str| test::TestRequest::get().uri(uri).to_request();
+    for (uri, content_type, needle) in [
+        ("/monitoring/", "text/html; charset=utf-8", "<script src=\"page.js\""),
+        ("/monitoring/page.js", "text/javascript; charset=utf-8", "Authorization"),
+        ("/monitoring/page.css", "text/css; charset=utf-8", ".pill"),
+    ] {
+        let resp = test::call_service(&app, get(uri)).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        assert_eq!(resp.headers().get("content-type").unwrap(), content_type, "{uri}");
+        let csp = resp.headers().get("content-security-policy").unwrap().to_str().unwrap().to_owned();
+        assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"), "{csp}");
+        assert_eq!(resp.headers().get("referrer-policy").unwrap(), "no-referrer");
+        let body = test::read_body(resp).await;
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.to_lowercase().contains(&needle.to_lowercase()), "{uri} lacks {needle}");
+        // Nothing from another origin (the SVG namespace is a name, not a fetch).
+        let text = text.replace("http://www.w3.org/2000/svg", "");
+        assert!(!text.contains("http://") && !text.contains("https://"), "{uri} names an external URL");
+    }
+    // The data behind it still wants the token.
+    let resp = test::call_service(&app, get("/monitoring/connections")).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn bare_monitoring_redirects_to_the_page_keeping_the_query() {
+    let (m, _) = monitoring_with("", None);
+    let app = app!(m);
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/monitoring").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(resp.headers().get("location").unwrap(), "/monitoring/");
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/monitoring?token=abc").to_request()).await;
+    assert_eq!(resp.headers().get("location").unwrap(), "/monitoring/?token=abc");
+}
+
+#[actix_web::test]
+async fn state_file_figures_are_exported_on_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, r#"{"restarts": 4, "uptime_total_seconds": 100.0}"#).unwrap();
+    let recorder = crate::recorder::builder().unwrap().build_recorder();
+    let handle = recorder.handle();
+    let text = metrics::with_local_recorder(&recorder, || {
+        let source = Arc::new(FakeSource::default());
+        let cfg = MonitoringConfig { state_file: path.display().to_string(), ..Default::default() };
+        let options = MonitoringOptions {
+            health: Some(fast_settings(1)),
+            sampler: Some(healthy_memory()),
+            error_capacity: Some(10),
+        };
+        let m = Monitoring::with_options(&cfg, "1.2.3", source, Some(handle.clone()), options);
+        m.render_metrics().unwrap()
+    });
+    assert!(text.contains("tandem_restarts_total 5"), "{text}");
+    let total = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem_uptime_total_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!((100.0..200.0).contains(&total), "{total}");
+    assert!(text.contains("tandem_memory_usage_ratio 0.25"), "{text}");
+    // Start-up wrote the new restart count already.
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(saved.contains("\"restarts\":5"), "{saved}");
+}
