@@ -135,11 +135,11 @@ function drawLine(svg, values, min, max) {
   const h = 60;
   svg.append(svgEl('line', { class: 'axis', x1: 0, y1: h - 0.5, x2: w, y2: h - 0.5 }));
   if (values.length < 2) return;
-  const x = (i) => (i * w) / (HISTORY - 1);
+  // The history fills the width as it grows, up to HISTORY polls.
+  const x = (i) => (i * w) / (values.length - 1);
   const y = (v) => h - 2 - ((Math.min(Math.max(v, min), max) - min) / (max - min)) * (h - 4);
-  const offset = HISTORY - values.length;
-  const points = values.map((v, i) => `${x(i + offset).toFixed(1)},${y(v).toFixed(1)}`);
-  svg.append(svgEl('polygon', { class: 'area', points: `${x(offset)},${h} ${points.join(' ')} ${x(HISTORY - 1)},${h}` }));
+  const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+  svg.append(svgEl('polygon', { class: 'area', points: `0,${h} ${points.join(' ')} ${w},${h}` }));
   svg.append(svgEl('polyline', { class: 'line', points: points.join(' ') }));
 }
 
