@@ -54,6 +54,19 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "--- cargo test"
 cargo test --workspace
 
+# --- Prometheus rules and config (dashboards/prometheus): promtool checks
+# the scrape config (in a scratch copy, with a stand-in for the operator
+# token file it names), checks the alert rules and runs their unit tests.
+# The Prometheus e2e test (tests/tests/prometheus.rs) ran with cargo test.
+echo "--- promtool"
+promdir=$(mktemp -d)
+trap 'rm -rf "$promdir"' EXIT
+cp dashboards/prometheus/prometheus.yml dashboards/prometheus/alerts.yml "$promdir/"
+printf 'stand-in-token' >"$promdir/tandem-token"
+promtool check config "$promdir/prometheus.yml"
+promtool check rules dashboards/prometheus/alerts.yml
+(cd dashboards/prometheus && promtool test rules alerts_test.yml)
+
 # --- browser suites (tests/browser): Debian's Chromium via playwright-core,
 # against the tandem binary built by the Rust tests above.
 echo "--- browser tests"
