@@ -406,3 +406,61 @@ fn metric_names_are_found_outside_strings() {
     );
     assert_eq!(names.into_iter().collect::<Vec<_>>(), ["tandem_a_bucket", "tandem_b", "up"]);
 }
+
+/// What Grafana needs to provision or import the dashboards as they are:
+/// every panel queries the `DS_PROMETHEUS` datasource (an import input and a
+/// variable of that name), ids are unique, panels fit the 24-column grid,
+/// and the provisioning files point at the dashboards and a Prometheus.
+#[test]
+fn dashboards_are_ready_to_provision_and_import() {
+    let dir = repo_root().join("dashboards/grafana");
+    let mut uids = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("dashboards/grafana") {
+        let path = entry.expect("an entry").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("a dashboard"))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.display().to_string();
+        assert!(uids.insert(d["uid"].as_str().expect("a uid").to_owned()), "{name}: duplicate uid");
+        assert_eq!(d["__inputs"][0]["pluginId"], "prometheus", "{name}");
+        let variables = d["templating"]["list"].as_array().expect("templating");
+        assert!(
+            variables.iter().any(|v| v["name"] == "DS_PROMETHEUS" && v["type"] == "datasource"),
+            "{name}: a DS_PROMETHEUS datasource variable, so provisioning resolves ${{DS_PROMETHEUS}}"
+        );
+        let mut ids = BTreeSet::new();
+        let mut stack: Vec<&Value> = d["panels"].as_array().expect("panels").iter().collect();
+        while let Some(panel) = stack.pop() {
+            let title = panel["title"].as_str().unwrap_or("?");
+            assert!(
+                ids.insert(panel["id"].as_u64().expect("a panel id")),
+                "{name}: duplicate id at {title:?}"
+            );
+            let grid = &panel["gridPos"];
+            let (x, w) = (grid["x"].as_u64().expect("x"), grid["w"].as_u64().expect("w"));
+            assert!(x + w <= 24, "{name}: {title:?} overflows the grid");
+            if panel["type"] != "row" {
+                assert_eq!(panel["datasource"]["uid"], "${DS_PROMETHEUS}", "{name}: {title:?}");
+                let targets = panel["targets"].as_array().expect("targets");
+                assert!(!targets.is_empty(), "{name}: {title:?} has no query");
+                for t in targets {
+                    assert_eq!(t["datasource"]["uid"], "${DS_PROMETHEUS}", "{name}: {title:?}");
+                }
+                assert!(
+                    panel["description"].as_str().is_some_and(|s| !s.is_empty()),
+                    "{name}: {title:?} explains itself"
+                );
+            }
+            stack.extend(panel["panels"].as_array().into_iter().flatten());
+        }
+    }
+    assert!(!uids.is_empty(), "no dashboard");
+    let provider = std::fs::read_to_string(dir.join("provisioning/dashboards/tandem.yml"))
+        .expect("the dashboards provider");
+    assert!(provider.contains("type: file") && provider.contains("path: "), "{provider}");
+    let datasource =
+        std::fs::read_to_string(dir.join("provisioning/datasources/tandem.yml")).expect("the datasource");
+    assert!(datasource.contains("type: prometheus") && datasource.contains("url: http://"), "{datasource}");
+}
