@@ -300,8 +300,9 @@ async fn a_heartbeat_that_finds_the_queue_full_counts_a_slow_consumer() {
             .expect("upgrade");
         let mut full = false;
         for _ in 0..2_000 {
-            let (status, out) =
-                server.api_post("/api/publish", json!({"channel": channel, "event": "fill", "data": filler})).await;
+            let (status, out) = server
+                .api_post("/api/publish", json!({"channel": channel, "event": "fill", "data": filler}))
+                .await;
             assert_eq!(status, 200, "{out}");
             if out["failed_connections"] != 0 {
                 break; // the publication found it full first
@@ -325,10 +326,17 @@ async fn a_heartbeat_that_finds_the_queue_full_counts_a_slow_consumer() {
         isolated = Some((closing, _raw));
         break;
     }
-    let (closing, _raw) = isolated.expect("a queue filled up to its capacity with only heartbeats left to push");
+    let (closing, _raw) =
+        isolated.expect("a queue filled up to its capacity with only heartbeats left to push");
     let closing = closing.expect("the heartbeat's slow-consumer close is logged");
     assert_eq!(closing["reason"], "slow_consumer", "{closing}");
     assert_eq!(closing["close_code"], 4008, "{closing}");
-    wait_metric_at_least(&server, "tandem_slow_consumer_disconnects_total", &[("transport", "websocket")], 1.0, WAIT)
-        .await;
+    wait_metric_at_least(
+        &server,
+        "tandem_slow_consumer_disconnects_total",
+        &[("transport", "websocket")],
+        1.0,
+        WAIT,
+    )
+    .await;
 }
