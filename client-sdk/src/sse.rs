@@ -2,8 +2,8 @@
 //! `POST /sessions/{id}/messages` for the client's messages.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use eventsource_stream::{Event, EventStreamError, Eventsource};
@@ -30,6 +30,8 @@ pub struct SseClient {
     events: Events,
     last_event_id: Option<u64>,
     retry_ms: Arc<AtomicU64>,
+    /// When the last bytes arrived (heartbeat comments included).
+    last_received: Arc<Mutex<Instant>>,
     /// Set once the stream ended (with the `close` event's code, if any), so
     /// later reads report the same end.
     closed: Option<(Option<u16>, String)>,
@@ -71,11 +73,14 @@ impl SseClient {
         }
         let retry_ms = Arc::new(AtomicU64::new(NO_RETRY));
         let mut sniffer = RetrySniffer::new(Arc::clone(&retry_ms));
+        let last_received = Arc::new(Mutex::new(Instant::now()));
+        let received = Arc::clone(&last_received);
         let events: Events = Box::pin(
             response
                 .bytes_stream()
                 .inspect(move |chunk| {
                     if let Ok(bytes) = chunk {
+                        *received.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
                         sniffer.feed(bytes);
                     }
                 })
@@ -88,6 +93,7 @@ impl SseClient {
             events,
             last_event_id: None,
             retry_ms,
+            last_received,
             closed: None,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -161,14 +167,54 @@ impl SseClient {
         }
     }
 
+    /// When the last bytes of the stream arrived, heartbeat comments
+    /// included (they are skipped by [`next_frame`](Self::next_frame) but
+    /// prove the link alive).
+    pub fn last_received(&self) -> Instant {
+        *self.last_received.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A handle that POSTs this session's messages on its own, so a stream
+    /// reader and a sender can run in different tasks.
+    pub fn poster(&self) -> SsePoster {
+        SsePoster {
+            opts: self.opts.clone(),
+            http: self.http.clone(),
+            session_id: self.welcome.session_id.clone(),
+        }
+    }
+
+    /// Sends a client message for this session; the reply frame on 200.
+    pub async fn post(&self, message: &ClientMessage) -> Result<ServerFrame, ClientError> {
+        self.poster().post(message).await
+    }
+
+    /// Sends any body, valid or not (for exercising the server's validation).
+    pub async fn post_raw(&self, body: impl Into<String>) -> Result<ServerFrame, ClientError> {
+        self.poster().post_raw(body).await
+    }
+
+    /// Ends the stream from the client's side.
+    pub fn close(self) {}
+}
+
+/// `POST /sessions/{id}/messages` for one SSE session, apart from its stream.
+#[derive(Debug, Clone)]
+pub struct SsePoster {
+    opts: ConnectOptions,
+    http: reqwest::Client,
+    session_id: String,
+}
+
+impl SsePoster {
     /// Sends a client message for this session; the reply frame on 200.
     pub async fn post(&self, message: &ClientMessage) -> Result<ServerFrame, ClientError> {
         self.post_raw(message.to_json()).await
     }
 
-    /// Sends any body, valid or not (for exercising the server's validation).
+    /// Sends any body, valid or not.
     pub async fn post_raw(&self, body: impl Into<String>) -> Result<ServerFrame, ClientError> {
-        let url = self.opts.messages_url(&self.welcome.session_id)?;
+        let url = self.opts.messages_url(&self.session_id)?;
         let request = with_credentials(self.http.post(url), &self.opts)
             .header(CONTENT_TYPE, "application/json")
             .timeout(self.opts.connect_timeout)
@@ -182,9 +228,6 @@ impl SseClient {
         ServerFrame::parse(&String::from_utf8_lossy(&bytes))
             .map_err(|e| ClientError::Protocol(format!("unparsable reply: {e}")))
     }
-
-    /// Ends the stream from the client's side.
-    pub fn close(self) {}
 }
 
 fn with_credentials(request: reqwest::RequestBuilder, opts: &ConnectOptions) -> reqwest::RequestBuilder {

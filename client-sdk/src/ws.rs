@@ -42,6 +42,9 @@ struct Link {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// Set once the connection ended, so later reads report the same end.
     closed: Option<(Option<u16>, String)>,
+    /// When the last frame of any kind (pings included) arrived: the
+    /// liveness clock of [`Client`](crate::Client).
+    last_received: Instant,
 }
 
 impl WsClient {
@@ -72,7 +75,7 @@ impl WsClient {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut link = Link { stream, closed: None };
+        let mut link = Link { stream, closed: None, last_received: Instant::now() };
         let remaining = deadline.saturating_duration_since(Instant::now());
         match link.next_frame(remaining).await? {
             ServerFrame::Welcome(welcome) => Ok(Self { welcome, link }),
@@ -104,6 +107,13 @@ impl WsClient {
         self.link.next_frame(wait).await
     }
 
+    /// When the last frame of any kind arrived, server pings included
+    /// (they are answered inside [`next_frame`](Self::next_frame) and never
+    /// returned, but they prove the link alive).
+    pub fn last_received(&self) -> Instant {
+        self.link.last_received
+    }
+
     /// Closes with 1000 `normal` and waits (bounded) for the server's reply.
     pub async fn close(self) {
         let mut link = self.link;
@@ -131,7 +141,10 @@ impl Link {
         loop {
             let next = timeout_at(deadline, self.stream.next()).await.map_err(|_| ClientError::Timeout)?;
             let message = match next {
-                Some(Ok(message)) => message,
+                Some(Ok(message)) => {
+                    self.last_received = Instant::now();
+                    message
+                }
                 None => return Err(self.ended(None, "connection ended")),
                 Some(Err(
                     tungstenite::Error::ConnectionClosed

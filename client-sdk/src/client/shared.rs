@@ -1,0 +1,246 @@
+//! The state every connection slot of one client shares: the delivery gate
+//! (exactly-once, in order), the listeners, the subscriptions, the open
+//! links' call queues and the status.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::events::{CallError, ClientEvent, Resync};
+use super::options::ClientOptions;
+use crate::frames::{ClientMessage, Delivery, ServerFrame, Welcome};
+use crate::machine::sequence::{Accept, SeqGate, WelcomeOutcome};
+use crate::machine::status::{Status, combine};
+use crate::machine::transport_plan::Transport;
+
+/// How many items a listener may lag behind before delivery waits for it
+/// (backpressure up to the server, which closes a consumer that stays slow
+/// with 4008 `slow_consumer`; the client then resumes without loss).
+pub(crate) const LISTENER_BUFFER: usize = 1024;
+
+/// How many status transitions a status stream may lag before it misses
+/// some (statuses never hold delivery up).
+pub(crate) const STATUS_BUFFER: usize = 256;
+
+/// One call on its way to a link.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) message: ClientMessage,
+    pub(crate) reply: oneshot::Sender<Result<ServerFrame, CallError>>,
+}
+
+/// The call queue of one open link.
+#[derive(Debug)]
+struct Caller {
+    slot: usize,
+    transport: Transport,
+    calls: mpsc::Sender<Call>,
+}
+
+#[derive(Debug, Default)]
+struct Listeners {
+    all: Vec<mpsc::Sender<ClientEvent>>,
+    by_channel: HashMap<String, Vec<mpsc::Sender<Delivery>>>,
+    statuses: Vec<mpsc::Sender<Status>>,
+}
+
+/// Why the client stopped: the status every slot ends in.
+pub(crate) type StopReason = (Option<u16>, String);
+
+pub(crate) struct Shared {
+    pub(crate) options: ClientOptions,
+    gate: tokio::sync::Mutex<SeqGate>,
+    listeners: Mutex<Listeners>,
+    subscriptions: Mutex<BTreeSet<String>>,
+    callers: Mutex<Vec<Caller>>,
+    slots: Mutex<Vec<Status>>,
+    status: watch::Sender<Status>,
+    /// Set once: the client stops, every slot ends with this status.
+    pub(crate) stop: watch::Sender<Option<StopReason>>,
+    /// Bumped by `Client::reconnect`: check now.
+    pub(crate) checks: watch::Sender<u64>,
+}
+
+/// Poisoning only means a listener panicked elsewhere; the data is intact.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn new(options: ClientOptions, slots: usize) -> Self {
+        let subscriptions = options.channels.iter().cloned().collect();
+        Self {
+            options,
+            gate: tokio::sync::Mutex::new(SeqGate::default()),
+            listeners: Mutex::new(Listeners::default()),
+            subscriptions: Mutex::new(subscriptions),
+            callers: Mutex::new(Vec::new()),
+            slots: Mutex::new(vec![Status::Connecting; slots]),
+            status: watch::channel(Status::Connecting).0,
+            stop: watch::channel(None).0,
+            checks: watch::channel(0).0,
+        }
+    }
+
+    // --- status ---
+
+    pub(crate) fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    pub(crate) fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    pub(crate) fn status_stream(&self) -> mpsc::Receiver<Status> {
+        let (tx, rx) = mpsc::channel(STATUS_BUFFER);
+        let _ = tx.try_send(self.status());
+        lock(&self.listeners).statuses.push(tx);
+        rx
+    }
+
+    /// Sets one slot's status and publishes the combined one when it changed.
+    pub(crate) fn set_status(&self, slot: usize, status: Status) {
+        let combined = {
+            let mut slots = lock(&self.slots);
+            if let Some(s) = slots.get_mut(slot) {
+                *s = status;
+            }
+            combine(&slots)
+        };
+        let changed = self.status.send_if_modified(|current| {
+            if *current == combined {
+                false
+            } else {
+                *current = combined.clone();
+                true
+            }
+        });
+        if changed {
+            let mut listeners = lock(&self.listeners);
+            listeners.statuses.retain(|tx| {
+                !matches!(tx.try_send(combined.clone()), Err(mpsc::error::TrySendError::Closed(_)))
+            });
+        }
+    }
+
+    // --- listeners and delivery ---
+
+    pub(crate) fn events(&self) -> mpsc::Receiver<ClientEvent> {
+        let (tx, rx) = mpsc::channel(LISTENER_BUFFER);
+        lock(&self.listeners).all.push(tx);
+        rx
+    }
+
+    pub(crate) fn on(&self, channel: &str) -> mpsc::Receiver<Delivery> {
+        let (tx, rx) = mpsc::channel(LISTENER_BUFFER);
+        lock(&self.listeners).by_channel.entry(channel.to_owned()).or_default().push(tx);
+        rx
+    }
+
+    /// Passes one delivery through the gate and, when it is the next `seq`,
+    /// to every listener, in order (the gate stays locked while listeners
+    /// take it, so two links cannot interleave).
+    pub(crate) async fn deliver(&self, delivery: Delivery) -> Accept {
+        let mut gate = self.gate.lock().await;
+        let verdict = gate.accept(delivery.seq);
+        if verdict != Accept::Deliver {
+            return verdict;
+        }
+        let (all, channel) = {
+            let mut l = lock(&self.listeners);
+            l.all.retain(|tx| !tx.is_closed());
+            let channel = match l.by_channel.get_mut(&delivery.channel) {
+                Some(list) => {
+                    list.retain(|tx| !tx.is_closed());
+                    list.clone()
+                }
+                None => Vec::new(),
+            };
+            (l.all.clone(), channel)
+        };
+        for tx in channel {
+            let _ = tx.send(delivery.clone()).await;
+        }
+        for tx in all {
+            let _ = tx.send(ClientEvent::Message(delivery.clone())).await;
+        }
+        drop(gate);
+        verdict
+    }
+
+    /// Judges a welcome; on a resync, tells the listeners and awaits the
+    /// reload hook before any later delivery can pass the gate.
+    ///
+    /// The hook is not cut short: live delivery must not resume on state
+    /// the application has not reloaded. A hook that never returns holds
+    /// delivery (and only delivery) until the client is closed.
+    pub(crate) async fn welcomed(&self, welcome: &Welcome) -> WelcomeOutcome {
+        let mut gate = self.gate.lock().await;
+        let outcome = gate.on_welcome(welcome);
+        if let WelcomeOutcome::Resync(reason) = &outcome {
+            let resync = Resync {
+                reason: reason.clone(),
+                session_id: welcome.session_id.clone(),
+                last_seq: gate.last_seq(),
+            };
+            let all = {
+                let mut l = lock(&self.listeners);
+                l.all.retain(|tx| !tx.is_closed());
+                l.all.clone()
+            };
+            for tx in all {
+                let _ = tx.send(ClientEvent::Resync(resync.clone())).await;
+            }
+            if let Some(hook) = &self.options.on_resync {
+                hook(resync).await;
+            }
+        }
+        drop(gate);
+        outcome
+    }
+
+    /// The session and `seq` to resume from, once there was a session.
+    pub(crate) async fn resume_point(&self) -> Option<(String, u64)> {
+        self.gate.lock().await.resume_point().map(|(s, n)| (s.to_owned(), n))
+    }
+
+    pub(crate) async fn last_seq(&self) -> u64 {
+        self.gate.lock().await.last_seq()
+    }
+
+    // --- subscriptions ---
+
+    pub(crate) fn subscriptions(&self) -> Vec<String> {
+        lock(&self.subscriptions).iter().cloned().collect()
+    }
+
+    pub(crate) fn subscribed(&self, channel: &str, yes: bool) {
+        let mut subs = lock(&self.subscriptions);
+        if yes {
+            subs.insert(channel.to_owned());
+        } else {
+            subs.remove(channel);
+        }
+    }
+
+    // --- calls ---
+
+    pub(crate) fn register_caller(&self, slot: usize, transport: Transport, calls: mpsc::Sender<Call>) {
+        let mut callers = lock(&self.callers);
+        callers.retain(|c| c.slot != slot);
+        callers.push(Caller { slot, transport, calls });
+    }
+
+    pub(crate) fn unregister_caller(&self, slot: usize) {
+        lock(&self.callers).retain(|c| c.slot != slot);
+    }
+
+    /// The call queue of an open link, WebSocket first (replies come on the
+    /// socket, no extra request).
+    pub(crate) fn caller(&self) -> Option<mpsc::Sender<Call>> {
+        let callers = lock(&self.callers);
+        callers.iter().filter(|c| !c.calls.is_closed()).min_by_key(|c| c.transport).map(|c| c.calls.clone())
+    }
+}

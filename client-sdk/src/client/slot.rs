@@ -1,0 +1,354 @@
+//! One connection slot: connect, read, deliver, answer calls, notice a dead
+//! link, and reconnect with backoff, resuming. A client runs one slot, or
+//! two in dual mode (one per transport) sharing the delivery gate. The
+//! decisions come from [`crate::machine`]; this is the tokio glue.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+
+use super::events::CallError;
+use super::link::{Link, end_of};
+use super::shared::{Call, Shared, StopReason};
+use crate::error::ClientError;
+use crate::frames::{ClientMessage, ServerFrame};
+use crate::machine::backoff::{Backoff, Next};
+use crate::machine::liveness::Liveness;
+use crate::machine::sequence::Accept;
+use crate::machine::status::Status;
+use crate::machine::transport_plan::{Transport, TransportPlan};
+use crate::machine::verdict::{End, Verdict, judge};
+use crate::options::ConnectOptions;
+
+/// Calls queued on one link before `publish` and friends wait for room.
+const CALL_QUEUE: usize = 64;
+
+/// Calls awaiting their replies on one WebSocket before new ones are
+/// refused with [`CallError::Overloaded`].
+const MAX_PENDING: usize = 1024;
+
+/// The longest a read waits before the loop looks at its clocks again
+/// (when no heartbeat was announced).
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
+
+/// How a link's life ended.
+enum LinkEnd {
+    /// It ended; `hint` is the server's wait-before-retry, if it gave one.
+    Ended { end: End, hint: Option<Duration> },
+    /// A background probe welcomed a WebSocket: continue on it.
+    Switched(Link),
+    /// The client is stopping.
+    Stopped,
+}
+
+/// Runs one slot until the client stops or gives up.
+pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPlan) {
+    let mut stop = shared.stop.subscribe();
+    let mut checks = shared.checks.subscribe();
+    let mut backoff = Backoff::default();
+    let mut hint = None;
+    let mut ready: Option<Link> = None;
+    let mut first = true;
+    loop {
+        if let Some(reason) = stopped(&stop) {
+            return finish(&shared, slot, reason);
+        }
+        let link = match ready.take() {
+            Some(link) => link,
+            None => {
+                if first {
+                    first = false;
+                    shared.set_status(slot, Status::Connecting);
+                } else {
+                    let next = backoff.next(&shared.options.reconnect, rand::random::<f64>(), hint.take());
+                    let (attempt, delay) = match next {
+                        Next::Retry { attempt, delay } => (attempt, delay),
+                        Next::GiveUp { attempts } => {
+                            let reason = format!("gave up after {attempts} failed attempts");
+                            shared.set_status(slot, Status::Disconnected { code: None, reason });
+                            return;
+                        }
+                    };
+                    shared.set_status(slot, Status::Reconnecting { attempt, delay });
+                    checks.borrow_and_update();
+                    tokio::select! {
+                        () = sleep(delay) => {}
+                        _ = checks.changed() => {}
+                        _ = stop.changed() => continue,
+                    }
+                }
+                let transport = plan.next(Instant::now());
+                let attempt = tokio::select! {
+                    opened = open(&shared, transport) => opened,
+                    _ = stop.changed() => continue,
+                };
+                match attempt {
+                    Ok(link) => link,
+                    Err(end) => {
+                        if transport == Transport::WebSocket {
+                            plan.ws_failed(Instant::now());
+                        }
+                        if let Verdict::Stop { code, reason } = judge(&end) {
+                            return stop_all(&shared, slot, (code, reason));
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        if link.transport() == Transport::WebSocket {
+            plan.ws_welcomed();
+        }
+        backoff.reset();
+        shared.welcomed(link.welcome()).await;
+        shared.set_status(slot, Status::connected(link.transport()));
+        match serve(&shared, slot, link, &mut plan, &mut stop, &mut checks).await {
+            LinkEnd::Switched(link) => ready = Some(link),
+            LinkEnd::Stopped => {}
+            LinkEnd::Ended { end, hint: h } => {
+                hint = h;
+                if let Verdict::Stop { code, reason } = judge(&end) {
+                    return stop_all(&shared, slot, (code, reason));
+                }
+            }
+        }
+    }
+}
+
+fn stopped(stop: &watch::Receiver<Option<StopReason>>) -> Option<StopReason> {
+    stop.borrow().clone()
+}
+
+fn finish(shared: &Shared, slot: usize, (code, reason): StopReason) {
+    shared.set_status(slot, Status::Disconnected { code, reason });
+}
+
+/// This slot was told to stop by the server: so is every other slot.
+fn stop_all(shared: &Shared, slot: usize, reason: StopReason) {
+    shared.stop.send_if_modified(|current| {
+        if current.is_none() {
+            *current = Some(reason.clone());
+            true
+        } else {
+            false
+        }
+    });
+    finish(shared, slot, reason);
+}
+
+/// Connects over `transport`: a fresh token, the resume point, every
+/// subscription, and the welcome within `welcome_timeout`.
+async fn open(shared: &Shared, transport: Transport) -> Result<Link, End> {
+    let o = &shared.options;
+    let mut opts = ConnectOptions::new(o.url.clone()).connect_timeout(o.welcome_timeout);
+    if let Some(source) = &o.token {
+        match timeout(o.welcome_timeout, source()).await {
+            Ok(Ok(token)) => opts = opts.token(token),
+            Ok(Err(e)) => return Err(End::Failed(format!("token callback: {e}"))),
+            Err(_) => return Err(End::Failed("token callback timed out".into())),
+        }
+    }
+    if let Some(player) = &o.player_id {
+        opts = opts.player(player.clone());
+    }
+    if let Some(origin) = &o.origin {
+        opts = opts.origin(origin.clone());
+    }
+    if let Some((session, last_seq)) = shared.resume_point().await {
+        opts = opts.session(session).last_seq(last_seq);
+    }
+    opts.channels = shared.subscriptions();
+    Link::open(transport, &opts).await.map_err(|e| end_of(&e))
+}
+
+/// Runs one welcomed link until it ends.
+async fn serve(
+    shared: &Arc<Shared>,
+    slot: usize,
+    mut link: Link,
+    plan: &mut TransportPlan,
+    stop: &mut watch::Receiver<Option<StopReason>>,
+    checks: &mut watch::Receiver<u64>,
+) -> LinkEnd {
+    let call_timeout = shared.options.call_timeout;
+    let (calls_tx, calls_rx) = mpsc::channel::<Call>(CALL_QUEUE);
+    // WebSocket calls go out on the socket and their replies come back in
+    // order on it; SSE calls are POSTs, sent one at a time by a worker.
+    let (mut ws_calls, poster) = match &link {
+        Link::Ws(_) => (Some(calls_rx), None),
+        Link::Sse(sse) => (None, Some(spawn_poster(sse.poster(), calls_rx))),
+    };
+    shared.register_caller(slot, link.transport(), calls_tx.clone());
+    let mut pending: VecDeque<oneshot::Sender<Result<ServerFrame, CallError>>> = VecDeque::new();
+    let mut liveness = Liveness::new(
+        link.welcome().heartbeat_interval_ms,
+        shared.options.liveness_factor,
+        link.last_received(),
+    );
+    let mut check: Option<oneshot::Receiver<Result<ServerFrame, CallError>>> = None;
+    let mut probe: Option<JoinHandle<Result<Link, End>>> = None;
+    let mut shutdown_hint: Option<(bool, Duration)> = None;
+    checks.borrow_and_update();
+
+    let outcome = loop {
+        liveness.received(link.last_received());
+        let now = Instant::now();
+        let wait = liveness.deadline().map_or(IDLE_WAKE, |d| d.saturating_duration_since(now));
+        let probe_at =
+            if link.transport() == Transport::Sse && probe.is_none() { plan.probe_at() } else { None };
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break LinkEnd::Stopped,
+            _ = checks.changed() => {
+                // Client::reconnect: prove the link alive with a ping now.
+                let (tx, rx) = oneshot::channel();
+                let call = Call { message: ClientMessage::ping("check"), reply: tx };
+                if calls_tx.try_send(call).is_ok() {
+                    liveness.force_check(Instant::now(), call_timeout);
+                    check = Some(rx);
+                }
+            }
+            answer = maybe(check.as_mut()) => {
+                check = None;
+                if answer.is_ok_and(|r| r.is_ok()) {
+                    liveness.received(Instant::now());
+                }
+            }
+            frame = link.next_frame(wait) => match frame {
+                Ok(ServerFrame::Message(delivery)) => {
+                    if let Accept::Gap { .. } = shared.deliver(delivery).await {
+                        break LinkEnd::Ended { end: End::Gap, hint: None };
+                    }
+                }
+                Ok(reply @ (ServerFrame::Subscribed { .. }
+                | ServerFrame::Unsubscribed { .. }
+                | ServerFrame::Published { .. }
+                | ServerFrame::Pong { .. }
+                | ServerFrame::Error { .. })) => {
+                    if let Some(tx) = pending.pop_front() {
+                        let _ = tx.send(Ok(reply));
+                    }
+                }
+                Ok(ServerFrame::Shutdown { reconnect, retry_after_ms }) => {
+                    shutdown_hint = Some((reconnect, Duration::from_millis(retry_after_ms)));
+                }
+                Ok(ServerFrame::Welcome(_) | ServerFrame::Close { .. } | ServerFrame::Unknown(_)) => {}
+                Err(ClientError::Timeout) => {
+                    liveness.received(link.last_received());
+                    if liveness.is_dead(Instant::now()) {
+                        break LinkEnd::Ended { end: End::TimedOut, hint: None };
+                    }
+                }
+                Err(e) => {
+                    let end = match (end_of(&e), shutdown_hint) {
+                        (End::Closed { code, reason }, Some((false, _))) => End::NoReconnect { code, reason },
+                        (end, _) => end,
+                    };
+                    let hint = shutdown_hint.map(|(_, h)| h).or_else(|| link.retry_hint());
+                    break LinkEnd::Ended { end, hint };
+                }
+            },
+            call = maybe_recv(ws_calls.as_mut()) => {
+                let Some(call) = call else {
+                    ws_calls = None;
+                    continue;
+                };
+                if pending.len() >= MAX_PENDING {
+                    let _ = call.reply.send(Err(CallError::Overloaded));
+                    continue;
+                }
+                let Link::Ws(ws) = &mut link else { continue };
+                match timeout(call_timeout, ws.send(&call.message)).await {
+                    Ok(Ok(())) => pending.push_back(call.reply),
+                    Ok(Err(e)) => break LinkEnd::Ended { end: end_of(&e), hint: None },
+                    Err(_) => break LinkEnd::Ended { end: End::TimedOut, hint: None },
+                }
+            }
+            () = sleep_until_opt(probe_at) => {
+                // Auto on its SSE fallback: try WebSocket in the background.
+                let shared = Arc::clone(shared);
+                probe = Some(tokio::spawn(async move { open(&shared, Transport::WebSocket).await }));
+            }
+            probed = maybe_join(probe.as_mut()) => {
+                probe = None;
+                match probed {
+                    Ok(Ok(ws)) => break LinkEnd::Switched(ws),
+                    Ok(Err(_)) | Err(_) => plan.ws_failed(Instant::now()),
+                }
+            }
+        }
+    };
+
+    shared.unregister_caller(slot);
+    if let Some(probe) = probe {
+        probe.abort();
+    }
+    match outcome {
+        // Calls in flight on the old SSE link may finish: the worker ends
+        // when its queue is empty and closed.
+        LinkEnd::Switched(_) => {}
+        _ => {
+            if let Some(poster) = poster {
+                poster.abort();
+            }
+        }
+    }
+    // Dropping the queues fails every waiting call with ConnectionLost.
+    drop(pending);
+    drop(ws_calls);
+    if let LinkEnd::Stopped = outcome {
+        link.close().await;
+    }
+    outcome
+}
+
+/// Sends an SSE link's calls one at a time, so their order holds.
+fn spawn_poster(poster: crate::sse::SsePoster, mut calls: mpsc::Receiver<Call>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(call) = calls.recv().await {
+            let result = match poster.post(&call.message).await {
+                Ok(frame) => Ok(frame),
+                Err(ClientError::Http { code, message, .. }) if !code.is_empty() => {
+                    Err(CallError::Server { code, message })
+                }
+                Err(_) => Err(CallError::ConnectionLost),
+            };
+            let _ = call.reply.send(result);
+        }
+    })
+}
+
+async fn maybe<T>(rx: Option<&mut oneshot::Receiver<T>>) -> Result<T, oneshot::error::RecvError> {
+    match rx {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn maybe_recv<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn maybe_join<T>(handle: Option<&mut JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match handle {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn sleep_until_opt(at: Option<Instant>) -> impl Future<Output = ()> {
+    async move {
+        match at {
+            Some(at) => sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
