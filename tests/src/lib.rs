@@ -8,9 +8,15 @@
 //!   single request/reply shape, so tests can run the same table over both.
 //! - [`tokens`]: HS256 client tokens, valid or deliberately broken.
 //! - [`shell`]: running the `jq` recipes of the log analysis guide.
+//! - [`client_stream`]: checking that a `Client` delivered numbered messages
+//!   once each, in order.
+//! - [`cut_proxy`]: [`CutProxy`](cut_proxy::CutProxy), a TCP proxy that cuts,
+//!   freezes or blocks connections on command.
 //! - [`metrics`]: reading `/metrics` samples; [`wait`]: polling with a deadline.
 
 pub mod binary;
+pub mod client_stream;
+pub mod cut_proxy;
 pub mod metrics;
 pub mod peer;
 pub mod server;
