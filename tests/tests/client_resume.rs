@@ -37,7 +37,7 @@ fn client(url: &str, player: &str, mode: Mode) -> Client {
 
 /// Counts reconnects: transitions into `Connected` after the first.
 async fn count_reconnects(mut statuses: tokio::sync::mpsc::Receiver<Status>) -> usize {
-    let mut connected = 0;
+    let mut connected: usize = 0;
     let mut was_connected = false;
     while let Some(s) = statuses.recv().await {
         let now = s.is_connected();

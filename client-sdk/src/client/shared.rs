@@ -51,6 +51,8 @@ pub(crate) type StopReason = (Option<u16>, String);
 pub(crate) struct Shared {
     pub(crate) options: ClientOptions,
     gate: tokio::sync::Mutex<SeqGate>,
+    /// Held while a slot connects and judges its welcome.
+    pub(crate) opening: tokio::sync::Mutex<()>,
     listeners: Mutex<Listeners>,
     subscriptions: Mutex<BTreeSet<String>>,
     callers: Mutex<Vec<Caller>>,
@@ -73,6 +75,7 @@ impl Shared {
         Self {
             options,
             gate: tokio::sync::Mutex::new(SeqGate::default()),
+            opening: tokio::sync::Mutex::new(()),
             listeners: Mutex::new(Listeners::default()),
             subscriptions: Mutex::new(subscriptions),
             callers: Mutex::new(Vec::new()),

@@ -59,7 +59,10 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPla
             return finish(&shared, slot, reason);
         }
         let link = match ready.take() {
-            Some(link) => link,
+            Some(link) => {
+                shared.welcomed(link.welcome()).await;
+                link
+            }
             None => {
                 if first {
                     first = false;
@@ -84,7 +87,7 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPla
                 }
                 let transport = plan.next(Instant::now());
                 let attempt = tokio::select! {
-                    opened = open(&shared, transport) => opened,
+                    opened = open_welcomed(&shared, transport) => opened,
                     _ = stop.changed() => continue,
                 };
                 match attempt {
@@ -105,7 +108,6 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPla
             plan.ws_welcomed();
         }
         backoff.reset();
-        shared.welcomed(link.welcome()).await;
         shared.set_status(slot, Status::connected(link.transport()));
         match serve(&shared, slot, link, &mut plan, &mut stop, &mut checks).await {
             LinkEnd::Switched(link) => ready = Some(link),
@@ -139,6 +141,16 @@ fn stop_all(shared: &Shared, slot: usize, reason: StopReason) {
         }
     });
     finish(shared, slot, reason);
+}
+
+/// Connects and judges the welcome, one slot at a time: in dual mode the
+/// second link must join the session the first one got (or found gone and
+/// replaced), never open a session of its own.
+async fn open_welcomed(shared: &Shared, transport: Transport) -> Result<Link, End> {
+    let _one_at_a_time = shared.opening.lock().await;
+    let link = open(shared, transport).await?;
+    shared.welcomed(link.welcome()).await;
+    Ok(link)
 }
 
 /// Connects over `transport`: a fresh token, the resume point, every
