@@ -65,6 +65,6 @@ impl CallError {
 pub struct Published {
     /// The publication id every recipient sees.
     pub id: String,
-    /// How many sessions it reached.
+    /// How many connections it reached.
     pub recipients: u64,
 }
