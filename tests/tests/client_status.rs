@@ -109,3 +109,43 @@ async fn backoff_grows_and_is_capped_and_max_attempts_gives_up() {
     eprintln!("backoff delays: {delays:?}");
     c.close().await;
 }
+
+/// SIGTERM: the server's `shutdown` frame (WebSocket) or `shutdown` event
+/// and `retry:` (SSE) say to come back after at least a second; the first
+/// retry waits at least that long instead of the tiny backoff.
+#[tokio::test]
+async fn a_server_shutdown_hint_sets_the_first_retry_delay() {
+    let server = TestServer::builder().set("server", "shutdown_grace_seconds", "2").start().await;
+    let tiny = Reconnect {
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        max_attempts: None,
+    };
+    let mut clients = Vec::new();
+    for (mode, player) in [(Mode::WebSocket, "hint-ws"), (Mode::Sse, "hint-sse")] {
+        let c =
+            Client::new(ClientOptions::new(server.base_url()).player_id(player).mode(mode).reconnect(tiny))
+                .expect("options");
+        c.connect();
+        assert!(c.wait_status(WAIT, Status::is_connected).await.is_some(), "{mode:?}");
+        let statuses = c.status_stream();
+        clients.push((mode, c, statuses));
+    }
+    server.send_signal(tandem_e2e::Signal::Term);
+    for (mode, c, mut statuses) in clients {
+        let first_retry = loop {
+            match next(&mut statuses).await {
+                Status::Reconnecting { attempt, delay } => break (attempt, delay),
+                Status::Connected { .. } => {}
+                other => panic!("{mode:?}: {other:?}"),
+            }
+        };
+        assert_eq!(first_retry.0, 1, "{mode:?}");
+        assert!(
+            first_retry.1 >= Duration::from_millis(1000),
+            "{mode:?}: the hint was ignored: {first_retry:?}"
+        );
+        eprintln!("{mode:?}: first retry after {:?}", first_retry.1);
+        c.close().await;
+    }
+}
