@@ -4,7 +4,6 @@
 //! decisions come from [`crate::machine`]; this is the tokio glue.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +40,7 @@ enum LinkEnd {
     /// It ended; `hint` is the server's wait-before-retry, if it gave one.
     Ended { end: End, hint: Option<Duration> },
     /// A background probe welcomed a WebSocket: continue on it.
-    Switched(Link),
+    Switched(Box<Link>),
     /// The client is stopping.
     Stopped,
 }
@@ -110,7 +109,7 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPla
         backoff.reset();
         shared.set_status(slot, Status::connected(link.transport()));
         match serve(&shared, slot, link, &mut plan, &mut stop, &mut checks).await {
-            LinkEnd::Switched(link) => ready = Some(link),
+            LinkEnd::Switched(link) => ready = Some(*link),
             LinkEnd::Stopped => {}
             LinkEnd::Ended { end, hint: h } => {
                 hint = h;
@@ -289,7 +288,7 @@ async fn serve(
             probed = maybe_join(probe.as_mut()) => {
                 probe = None;
                 match probed {
-                    Ok(Ok(ws)) => break LinkEnd::Switched(ws),
+                    Ok(Ok(ws)) => break LinkEnd::Switched(Box::new(ws)),
                     Ok(Err(_)) | Err(_) => plan.ws_failed(Instant::now()),
                 }
             }
@@ -356,11 +355,9 @@ async fn maybe_join<T>(handle: Option<&mut JoinHandle<T>>) -> Result<T, tokio::t
     }
 }
 
-fn sleep_until_opt(at: Option<Instant>) -> impl Future<Output = ()> {
-    async move {
-        match at {
-            Some(at) => sleep_until(at).await,
-            None => std::future::pending().await,
-        }
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
