@@ -56,6 +56,8 @@ async fn stream_through_cuts(mode: Mode, player: &str, total: u64, drops: u64, e
     let proxy = CutProxy::start(server.addr()).await;
     let c = client(&proxy.base_url(), player, mode);
     let mut events = c.events();
+    // One channel handler, registered once: reconnects must not add more.
+    let mut own = c.on(&format!("player:{player}"));
     let statuses = c.status_stream();
     c.connect();
     assert!(c.wait_status(WAIT, Status::is_connected).await.is_some(), "{mode:?}: first connect");
@@ -78,13 +80,19 @@ async fn stream_through_cuts(mode: Mode, player: &str, total: u64, drops: u64, e
     publisher.await.expect("publisher");
     assert_numbered(&all, 1, 0);
     assert_eq!(c.last_seq().await, total);
+    let mut by_handler = Vec::new();
+    while let Ok(d) = own.try_recv() {
+        by_handler.push(d);
+    }
+    assert_numbered(&by_handler, 1, 0);
+    assert_eq!(by_handler.len() as u64, total, "{mode:?}: the channel handler saw each message once");
     // Nothing more arrives: no duplicate trails the stream.
     c.ping().await.expect("ping after the stream");
     assert!(events.try_recv().is_err(), "{mode:?}: an extra event after the last seq");
     c.close().await;
     drop(c);
     let reconnected = reconnects.await.expect("status counter");
-    assert!(reconnected as u64 >= drops.min(1), "{mode:?}: reconnected {reconnected} times");
+    assert!(reconnected as u64 >= drops, "{mode:?}: reconnected {reconnected} times");
     eprintln!("{mode:?}: {total} messages, {drops} drops, {reconnected} reconnects");
 }
 
@@ -214,5 +222,53 @@ async fn a_server_restart_is_a_resync_with_the_reload_hook_before_live_delivery(
     // The subscriptions came back with the new session.
     let detail = second.api_get("/api/players/restarted").await.1;
     assert!(detail.to_string().contains("room:lobby"), "subscriptions restored: {detail}");
+    c.close().await;
+}
+
+/// `reconnect()` is the "network came back" check: a frozen link is
+/// replaced within `call_timeout`, long before the 30 s liveness window of
+/// the default 15 s heartbeats.
+#[tokio::test]
+async fn reconnect_checks_a_silent_link_now() {
+    let server = TestServer::start().await;
+    let proxy = CutProxy::start(server.addr()).await;
+    let c = Client::new(
+        ClientOptions::new(proxy.base_url())
+            .player_id("checked")
+            .mode(Mode::WebSocket)
+            .reconnect(quick())
+            .call_timeout(Duration::from_millis(500)),
+    )
+    .expect("options");
+    let mut events = c.events();
+    c.connect();
+    assert!(c.wait_status(WAIT, Status::is_connected).await.is_some());
+    // A check of a healthy link keeps it.
+    let accepted = proxy.accepted();
+    c.reconnect();
+    spawn_direct(&server, "checked", 1, 3, Duration::ZERO).await.expect("publisher");
+    let (first, _) = collect(&mut events, 3, WAIT).await;
+    c.ping().await.expect("ping");
+    assert_eq!(proxy.accepted(), accepted, "a healthy link was replaced");
+
+    let mut statuses = c.status_stream();
+    proxy.freeze_all();
+    let started = Instant::now();
+    c.reconnect();
+    let replaced = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(s) = statuses.recv().await {
+            if matches!(s, Status::Reconnecting { .. }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(replaced.is_ok(), "the frozen link was not replaced after reconnect()");
+    eprintln!("frozen link replaced {:?} after reconnect()", started.elapsed());
+    spawn_direct(&server, "checked", 4, 6, Duration::ZERO).await.expect("publisher");
+    let (rest, others) = collect(&mut events, 3, WAIT).await;
+    assert!(others.is_empty(), "{others:?}");
+    let all: Vec<_> = first.into_iter().chain(rest).collect();
+    assert_numbered(&all, 1, 0);
     c.close().await;
 }
