@@ -72,7 +72,7 @@ async fn websocket_delivers_in_order_and_calls_resolve_with_the_server_reply() {
     assert!(others.is_empty(), "no resync: {others:?}");
     assert_eq!(messages[0].channel, "room:tavern");
     assert_numbered(&messages[1..], 1, 1);
-    assert_eq!(alice.last_seq().await, 31);
+    assert_eq!(alice.last_seq(), 31);
 
     alice.close().await;
     assert_eq!(alice.status(), Status::Disconnected { code: Some(1000), reason: "closed by client".into() });

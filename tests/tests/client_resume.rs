@@ -79,7 +79,7 @@ async fn stream_through_cuts(mode: Mode, player: &str, total: u64, drops: u64, e
     all.extend(part);
     publisher.await.expect("publisher");
     assert_numbered(&all, 1, 0);
-    assert_eq!(c.last_seq().await, total);
+    assert_eq!(c.last_seq(), total);
     let mut by_handler = Vec::new();
     while let Ok(d) = own.try_recv() {
         by_handler.push(d);
@@ -199,7 +199,7 @@ async fn a_server_restart_is_a_resync_with_the_reload_hook_before_live_delivery(
     spawn_direct(&first, "restarted", 1, 3, Duration::ZERO).await.expect("publisher");
     let (before, _) = collect(&mut events, 3, WAIT).await;
     assert_numbered(&before, 1, 0);
-    let old_session = c.session_id().await.expect("a session");
+    let old_session = c.session_id().expect("a session");
 
     // A new process: the old session is gone with the old one.
     let second = builder().start().await;

@@ -44,6 +44,9 @@ use crate::machine::status::Status;
 use crate::machine::transport_plan::{Mode, Transport, TransportPlan};
 use crate::options::ConnectOptions;
 
+/// The reason of the status [`Client::close`] leaves.
+const CLOSED_BY_CLIENT: &str = "closed by client";
+
 /// How long [`Client::close`] waits for the slots to say goodbye.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
@@ -153,13 +156,13 @@ impl Client {
     }
 
     /// The highest `seq` delivered so far.
-    pub async fn last_seq(&self) -> u64 {
-        self.shared.last_seq().await
+    pub fn last_seq(&self) -> u64 {
+        self.shared.position().1
     }
 
     /// The current session, once there was one.
-    pub async fn session_id(&self) -> Option<String> {
-        self.shared.resume_point().await.map(|(s, _)| s)
+    pub fn session_id(&self) -> Option<String> {
+        self.shared.position().0
     }
 
     /// Subscribes; kept across reconnects and restored on a new session.
@@ -218,19 +221,15 @@ impl Client {
                 abort.abort();
             }
         }
-        let slots = if self.shared.options.mode == Mode::Dual { 2 } else { 1 };
-        for slot in 0..slots {
-            self.shared.set_status(
-                slot,
-                Status::Disconnected { code: Some(1000), reason: "closed by client".into() },
-            );
-        }
+        // Slots that never ran (or were cut short) end here; a slot that
+        // ended on its own keeps its reason (4001, 401, gave up).
+        self.shared.disconnect_all(Some(1000), CLOSED_BY_CLIENT);
     }
 
     fn request_stop(&self) {
         self.shared.stop.send_if_modified(|current| {
             if current.is_none() {
-                *current = Some((Some(1000), "closed by client".into()));
+                *current = Some((Some(1000), CLOSED_BY_CLIENT.into()));
                 true
             } else {
                 false

@@ -51,6 +51,9 @@ pub(crate) type StopReason = (Option<u16>, String);
 pub(crate) struct Shared {
     pub(crate) options: ClientOptions,
     gate: tokio::sync::Mutex<SeqGate>,
+    /// The gate's session and last `seq`, readable while the gate is held
+    /// (by a reload hook that asks for them, say).
+    position: Mutex<(Option<String>, u64)>,
     /// Held while a slot connects and judges its welcome.
     pub(crate) opening: tokio::sync::Mutex<()>,
     listeners: Mutex<Listeners>,
@@ -75,6 +78,7 @@ impl Shared {
         Self {
             options,
             gate: tokio::sync::Mutex::new(SeqGate::default()),
+            position: Mutex::new((None, 0)),
             opening: tokio::sync::Mutex::new(()),
             listeners: Mutex::new(Listeners::default()),
             subscriptions: Mutex::new(subscriptions),
@@ -101,6 +105,17 @@ impl Shared {
         let _ = tx.try_send(self.status());
         lock(&self.listeners).statuses.push(tx);
         rx
+    }
+
+    /// Ends every slot that has not ended yet with `Disconnected`.
+    pub(crate) fn disconnect_all(&self, code: Option<u16>, reason: &str) {
+        let slots = lock(&self.slots).len();
+        for slot in 0..slots {
+            let ended = lock(&self.slots).get(slot).is_some_and(|s| matches!(s, Status::Disconnected { .. }));
+            if !ended {
+                self.set_status(slot, Status::Disconnected { code, reason: reason.to_owned() });
+            }
+        }
     }
 
     /// Sets one slot's status and publishes the combined one when it changed.
@@ -151,6 +166,7 @@ impl Shared {
         if verdict != Accept::Deliver {
             return verdict;
         }
+        self.mirror(&gate);
         let (all, channel) = {
             let mut l = lock(&self.listeners);
             l.all.retain(|tx| !tx.is_closed());
@@ -182,6 +198,7 @@ impl Shared {
     pub(crate) async fn welcomed(&self, welcome: &Welcome) -> WelcomeOutcome {
         let mut gate = self.gate.lock().await;
         let outcome = gate.on_welcome(welcome);
+        self.mirror(&gate);
         if let WelcomeOutcome::Resync(reason) = &outcome {
             let resync = Resync {
                 reason: reason.clone(),
@@ -204,13 +221,25 @@ impl Shared {
         outcome
     }
 
+    fn mirror(&self, gate: &SeqGate) {
+        let mut position = lock(&self.position);
+        position.1 = gate.last_seq();
+        if let Some((session, _)) = gate.resume_point() {
+            if position.0.as_deref() != Some(session) {
+                position.0 = Some(session.to_owned());
+            }
+        }
+    }
+
     /// The session and `seq` to resume from, once there was a session.
     pub(crate) async fn resume_point(&self) -> Option<(String, u64)> {
         self.gate.lock().await.resume_point().map(|(s, n)| (s.to_owned(), n))
     }
 
-    pub(crate) async fn last_seq(&self) -> u64 {
-        self.gate.lock().await.last_seq()
+    /// The current session and last delivered `seq`, without waiting for
+    /// the gate.
+    pub(crate) fn position(&self) -> (Option<String>, u64) {
+        lock(&self.position).clone()
     }
 
     // --- subscriptions ---
