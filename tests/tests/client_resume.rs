@@ -272,3 +272,38 @@ async fn reconnect_checks_a_silent_link_now() {
     assert_numbered(&all, 1, 0);
     c.close().await;
 }
+
+/// A gap older than the server's history: the resume comes back
+/// `resync_required` on the same session; the application gets the resync
+/// (never a silent skip) and live delivery goes on after the new `last_seq`.
+#[tokio::test]
+async fn a_gap_older_than_the_history_is_an_explicit_resync() {
+    let server = builder().set("session", "history_size", "4").start().await;
+    let proxy = CutProxy::start(server.addr()).await;
+    let c = client(&proxy.base_url(), "gapped", Mode::WebSocket);
+    let mut events = c.events();
+    c.connect();
+    assert!(c.wait_status(WAIT, Status::is_connected).await.is_some());
+    spawn_direct(&server, "gapped", 1, 2, Duration::ZERO).await.expect("publisher");
+    let (first, _) = collect(&mut events, 2, WAIT).await;
+    assert_numbered(&first, 1, 0);
+    let session = c.session_id().expect("a session");
+
+    // Ten messages go into a frozen link and die with it; only the last
+    // four stay in the server's history.
+    proxy.freeze_all();
+    spawn_direct(&server, "gapped", 3, 12, Duration::ZERO).await.expect("publisher");
+    proxy.cut_all();
+
+    let event = tokio::time::timeout(WAIT, events.recv()).await.expect("an event in time").expect("open");
+    let ClientEvent::Resync(resync) = event else { panic!("expected a resync, got {event:?}") };
+    assert_eq!(resync.reason, ResyncReason::ResyncRequired);
+    assert_eq!(resync.session_id, session, "the same session, its gap unfillable");
+    assert_eq!(resync.last_seq, 12);
+    assert_eq!(c.last_seq(), 12);
+    spawn_direct(&server, "gapped", 13, 15, Duration::ZERO).await.expect("publisher");
+    let (after, others) = collect(&mut events, 3, WAIT).await;
+    assert!(others.is_empty(), "{others:?}");
+    assert_numbered(&after, 13, 0);
+    c.close().await;
+}
