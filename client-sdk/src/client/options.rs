@@ -113,7 +113,17 @@ impl ClientOptions {
         self
     }
 
-    /// The token callback, e.g. `|| async { Ok(fetch_token().await?) }`.
+    /// The token callback, called before every connect and reconnect so a
+    /// short-lived token can be refreshed. A refusal of its token (401,
+    /// 403) stops the client; an error from the callback is a failed
+    /// attempt, retried with backoff.
+    ///
+    /// ```no_run
+    /// # use tandem_client::ClientOptions;
+    /// # async fn fetch_token() -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// let options = ClientOptions::new("https://game.example")
+    ///     .token(|| async { Ok(fetch_token().await?) });
+    /// ```
     pub fn token<F, Fut>(mut self, source: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -166,6 +176,17 @@ impl ClientOptions {
 
     /// The reload hook, awaited after a resync before live delivery
     /// resumes (reload the state the lost deliveries would have changed).
+    /// [`ClientEvent::Resync`](super::events::ClientEvent::Resync) is sent
+    /// to [`Client::events`](super::Client::events) just before it runs.
+    ///
+    /// ```no_run
+    /// # use tandem_client::ClientOptions;
+    /// let options = ClientOptions::new("http://127.0.0.1:8080")
+    ///     .player_id("alice")
+    ///     .on_resync(|resync| async move {
+    ///         eprintln!("reloading the room after {:?}", resync.reason);
+    ///     });
+    /// ```
     pub fn on_resync<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(Resync) -> Fut + Send + Sync + 'static,
