@@ -276,3 +276,97 @@ impl Shared {
         callers.iter().filter(|c| !c.calls.is_closed()).min_by_key(|c| c.transport).map(|c| c.calls.clone())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::machine::sequence::ResyncReason;
+
+    fn delivery(seq: u64) -> Delivery {
+        Delivery {
+            seq,
+            id: format!("m_{seq}"),
+            channel: "room:a".into(),
+            event: "e".into(),
+            data: json!({"n": seq}),
+            ts: 0,
+        }
+    }
+
+    fn welcome(session: &str, last_seq: u64, resumed: bool) -> Welcome {
+        Welcome {
+            session_id: session.into(),
+            last_seq,
+            resumed,
+            heartbeat_interval_ms: 1000,
+            ..Welcome::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn two_links_racing_deliver_each_seq_once_in_order() {
+        let shared = Arc::new(Shared::new(ClientOptions::new("http://127.0.0.1:9"), 2));
+        let mut all = shared.events();
+        let mut room = shared.on("room:a");
+        shared.welcomed(&welcome("s_1", 0, false)).await;
+        let link = |shared: Arc<Shared>| {
+            tokio::spawn(async move {
+                for seq in 1..=200 {
+                    shared.deliver(delivery(seq)).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let (a, b) = (link(Arc::clone(&shared)), link(Arc::clone(&shared)));
+        a.await.unwrap();
+        b.await.unwrap();
+        for want in 1..=200 {
+            match all.try_recv().unwrap() {
+                ClientEvent::Message(d) => assert_eq!(d.seq, want),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(room.try_recv().unwrap().seq, want);
+        }
+        assert!(all.try_recv().is_err() && room.try_recv().is_err(), "no duplicates");
+        assert_eq!(shared.position(), (Some("s_1".into()), 200));
+    }
+
+    #[tokio::test]
+    async fn a_resync_is_announced_and_holds_delivery_until_the_hook_is_done() {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let options = ClientOptions::new("http://127.0.0.1:9").on_resync(move |_| {
+            let flag = Arc::clone(&flag);
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        let shared = Arc::new(Shared::new(options, 1));
+        let mut all = shared.events();
+        shared.welcomed(&welcome("s_1", 0, false)).await;
+        assert_eq!(shared.deliver(delivery(1)).await, Accept::Deliver);
+
+        let resyncing = {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move { shared.welcomed(&welcome("s_2", 0, false)).await })
+        };
+        // Wait until the resync was announced, then race a delivery of the
+        // new session against the running hook.
+        let ClientEvent::Message(first) = all.recv().await.unwrap() else { panic!("message 1 first") };
+        assert_eq!(first.seq, 1);
+        let ClientEvent::Resync(resync) = all.recv().await.unwrap() else { panic!("then the resync") };
+        assert_eq!(resync.reason, ResyncReason::NewSession { previous: "s_1".into() });
+        assert_eq!(shared.deliver(delivery(1)).await, Accept::Deliver);
+        assert!(done.load(Ordering::SeqCst), "the delivery passed before the hook finished");
+        assert!(matches!(resyncing.await.unwrap(), WelcomeOutcome::Resync(_)));
+        assert!(matches!(all.recv().await.unwrap(), ClientEvent::Message(d) if d.seq == 1));
+    }
+}
