@@ -149,3 +149,33 @@ async fn a_server_shutdown_hint_sets_the_first_retry_delay() {
         c.close().await;
     }
 }
+
+/// Out of attempts is `Disconnected`; `reconnect()` starts over.
+#[tokio::test]
+async fn reconnect_starts_over_after_giving_up() {
+    let server = TestServer::start().await;
+    let proxy = CutProxy::start(server.addr()).await;
+    proxy.set_mode(ProxyMode::RefuseAll);
+    let c = Client::new(
+        ClientOptions::new(proxy.base_url()).player_id("again").mode(Mode::WebSocket).reconnect(Reconnect {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(5),
+            max_attempts: Some(2),
+        }),
+    )
+    .expect("options");
+    c.connect();
+    let gave_up = c.wait_status(WAIT, |s| matches!(s, Status::Disconnected { .. })).await;
+    assert_eq!(
+        gave_up,
+        Some(Status::Disconnected { code: None, reason: "gave up after 2 failed attempts".into() })
+    );
+    proxy.set_mode(ProxyMode::Pass);
+    c.reconnect();
+    assert!(c.wait_status(WAIT, Status::is_connected).await.is_some(), "started over: {:?}", c.status());
+    c.ping().await.expect("ping");
+    c.close().await;
+    c.reconnect();
+    assert_eq!(c.status(), Status::Disconnected { code: Some(1000), reason: "closed by client".into() });
+    assert_eq!(c.ping().await, Err(tandem_client::CallError::NotConnected), "closed stays closed");
+}

@@ -205,9 +205,24 @@ impl Client {
 
     /// Checks now instead of waiting: a waiting reconnect starts at once,
     /// an open link must answer a ping within `call_timeout` or is replaced
-    /// (e.g. when the network came back).
+    /// (e.g. when the network came back). A client that stopped on its own
+    /// (out of attempts, refused, disconnected by the server) starts over;
+    /// one stopped by [`close`](Self::close) stays closed.
     pub fn reconnect(&self) {
         self.shared.checks.send_modify(|n| *n = n.wrapping_add(1));
+        let restart = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+            let ended = !tasks.is_empty() && tasks.iter().all(JoinHandle::is_finished);
+            let closed = self.shared.stop.borrow().as_ref().is_some_and(|(_, r)| r == CLOSED_BY_CLIENT);
+            if ended && !closed {
+                tasks.clear();
+                self.shared.stop.send_replace(None);
+            }
+            ended && !closed
+        };
+        if restart {
+            self.connect();
+        }
     }
 
     /// Closes every link (WebSocket: 1000 `normal`) and stops; the status
