@@ -16,12 +16,12 @@ use super::link::{Link, end_of};
 use super::shared::{Call, Shared, StopReason};
 use crate::error::ClientError;
 use crate::frames::{ClientMessage, ServerFrame};
-use crate::machine::backoff::{Backoff, Next};
+use crate::machine::connection::{Connection, Step};
 use crate::machine::liveness::Liveness;
 use crate::machine::sequence::Accept;
 use crate::machine::status::Status;
 use crate::machine::transport_plan::{Transport, TransportPlan};
-use crate::machine::verdict::{End, Verdict, judge};
+use crate::machine::verdict::End;
 use crate::options::ConnectOptions;
 
 /// Calls queued on one link before `publish` and friends wait for room.
@@ -45,17 +45,18 @@ enum LinkEnd {
     Stopped,
 }
 
-/// Runs one slot until the client stops or gives up.
-pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPlan) {
+/// Runs one slot until the client stops or gives up. The decisions are
+/// [`Connection`]'s; this carries them out and reports back.
+pub(crate) async fn run(shared: Arc<Shared>, slot: usize, plan: TransportPlan) {
     let mut stop = shared.stop.subscribe();
     let mut checks = shared.checks.subscribe();
-    let mut backoff = Backoff::default();
-    let mut hint = None;
+    let mut conn = Connection::new(plan, shared.options.reconnect);
     let mut ready: Option<Link> = None;
-    let mut first = true;
     loop {
-        if let Some(reason) = stopped(&stop) {
-            return finish(&shared, slot, reason);
+        if let Some((code, reason)) = stopped(&stop) {
+            conn.stop(code, reason);
+            shared.set_status(slot, conn.status().clone());
+            return;
         }
         let link = match ready.take() {
             Some(link) => {
@@ -63,28 +64,21 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPla
                 link
             }
             None => {
-                if first {
-                    first = false;
-                    shared.set_status(slot, Status::Connecting);
-                } else {
-                    let next = backoff.next(&shared.options.reconnect, rand::random::<f64>(), hint.take());
-                    let (attempt, delay) = match next {
-                        Next::Retry { attempt, delay } => (attempt, delay),
-                        Next::GiveUp { attempts } => {
-                            let reason = format!("gave up after {attempts} failed attempts");
-                            shared.set_status(slot, Status::Disconnected { code: None, reason });
-                            return;
+                let step = conn.next_step(rand::random::<f64>());
+                shared.set_status(slot, conn.status().clone());
+                match step {
+                    Step::Stop => return,
+                    Step::Wait { delay } if delay.is_zero() => {}
+                    Step::Wait { delay } => {
+                        checks.borrow_and_update();
+                        tokio::select! {
+                            () = sleep(delay) => {}
+                            _ = checks.changed() => {}
+                            _ = stop.changed() => continue,
                         }
-                    };
-                    shared.set_status(slot, Status::Reconnecting { attempt, delay });
-                    checks.borrow_and_update();
-                    tokio::select! {
-                        () = sleep(delay) => {}
-                        _ = checks.changed() => {}
-                        _ = stop.changed() => continue,
                     }
                 }
-                let transport = plan.next(Instant::now());
+                let transport = conn.transport(Instant::now());
                 let attempt = tokio::select! {
                     opened = open_welcomed(&shared, transport) => opened,
                     _ = stop.changed() => continue,
@@ -92,29 +86,22 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, mut plan: TransportPla
                 match attempt {
                     Ok(link) => link,
                     Err(end) => {
-                        if transport == Transport::WebSocket {
-                            plan.ws_failed(Instant::now());
-                        }
-                        if let Verdict::Stop { code, reason } = judge(&end) {
-                            return stop_all(&shared, slot, (code, reason));
+                        if conn.attempt_failed(transport, &end, Instant::now()).is_some() {
+                            return stop_all(&shared, slot, conn.status());
                         }
                         continue;
                     }
                 }
             }
         };
-        if link.transport() == Transport::WebSocket {
-            plan.ws_welcomed();
-        }
-        backoff.reset();
-        shared.set_status(slot, Status::connected(link.transport()));
-        match serve(&shared, slot, link, &mut plan, &mut stop, &mut checks).await {
+        conn.welcomed(link.transport());
+        shared.set_status(slot, conn.status().clone());
+        match serve(&shared, slot, link, &mut conn, &mut stop, &mut checks).await {
             LinkEnd::Switched(link) => ready = Some(*link),
             LinkEnd::Stopped => {}
-            LinkEnd::Ended { end, hint: h } => {
-                hint = h;
-                if let Verdict::Stop { code, reason } = judge(&end) {
-                    return stop_all(&shared, slot, (code, reason));
+            LinkEnd::Ended { end, hint } => {
+                if conn.link_ended(&end, hint).is_some() {
+                    return stop_all(&shared, slot, conn.status());
                 }
             }
         }
@@ -125,21 +112,20 @@ fn stopped(stop: &watch::Receiver<Option<StopReason>>) -> Option<StopReason> {
     stop.borrow().clone()
 }
 
-fn finish(shared: &Shared, slot: usize, (code, reason): StopReason) {
-    shared.set_status(slot, Status::Disconnected { code, reason });
-}
-
 /// This slot was told to stop by the server: so is every other slot.
-fn stop_all(shared: &Shared, slot: usize, reason: StopReason) {
-    shared.stop.send_if_modified(|current| {
-        if current.is_none() {
-            *current = Some(reason.clone());
-            true
-        } else {
-            false
-        }
-    });
-    finish(shared, slot, reason);
+fn stop_all(shared: &Shared, slot: usize, status: &Status) {
+    if let Status::Disconnected { code, reason } = status {
+        let reason: StopReason = (*code, reason.clone());
+        shared.stop.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason.clone());
+                true
+            } else {
+                false
+            }
+        });
+    }
+    shared.set_status(slot, status.clone());
 }
 
 /// Connects and judges the welcome, one slot at a time: in dual mode the
@@ -182,7 +168,7 @@ async fn serve(
     shared: &Arc<Shared>,
     slot: usize,
     mut link: Link,
-    plan: &mut TransportPlan,
+    conn: &mut Connection,
     stop: &mut watch::Receiver<Option<StopReason>>,
     checks: &mut watch::Receiver<u64>,
 ) -> LinkEnd {
@@ -211,7 +197,7 @@ async fn serve(
         let now = Instant::now();
         let wait = liveness.deadline().map_or(IDLE_WAKE, |d| d.saturating_duration_since(now));
         let probe_at =
-            if link.transport() == Transport::Sse && probe.is_none() { plan.probe_at() } else { None };
+            if link.transport() == Transport::Sse && probe.is_none() { conn.probe_at() } else { None };
         tokio::select! {
             biased;
             _ = stop.changed() => break LinkEnd::Stopped,
@@ -289,7 +275,7 @@ async fn serve(
                 probe = None;
                 match probed {
                     Ok(Ok(ws)) => break LinkEnd::Switched(Box::new(ws)),
-                    Ok(Err(_)) | Err(_) => plan.ws_failed(Instant::now()),
+                    Ok(Err(_)) | Err(_) => conn.probe_failed(Instant::now()),
                 }
             }
         }

@@ -3,6 +3,8 @@
 //! Time comes in as `now`, randomness as a number in `[0, 1)`, so every
 //! rule is unit-tested exactly, as the server's `session.rs` is.
 //!
+//! - [`connection`]: the connection state machine of one slot, built from
+//!   the pieces below.
 //! - [`backoff`]: when to try again (exponential, capped, full jitter,
 //!   server hints).
 //! - [`sequence`]: exactly-once, in-order delivery by `seq`, and what a
@@ -15,6 +17,7 @@
 //!   up to one.
 
 pub mod backoff;
+pub mod connection;
 pub mod liveness;
 pub mod sequence;
 pub mod status;
