@@ -212,7 +212,8 @@ async fn serve(
             }
             answer = maybe(check.as_mut()) => {
                 check = None;
-                if answer.is_ok_and(|r| r.is_ok()) {
+                // Any answer of the server's (a refusal too) proves the link.
+                if matches!(answer, Ok(Ok(_) | Err(CallError::Server { .. }))) {
                     liveness.received(Instant::now());
                 }
             }
