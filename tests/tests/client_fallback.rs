@@ -107,3 +107,42 @@ async fn auto_probes_websocket_again_and_switches_back_without_loss() {
     assert!(detail.to_string().contains("websocket"), "{detail}");
     c.close().await;
 }
+
+/// Dual mode behind a proxy that refuses upgrades: the SSE link carries
+/// the session alone (status names only SSE) while the WebSocket slot keeps
+/// retrying; every message arrives once.
+#[tokio::test]
+async fn dual_mode_keeps_delivering_over_sse_when_websocket_is_refused() {
+    let server = TestServer::start().await;
+    let proxy = CutProxy::start(server.addr()).await;
+    proxy.set_mode(ProxyMode::RefuseUpgrades);
+    let c = Client::new(
+        ClientOptions::new(proxy.base_url())
+            .player_id("half-dual")
+            .mode(Mode::Dual)
+            .reconnect(quick())
+            .welcome_timeout(Duration::from_millis(500)),
+    )
+    .expect("options");
+    let mut events = c.events();
+    c.connect();
+    assert!(c.wait_status(WAIT, over(Transport::Sse)).await.is_some(), "SSE alone: {:?}", c.status());
+    spawn_direct(&server, "half-dual", 1, 20, Duration::ZERO).await.expect("publisher");
+    let (messages, others) = collect(&mut events, 20, WAIT).await;
+    assert!(others.is_empty(), "{others:?}");
+    assert_numbered(&messages, 1, 0);
+    assert!(proxy.upgrades() >= 2, "the WebSocket slot kept trying: {}", proxy.upgrades());
+    // The WebSocket comes through once the proxy lets it: both links, one
+    // session, still once each.
+    proxy.set_mode(ProxyMode::Pass);
+    let both =
+        c.wait_status(WAIT, |s| matches!(s, Status::Connected { transport } if transport.len() == 2)).await;
+    assert!(both.is_some(), "both links: {:?}", c.status());
+    spawn_direct(&server, "half-dual", 21, 30, Duration::ZERO).await.expect("publisher");
+    let (more, others) = collect(&mut events, 10, WAIT).await;
+    assert!(others.is_empty(), "the WebSocket joined the same session: {others:?}");
+    assert_numbered(&more, 21, 0);
+    c.ping().await.expect("ping");
+    assert!(events.try_recv().is_err(), "an extra event after the last seq");
+    c.close().await;
+}
