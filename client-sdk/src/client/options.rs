@@ -48,7 +48,8 @@ pub struct ClientOptions {
     pub reconnect: Reconnect,
     /// A link is dead when nothing arrived within the announced
     /// `heartbeat_interval_ms` × this factor (default 2.0), timed from the
-    /// last frame received.
+    /// last frame received. A factor below 1.0 (or not a number) would
+    /// call healthy links dead, so it counts as the default.
     pub liveness_factor: f64,
     /// No welcome within this (default 10 s) is a failed attempt, also
     /// when a proxy accepted the upgrade and then passed nothing.
