@@ -75,6 +75,11 @@ pub enum ServerFrame {
         reconnect: bool,
         retry_after_ms: u64,
     },
+    /// Publications may have been missed (the server lost its link to the
+    /// other nodes): refetch what the client shows.
+    Resync {
+        reason: String,
+    },
     /// The last event of an SSE stream the server ends (not on shutdown):
     /// the code and reason a WebSocket would get in its close frame.
     Close {
@@ -117,6 +122,9 @@ enum KnownFrame {
         reconnect: bool,
         retry_after_ms: u64,
     },
+    Resync {
+        reason: String,
+    },
     Close {
         code: u16,
         reason: String,
@@ -124,8 +132,18 @@ enum KnownFrame {
     },
 }
 
-const KNOWN_TYPES: [&str; 9] =
-    ["welcome", "message", "subscribed", "unsubscribed", "published", "pong", "error", "shutdown", "close"];
+const KNOWN_TYPES: [&str; 10] = [
+    "welcome",
+    "message",
+    "subscribed",
+    "unsubscribed",
+    "published",
+    "pong",
+    "error",
+    "shutdown",
+    "resync",
+    "close",
+];
 
 impl From<KnownFrame> for ServerFrame {
     fn from(k: KnownFrame) -> Self {
@@ -140,6 +158,7 @@ impl From<KnownFrame> for ServerFrame {
             KnownFrame::Shutdown { reconnect, retry_after_ms } => {
                 Self::Shutdown { reconnect, retry_after_ms }
             }
+            KnownFrame::Resync { reason } => Self::Resync { reason },
             KnownFrame::Close { code, reason, reconnect } => Self::Close { code, reason, reconnect },
         }
     }
@@ -168,6 +187,7 @@ impl ServerFrame {
             Self::Pong { .. } => "pong",
             Self::Error { .. } => "error",
             Self::Shutdown { .. } => "shutdown",
+            Self::Resync { .. } => "resync",
             Self::Close { .. } => "close",
             Self::Unknown(v) => v.get("type").and_then(Value::as_str).unwrap_or(""),
         }

@@ -39,4 +39,4 @@ pub use config::*;
 pub use errors::{ErrorEvent, ErrorFilter, ErrorTracker, ErrorType, Severity};
 pub use health::{CheckOutcome, ComponentStatus, HealthCheck, HealthService, HealthSettings};
 pub use performance::PerformanceMonitor;
-pub use source::{ConnectionOverview, ConnectionSample, ConnectionStatsSource, Transport};
+pub use source::{ConnectionKind, ConnectionOverview, ConnectionSample, ConnectionStatsSource};

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::clock::{self, Clock, round};
-use crate::source::Transport;
+use crate::source::ConnectionKind;
 use crate::system::SystemSampler;
 
 /// Length of one histogram window.
@@ -266,15 +266,15 @@ impl PerformanceMonitor {
     }
 
     /// Time from the upgrade/stream request to the welcome frame.
-    pub fn record_connection_establishment(&self, transport: Transport, d: Duration) {
+    pub fn record_connection_establishment(&self, transport: ConnectionKind, d: Duration) {
         let us = micros(d);
         self.with_shard(|s, secs| match transport {
-            Transport::WebSocket => s.websocket.record(secs / WINDOW_SECS, us),
-            Transport::Sse => s.sse.record(secs / WINDOW_SECS, us),
+            ConnectionKind::WebSocket => s.websocket.record(secs / WINDOW_SECS, us),
+            ConnectionKind::Sse => s.sse.record(secs / WINDOW_SECS, us),
         });
         match transport {
-            Transport::WebSocket => self.handles.websocket_establishment.record(d.as_secs_f64()),
-            Transport::Sse => self.handles.sse_establishment.record(d.as_secs_f64()),
+            ConnectionKind::WebSocket => self.handles.websocket_establishment.record(d.as_secs_f64()),
+            ConnectionKind::Sse => self.handles.sse_establishment.record(d.as_secs_f64()),
         }
     }
 
@@ -537,9 +537,9 @@ mod tests {
     #[test]
     fn establishment_is_split_by_transport() {
         let (m, _) = monitor();
-        m.record_connection_establishment(Transport::WebSocket, Duration::from_millis(40));
-        m.record_connection_establishment(Transport::WebSocket, Duration::from_millis(60));
-        m.record_connection_establishment(Transport::Sse, Duration::from_millis(30));
+        m.record_connection_establishment(ConnectionKind::WebSocket, Duration::from_millis(40));
+        m.record_connection_establishment(ConnectionKind::WebSocket, Duration::from_millis(60));
+        m.record_connection_establishment(ConnectionKind::Sse, Duration::from_millis(30));
         let c = &m.stats(0)["connection_establishment"];
         assert_eq!(c["total_connections"], 3);
         assert_eq!(c["websocket_connections"], 2);

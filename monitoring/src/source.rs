@@ -9,29 +9,30 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-/// The transport of one connection.
+/// How a connection is carried, as monitoring labels it. The server owns
+/// its transport type and maps it onto this small label set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Transport {
+pub enum ConnectionKind {
     #[serde(rename = "websocket")]
     WebSocket,
     Sse,
 }
 
-impl Transport {
+impl ConnectionKind {
     /// Both transports, in the order documents list them.
-    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::Sse];
+    pub const ALL: [ConnectionKind; 2] = [ConnectionKind::WebSocket, ConnectionKind::Sse];
 
     /// The label used in JSON documents, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            Transport::WebSocket => "websocket",
-            Transport::Sse => "sse",
+            ConnectionKind::WebSocket => "websocket",
+            ConnectionKind::Sse => "sse",
         }
     }
 }
 
-impl std::fmt::Display for Transport {
+impl std::fmt::Display for ConnectionKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -40,7 +41,7 @@ impl std::fmt::Display for Transport {
 /// One live connection as the health report sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionSample {
-    pub transport: Transport,
+    pub transport: ConnectionKind,
     /// Time since the connection was established.
     pub age: Duration,
     /// The server's verdict: heartbeat answered within the timeout and
@@ -81,6 +82,12 @@ pub trait ConnectionStatsSource: Send + Sync + 'static {
     /// Time of the last client activity (connect, frame received, publish),
     /// if any.
     fn last_activity(&self) -> Option<SystemTime>;
+    /// When this node is one of several: the whole cluster's counts (the
+    /// `cluster` object of `/monitoring/connections`), as the server sees
+    /// them. `None` for a single node.
+    fn cluster(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A source with no connections and no activity: for tools and tests that
@@ -112,11 +119,11 @@ mod tests {
 
     #[test]
     fn transport_labels_match_serde() {
-        for t in Transport::ALL {
+        for t in ConnectionKind::ALL {
             let json = serde_json::to_value(t).expect("serializes");
             assert_eq!(json, serde_json::Value::String(t.as_str().to_owned()));
         }
-        assert_eq!(Transport::WebSocket.to_string(), "websocket");
+        assert_eq!(ConnectionKind::WebSocket.to_string(), "websocket");
     }
 
     #[test]

@@ -1,24 +1,34 @@
 //! Backend API (`/api/*`), for game backends holding an API key
 //! (`Authorization: Bearer <key>` from `auth.api_keys`).
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::app::AppState;
 use crate::auth;
+use crate::broker;
 use crate::channels;
 use crate::http_error::{self, HttpError};
 use crate::internal_events::{self as ev, AuthSurface};
+use crate::manager::{Fanout, Published};
 use crate::payload;
-use crate::protocol;
+use crate::protocol::{self, ProtocolError};
+use crate::snapshot::RemotePlayer;
+use crate::state::AppState;
+use crate::views;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
+            // Every route in this scope needs the key: a new route cannot
+            // forget it.
+            .wrap(from_fn(require_api_key))
             .route("/publish", web::post().to(publish))
             .route("/broadcast", web::post().to(broadcast))
             .route("/players/{player_id}", web::get().to(player))
@@ -27,17 +37,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn check_key(app: &AppState, req: &HttpRequest) -> Result<(), HttpError> {
+/// The `/api` guard: `Authorization: Bearer <key>` from `auth.api_keys`,
+/// checked before any handler runs; failures are logged and counted.
+async fn require_api_key(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(app) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(HttpError::new(500, "internal", "application state missing").into());
+    };
     let header = req.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok());
-    app.auth.check_api_key(auth::bearer(header)).map_err(|e| {
-        ev::auth_failed(
-            &app.manager.telemetry,
-            AuthSurface::Api,
-            e.code(),
-            &crate::http_error::route_of(req),
-        );
-        HttpError::from(e)
-    })
+    if let Err(e) = app.auth.check_api_key(auth::bearer(header)) {
+        let route = req.match_pattern().unwrap_or_else(|| "/api".to_owned());
+        ev::auth_failed(&app.manager.telemetry, AuthSurface::Api, e.code(), &route);
+        return Err(HttpError::from(e).into());
+    }
+    next.call(req).await
 }
 
 async fn body<T: DeserializeOwned>(
@@ -82,12 +97,33 @@ async fn publish(
     payload: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    check_key(&app, &req)?;
     let b: PublishBody = body(&app, &req, payload).await?;
     channels::namespace(&b.channel)?;
     protocol::validate_event(&b.event)?;
-    let out = app.manager.publish(&b.channel, &b.event, &data_or_null(b.data)?, "api")?;
-    Ok(HttpResponse::Ok().json(out))
+    let out = app.manager.publish(&b.channel, &b.event, &data_or_null(b.data)?, "api");
+    Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
+}
+
+/// Waits (at most `broker.publish_timeout_ms`) until the broker confirms
+/// the other nodes got the publication: a backend never gets `200` for a
+/// publication that went nowhere.
+async fn confirmed(app: &AppState, published: Result<Published, ProtocolError>) -> Result<Fanout, HttpError> {
+    let published = published?;
+    let timeout = std::time::Duration::from_millis(app.config.broker.publish_timeout_ms);
+    broker::confirm(published.ack, timeout)
+        .await
+        .inspect_err(|e| ev::broker_unconfirmed(&published.fanout.id, e))?;
+    Ok(published.fanout)
+}
+
+/// The player's sessions on this node and every other live node.
+async fn player_everywhere(app: &AppState, player_id: &str) -> Result<Option<serde_json::Value>, HttpError> {
+    let remote = app.manager.broker().remote_player(player_id).await?;
+    let local = app
+        .manager
+        .player_snapshot(player_id)
+        .map_or_else(RemotePlayer::default, |p| views::local_sessions(&p));
+    Ok(views::player_json(player_id, &[local, remote]))
 }
 
 /// `POST /api/broadcast {event, data}`: every live session, channel `broadcast`.
@@ -96,10 +132,10 @@ async fn broadcast(
     payload: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    check_key(&app, &req)?;
     let b: EventBody = body(&app, &req, payload).await?;
     protocol::validate_event(&b.event)?;
-    Ok(HttpResponse::Ok().json(app.manager.broadcast(&b.event, &data_or_null(b.data)?)?))
+    let out = app.manager.broadcast(&b.event, &data_or_null(b.data)?);
+    Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
 }
 
 fn player_not_found(id: &str) -> HttpError {
@@ -114,37 +150,26 @@ async fn player_message(
     payload: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    check_key(&app, &req)?;
     let b: EventBody = body(&app, &req, payload).await?;
     protocol::validate_event(&b.event)?;
     let channel = channels::personal_channel(&path);
     channels::namespace(&channel)?;
-    if app.manager.player_json(&path).is_none() {
+    if app.manager.player_snapshot(&path).is_none() && player_everywhere(&app, &path).await?.is_none() {
         return Err(player_not_found(&path));
     }
-    let out = app.manager.publish(&channel, &b.event, &data_or_null(b.data)?, "api")?;
-    Ok(HttpResponse::Ok().json(out))
+    let out = app.manager.publish(&channel, &b.event, &data_or_null(b.data)?, "api");
+    Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
 }
 
 /// `GET /api/players/{id}`: the player's sessions and connections.
-async fn player(
-    req: HttpRequest,
-    path: web::Path<String>,
-    app: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    check_key(&app, &req)?;
-    let detail = app.manager.player_json(&path).ok_or_else(|| player_not_found(&path))?;
+async fn player(path: web::Path<String>, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let detail = player_everywhere(&app, &path).await?.ok_or_else(|| player_not_found(&path))?;
     Ok(HttpResponse::Ok().json(detail))
 }
 
 /// `POST /api/players/{id}/disconnect`: ends every session of the player;
 /// its connections close with 4001 (do not reconnect).
-async fn disconnect(
-    req: HttpRequest,
-    path: web::Path<String>,
-    app: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    check_key(&app, &req)?;
+async fn disconnect(path: web::Path<String>, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
     let (sessions, connections) =
         app.manager.disconnect_player(&path).ok_or_else(|| player_not_found(&path))?;
     Ok(HttpResponse::Ok().json(json!({

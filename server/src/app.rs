@@ -11,20 +11,10 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, Error, HttpResponse, web};
 
 use crate::api;
-use crate::auth::Authenticator;
-use crate::config::Config;
 use crate::http_error::HttpError;
-use crate::manager::ConnectionManager;
 use crate::origin::OriginPolicy;
+use crate::state::AppState;
 use crate::transport::{sse, ws};
-
-/// What every handler can reach.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub manager: Arc<ConnectionManager>,
-    pub auth: Authenticator,
-    pub origins: OriginPolicy,
-}
 
 /// Configures the full route table on an actix `App`.
 pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {

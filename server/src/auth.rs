@@ -73,26 +73,9 @@ impl AuthError {
             AuthError::InvalidApiKey => "invalid_api_key",
         }
     }
-
-    pub fn http_status(&self) -> u16 {
-        match self {
-            AuthError::Forbidden => 403,
-            _ => 401,
-        }
-    }
 }
 
-/// What a verified client is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub player_id: String,
-    /// The token's `channels` claim.
-    pub channels: Option<Vec<String>>,
-    /// The token's `publish` claim.
-    pub publish: Option<Vec<String>>,
-    /// Identified by `?player_id=` in development mode, not by a token.
-    pub dev_mode: bool,
-}
+pub use crate::identity::Identity;
 
 /// Verifies client tokens and API keys. Built once at start-up: keys and
 /// validation rules are prepared here so a request only hashes and compares.
@@ -518,18 +501,17 @@ mod tests {
     }
 
     #[test]
-    fn error_codes_and_statuses() {
+    fn error_codes() {
         let all = [
-            (AuthError::MissingToken, "missing_token", 401),
-            (AuthError::InvalidToken, "invalid_token", 401),
-            (AuthError::ExpiredToken, "expired_token", 401),
-            (AuthError::Forbidden, "forbidden", 403),
-            (AuthError::MissingApiKey, "missing_api_key", 401),
-            (AuthError::InvalidApiKey, "invalid_api_key", 401),
+            (AuthError::MissingToken, "missing_token"),
+            (AuthError::InvalidToken, "invalid_token"),
+            (AuthError::ExpiredToken, "expired_token"),
+            (AuthError::Forbidden, "forbidden"),
+            (AuthError::MissingApiKey, "missing_api_key"),
+            (AuthError::InvalidApiKey, "invalid_api_key"),
         ];
-        for (err, code, status) in all {
+        for (err, code) in all {
             assert_eq!(err.code(), code);
-            assert_eq!(err.http_status(), status);
         }
     }
 

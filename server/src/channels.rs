@@ -4,7 +4,7 @@
 //! player's `player:<id>`; `player:` and `admin:` never accept client
 //! publishes.
 
-use crate::auth::Identity;
+use crate::identity::Identity;
 use crate::protocol::{ErrorCode, ProtocolError};
 
 /// Channel every broadcast is delivered on; not a valid client channel, so no

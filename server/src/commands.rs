@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::auth::Identity;
 use crate::channels;
+use crate::identity::Identity;
 use crate::manager::{ConnectionManager, Session};
 use crate::protocol::{self, ClientMessage, ProtocolError, Reply};
 
@@ -33,7 +33,9 @@ pub fn handle(
         }
         ClientMessage::Publish { channel, event, data } => {
             channels::check_publish(who, &channel, &manager.limits().client_publish)?;
-            let out = manager.publish(&channel, &event, &data, "client")?;
+            // Not awaited: the broker's publisher logs and counts a
+            // publication it could not carry.
+            let out = manager.publish(&channel, &event, &data, "client")?.fanout;
             Ok((
                 "published",
                 protocol::to_json(&Reply::Published { id: &out.id, recipients: out.recipients }),

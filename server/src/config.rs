@@ -243,11 +243,38 @@ impl Default for ChannelsConfig {
     }
 }
 
-/// `[broker]`: how publications reach sessions.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+/// `[broker]`: how publications reach sessions, on one node or many.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
     pub kind: BrokerKind,
+    /// Redis URL (`redis://[:password@]host:port[/db]`), for `kind = "redis"`.
+    pub url: String,
+    /// Milliseconds a backend publish waits for the broker before `503 broker_unavailable`.
+    pub publish_timeout_ms: u64,
+    /// Milliseconds to connect to Redis or get one answer before it counts as down.
+    pub command_timeout_ms: u64,
+    /// Seconds between this node's presence heartbeats; its keys expire after three.
+    pub heartbeat_seconds: u64,
+    /// Prefix of every Redis key and channel, so clusters can share one Redis.
+    pub key_prefix: String,
+    /// This node's route tag, put in its session ids (`s_<route>-…`) so a
+    /// load balancer can send a session's connections to its node; empty = none.
+    pub route: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            kind: BrokerKind::Memory,
+            url: "redis://127.0.0.1:6379".into(),
+            publish_timeout_ms: 2000,
+            command_timeout_ms: 1000,
+            heartbeat_seconds: 2,
+            key_prefix: "tandem".into(),
+            route: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -256,6 +283,8 @@ pub enum BrokerKind {
     /// In-process fan-out: one server instance.
     #[default]
     Memory,
+    /// Many nodes sharing one Redis (pub/sub and keys with expiry).
+    Redis,
 }
 
 /// Why a configuration could not be loaded. Each problem displays as one
@@ -488,6 +517,7 @@ impl Config {
         self.validate_transport(&mut p);
         self.validate_channels(&mut p);
         self.validate_monitoring(&mut p);
+        self.validate_broker(&mut p);
         // The monitoring crate owns its section's rules too; anything it
         // refuses that the checks above let through is reported as well.
         if let Err(e) = self.monitoring.validate() {
@@ -581,6 +611,29 @@ impl Config {
         p.at_least("transport.inbound_rate_per_second", t.inbound_rate_per_second, 1);
         p.at_least("transport.inbound_burst", t.inbound_burst, 1);
         p.between("transport.fragment_timeout_seconds", t.fragment_timeout_seconds, 1, MAX_SECONDS);
+    }
+
+    fn validate_broker(&self, p: &mut Problems) {
+        let b = &self.broker;
+        p.between("broker.publish_timeout_ms", b.publish_timeout_ms, 1, MAX_SECONDS * 1000);
+        p.between("broker.command_timeout_ms", b.command_timeout_ms, 1, MAX_SECONDS * 1000);
+        p.between("broker.heartbeat_seconds", b.heartbeat_seconds, 1, MAX_SECONDS);
+        let prefix_ok = !b.key_prefix.is_empty()
+            && b.key_prefix.len() <= 64
+            && b.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !prefix_ok {
+            p.invalid("broker.key_prefix", "must be 1-64 characters of [A-Za-z0-9_.-]");
+        }
+        let route_ok =
+            b.route.len() <= 16 && b.route.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !route_ok {
+            p.invalid("broker.route", "must be at most 16 characters of [a-z0-9]");
+        }
+        let scheme_ok = b.url.starts_with("redis://") || b.url.starts_with("rediss://");
+        if b.kind == BrokerKind::Redis && !scheme_ok {
+            // Never echo the URL: it may hold a password.
+            p.invalid("broker.url", "must be a redis:// or rediss:// URL when broker.kind = \"redis\"");
+        }
     }
 
     fn validate_channels(&self, p: &mut Problems) {

@@ -14,9 +14,9 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tandem_monitoring::Transport;
 
 use crate::protocol::Publication;
+use crate::transport_kind::Transport;
 
 /// Why the server closes a connection; each has a WebSocket close code and
 /// tells the client whether to reconnect (see docs/protocol.md).

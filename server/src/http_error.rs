@@ -5,8 +5,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::auth::AuthError;
+use crate::broker::BrokerError;
 use crate::manager::AttachError;
-use crate::protocol::ProtocolError;
+use crate::protocol::{ErrorCode, ProtocolError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -40,21 +41,48 @@ impl ResponseError for HttpError {
     }
 }
 
+/// HTTP statuses live here, at the edge: domain errors carry only a code.
+fn protocol_status(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::TooLarge => 413,
+        ErrorCode::Forbidden => 403,
+        ErrorCode::RateLimited => 429,
+        ErrorCode::Draining | ErrorCode::BrokerUnavailable => 503,
+        _ => 400,
+    }
+}
+
 impl From<ProtocolError> for HttpError {
     fn from(e: ProtocolError) -> Self {
-        Self::new(e.code.http_status(), e.code.as_str(), e.message)
+        Self::new(protocol_status(e.code), e.code.as_str(), e.message)
     }
 }
 
 impl From<AuthError> for HttpError {
     fn from(e: AuthError) -> Self {
-        Self::new(e.http_status(), e.code(), e.to_string())
+        let status = match e {
+            AuthError::Forbidden => 403,
+            _ => 401,
+        };
+        Self::new(status, e.code(), e.to_string())
     }
 }
 
 impl From<AttachError> for HttpError {
     fn from(e: AttachError) -> Self {
-        Self::new(e.http_status(), e.code(), e.to_string())
+        let status = match &e {
+            AttachError::Draining | AttachError::ServerFull => 503,
+            AttachError::TooManyConnections => 429,
+            AttachError::SessionForbidden => 403,
+            AttachError::Protocol(p) => protocol_status(p.code),
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<BrokerError> for HttpError {
+    fn from(e: BrokerError) -> Self {
+        Self::new(503, e.code(), e.to_string())
     }
 }
 
@@ -126,4 +154,37 @@ fn too_large(limit: usize) -> HttpError {
 /// and error details: never the raw path, which can carry a player id.
 pub fn route_of(req: &actix_web::HttpRequest) -> String {
     req.match_pattern().unwrap_or_else(|| "unmatched".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn domain_errors_map_to_statuses_here() {
+        let all = [
+            (HttpError::from(AuthError::MissingToken), 401, "missing_token"),
+            (HttpError::from(AuthError::InvalidApiKey), 401, "invalid_api_key"),
+            (HttpError::from(AuthError::Forbidden), 403, "forbidden"),
+            (HttpError::from(AttachError::Draining), 503, "draining"),
+            (HttpError::from(AttachError::ServerFull), 503, "server_full"),
+            (HttpError::from(AttachError::TooManyConnections), 429, "too_many_connections"),
+            (HttpError::from(AttachError::SessionForbidden), 403, "forbidden"),
+            (HttpError::from(ProtocolError::new(ErrorCode::TooLarge, "x")), 413, "too_large"),
+            (HttpError::from(ProtocolError::new(ErrorCode::RateLimited, "x")), 429, "rate_limited"),
+            (HttpError::from(ProtocolError::new(ErrorCode::InvalidChannel, "x")), 400, "invalid_channel"),
+            (HttpError::from(ProtocolError::new(ErrorCode::Draining, "x")), 503, "draining"),
+            (
+                HttpError::from(ProtocolError::new(ErrorCode::BrokerUnavailable, "x")),
+                503,
+                "broker_unavailable",
+            ),
+            (HttpError::from(BrokerError::Timeout(Duration::from_secs(1))), 503, "broker_unavailable"),
+        ];
+        for (e, status, code) in all {
+            assert_eq!((e.status, e.code), (status, code));
+        }
+    }
 }

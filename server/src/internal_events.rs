@@ -10,12 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Unit, counter, describe_counter, gauge, histogram};
+use metrics::{Counter, Unit, counter, describe_counter, describe_histogram, gauge, histogram};
 use tandem_monitoring::recorder::names;
-use tandem_monitoring::{ErrorEvent, ErrorType, Monitoring, Severity, Transport};
+use tandem_monitoring::{ErrorEvent, ErrorType, Monitoring, Severity};
 use tracing::{debug, info, warn};
 
 use crate::connection::CloseReason;
+use crate::transport_kind::Transport;
 
 /// Metrics only the server emits (the shared set is described by
 /// `tandem_monitoring::recorder`).
@@ -24,6 +25,11 @@ pub const SERVER_CLOSES_TOTAL: &str = "tandem_server_closes_total";
 pub const CLIENT_ERRORS_TOTAL: &str = "tandem_client_errors_total";
 pub const SESSIONS_EXPIRED_TOTAL: &str = "tandem_sessions_expired_total";
 pub const TASK_RESTARTS_TOTAL: &str = "tandem_task_restarts_total";
+pub const BROKER_PUBLISHES_TOTAL: &str = "tandem_broker_publishes_total";
+pub const BROKER_RECEIVES_TOTAL: &str = "tandem_broker_receives_total";
+pub const BROKER_LAG_SECONDS: &str = "tandem_broker_lag_seconds";
+pub const BROKER_RECONNECTS_TOTAL: &str = "tandem_broker_reconnects_total";
+pub const RESYNC_NOTICES_TOTAL: &str = "tandem_resync_notices_total";
 
 const TRANSPORTS: [&str; 2] = ["websocket", "sse"];
 
@@ -51,6 +57,29 @@ pub fn register_metrics() {
         Unit::Count,
         "Supervised background tasks restarted after a failure."
     );
+    describe_counter!(
+        BROKER_PUBLISHES_TOTAL,
+        Unit::Count,
+        "Publications handed to the cluster broker, by outcome (ok, failed, refused)."
+    );
+    describe_counter!(BROKER_RECEIVES_TOTAL, Unit::Count, "Publications received from other nodes.");
+    describe_histogram!(
+        BROKER_LAG_SECONDS,
+        Unit::Seconds,
+        "From acceptance on another node to receipt here."
+    );
+    describe_counter!(BROKER_RECONNECTS_TOTAL, Unit::Count, "Broker links re-established after a loss.");
+    describe_counter!(
+        RESYNC_NOTICES_TOTAL,
+        Unit::Count,
+        "Connections told to resynchronise (`resync` frame) after a broker loss."
+    );
+    for outcome in ["ok", "failed", "refused"] {
+        counter!(BROKER_PUBLISHES_TOTAL, "outcome" => outcome).absolute(0);
+    }
+    counter!(BROKER_RECEIVES_TOTAL).absolute(0);
+    counter!(BROKER_RECONNECTS_TOTAL).absolute(0);
+    counter!(RESYNC_NOTICES_TOTAL).absolute(0);
     for t in TRANSPORTS {
         counter!(names::MESSAGES_DELIVERED_TOTAL, "transport" => t).absolute(0);
         counter!(names::SLOW_CONSUMER_DISCONNECTS_TOTAL, "transport" => t).absolute(0);
@@ -213,7 +242,7 @@ impl Connected<'_> {
         counter!(names::CONNECTIONS_TOTAL, "transport" => label(i.transport), "outcome" => "accepted")
             .increment(1);
         gauge!(names::CONNECTIONS_ACTIVE, "transport" => label(i.transport)).increment(1.0);
-        tm.monitoring.performance.record_connection_establishment(i.transport, self.establishment);
+        tm.monitoring.performance.record_connection_establishment(i.transport.into(), self.establishment);
     }
 }
 
@@ -432,6 +461,60 @@ pub fn player_mode_changed(from: Option<&'static str>, to: Option<&'static str>)
 pub fn published(source: &'static str, channel: &str, recipients: usize, connections: usize) {
     counter!(PUBLICATIONS_TOTAL, "source" => source).increment(1);
     debug!(source, channel, recipients, delivered_connections = connections, "Publication accepted");
+}
+
+/// The broker refused a publication (it is down or its queue is full):
+/// it was delivered nowhere and the publisher is told so.
+pub fn broker_refused(source: &'static str, error: &crate::broker::BrokerError) {
+    counter!(BROKER_PUBLISHES_TOTAL, "outcome" => "refused").increment(1);
+    warn!(source, error = %error, "Publication refused: broker unavailable");
+}
+
+/// A backend publication was delivered here but not confirmed by the
+/// broker in time; the backend gets 503 `broker_unavailable`.
+pub fn broker_unconfirmed(id: &str, error: &crate::broker::BrokerError) {
+    warn!(id, error = %error, "Publication not confirmed by the broker");
+}
+
+/// The broker's publisher sent one publication to the other nodes (or
+/// failed to).
+pub fn broker_published(error: Option<&str>) {
+    match error {
+        None => counter!(BROKER_PUBLISHES_TOTAL, "outcome" => "ok").increment(1),
+        Some(error) => {
+            counter!(BROKER_PUBLISHES_TOTAL, "outcome" => "failed").increment(1);
+            warn!(error, "Broker publish failed");
+        }
+    }
+}
+
+/// A publication from another node arrived; `lag` from its acceptance.
+pub fn broker_received(lag: Duration) {
+    counter!(BROKER_RECEIVES_TOTAL).increment(1);
+    histogram!(BROKER_LAG_SECONDS).record(lag.as_secs_f64());
+}
+
+/// The broker link is up (`reconnect`: after a loss).
+pub fn broker_connected(kind: &'static str, node_id: &str, reconnect: bool) {
+    if reconnect {
+        counter!(BROKER_RECONNECTS_TOTAL).increment(1);
+    }
+    info!(broker = kind, node_id, reconnect, "Broker connected");
+}
+
+/// The broker link is down; it is retried after `retry_in`.
+pub fn broker_lost(tm: &Telemetry, kind: &'static str, error: &str, retry_in: Duration) {
+    warn!(broker = kind, error, retry_in_ms = retry_in.as_millis() as u64, "Broker link lost");
+    tm.track(
+        ErrorEvent::new(ErrorType::SystemError, Severity::High, format!("Broker link lost: {error}"))
+            .details(serde_json::json!({ "broker": kind, "retry_in_ms": retry_in.as_millis() as u64 })),
+    );
+}
+
+/// Local connections were told to resynchronise after a broker loss.
+pub fn resync_sent(reason: &'static str, connections: usize) {
+    counter!(RESYNC_NOTICES_TOTAL).increment(connections as u64);
+    warn!(reason, connections, "Connections told to resync: publications may have been missed");
 }
 
 /// A background task panicked or failed; it will be restarted.

@@ -12,9 +12,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tandem_monitoring::Transport;
 
 use crate::payload;
+use crate::transport_kind::Transport;
 
 /// Stable error codes sent in `error` frames and `{"error":{…}}` bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The server is shutting down: publish elsewhere or later.
     Draining,
+    /// The cluster broker (Redis) cannot carry the publication.
+    BrokerUnavailable,
 }
 
 impl ErrorCode {
@@ -45,16 +47,7 @@ impl ErrorCode {
             Self::TooManySubscriptions => "too_many_subscriptions",
             Self::RateLimited => "rate_limited",
             Self::Draining => "draining",
-        }
-    }
-
-    pub fn http_status(self) -> u16 {
-        match self {
-            Self::TooLarge => 413,
-            Self::Forbidden => 403,
-            Self::RateLimited => 429,
-            Self::Draining => 503,
-            _ => 400,
+            Self::BrokerUnavailable => "broker_unavailable",
         }
     }
 }
@@ -239,6 +232,17 @@ impl Publication {
         Self { id: id.into_boxed_str(), channel, accepted_at: Instant::now(), tail }
     }
 
+    /// A publication accepted on another node: its id, channel and the
+    /// frame tail as that node serialized it (see `broker::wire`).
+    pub fn from_parts(id: Box<str>, channel: Arc<str>, tail: Bytes) -> Self {
+        Self { id, channel, accepted_at: Instant::now(), tail }
+    }
+
+    /// The serialized frame after `seq`, shared with other nodes as is.
+    pub fn tail(&self) -> &Bytes {
+        &self.tail
+    }
+
     /// Length of [`Publication::encode_json`]'s output for `seq`.
     pub fn json_len(&self, seq: u64) -> usize {
         MESSAGE_PREFIX.len() + itoa::Buffer::new().format(seq).len() + 1 + self.tail.len()
@@ -287,12 +291,33 @@ pub struct Welcome<'a> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Reply<'a> {
-    Subscribed { channel: &'a str },
-    Unsubscribed { channel: &'a str },
-    Published { id: &'a str, recipients: usize },
-    Pong { id: &'a RawValue, ts: u64 },
-    Error { code: &'static str, message: &'a str },
-    Shutdown { reconnect: bool, retry_after_ms: u64 },
+    Subscribed {
+        channel: &'a str,
+    },
+    Unsubscribed {
+        channel: &'a str,
+    },
+    Published {
+        id: &'a str,
+        recipients: usize,
+    },
+    Pong {
+        id: &'a RawValue,
+        ts: u64,
+    },
+    Error {
+        code: &'static str,
+        message: &'a str,
+    },
+    Shutdown {
+        reconnect: bool,
+        retry_after_ms: u64,
+    },
+    /// Publications may have been missed (the broker lost its link to the
+    /// other nodes): the client should refetch what it shows.
+    Resync {
+        reason: &'a str,
+    },
 }
 
 /// JSON text of a frame. Frames hold only strings and numbers, so this

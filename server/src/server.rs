@@ -5,19 +5,23 @@
 //! (WebSocket close 1012, SSE `retry:` + `shutdown`), queues flushed, then
 //! the HTTP server stops within `server.shutdown_grace_seconds`.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpServer, web};
 use serde_json::Value;
 use tandem_monitoring::{ConnectionOverview, ConnectionSample, ConnectionStatsSource, Monitoring};
 
-use crate::app::{self, AppState};
+use crate::app;
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::broker::memory::MemoryBroker;
+use crate::broker::redis::{BrokerCheck, RedisBroker, RedisHandle};
+use crate::broker::{Broker, BrokerError};
+use crate::config::{BrokerKind, Config};
 use crate::internal_events::{self as ev, Telemetry};
 use crate::manager::{ConnectionManager, Limits};
 use crate::origin::OriginPolicy;
+use crate::state::AppState;
 use crate::supervisor::{every, supervise};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -40,35 +44,35 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("metrics recorder: {0}")]
     Recorder(String),
+    #[error("broker: {0}")]
+    Broker(BrokerError),
 }
 
 /// Lets monitoring read the manager without owning it (the manager owns
 /// the monitoring bundle).
-struct Stats(Weak<ConnectionManager>);
+struct Stats {
+    manager: Weak<ConnectionManager>,
+    redis: Option<Arc<RedisBroker>>,
+    addr: Arc<OnceLock<String>>,
+}
 
 impl ConnectionStatsSource for Stats {
     fn connection_samples(&self) -> Vec<ConnectionSample> {
-        self.0.upgrade().map(|m| m.connection_samples()).unwrap_or_default()
+        self.manager.upgrade().map(|m| m.connection_samples()).unwrap_or_default()
     }
     fn overview(&self) -> ConnectionOverview {
-        match self.0.upgrade() {
-            Some(m) => m.overview(),
-            None => ConnectionOverview {
-                websocket_connections: 0,
-                sse_connections: 0,
-                sessions: 0,
-                players: 0,
-                websocket_only_players: 0,
-                sse_only_players: 0,
-                dual_connection_players: 0,
-            },
-        }
+        self.manager.upgrade().map(|m| m.overview()).unwrap_or_default()
     }
     fn player_detail(&self, player_id: &str) -> Option<Value> {
-        self.0.upgrade()?.player_json(player_id)
+        crate::views::local_player_json(&self.manager.upgrade()?.player_snapshot(player_id)?)
     }
     fn last_activity(&self) -> Option<std::time::SystemTime> {
-        self.0.upgrade()?.last_activity()
+        self.manager.upgrade()?.last_activity()
+    }
+    fn cluster(&self) -> Option<Value> {
+        let redis = self.redis.as_ref()?;
+        let addr = self.addr.get().map_or("", String::as_str);
+        Some(redis.cluster_document(&self.overview(), addr))
     }
 }
 
@@ -105,10 +109,20 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
     tandem_monitoring::recorder::describe_all_with_version(VERSION);
     ev::register_metrics();
+    let redis = match config.broker.kind {
+        BrokerKind::Memory => None,
+        BrokerKind::Redis => Some(RedisBroker::new(&config.broker).map_err(ServeError::Broker)?),
+    };
+    let broker: Arc<dyn Broker> = match &redis {
+        Some(r) => Arc::new(RedisHandle(Arc::clone(r))),
+        None => Arc::new(MemoryBroker),
+    };
+    let addr_cell = Arc::new(OnceLock::new());
     let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {
-        let source = Arc::new(Stats(weak.clone()));
+        let source =
+            Arc::new(Stats { manager: weak.clone(), redis: redis.clone(), addr: Arc::clone(&addr_cell) });
         let monitoring = Monitoring::new(&config.monitoring, VERSION, source, Some(prometheus));
-        ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring))
+        ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring), broker)
     });
     let monitoring = Arc::clone(&manager.telemetry.monitoring);
     spawn_background(&manager, &monitoring);
@@ -156,6 +170,10 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         })?;
     let addr = server.addrs().first().map_or_else(|| config.server.bind.to_string(), ToString::to_string);
     ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
+    let _ = addr_cell.set(addr.clone());
+    if let Some(r) = &redis {
+        spawn_broker(&manager, r, addr.clone());
+    }
 
     let admin = match config.server.admin_addr() {
         Some(addr) => Some(admin_server(&state, addr)?),
@@ -247,6 +265,26 @@ fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitorin
     supervise("health_checks", report(manager), move || Arc::clone(&mon).run_health_loop());
     let mon = Arc::clone(monitoring);
     supervise("system_sampler", report(manager), move || Arc::clone(&mon).run_sampler_loop());
+}
+
+/// The Redis broker's publisher, subscriber and heartbeat, each restarted
+/// if it fails, and its `/health` component.
+fn spawn_broker(manager: &Arc<ConnectionManager>, redis: &Arc<RedisBroker>, addr: String) {
+    manager.telemetry.monitoring.health.register(Box::new(BrokerCheck(Arc::clone(redis))));
+    let report = |m: &Arc<ConnectionManager>| {
+        let m = Arc::clone(m);
+        move |name: &'static str, err: &str, backoff: Duration| {
+            ev::task_failed(&m.telemetry, name, err, backoff)
+        }
+    };
+    let r = Arc::clone(redis);
+    supervise("broker_publisher", report(manager), move || Arc::clone(&r).run_publisher());
+    let (r, m) = (Arc::clone(redis), Arc::clone(manager));
+    supervise("broker_subscriber", report(manager), move || Arc::clone(&r).run_subscriber(Arc::clone(&m)));
+    let (r, m) = (Arc::clone(redis), Arc::clone(manager));
+    supervise("broker_heartbeat", report(manager), move || {
+        Arc::clone(&r).run_heartbeat(Arc::clone(&m), addr.clone())
+    });
 }
 
 async fn wait_for_signal() {

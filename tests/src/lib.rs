@@ -6,6 +6,7 @@
 //!   backend API helpers.
 //! - [`peer`]: [`Peer`], one client connection over either transport with a
 //!   single request/reply shape, so tests can run the same table over both.
+//! - [`redis`]: a real `redis-server` on a free port, for cluster tests.
 //! - [`tokens`]: HS256 client tokens, valid or deliberately broken.
 //! - [`shell`]: running the `jq` recipes of the log analysis guide.
 //! - [`client_stream`]: checking that a `Client` delivered numbered messages
@@ -19,6 +20,7 @@ pub mod client_stream;
 pub mod cut_proxy;
 pub mod metrics;
 pub mod peer;
+pub mod redis;
 pub mod server;
 pub mod shell;
 pub mod tokens;
@@ -27,6 +29,7 @@ pub mod wait;
 use std::time::Duration;
 
 pub use peer::{Peer, Transport, assert_alive, assert_error, error_code, frames_until_closed};
+pub use redis::RedisServer;
 pub use server::{Signal, TestServer, TestServerBuilder};
 
 /// How long a test waits for something that should happen promptly.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{CheckOutcome, ComponentStatus, HealthCheck};
 use crate::clock::round;
-use crate::source::{ConnectionSample, ConnectionStatsSource, Transport};
+use crate::source::{ConnectionKind, ConnectionSample, ConnectionStatsSource};
 
 /// What "healthy" means for one connection (the server computes the flag).
 pub const HEALTHY_DEFINITION: &str =
@@ -74,8 +74,8 @@ impl ConnectionHealthSummary {
         let mut s = Self::default();
         for sample in samples {
             match sample.transport {
-                Transport::WebSocket => s.websocket.add(sample.healthy),
-                Transport::Sse => s.sse.add(sample.healthy),
+                ConnectionKind::WebSocket => s.websocket.add(sample.healthy),
+                ConnectionKind::Sse => s.sse.add(sample.healthy),
             }
             let bucket = AGE_BUCKETS.iter().position(|(_, limit)| sample.age < *limit).unwrap_or(3);
             s.ages[bucket] += 1;
@@ -179,12 +179,12 @@ impl HealthCheck for ConnectionsCheck {
 mod tests {
     use super::*;
 
-    fn sample(transport: Transport, age_secs: u64, healthy: bool) -> ConnectionSample {
+    fn sample(transport: ConnectionKind, age_secs: u64, healthy: bool) -> ConnectionSample {
         ConnectionSample { transport, age: Duration::from_secs(age_secs), healthy }
     }
 
     fn mixed(total: usize, unhealthy: usize) -> Vec<ConnectionSample> {
-        (0..total).map(|i| sample(Transport::WebSocket, 1, i >= unhealthy)).collect()
+        (0..total).map(|i| sample(ConnectionKind::WebSocket, 1, i >= unhealthy)).collect()
     }
 
     #[test]
@@ -210,12 +210,12 @@ mod tests {
     #[test]
     fn split_by_transport_and_age() {
         let samples = [
-            sample(Transport::WebSocket, 10, true),
-            sample(Transport::WebSocket, 299, false),
-            sample(Transport::Sse, 300, true),
-            sample(Transport::Sse, 1799, true),
-            sample(Transport::Sse, 1800, true),
-            sample(Transport::Sse, 7200, true),
+            sample(ConnectionKind::WebSocket, 10, true),
+            sample(ConnectionKind::WebSocket, 299, false),
+            sample(ConnectionKind::Sse, 300, true),
+            sample(ConnectionKind::Sse, 1799, true),
+            sample(ConnectionKind::Sse, 1800, true),
+            sample(ConnectionKind::Sse, 7200, true),
         ];
         let s = ConnectionHealthSummary::from_samples(&samples);
         let o = s.overall_json();

@@ -49,7 +49,7 @@ pub fn connection_health_document(m: &Monitoring) -> Value {
 /// The `/monitoring/connections` document (without `player_id`).
 pub fn connections_document(m: &Monitoring) -> Value {
     let o = m.source().overview();
-    json!({
+    let mut doc = json!({
         "connection_distribution": {
             "total_players": o.players,
             "websocket_only_players": o.websocket_only_players,
@@ -63,7 +63,12 @@ pub fn connections_document(m: &Monitoring) -> Value {
         "total_connections": o.total_connections(),
         "sessions": o.sessions,
         "timestamp": clock::rfc3339(SystemTime::now()),
-    })
+    });
+    // Counts above are this node's; `cluster` adds every node's.
+    if let Some(cluster) = m.source().cluster() {
+        doc["cluster"] = cluster;
+    }
+    doc
 }
 
 pub(super) async fn connection_health(req: HttpRequest, m: web::Data<Monitoring>) -> HttpResponse {

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use crate::health::tests::{Fake, fast_settings};
 use crate::system::{SystemSampler, SystemSnapshot};
 use crate::{
-    ComponentStatus, ConnectionOverview, ConnectionSample, ConnectionStatsSource, ErrorEvent, ErrorType,
-    Monitoring, MonitoringConfig, MonitoringOptions, Severity, Transport,
+    ComponentStatus, ConnectionKind, ConnectionOverview, ConnectionSample, ConnectionStatsSource, ErrorEvent,
+    ErrorType, Monitoring, MonitoringConfig, MonitoringOptions, Severity,
 };
 
 #[derive(Default)]
@@ -116,7 +116,11 @@ async fn health_summary_has_the_documented_shape() {
 async fn unhealthy_connections_make_health_503() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = (0..40)
-        .map(|i| ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(5), healthy: i < 20 })
+        .map(|i| ConnectionSample {
+            transport: ConnectionKind::Sse,
+            age: Duration::from_secs(5),
+            healthy: i < 20,
+        })
         .collect();
     let app = app!(m);
     let (status, body) =
@@ -130,8 +134,8 @@ async fn unhealthy_connections_make_health_503() {
 async fn detailed_health_flattens_component_details() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = vec![
-        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(1), healthy: true },
-        ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(1), healthy: true },
+        ConnectionSample { transport: ConnectionKind::WebSocket, age: Duration::from_secs(1), healthy: true },
+        ConnectionSample { transport: ConnectionKind::Sse, age: Duration::from_secs(1), healthy: true },
     ];
     *source.last_activity.lock() = Some(SystemTime::now());
     let app = app!(m);
@@ -250,9 +254,17 @@ async fn force_check_runs_every_check_now() {
 async fn connection_health_has_the_documented_shape() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = vec![
-        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(10), healthy: true },
-        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(900), healthy: false },
-        ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(9000), healthy: true },
+        ConnectionSample {
+            transport: ConnectionKind::WebSocket,
+            age: Duration::from_secs(10),
+            healthy: true,
+        },
+        ConnectionSample {
+            transport: ConnectionKind::WebSocket,
+            age: Duration::from_secs(900),
+            healthy: false,
+        },
+        ConnectionSample { transport: ConnectionKind::Sse, age: Duration::from_secs(9000), healthy: true },
     ];
     let app = app!(m);
     let (s, b) = json_of(
@@ -296,7 +308,7 @@ async fn connection_health_has_the_documented_shape() {
 async fn performance_has_the_documented_shape() {
     let (m, _) = monitoring_with("", None);
     m.performance.record_delivery(Duration::from_millis(3));
-    m.performance.record_connection_establishment(Transport::Sse, Duration::from_millis(8));
+    m.performance.record_connection_establishment(ConnectionKind::Sse, Duration::from_millis(8));
     let app = app!(m);
     let (s, b) = json_of(
         test::call_service(&app, test::TestRequest::get().uri("/monitoring/performance").to_request()).await,

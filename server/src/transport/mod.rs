@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use actix_web::HttpRequest;
 use actix_web::http::header::AUTHORIZATION;
-use tandem_monitoring::Transport;
 
-use crate::app::AppState;
 use crate::auth::{self, Identity};
 use crate::http_error::HttpError;
 use crate::internal_events::{self as ev, AuthSurface};
 use crate::manager::{AttachRequest, Attached};
+use crate::state::AppState;
+use crate::transport_kind::Transport;
 
 /// Query parameters of `GET /ws` and `GET /sse`.
 #[derive(Debug, Default)]
@@ -76,7 +76,7 @@ pub fn authenticate(
 
 /// Origin check, authentication and attach: everything a connect does
 /// before its transport takes over. Errors are HTTP answers.
-pub fn open(
+pub async fn open(
     app: &AppState,
     req: &HttpRequest,
     transport: Transport,
@@ -93,12 +93,19 @@ pub fn open(
     }
     let params = ConnectParams::parse(req.query_string())?;
     let who = authenticate(app, req, params.token.as_deref(), params.player_id.as_deref())?;
+    // The player's connections on other nodes count against its limit.
+    // While the broker is down only this node's count is known: clients
+    // still connect (a node must serve without Redis), and the broker's
+    // `/health` component says it is down.
+    let remote_connections =
+        app.manager.broker().remote_player(&who.player_id).await.map_or(0, |p| p.websocket + p.sse);
     let request = AttachRequest {
         transport,
         session_id: params.session_id,
         last_seq: last_event_id.or(params.last_seq),
         channels: params.channels,
         started,
+        remote_connections,
     };
     match app.manager.attach(&who, request) {
         Ok(att) => Ok((att, who)),

@@ -17,9 +17,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
-use tandem_monitoring::Transport;
 
-use crate::app::AppState;
 use crate::commands;
 use crate::connection::{CloseReason, Next, Outbound};
 use crate::http_error::{self, HttpError};
@@ -27,6 +25,8 @@ use crate::internal_events::{self as ev, AuthSurface, Ids};
 use crate::manager::Attached;
 use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
 use crate::session::RATE_LIMIT_STRIKES;
+use crate::state::AppState;
+use crate::transport_kind::Transport;
 
 const HEARTBEAT: &[u8] = b": hb\n\n";
 
@@ -39,7 +39,7 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let (att, _who) = super::open(&app, &req, Transport::Sse, last_event_id)?;
+    let (att, _who) = super::open(&app, &req, Transport::Sse, last_event_id).await?;
     let writer = Writer { app: app.into_inner(), att, done: false, end: "client_gone" };
     let mut res = HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))

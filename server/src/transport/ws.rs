@@ -22,17 +22,17 @@ use actix_web::body::{BodyStream, MessageBody};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
-use tandem_monitoring::Transport;
 
-use crate::app::AppState;
-use crate::auth::Identity;
 use crate::commands;
 use crate::connection::{CloseReason, Next, Outbound, Push};
 use crate::http_error::HttpError;
+use crate::identity::Identity;
 use crate::internal_events as ev;
 use crate::manager::Attached;
 use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
 use crate::session::{RATE_LIMIT_STRIKES, TokenBucket};
+use crate::state::AppState;
+use crate::transport_kind::Transport;
 
 /// Frames are batched into one chunk up to about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -44,7 +44,7 @@ pub async fn route(
 ) -> Result<HttpResponse, HttpError> {
     let mut response = wsp::handshake(req.head())
         .map_err(|e| HttpError::new(400, "invalid_upgrade", format!("not a WebSocket upgrade: {e}")))?;
-    let (att, who) = super::open(&app, &req, Transport::WebSocket, None)?;
+    let (att, who) = super::open(&app, &req, Transport::WebSocket, None).await?;
     let max = app.config.transport.max_message_bytes;
     let app_fragment_timeout = Duration::from_secs(app.config.transport.fragment_timeout_seconds);
     let link = Link {

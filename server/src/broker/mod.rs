@@ -1,0 +1,118 @@
+//! The broker: the seam between "publication accepted" (id assigned,
+//! payload serialized once) and "local fan-out". The manager hands every
+//! accepted publication to its broker, which carries it to the other nodes
+//! (each of which fans it out locally), then fans it out here.
+//!
+//! - [`memory`]: one process, nothing to carry (the default).
+//! - [`redis`]: many nodes sharing one Redis: one `PUBLISH` per publication,
+//!   one subscriber per node, node and player presence in keys with expiry.
+
+pub mod memory;
+pub mod redis;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::protocol::Publication;
+use crate::snapshot::{PlayerSnapshot, RemotePlayer};
+
+/// Who a publication is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The sessions subscribed to its channel.
+    Channel,
+    /// Every live session.
+    Broadcast,
+}
+
+/// An accepted publication on its way to the sessions.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub scope: Scope,
+    pub publication: Arc<Publication>,
+}
+
+/// Why the broker could not carry a publication (or answer a question).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the broker did not confirm within {} ms", .0.as_millis())]
+    Timeout(Duration),
+}
+
+impl BrokerError {
+    /// The stable error code clients and backends see.
+    pub fn code(&self) -> &'static str {
+        "broker_unavailable"
+    }
+}
+
+/// The broker's confirmation that the other nodes got a publication.
+pub type Ack = oneshot::Receiver<Result<(), BrokerError>>;
+
+/// Waits for `ack` at most `timeout`; `None` (no other node) is confirmed.
+pub async fn confirm(ack: Option<Ack>, timeout: Duration) -> Result<(), BrokerError> {
+    let Some(ack) = ack else { return Ok(()) };
+    match tokio::time::timeout(timeout, ack).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_dropped)) => Err(BrokerError::Unavailable("the publisher stopped".into())),
+        Err(_) => Err(BrokerError::Timeout(timeout)),
+    }
+}
+
+/// Carries publications between nodes and answers cluster-wide questions.
+/// Publishing never waits: [`Broker::forward`] queues and returns an
+/// [`Ack`] to await where an answer can wait (the backend API).
+pub trait Broker: Send + Sync {
+    /// `"memory"` or `"redis"`, for logs and `/health`.
+    fn kind(&self) -> &'static str;
+
+    /// Hands an accepted publication to the other nodes. An error means
+    /// it went nowhere: the caller delivers nothing locally either.
+    fn forward(&self, envelope: &Envelope) -> Result<Option<Ack>, BrokerError>;
+
+    /// Whether [`Broker::player_presence`] is wanted (snapshots cost).
+    fn wants_presence(&self) -> bool {
+        false
+    }
+
+    /// What this node now holds of a player (`None`: nothing).
+    fn player_presence(&self, _player_id: &str, _snapshot: Option<PlayerSnapshot>) {}
+
+    /// The player's sessions and connections on the other live nodes.
+    fn remote_player(&self, _player_id: &str) -> BoxFuture<'static, Result<RemotePlayer, BrokerError>> {
+        Box::pin(async { Ok(RemotePlayer::default()) })
+    }
+
+    /// The other live nodes' connection overviews, for `/monitoring/connections`.
+    fn remote_nodes(&self) -> BoxFuture<'static, Result<Vec<Value>, BrokerError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn confirm_waits_at_most_the_timeout() {
+        assert_eq!(confirm(None, Duration::from_millis(1)).await, Ok(()));
+        let (tx, rx) = oneshot::channel();
+        tx.send(Ok(())).unwrap();
+        assert_eq!(confirm(Some(rx), Duration::from_millis(1)).await, Ok(()));
+        let (_tx, rx) = oneshot::channel::<Result<(), BrokerError>>();
+        let err = confirm(Some(rx), Duration::from_millis(20)).await.unwrap_err();
+        assert_eq!(err, BrokerError::Timeout(Duration::from_millis(20)));
+        assert_eq!(err.code(), "broker_unavailable");
+        let (tx, rx) = oneshot::channel::<Result<(), BrokerError>>();
+        drop(tx);
+        assert!(matches!(confirm(Some(rx), Duration::from_secs(1)).await, Err(BrokerError::Unavailable(_))));
+    }
+}

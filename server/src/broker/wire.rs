@@ -1,0 +1,118 @@
+//! How a publication travels between nodes: one Redis message, a few
+//! newline-separated header lines and the frame tail exactly as the
+//! accepting node serialized it (so no node re-encodes the payload).
+//!
+//! ```text
+//! T1\n<origin node>\n<c|b>\n<sent epoch ms>\n<id>\n<channel>\n<tail>
+//! ```
+//! Node ids, publication ids and channel names never hold a newline.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{Envelope, Scope};
+use crate::protocol::Publication;
+
+const VERSION: &[u8] = b"T1";
+
+/// A publication received from the broker.
+#[derive(Debug)]
+pub struct Received {
+    pub origin: String,
+    pub sent_ms: u64,
+    pub envelope: Envelope,
+}
+
+pub fn encode(origin: &str, sent_ms: u64, envelope: &Envelope) -> Bytes {
+    let p = &envelope.publication;
+    let tail = p.tail();
+    let mut buf = BytesMut::with_capacity(64 + origin.len() + p.id.len() + p.channel.len() + tail.len());
+    buf.put_slice(VERSION);
+    buf.put_u8(b'\n');
+    buf.put_slice(origin.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_u8(match envelope.scope {
+        Scope::Channel => b'c',
+        Scope::Broadcast => b'b',
+    });
+    buf.put_u8(b'\n');
+    buf.put_slice(itoa::Buffer::new().format(sent_ms).as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(p.id.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(p.channel.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(tail);
+    buf.freeze()
+}
+
+/// Decodes one message; `None` for anything that is not ours.
+pub fn decode(msg: Bytes) -> Option<Received> {
+    let mut fields: [&[u8]; 6] = [&[]; 6];
+    let mut rest: &[u8] = &msg;
+    for f in &mut fields {
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        *f = &rest[..nl];
+        rest = &rest[nl + 1..];
+    }
+    let [version, origin, scope, sent, id, channel] = fields;
+    if version != VERSION || rest.first() != Some(&b'"') || rest.last() != Some(&b'}') {
+        return None;
+    }
+    let scope = match scope {
+        b"c" => Scope::Channel,
+        b"b" => Scope::Broadcast,
+        _ => return None,
+    };
+    let sent_ms = std::str::from_utf8(sent).ok()?.parse().ok()?;
+    let origin = std::str::from_utf8(origin).ok()?.to_owned();
+    let id: Box<str> = std::str::from_utf8(id).ok()?.into();
+    let channel: Arc<str> = std::str::from_utf8(channel).ok()?.into();
+    let tail = msg.slice_ref(rest);
+    let publication = Arc::new(Publication::from_parts(id, channel, tail));
+    Some(Received { origin, sent_ms, envelope: Envelope { scope, publication } })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use bytes::BytesMut;
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    #[test]
+    fn round_trips_without_reencoding() {
+        let data = RawValue::from_string(r#"{"text":"line\nbreak"}"#.into()).unwrap();
+        let p = Arc::new(Publication::new("m_1".into(), Arc::from("room:a"), "chat", &data));
+        let env = Envelope { scope: Scope::Channel, publication: Arc::clone(&p) };
+        let msg = encode("n_abc", 42, &env);
+        let r = decode(msg).unwrap();
+        assert_eq!((r.origin.as_str(), r.sent_ms), ("n_abc", 42));
+        assert_eq!(r.envelope.scope, Scope::Channel);
+        assert_eq!(&*r.envelope.publication.id, "m_1");
+        assert_eq!(&*r.envelope.publication.channel, "room:a");
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        p.encode_json(7, &mut a);
+        r.envelope.publication.encode_json(7, &mut b);
+        assert_eq!(a, b);
+
+        let env = Envelope { scope: Scope::Broadcast, publication: p };
+        assert_eq!(decode(encode("n", 1, &env)).unwrap().envelope.scope, Scope::Broadcast);
+    }
+
+    #[test]
+    fn rejects_what_is_not_ours() {
+        for bad in [
+            "",
+            "hello",
+            "T1\nn\nc\n1\nm\nroom:a",
+            "T2\nn\nc\n1\nm\nroom:a\n\"id\":1}",
+            "T1\nn\nx\n1\nm\nr\n\"a\"}",
+        ] {
+            assert!(decode(Bytes::from(bad)).is_none(), "{bad:?}");
+        }
+        assert!(decode(Bytes::from("T1\nn\nc\nNaN\nm\nr\n\"a\":1}")).is_none());
+    }
+}

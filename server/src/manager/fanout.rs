@@ -1,0 +1,199 @@
+//! Fan-out. A publication is accepted once (id assigned, payload serialized
+//! once), handed to the [`Broker`](crate::broker::Broker) for the other
+//! nodes, then fanned out to this node's sessions; publications arriving
+//! from other nodes take only the second step ([`ConnectionManager::fan_out_local`]).
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use super::{Attached, ConnectionManager, Session};
+use crate::broker::{Ack, Envelope, Scope};
+use crate::channels::BROADCAST_CHANNEL;
+use crate::config::DualDelivery;
+use crate::connection::{CloseReason, Outbound, Push};
+use crate::internal_events as ev;
+use crate::protocol::{ErrorCode, ProtocolError, Publication};
+use crate::transport_kind::Transport;
+
+/// What a publication reached on this node.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Fanout {
+    pub id: String,
+    /// Sessions that assigned it a `seq`.
+    pub recipients: usize,
+    pub delivered_connections: usize,
+    pub websocket_delivered: usize,
+    pub sse_delivered: usize,
+    /// Connections closed as slow consumers by this publication.
+    pub failed_connections: usize,
+}
+
+/// An accepted publication: this node's fan-out, and the broker's promise
+/// that the other nodes got it (`None`: there are no other nodes).
+#[derive(Debug)]
+pub struct Published {
+    pub fanout: Fanout,
+    pub ack: Option<Ack>,
+}
+
+/// Which of a session's connections get a delivery: `None` = all of them,
+/// `Some(t)` = only those of transport `t` (`dual_delivery = "preferred"`:
+/// WebSocket when the session has one, else SSE).
+pub fn delivery_target(
+    mode: DualDelivery,
+    mut transports: impl Iterator<Item = Transport>,
+) -> Option<Transport> {
+    match mode {
+        DualDelivery::All => None,
+        DualDelivery::Preferred => Some(if transports.any(|t| t == Transport::WebSocket) {
+            Transport::WebSocket
+        } else {
+            Transport::Sse
+        }),
+    }
+}
+
+impl ConnectionManager {
+    /// Publishes to every session subscribed to `channel`, on every node.
+    /// Refused (`draining`, `broker_unavailable`) means delivered nowhere.
+    pub fn publish(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &RawValue,
+        source: &'static str,
+    ) -> Result<Published, ProtocolError> {
+        self.accept(Scope::Channel, channel, event, data, source)
+    }
+
+    /// Publishes to every live session (channel `broadcast`), on every node.
+    pub fn broadcast(&self, event: &str, data: &RawValue) -> Result<Published, ProtocolError> {
+        self.accept(Scope::Broadcast, BROADCAST_CHANNEL, event, data, "broadcast")
+    }
+
+    /// Refuses publications once draining: they could no longer reach a
+    /// client before the process exits, so acknowledging them would lose
+    /// them silently.
+    fn accepting(&self) -> Result<(), ProtocolError> {
+        if self.is_draining() {
+            return Err(ProtocolError::new(
+                ErrorCode::Draining,
+                "the server is shutting down and accepts no publications; retry on another node",
+            ));
+        }
+        Ok(())
+    }
+
+    fn accept(
+        &self,
+        scope: Scope,
+        channel: &str,
+        event: &str,
+        data: &RawValue,
+        source: &'static str,
+    ) -> Result<Published, ProtocolError> {
+        self.accepting()?;
+        let publication = Arc::new(Publication::new(self.ids.next('m'), Arc::from(channel), event, data));
+        let envelope = Envelope { scope, publication };
+        let ack = self.broker.forward(&envelope).map_err(|e| {
+            ev::broker_refused(source, &e);
+            ProtocolError::new(ErrorCode::BrokerUnavailable, e.to_string())
+        })?;
+        let fanout = self.fan_out_local(&envelope);
+        ev::published(source, channel, fanout.recipients, fanout.delivered_connections);
+        Ok(Published { fanout, ack })
+    }
+
+    /// Delivers an accepted publication to this node's sessions.
+    pub fn fan_out_local(&self, envelope: &Envelope) -> Fanout {
+        let publication = &envelope.publication;
+        let mut out = Fanout { id: publication.id.to_string(), ..Fanout::default() };
+        let mut slow = Vec::new();
+        match envelope.scope {
+            Scope::Channel => {
+                if let Some(subs) = self.channels.get(&*publication.channel) {
+                    for s in subs.values() {
+                        self.deliver(s, publication, &mut out, &mut slow);
+                    }
+                }
+            }
+            Scope::Broadcast => {
+                for s in self.sessions.iter() {
+                    self.deliver(s.value(), publication, &mut out, &mut slow);
+                }
+            }
+        }
+        for att in slow {
+            self.force_close(&att, CloseReason::SlowConsumer);
+        }
+        out
+    }
+
+    /// Assigns `s`'s next seq to `publication` and hands it to the session's
+    /// live connections. Never waits: a full queue closes that connection.
+    fn deliver(
+        &self,
+        s: &Arc<Session>,
+        publication: &Arc<Publication>,
+        out: &mut Fanout,
+        slow: &mut Vec<Attached>,
+    ) {
+        let mut inner = s.inner.lock();
+        if inner.closed {
+            return;
+        }
+        let seq = inner.state.record(Arc::clone(publication));
+        out.recipients += 1;
+        let only = delivery_target(self.limits.dual_delivery, inner.connections.iter().map(|c| c.transport));
+        for c in &inner.connections {
+            if only.is_some_and(|t| t != c.transport) {
+                continue;
+            }
+            match c.push(Outbound::Delivery { seq, publication: Arc::clone(publication) }) {
+                Push::Queued => {
+                    out.delivered_connections += 1;
+                    match c.transport {
+                        Transport::WebSocket => out.websocket_delivered += 1,
+                        Transport::Sse => out.sse_delivered += 1,
+                    }
+                }
+                Push::Full => {
+                    out.failed_connections += 1;
+                    slow.push(Attached { session: Arc::clone(s), conn: Arc::clone(c) });
+                }
+                Push::Closed => {}
+            }
+        }
+    }
+
+    /// Tells every local session it may have missed publications (the
+    /// broker lost its link to the other nodes): a `resync` frame on each
+    /// live connection. Returns how many connections were told.
+    pub fn resync_all(&self, reason: &'static str) -> usize {
+        let frame = crate::protocol::to_json(&crate::protocol::Reply::Resync { reason });
+        let mut told = 0;
+        for att in self.all_connections() {
+            match att.conn.push(Outbound::Frame { kind: "resync", json: frame.clone() }) {
+                Push::Queued => told += 1,
+                Push::Full => self.force_close(&att, CloseReason::SlowConsumer),
+                Push::Closed => {}
+            }
+        }
+        told
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dual_delivery_targets() {
+        use Transport::{Sse, WebSocket};
+        assert_eq!(delivery_target(DualDelivery::All, [WebSocket, Sse].into_iter()), None);
+        assert_eq!(delivery_target(DualDelivery::Preferred, [Sse, WebSocket].into_iter()), Some(WebSocket));
+        assert_eq!(delivery_target(DualDelivery::Preferred, [Sse].into_iter()), Some(Sse));
+        assert_eq!(delivery_target(DualDelivery::Preferred, std::iter::empty()), Some(Sse));
+    }
+}

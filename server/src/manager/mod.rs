@@ -1,0 +1,231 @@
+//! The `ConnectionManager`: sessions, players and channels, and the fan-out
+//! that ties them together. Transports attach connections here; the API and
+//! client commands publish here.
+//!
+//! One type, split by concern:
+//! - [`registry`]: the session, player and channel maps, subscriptions and
+//!   the end of sessions;
+//! - [`admission`]: limits, reserve/release, attach and resume, the SSE
+//!   uplink's rate limit;
+//! - [`fanout`]: accepting a publication, handing it to the [`Broker`], and
+//!   the local fan-out to this node's sessions;
+//! - [`sweeps`]: expiry, heartbeats and shutdown.
+//!
+//! Each keeps its decisions as plain functions over an injected clock
+//! (`now_ms`), unit-tested beside them; the methods are the glue.
+//!
+//! Locking: registries are sharded `DashMap`s (no global lock); each session
+//! has its own mutex. Fan-out takes a channel's shard (read) and then each
+//! session's mutex; nothing takes them in the other order, and no lock is
+//! held across an `.await`.
+
+mod admission;
+mod fanout;
+mod registry;
+mod sweeps;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tandem_monitoring::{ConnectionOverview, ConnectionSample};
+
+pub use admission::{AttachError, AttachRequest, Attached, admit};
+pub use fanout::{Fanout, Published, delivery_target};
+pub use sweeps::{HeartbeatAction, expiry_due, heartbeat_action};
+
+use crate::broker::Broker;
+use crate::config::{Config, DualDelivery};
+use crate::connection::Connection;
+use crate::internal_events::{self as ev, Telemetry};
+use crate::protocol::{self, IdGenerator, Publication};
+use crate::session::{SessionState, TokenBucket};
+
+/// The manager's view of the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub history_size: usize,
+    pub resume_window: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_player: usize,
+    pub max_subscriptions: usize,
+    pub dual_delivery: DualDelivery,
+    pub outbound_queue_size: usize,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub inbound_rate_per_second: u32,
+    pub inbound_burst: u32,
+    pub client_publish: Vec<String>,
+    /// `broker.route`: tag of this node's session ids (empty = none).
+    pub session_route: String,
+}
+
+impl Limits {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            history_size: c.session.history_size,
+            resume_window: Duration::from_secs(c.session.resume_window_seconds),
+            max_connections: c.server.max_connections,
+            max_connections_per_player: c.session.max_connections_per_player,
+            max_subscriptions: c.session.max_subscriptions,
+            dual_delivery: c.session.dual_delivery,
+            outbound_queue_size: c.transport.outbound_queue_size,
+            heartbeat_interval: Duration::from_secs(c.transport.heartbeat_interval_seconds),
+            heartbeat_timeout: Duration::from_secs(c.transport.heartbeat_timeout_seconds),
+            inbound_rate_per_second: c.transport.inbound_rate_per_second,
+            inbound_burst: c.transport.inbound_burst,
+            client_publish: c.channels.client_publish.clone(),
+            session_route: c.broker.route.clone(),
+        }
+    }
+}
+
+/// A logical client session of one player.
+#[derive(Debug)]
+pub struct Session {
+    pub id: Arc<str>,
+    pub player_id: Arc<str>,
+    pub created: SystemTime,
+    inner: Mutex<SessionInner>,
+    /// Serialises subscribe/unsubscribe of this session so its own set and
+    /// the channel registry agree. Fan-out never takes it.
+    subs_lock: Mutex<()>,
+}
+
+#[derive(Debug)]
+struct SessionInner {
+    state: SessionState<Arc<Publication>>,
+    connections: Vec<Arc<Connection>>,
+    detached_at_ms: Option<u64>,
+    closed: bool,
+    /// Rate limit of `POST /sessions/{id}/messages` (SSE clients).
+    post_bucket: Option<TokenBucket>,
+    post_strikes: u32,
+}
+
+impl Session {
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+}
+
+pub struct ConnectionManager {
+    limits: Limits,
+    epoch: Instant,
+    ids: IdGenerator,
+    sessions: DashMap<Arc<str>, Arc<Session>>,
+    players: DashMap<Arc<str>, registry::PlayerEntry>,
+    channels: DashMap<Arc<str>, HashMap<Arc<str>, Arc<Session>>>,
+    total: AtomicUsize,
+    draining: AtomicBool,
+    /// Epoch ms of the last client activity; 0 = none yet.
+    last_activity: AtomicU64,
+    broker: Arc<dyn Broker>,
+    pub telemetry: Telemetry,
+}
+
+fn wall_ms() -> u64 {
+    protocol::epoch_ms(SystemTime::now())
+}
+
+impl ConnectionManager {
+    pub fn new(limits: Limits, telemetry: Telemetry, broker: Arc<dyn Broker>) -> Self {
+        Self {
+            limits,
+            epoch: Instant::now(),
+            ids: IdGenerator::new(),
+            sessions: DashMap::new(),
+            players: DashMap::new(),
+            channels: DashMap::new(),
+            total: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            last_activity: AtomicU64::new(0),
+            broker,
+            telemetry,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// Monotonic milliseconds since the manager started.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Monotonic microseconds since the manager started (never 0).
+    pub fn now_us(&self) -> u64 {
+        (self.epoch.elapsed().as_micros() as u64).max(1)
+    }
+
+    pub fn total_connections(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn touch(&self) {
+        self.last_activity.store(wall_ms(), Ordering::Relaxed);
+    }
+
+    pub fn new_bucket(&self) -> TokenBucket {
+        TokenBucket::new(self.limits.inbound_rate_per_second, self.limits.inbound_burst, self.now_ms())
+    }
+}
+
+/// The plain data monitoring reads (see `server::Stats`).
+impl ConnectionManager {
+    pub fn connection_samples(&self) -> Vec<ConnectionSample> {
+        let now = self.now_ms();
+        let timeout = self.limits.heartbeat_timeout.as_millis() as u64;
+        self.all_connections()
+            .iter()
+            .map(|a| ConnectionSample {
+                transport: a.conn.transport.into(),
+                age: a.conn.connected_at.elapsed(),
+                healthy: a.conn.is_healthy(now, timeout),
+            })
+            .collect()
+    }
+
+    pub fn overview(&self) -> ConnectionOverview {
+        let mut o = ConnectionOverview {
+            websocket_connections: 0,
+            sse_connections: 0,
+            sessions: self.sessions.len(),
+            players: 0,
+            websocket_only_players: 0,
+            sse_only_players: 0,
+            dual_connection_players: 0,
+        };
+        for p in self.players.iter() {
+            o.websocket_connections += p.websocket;
+            o.sse_connections += p.sse;
+            match ev::player_mode(p.websocket, p.sse) {
+                Some("dual") => o.dual_connection_players += 1,
+                Some("websocket_only") => o.websocket_only_players += 1,
+                Some(_) => o.sse_only_players += 1,
+                None => continue,
+            }
+            o.players += 1;
+        }
+        o
+    }
+
+    pub fn last_activity(&self) -> Option<SystemTime> {
+        match self.last_activity.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+}

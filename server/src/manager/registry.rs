@@ -1,0 +1,300 @@
+//! The registries: sessions by id, players (their sessions and connection
+//! counts) and channels (their subscribed sessions); subscriptions, the
+//! unlinking of connections and the end of sessions; plain snapshots for the
+//! JSON views at the HTTP edge ([`crate::snapshot`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+
+use super::admission::too_many_subs;
+use super::{Attached, ConnectionManager, Session, SessionInner};
+use crate::channels;
+use crate::connection::{CloseReason, Connection};
+use crate::identity::Identity;
+use crate::internal_events as ev;
+use crate::protocol::{self, ErrorCode, ProtocolError};
+use crate::session::{SessionState, SubscribeError};
+use crate::snapshot::{ConnectionSnapshot, PlayerSnapshot, SessionSnapshot};
+use crate::transport_kind::Transport;
+
+#[derive(Debug, Default)]
+pub(super) struct PlayerEntry {
+    pub(super) sessions: Vec<Arc<Session>>,
+    pub(super) websocket: usize,
+    pub(super) sse: usize,
+}
+
+impl PlayerEntry {
+    pub(super) fn count(&mut self, t: Transport) -> &mut usize {
+        match t {
+            Transport::WebSocket => &mut self.websocket,
+            Transport::Sse => &mut self.sse,
+        }
+    }
+}
+
+/// A new session id: random and unguessable, tagged with this node's
+/// route when it has one (`s_<route>-<hex>`), for load balancers.
+pub fn session_id(route: &str) -> String {
+    let id = protocol::random_id('s');
+    match route {
+        "" => id,
+        r => format!("s_{r}-{}", &id[2..]),
+    }
+}
+
+impl ConnectionManager {
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(id).map(|s| Arc::clone(&s)).filter(|s| !s.is_closed())
+    }
+
+    /// Live connections of `player_id` on this node.
+    pub fn player_connections(&self, player_id: &str) -> usize {
+        self.players.get(player_id).map_or(0, |p| p.websocket + p.sse)
+    }
+
+    /// Players with a session on this node.
+    pub fn local_players(&self) -> Vec<String> {
+        self.players.iter().filter(|p| !p.sessions.is_empty()).map(|p| p.key().to_string()).collect()
+    }
+
+    /// Tells the broker what this node now holds of `player_id`, so other
+    /// nodes count it (cluster brokers; the in-process one ignores it).
+    pub(super) fn presence_changed(&self, player_id: &str) {
+        if self.broker.wants_presence() {
+            self.broker.player_presence(player_id, self.player_snapshot(player_id));
+        }
+    }
+
+    pub(super) fn create_session(&self, who: &Identity) -> Arc<Session> {
+        let player_id: Arc<str> = Arc::from(who.player_id.as_str());
+        let s = Arc::new(Session {
+            id: Arc::from(session_id(&self.limits.session_route)),
+            player_id: Arc::clone(&player_id),
+            created: SystemTime::now(),
+            inner: Mutex::new(SessionInner {
+                state: SessionState::new(self.limits.history_size),
+                connections: Vec::new(),
+                detached_at_ms: Some(self.now_ms()),
+                closed: false,
+                post_bucket: None,
+                post_strikes: 0,
+            }),
+            subs_lock: Mutex::new(()),
+        });
+        self.sessions.insert(Arc::clone(&s.id), Arc::clone(&s));
+        self.players.entry(player_id).or_default().sessions.push(Arc::clone(&s));
+        ev::session_created(&s.id, &s.player_id);
+        let personal = channels::personal_channel(&who.player_id);
+        // The personal channel is implicit and not counted against the limit.
+        let _ = self.subscribe_checked(&s, &personal, true);
+        s
+    }
+
+    /// Subscribes after permission checks were done by the caller.
+    pub(super) fn subscribe_checked(
+        &self,
+        s: &Arc<Session>,
+        channel: &str,
+        implicit: bool,
+    ) -> Result<bool, ProtocolError> {
+        let _serial = s.subs_lock.lock();
+        let ch: Arc<str> = Arc::from(channel);
+        let added = {
+            let mut inner = s.inner.lock();
+            if inner.closed {
+                return Ok(false);
+            }
+            inner
+                .state
+                .subscribe(Arc::clone(&ch), self.limits.max_subscriptions, implicit)
+                .map_err(|SubscribeError::TooMany { max }| too_many_subs(max))?
+        };
+        if added {
+            self.channels.entry(ch).or_default().insert(Arc::clone(&s.id), Arc::clone(s));
+            ev::subscriptions_changed(1.0);
+        }
+        Ok(added)
+    }
+
+    /// `subscribe {channel}` from a client.
+    pub fn subscribe(&self, s: &Arc<Session>, who: &Identity, channel: &str) -> Result<(), ProtocolError> {
+        channels::check_subscribe(who, channel)?;
+        self.subscribe_checked(s, channel, false).map(|_| ())
+    }
+
+    /// `unsubscribe {channel}` from a client; idempotent.
+    pub fn unsubscribe(&self, s: &Arc<Session>, channel: &str) -> Result<(), ProtocolError> {
+        channels::namespace(channel)?;
+        if *channel == *channels::personal_channel(&s.player_id) {
+            return Err(ProtocolError::new(ErrorCode::Forbidden, "the personal channel cannot be left"));
+        }
+        let _serial = s.subs_lock.lock();
+        let removed = s.inner.lock().state.unsubscribe(channel);
+        if removed {
+            self.remove_from_channel(channel, &s.id);
+            ev::subscriptions_changed(-1.0);
+        }
+        Ok(())
+    }
+
+    fn remove_from_channel(&self, channel: &str, session_id: &str) {
+        if let Some(mut subs) = self.channels.get_mut(channel) {
+            subs.remove(session_id);
+        }
+        self.channels.remove_if(channel, |_, subs| subs.is_empty());
+    }
+
+    /// Unlinks a connection from its session (idempotent). The session
+    /// stays resumable for `session.resume_window_seconds`.
+    pub fn detach(&self, att: &Attached, reason: &'static str) {
+        {
+            let mut inner = att.session.inner.lock();
+            let before = inner.connections.len();
+            inner.connections.retain(|c| !Arc::ptr_eq(c, &att.conn));
+            if inner.connections.len() == before {
+                return;
+            }
+            if inner.connections.is_empty() {
+                inner.detached_at_ms = Some(self.now_ms());
+            }
+        }
+        self.release(&att.session.player_id, att.conn.transport);
+        ev::Disconnected {
+            ids: att.ids(),
+            duration: att.conn.connected_at.elapsed(),
+            reason,
+            messages_sent: att.conn.messages_sent.load(Ordering::Relaxed),
+            remaining_connections: self.total_connections(),
+        }
+        .emit();
+    }
+
+    /// Closes a connection for `reason` and unlinks it right away, so a peer
+    /// that stopped reading never holds its session's delivery list.
+    pub fn force_close(&self, att: &Attached, reason: CloseReason) {
+        if att.conn.close(reason, false) {
+            ev::closing(&self.telemetry, att.ids(), reason);
+        }
+        self.detach(att, reason.as_str());
+    }
+
+    /// Ends a session now: closes its connections and drops its state.
+    pub(super) fn end_session(&self, s: &Arc<Session>, expired: bool, conn_reason: CloseReason) -> usize {
+        let (subs, conns) = {
+            let _serial = s.subs_lock.lock();
+            let mut inner = s.inner.lock();
+            if inner.closed {
+                return 0;
+            }
+            inner.closed = true;
+            (inner.state.take_subscriptions(), inner.connections.clone())
+        };
+        for c in &conns {
+            self.force_close(&Attached { session: Arc::clone(s), conn: Arc::clone(c) }, conn_reason);
+        }
+        for ch in &subs {
+            self.remove_from_channel(ch, &s.id);
+        }
+        ev::subscriptions_changed(-(subs.len() as f64));
+        self.sessions.remove(&*s.id);
+        if let Some(mut p) = self.players.get_mut(&*s.player_id) {
+            p.sessions.retain(|x| !Arc::ptr_eq(x, s));
+        }
+        self.players.remove_if(&*s.player_id, |_, p| p.sessions.is_empty() && p.websocket + p.sse == 0);
+        ev::session_ended(&s.id, &s.player_id, expired);
+        self.presence_changed(&s.player_id);
+        conns.len()
+    }
+
+    /// Closes the session's connections of one transport (the SSE uplink's
+    /// abuse rule: its posts are refused, its streams closed).
+    pub fn close_transport(&self, s: &Arc<Session>, t: Transport, reason: CloseReason) -> usize {
+        let conns: Vec<Arc<Connection>> =
+            s.inner.lock().connections.iter().filter(|c| c.transport == t).cloned().collect();
+        for c in &conns {
+            self.force_close(&Attached { session: Arc::clone(s), conn: Arc::clone(c) }, reason);
+        }
+        conns.len()
+    }
+
+    /// Backend `disconnect`: ends every session of the player (no resume).
+    pub fn disconnect_player(&self, player_id: &str) -> Option<(usize, usize)> {
+        let sessions = self.players.get(player_id).map(|p| p.sessions.clone())?;
+        let mut conns = 0;
+        for s in &sessions {
+            conns += self.end_session(s, false, CloseReason::Disconnected);
+        }
+        Some((sessions.len(), conns))
+    }
+
+    pub(super) fn all_connections(&self) -> Vec<Attached> {
+        let mut out = Vec::with_capacity(self.total_connections());
+        for s in self.sessions.iter() {
+            for c in &s.inner.lock().connections {
+                out.push(Attached { session: Arc::clone(s.value()), conn: Arc::clone(c) });
+            }
+        }
+        out
+    }
+
+    fn session_snapshot(&self, s: &Session) -> SessionSnapshot {
+        let now = self.now_ms();
+        let timeout = self.limits.heartbeat_timeout.as_millis() as u64;
+        let inner = s.inner.lock();
+        let connections = inner
+            .connections
+            .iter()
+            .map(|c| ConnectionSnapshot {
+                id: c.id.to_string(),
+                transport: c.transport,
+                connected_at: c.connected_wall,
+                age: c.connected_at.elapsed(),
+                queue_depth: c.queue_len(),
+                queue_capacity: c.capacity(),
+                last_heartbeat_rtt_ms: c.last_rtt_ms(),
+                messages_sent: c.messages_sent.load(Ordering::Relaxed),
+                bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+                healthy: c.is_healthy(now, timeout),
+            })
+            .collect();
+        SessionSnapshot {
+            id: s.id.to_string(),
+            created_at: s.created,
+            last_seq: inner.state.last_seq(),
+            subscriptions: inner.state.subscriptions().map(|c| c.to_string()).collect(),
+            detached: inner.detached_at_ms.map(|t| Duration::from_millis(now.saturating_sub(t))),
+            connections,
+        }
+    }
+
+    /// Sessions and connections of one player on this node; `None` when it
+    /// has no session here.
+    pub fn player_snapshot(&self, player_id: &str) -> Option<PlayerSnapshot> {
+        let sessions = self.players.get(player_id).map(|p| p.sessions.clone())?;
+        if sessions.is_empty() {
+            return None;
+        }
+        Some(PlayerSnapshot {
+            player_id: player_id.to_owned(),
+            sessions: sessions.iter().map(|s| self.session_snapshot(s)).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_carry_the_route() {
+        let plain = session_id("");
+        assert!(plain.starts_with("s_") && !plain.contains('-'), "{plain}");
+        let tagged = session_id("b2");
+        assert!(tagged.starts_with("s_b2-"), "{tagged}");
+        assert_eq!(tagged.len(), plain.len() + 3);
+    }
+}
