@@ -13,6 +13,9 @@
 //! - `flood`: opens N raw TCP connections that never send a byte (an
 //!   accept storm) while probing a health URL, and prints how long the
 //!   probes took.
+//! - `cluster`: nodes sharing one Redis (`broker.kind = "redis"`): the p50
+//!   and p99 delivery latency to a subscriber on the publishing node and on
+//!   another node, then a fan-out across every node.
 //!
 //! Only loopback targets are accepted, and every loop is bounded in count
 //! and time.
@@ -59,6 +62,25 @@ struct FanoutArgs {
     payload_bytes: usize,
 }
 
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// The other nodes' base URLs (loopback only); `--url` is the publishing node.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    /// API key configured on the nodes (`auth.api_keys`).
+    #[arg(long)]
+    api_key: String,
+    /// Publications timed one at a time for the latency figures.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+    /// Subscribers on each node for the fan-out figure.
+    #[arg(long, default_value_t = 50)]
+    subscribers_per_node: usize,
+    /// Publications for the fan-out figure.
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     Idle {
@@ -90,6 +112,7 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         idle_seconds: u64,
     },
+    Cluster(ClusterArgs),
 }
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -349,6 +372,160 @@ async fn fanout(base: &str, addr: &str, pid: u32, args: FanoutArgs) {
     );
 }
 
+fn is_loopback_url(u: &str) -> bool {
+    url::Url::parse(u).ok().and_then(|u| u.host_str().map(str::to_owned)).is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A subscriber of `channel` on the node at `base`, its welcome read.
+async fn subscriber(base: &str, player: &str, channel: &str) -> Option<Ws> {
+    let url = format!("{}/ws?player_id={player}&channels={channel}", base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.ok()?;
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(_welcome))) => Some(ws),
+        _ => None,
+    }
+}
+
+/// The next delivery's publication id, or `None` after `wait`.
+async fn next_id(ws: &mut Ws, wait: Duration) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(deadline - Instant::now(), ws.next()).await {
+            Ok(Some(Ok(m))) if m.is_text() => {
+                let v: serde_json::Value = serde_json::from_str(m.to_text().ok()?).ok()?;
+                if v["type"] == "message" {
+                    return v["id"].as_str().map(str::to_owned);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn cluster(base: &str, args: ClusterArgs) {
+    let ClusterArgs { nodes, api_key, samples, subscribers_per_node, messages } = args;
+    if let Some(bad) = nodes.iter().find(|n| !is_loopback_url(n)) {
+        return eprintln!("refusing a non-loopback node: {bad}");
+    }
+    let client = reqwest::Client::new();
+    let publish = |channel: &'static str| {
+        let (client, key) = (client.clone(), api_key.clone());
+        let url = format!("{base}/api/publish");
+        async move {
+            let body = serde_json::json!({"channel": channel, "event": "tick", "data": {"n": 1}});
+            let r = client.post(url).bearer_auth(key).json(&body).send().await.ok()?;
+            let v: serde_json::Value = r.json().await.ok()?;
+            v["id"].as_str().map(str::to_owned)
+        }
+    };
+
+    // Latency: one subscriber here, one on the first other node; each
+    // publication timed from just before the API call to its arrival.
+    let (Some(mut here), Some(mut there)) =
+        (subscriber(base, "lat-a", "room:lat").await, subscriber(&nodes[0], "lat-b", "room:lat").await)
+    else {
+        return eprintln!("cannot connect the latency subscribers");
+    };
+    let (mut same, mut cross) = (Vec::new(), Vec::new());
+    let started = Instant::now();
+    for _ in 0..samples {
+        if started.elapsed() > DEADLINE {
+            break;
+        }
+        let t0 = Instant::now();
+        let (sent, a, b) = tokio::join!(
+            publish("room:lat"),
+            async {
+                let id = next_id(&mut here, Duration::from_secs(5)).await;
+                (id, t0.elapsed())
+            },
+            async {
+                let id = next_id(&mut there, Duration::from_secs(5)).await;
+                (id, t0.elapsed())
+            }
+        );
+        match (sent, a, b) {
+            (Some(id), (Some(ia), da), (Some(ib), db)) if ia == id && ib == id => {
+                same.push(da);
+                cross.push(db);
+            }
+            _ => eprintln!("a latency sample was lost"),
+        }
+    }
+    same.sort();
+    cross.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "cluster latency over {} publications: same node p50 {:.3} ms p99 {:.3} ms; other node p50 {:.3} ms \
+         p99 {:.3} ms; cross-node adds {:.3} ms at p50",
+        same.len(),
+        ms(percentile(&same, 0.5)),
+        ms(percentile(&same, 0.99)),
+        ms(percentile(&cross, 0.5)),
+        ms(percentile(&cross, 0.99)),
+        ms(percentile(&cross, 0.5)) - ms(percentile(&same, 0.5)),
+    );
+
+    // Fan-out: subscribers on every node, publications through this one.
+    let mut all = vec![base.to_owned()];
+    all.extend(nodes.iter().cloned());
+    let mut readers = Vec::new();
+    for (n, node) in all.iter().enumerate() {
+        for i in 0..subscribers_per_node {
+            match subscriber(node, &format!("fan{n}-{i}"), "room:fan").await {
+                Some(ws) => readers.push(ws),
+                None => eprintln!("connect failed on {node}"),
+            }
+        }
+    }
+    let subs = readers.len();
+    let counters: Vec<_> = readers
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut seen = 0usize;
+                while seen < messages && next_id(&mut ws, Duration::from_secs(10)).await.is_some() {
+                    seen += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for _ in 0..messages {
+        if publish("room:fan").await.is_none() {
+            eprintln!("publish failed");
+        }
+    }
+    let mut delivered = 0;
+    for c in counters {
+        delivered += c.await.unwrap_or(0);
+    }
+    let took = started.elapsed();
+    println!(
+        "cluster fan-out: {} nodes, {subs} subscribers x {messages} messages: {delivered} of {} delivered in \
+         {:.2} s ({:.0} deliveries/s)",
+        all.len(),
+        subs * messages,
+        took.as_secs_f64(),
+        delivered as f64 / took.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -382,5 +559,6 @@ async fn main() {
             let idle_seconds = idle_seconds.min(3_600);
             soak(&addr, cli.pid, connections, rounds.min(100), Duration::from_secs(idle_seconds)).await
         }
+        Cmd::Cluster(args) => cluster(base, args).await,
     }
 }

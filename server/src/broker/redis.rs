@@ -47,6 +47,12 @@ const BATCH: usize = 256;
 /// Heartbeats between full rewrites of this node's player presence.
 const PRESENCE_REFRESH_BEATS: u64 = 10;
 
+/// Wall-clock microseconds, for the cross-node lag (nodes share a clock
+/// source in practice: NTP; on one machine, exactly).
+fn epoch_us() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Backoff before reconnect attempt `attempt` (0-based): 100 ms doubling to
 /// at most 5 s; the caller adds jitter.
 pub fn backoff(attempt: u32) -> Duration {
@@ -273,8 +279,8 @@ impl RedisBroker {
                         if received.origin == self.node_id {
                             continue;
                         }
-                        let now = protocol::epoch_ms(SystemTime::now());
-                        ev::broker_received(Duration::from_millis(now.saturating_sub(received.sent_ms)));
+                        let lag = epoch_us().saturating_sub(received.sent_us);
+                        ev::broker_received(Duration::from_micros(lag));
                         manager.fan_out_local(&received.envelope);
                     }
                     self.up.store(false, Ordering::Relaxed);
@@ -464,7 +470,7 @@ impl Broker for RedisHandle {
         if !b.is_up() {
             return Err(unavailable("the Redis link is down"));
         }
-        let message = wire::encode(&b.node_id, protocol::epoch_ms(SystemTime::now()), envelope);
+        let message = wire::encode(&b.node_id, epoch_us(), envelope);
         let (ack, rx) = oneshot::channel();
         b.jobs
             .try_send(Job::Publish { message, ack })

@@ -3,7 +3,7 @@
 //! accepting node serialized it (so no node re-encodes the payload).
 //!
 //! ```text
-//! T1\n<origin node>\n<c|b>\n<sent epoch ms>\n<id>\n<channel>\n<tail>
+//! T1\n<origin node>\n<c|b>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
 //! ```
 //! Node ids, publication ids and channel names never hold a newline.
 
@@ -20,11 +20,11 @@ const VERSION: &[u8] = b"T1";
 #[derive(Debug)]
 pub struct Received {
     pub origin: String,
-    pub sent_ms: u64,
+    pub sent_us: u64,
     pub envelope: Envelope,
 }
 
-pub fn encode(origin: &str, sent_ms: u64, envelope: &Envelope) -> Bytes {
+pub fn encode(origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
     let p = &envelope.publication;
     let tail = p.tail();
     let mut buf = BytesMut::with_capacity(64 + origin.len() + p.id.len() + p.channel.len() + tail.len());
@@ -37,7 +37,7 @@ pub fn encode(origin: &str, sent_ms: u64, envelope: &Envelope) -> Bytes {
         Scope::Broadcast => b'b',
     });
     buf.put_u8(b'\n');
-    buf.put_slice(itoa::Buffer::new().format(sent_ms).as_bytes());
+    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
     buf.put_u8(b'\n');
     buf.put_slice(p.id.as_bytes());
     buf.put_u8(b'\n');
@@ -65,13 +65,13 @@ pub fn decode(msg: Bytes) -> Option<Received> {
         b"b" => Scope::Broadcast,
         _ => return None,
     };
-    let sent_ms = std::str::from_utf8(sent).ok()?.parse().ok()?;
+    let sent_us = std::str::from_utf8(sent).ok()?.parse().ok()?;
     let origin = std::str::from_utf8(origin).ok()?.to_owned();
     let id: Box<str> = std::str::from_utf8(id).ok()?.into();
     let channel: Arc<str> = std::str::from_utf8(channel).ok()?.into();
     let tail = msg.slice_ref(rest);
     let publication = Arc::new(Publication::from_parts(id, channel, tail));
-    Some(Received { origin, sent_ms, envelope: Envelope { scope, publication } })
+    Some(Received { origin, sent_us, envelope: Envelope { scope, publication } })
 }
 
 #[cfg(test)]
@@ -89,7 +89,7 @@ mod tests {
         let env = Envelope { scope: Scope::Channel, publication: Arc::clone(&p) };
         let msg = encode("n_abc", 42, &env);
         let r = decode(msg).unwrap();
-        assert_eq!((r.origin.as_str(), r.sent_ms), ("n_abc", 42));
+        assert_eq!((r.origin.as_str(), r.sent_us), ("n_abc", 42));
         assert_eq!(r.envelope.scope, Scope::Channel);
         assert_eq!(&*r.envelope.publication.id, "m_1");
         assert_eq!(&*r.envelope.publication.channel, "room:a");
