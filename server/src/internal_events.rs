@@ -465,14 +465,14 @@ pub fn published(source: &'static str, channel: &str, recipients: usize, connect
 
 /// The broker refused a publication (it is down or its queue is full):
 /// it was delivered nowhere and the publisher is told so.
-pub fn broker_refused(source: &'static str, error: &crate::broker::BrokerError) {
+pub fn broker_refused(source: &'static str, error: &dyn std::fmt::Display) {
     counter!(BROKER_PUBLISHES_TOTAL, "outcome" => "refused").increment(1);
     warn!(source, error = %error, "Publication refused: broker unavailable");
 }
 
 /// A backend publication was delivered here but not confirmed by the
 /// broker in time; the backend gets 503 `broker_unavailable`.
-pub fn broker_unconfirmed(id: &str, error: &crate::broker::BrokerError) {
+pub fn broker_unconfirmed(id: &str, error: &dyn std::fmt::Display) {
     warn!(id, error = %error, "Publication not confirmed by the broker");
 }
 

@@ -16,7 +16,7 @@ use crate::app;
 use crate::auth::Authenticator;
 use crate::broker::memory::MemoryBroker;
 use crate::broker::redis::{BrokerCheck, RedisBroker, RedisHandle};
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{Broker, BrokerError, LocalNode};
 use crate::config::{BrokerKind, Config};
 use crate::internal_events::{self as ev, Telemetry};
 use crate::manager::{ConnectionManager, Limits};
@@ -279,9 +279,10 @@ fn spawn_broker(manager: &Arc<ConnectionManager>, redis: &Arc<RedisBroker>, addr
     };
     let r = Arc::clone(redis);
     supervise("broker_publisher", report(manager), move || Arc::clone(&r).run_publisher());
-    let (r, m) = (Arc::clone(redis), Arc::clone(manager));
+    let node: Arc<dyn LocalNode> = Arc::clone(manager) as Arc<dyn LocalNode>;
+    let (r, m) = (Arc::clone(redis), Arc::clone(&node));
     supervise("broker_subscriber", report(manager), move || Arc::clone(&r).run_subscriber(Arc::clone(&m)));
-    let (r, m) = (Arc::clone(redis), Arc::clone(manager));
+    let (r, m) = (Arc::clone(redis), node);
     supervise("broker_heartbeat", report(manager), move || {
         Arc::clone(&r).run_heartbeat(Arc::clone(&m), addr.clone())
     });

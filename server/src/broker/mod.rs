@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
+use tandem_monitoring::ConnectionOverview;
 use tokio::sync::oneshot;
 
+use crate::internal_events::Telemetry;
 use crate::protocol::Publication;
 use crate::snapshot::{PlayerSnapshot, RemotePlayer};
 
@@ -64,6 +66,23 @@ pub async fn confirm(ack: Option<Ack>, timeout: Duration) -> Result<(), BrokerEr
         Ok(Err(_dropped)) => Err(BrokerError::Unavailable("the publisher stopped".into())),
         Err(_) => Err(BrokerError::Timeout(timeout)),
     }
+}
+
+/// What a cluster broker needs of the node it serves: the manager, seen
+/// through this trait so the broker does not depend on it (the manager
+/// depends on the broker).
+pub trait LocalNode: Send + Sync {
+    /// Fans a publication from another node out to this node's sessions.
+    fn fan_out_local(&self, envelope: &Envelope);
+    /// Sends every live connection a `resync` frame; returns how many.
+    fn resync_all(&self, reason: &'static str) -> usize;
+    /// This node's counts, for its presence key.
+    fn overview(&self) -> ConnectionOverview;
+    fn total_connections(&self) -> usize;
+    /// Players with a session here, and one's sessions.
+    fn local_players(&self) -> Vec<String>;
+    fn player_snapshot(&self, player_id: &str) -> Option<PlayerSnapshot>;
+    fn telemetry(&self) -> &Telemetry;
 }
 
 /// Carries publications between nodes and answers cluster-wide questions.

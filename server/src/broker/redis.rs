@@ -32,10 +32,9 @@ use serde_json::{Value, json};
 use tandem_monitoring::ConnectionOverview;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Ack, Broker, BrokerError, Envelope, wire};
+use super::{Ack, Broker, BrokerError, Envelope, LocalNode, wire};
 use crate::config::BrokerConfig;
 use crate::internal_events as ev;
-use crate::manager::ConnectionManager;
 use crate::protocol;
 use crate::snapshot::{PlayerSnapshot, RemotePlayer};
 use crate::views;
@@ -95,7 +94,9 @@ pub struct RedisBroker {
     timeout: Duration,
     heartbeat: Duration,
     jobs: mpsc::Sender<Job>,
-    jobs_rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    /// Held by the publisher task for its lifetime; a restarted task takes
+    /// it over with whatever is queued.
+    jobs_rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
     /// The command link (publisher, presence, queries); `None` = reconnect.
     link: Mutex<Option<MultiplexedConnection>>,
     /// The subscription is live: publications reach and leave this node.
@@ -134,7 +135,7 @@ impl RedisBroker {
             timeout: Duration::from_millis(cfg.command_timeout_ms),
             heartbeat: Duration::from_secs(cfg.heartbeat_seconds),
             jobs,
-            jobs_rx: Mutex::new(Some(rx)),
+            jobs_rx: tokio::sync::Mutex::new(rx),
             link: Mutex::new(None),
             up: AtomicBool::new(false),
             ever_up: AtomicBool::new(false),
@@ -201,7 +202,7 @@ impl RedisBroker {
     /// The publisher: drains the job queue in pipelines, in order, and
     /// answers each publication's [`Ack`].
     pub async fn run_publisher(self: Arc<Self>) {
-        let Some(mut rx) = self.jobs_rx.lock().take() else { return };
+        let mut rx = self.jobs_rx.lock().await;
         let channel = self.keys.publications();
         let ttl = presence_ttl(self.heartbeat).as_secs();
         while let Some(first) = rx.recv().await {
@@ -245,7 +246,7 @@ impl RedisBroker {
     /// The subscriber: one subscription to the publication channel, fanned
     /// out locally; reconnects with backoff and, once back, tells every
     /// local connection to resync.
-    pub async fn run_subscriber(self: Arc<Self>, manager: Arc<ConnectionManager>) {
+    pub async fn run_subscriber(self: Arc<Self>, manager: Arc<dyn LocalNode>) {
         let channel = self.keys.publications();
         let mut attempt: u32 = 0;
         let mut first = true;
@@ -294,14 +295,14 @@ impl RedisBroker {
             let wait = backoff(attempt) + Duration::from_millis(rand::random_range(0..=50));
             attempt = attempt.saturating_add(1);
             let error = self.last_error().unwrap_or_default();
-            ev::broker_lost(&manager.telemetry, "redis", &error, wait);
+            ev::broker_lost(manager.telemetry(), "redis", &error, wait);
             tokio::time::sleep(wait).await;
         }
     }
 
     /// Presence: every `broker.heartbeat_seconds`, measure the round trip,
     /// refresh this node's key, and now and then rewrite its players.
-    pub async fn run_heartbeat(self: Arc<Self>, manager: Arc<ConnectionManager>, addr: String) {
+    pub async fn run_heartbeat(self: Arc<Self>, manager: Arc<dyn LocalNode>, addr: String) {
         let node_ttl = (self.heartbeat * 3).as_secs().max(1);
         let mut beat: u64 = 0;
         let mut was_up = false;

@@ -184,6 +184,30 @@ impl ConnectionManager {
     }
 }
 
+impl crate::broker::LocalNode for ConnectionManager {
+    fn fan_out_local(&self, envelope: &Envelope) {
+        ConnectionManager::fan_out_local(self, envelope);
+    }
+    fn resync_all(&self, reason: &'static str) -> usize {
+        ConnectionManager::resync_all(self, reason)
+    }
+    fn overview(&self) -> tandem_monitoring::ConnectionOverview {
+        ConnectionManager::overview(self)
+    }
+    fn total_connections(&self) -> usize {
+        ConnectionManager::total_connections(self)
+    }
+    fn local_players(&self) -> Vec<String> {
+        ConnectionManager::local_players(self)
+    }
+    fn player_snapshot(&self, player_id: &str) -> Option<crate::snapshot::PlayerSnapshot> {
+        ConnectionManager::player_snapshot(self, player_id)
+    }
+    fn telemetry(&self) -> &crate::internal_events::Telemetry {
+        &self.telemetry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
