@@ -167,12 +167,28 @@ async fn player(path: web::Path<String>, app: web::Data<AppState>) -> Result<Htt
     Ok(HttpResponse::Ok().json(detail))
 }
 
-/// `POST /api/players/{id}/disconnect`: ends every session of the player;
-/// its connections close with 4001 (do not reconnect).
+/// `POST /api/players/{id}/disconnect`: ends every session of the player,
+/// on every node; its connections close with 4001 (do not reconnect).
 async fn disconnect(path: web::Path<String>, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let (sessions, connections) =
-        app.manager.disconnect_player(&path).ok_or_else(|| player_not_found(&path))?;
+    // Other nodes first: what they hold, then the order, confirmed like a
+    // publication (a 200 never leaves a session running elsewhere).
+    let remote = match auth::is_valid_player_id(&path) {
+        true => app.manager.broker().remote_player(&path).await?,
+        false => RemotePlayer::default(),
+    };
+    if !remote.sessions.is_empty() {
+        let ack = app.manager.broker().disconnect_player(&path)?;
+        let timeout = std::time::Duration::from_millis(app.config.broker.publish_timeout_ms);
+        broker::confirm(ack, timeout).await?;
+    }
+    let local = app.manager.disconnect_player(&path);
+    if local.is_none() && remote.sessions.is_empty() {
+        return Err(player_not_found(&path));
+    }
+    let (sessions, connections) = local.unwrap_or((0, 0));
     Ok(HttpResponse::Ok().json(json!({
-        "player_id": &*path, "sessions": sessions, "disconnected_connections": connections
+        "player_id": &*path,
+        "sessions": sessions + remote.sessions.len(),
+        "disconnected_connections": connections + remote.websocket + remote.sse,
     })))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tandem_client::{ClientMessage, ServerFrame};
 use tandem_e2e::wait::eventually;
-use tandem_e2e::{Peer, RedisServer, Signal, TestServer, Transport, WAIT};
+use tandem_e2e::{Peer, RedisServer, Signal, TestServer, Transport, WAIT, frames_until_closed};
 
 /// Milliseconds a backend publish may wait for Redis (`broker.publish_timeout_ms`).
 const PUBLISH_TIMEOUT_MS: u64 = 500;
@@ -126,6 +126,14 @@ async fn publications_cross_nodes_exactly_once_with_session_seq_rules() {
     assert_eq!(delivery(&mut sse).await.id, id);
     quiet(&mut bob).await;
 
+    // A backend disconnect through node B ends alice's sessions on A too.
+    let (status, body) = b.api_post("/api/players/alice/disconnect", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessions"], 2, "{body}");
+    assert_eq!(body["disconnected_connections"], 2, "{body}");
+    let (_, closed) = frames_until_closed(&mut ws, 10).await;
+    assert_eq!(closed, Some(4001));
+
     // /monitoring/connections counts every node.
     let doc: Value = c
         .http()
@@ -146,7 +154,7 @@ async fn publications_cross_nodes_exactly_once_with_session_seq_rules() {
             .json()
             .await
             .ok()?;
-        (doc["cluster"]["node_count"] == 3 && doc["cluster"]["total_connections"] == 3).then_some(doc)
+        (doc["cluster"]["node_count"] == 3 && doc["cluster"]["total_connections"] == 1).then_some(doc)
     })
     .await;
     assert_eq!(doc["total_connections"], 1, "top-level counts stay this node's: {doc}");

@@ -83,6 +83,8 @@ pub trait LocalNode: Send + Sync {
     fn local_players(&self) -> Vec<String>;
     fn player_snapshot(&self, player_id: &str) -> Option<PlayerSnapshot>;
     fn telemetry(&self) -> &Telemetry;
+    /// Ends every session of a player here (a `disconnect` from another node).
+    fn disconnect_player(&self, player_id: &str);
 }
 
 /// Carries publications between nodes and answers cluster-wide questions.
@@ -95,6 +97,12 @@ pub trait Broker: Send + Sync {
     /// Hands an accepted publication to the other nodes. An error means
     /// it went nowhere: the caller delivers nothing locally either.
     fn forward(&self, envelope: &Envelope) -> Result<Option<Ack>, BrokerError>;
+
+    /// Tells the other nodes to end every session of `player_id` (backend
+    /// `disconnect`); `Ok(None)`: there are no other nodes.
+    fn disconnect_player(&self, _player_id: &str) -> Result<Option<Ack>, BrokerError> {
+        Ok(None)
+    }
 
     /// Whether [`Broker::player_presence`] is wanted (snapshots cost).
     fn wants_presence(&self) -> bool {

@@ -280,9 +280,14 @@ impl RedisBroker {
                         if received.origin == self.node_id {
                             continue;
                         }
-                        let lag = epoch_us().saturating_sub(received.sent_us);
-                        ev::broker_received(Duration::from_micros(lag));
-                        manager.fan_out_local(&received.envelope);
+                        match received.payload {
+                            wire::Payload::Publication(envelope) => {
+                                let lag = epoch_us().saturating_sub(received.sent_us);
+                                ev::broker_received(Duration::from_micros(lag));
+                                manager.fan_out_local(&envelope);
+                            }
+                            wire::Payload::Disconnect(player_id) => manager.disconnect_player(&player_id),
+                        }
                     }
                     self.up.store(false, Ordering::Relaxed);
                     *self.last_error.lock() = Some("the subscription ended".into());
@@ -472,6 +477,19 @@ impl Broker for RedisHandle {
             return Err(unavailable("the Redis link is down"));
         }
         let message = wire::encode(&b.node_id, epoch_us(), envelope);
+        let (ack, rx) = oneshot::channel();
+        b.jobs
+            .try_send(Job::Publish { message, ack })
+            .map_err(|_| unavailable("the publish queue is full"))?;
+        Ok(Some(rx))
+    }
+
+    fn disconnect_player(&self, player_id: &str) -> Result<Option<Ack>, BrokerError> {
+        let b = &self.0;
+        if !b.is_up() {
+            return Err(unavailable("the Redis link is down"));
+        }
+        let message = wire::encode_disconnect(&b.node_id, epoch_us(), player_id);
         let (ack, rx) = oneshot::channel();
         b.jobs
             .try_send(Job::Publish { message, ack })

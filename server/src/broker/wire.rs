@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! T1\n<origin node>\n<c|b>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
+//! T1\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n
 //! ```
+//! The second line is a backend `disconnect` of one player, for every node.
 //! Node ids, publication ids and channel names never hold a newline.
 
 use std::sync::Arc;
@@ -16,12 +18,35 @@ use crate::protocol::Publication;
 
 const VERSION: &[u8] = b"T1";
 
-/// A publication received from the broker.
+/// What travels between nodes.
+#[derive(Debug)]
+pub enum Payload {
+    Publication(Envelope),
+    /// End every session of this player (backend `disconnect`).
+    Disconnect(String),
+}
+
+/// A message received from the broker.
 #[derive(Debug)]
 pub struct Received {
     pub origin: String,
     pub sent_us: u64,
-    pub envelope: Envelope,
+    pub payload: Payload,
+}
+
+/// A backend `disconnect` of `player_id` (no newline in it: player ids
+/// are checked before).
+pub fn encode_disconnect(origin: &str, sent_us: u64, player_id: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32 + origin.len() + player_id.len());
+    buf.put_slice(VERSION);
+    buf.put_u8(b'\n');
+    buf.put_slice(origin.as_bytes());
+    buf.put_slice(b"\nd\n");
+    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
+    buf.put_slice(b"\n-\n");
+    buf.put_slice(player_id.as_bytes());
+    buf.put_u8(b'\n');
+    buf.freeze()
 }
 
 pub fn encode(origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
@@ -57,7 +82,16 @@ pub fn decode(msg: Bytes) -> Option<Received> {
         rest = &rest[nl + 1..];
     }
     let [version, origin, scope, sent, id, channel] = fields;
-    if version != VERSION || rest.first() != Some(&b'"') || rest.last() != Some(&b'}') {
+    if version != VERSION {
+        return None;
+    }
+    let sent_us = std::str::from_utf8(sent).ok()?.parse().ok()?;
+    let origin = std::str::from_utf8(origin).ok()?.to_owned();
+    if scope == b"d" {
+        let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty() && rest.is_empty())?;
+        return Some(Received { origin, sent_us, payload: Payload::Disconnect(player.to_owned()) });
+    }
+    if rest.first() != Some(&b'"') || rest.last() != Some(&b'}') {
         return None;
     }
     let scope = match scope {
@@ -65,13 +99,11 @@ pub fn decode(msg: Bytes) -> Option<Received> {
         b"b" => Scope::Broadcast,
         _ => return None,
     };
-    let sent_us = std::str::from_utf8(sent).ok()?.parse().ok()?;
-    let origin = std::str::from_utf8(origin).ok()?.to_owned();
     let id: Box<str> = std::str::from_utf8(id).ok()?.into();
     let channel: Arc<str> = std::str::from_utf8(channel).ok()?.into();
     let tail = msg.slice_ref(rest);
     let publication = Arc::new(Publication::from_parts(id, channel, tail));
-    Some(Received { origin, sent_us, envelope: Envelope { scope, publication } })
+    Some(Received { origin, sent_us, payload: Payload::Publication(Envelope { scope, publication }) })
 }
 
 #[cfg(test)]
@@ -90,16 +122,21 @@ mod tests {
         let msg = encode("n_abc", 42, &env);
         let r = decode(msg).unwrap();
         assert_eq!((r.origin.as_str(), r.sent_us), ("n_abc", 42));
-        assert_eq!(r.envelope.scope, Scope::Channel);
-        assert_eq!(&*r.envelope.publication.id, "m_1");
-        assert_eq!(&*r.envelope.publication.channel, "room:a");
+        let Payload::Publication(got) = r.payload else { panic!("a publication") };
+        assert_eq!(got.scope, Scope::Channel);
+        assert_eq!(&*got.publication.id, "m_1");
+        assert_eq!(&*got.publication.channel, "room:a");
         let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
         p.encode_json(7, &mut a);
-        r.envelope.publication.encode_json(7, &mut b);
+        got.publication.encode_json(7, &mut b);
         assert_eq!(a, b);
 
         let env = Envelope { scope: Scope::Broadcast, publication: p };
-        assert_eq!(decode(encode("n", 1, &env)).unwrap().envelope.scope, Scope::Broadcast);
+        let Payload::Publication(got) = decode(encode("n", 1, &env)).unwrap().payload else { panic!() };
+        assert_eq!(got.scope, Scope::Broadcast);
+
+        let d = decode(encode_disconnect("n_x", 5, "alice")).unwrap();
+        assert!(matches!(d.payload, Payload::Disconnect(p) if p == "alice"));
     }
 
     #[test]
@@ -114,5 +151,7 @@ mod tests {
             assert!(decode(Bytes::from(bad)).is_none(), "{bad:?}");
         }
         assert!(decode(Bytes::from("T1\nn\nc\nNaN\nm\nr\n\"a\":1}")).is_none());
+        assert!(decode(Bytes::from("T1\nn\nd\n1\n-\n\n")).is_none(), "no player");
+        assert!(decode(Bytes::from("T1\nn\nd\n1\n-\nalice\nextra")).is_none());
     }
 }

@@ -206,6 +206,9 @@ impl crate::broker::LocalNode for ConnectionManager {
     fn telemetry(&self) -> &crate::internal_events::Telemetry {
         &self.telemetry
     }
+    fn disconnect_player(&self, player_id: &str) {
+        ConnectionManager::disconnect_player(self, player_id);
+    }
 }
 
 #[cfg(test)]
