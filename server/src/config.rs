@@ -287,6 +287,19 @@ pub enum BrokerKind {
     Redis,
 }
 
+/// `broker.url` with its password (if any) shown as `***`.
+fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        // Not a URL (refused by validation anyway): show nothing of it.
+        Err(_) => "***".to_owned(),
+    }
+}
+
 /// Why a configuration could not be loaded. Each problem displays as one
 /// line that names the key; [`ConfigError::Many`] is one line per problem.
 #[derive(Debug, thiserror::Error)]
@@ -500,6 +513,7 @@ impl Config {
         mask(&mut copy.auth.secret);
         copy.auth.api_keys.iter_mut().for_each(mask);
         mask(&mut copy.monitoring.token);
+        copy.broker.url = mask_url_password(&copy.broker.url);
         copy
     }
 
@@ -1344,20 +1358,26 @@ mod tests {
         cfg.auth.secret = SECRET.into();
         cfg.auth.api_keys = vec![API_KEY.into(), "second-key-0123456789".into()];
         cfg.monitoring.token = "operator-token".into();
+        cfg.broker.url = "redis://:redis-pass@127.0.0.1:6379/0".into();
         let masked = cfg.masked();
+        assert_eq!(masked.broker.url, "redis://:***@127.0.0.1:6379/0");
         assert_eq!(masked.auth.secret, "***");
         assert_eq!(masked.auth.api_keys, vec!["***", "***"]);
         assert_eq!(masked.monitoring.token, "***");
         assert_eq!(masked.server, cfg.server);
         let text = masked.to_toml_string().unwrap();
         assert!(
-            !text.contains(SECRET) && !text.contains(API_KEY) && !text.contains("operator-token"),
+            !text.contains(SECRET)
+                && !text.contains(API_KEY)
+                && !text.contains("operator-token")
+                && !text.contains("redis-pass"),
             "{text}"
         );
         // Unset secrets stay empty, so the output still shows development mode.
         let plain = Config::default().masked();
         assert_eq!(plain.auth.secret, "");
         assert_eq!(plain.monitoring.token, "");
+        assert_eq!(plain.broker.url, "redis://127.0.0.1:6379");
     }
 
     #[test]
