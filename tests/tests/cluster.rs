@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tandem_client::{ClientMessage, ServerFrame};
+use tandem_client::{Client, ClientEvent, ClientMessage, ClientOptions, ResyncReason, ServerFrame};
 use tandem_e2e::wait::eventually;
 use tandem_e2e::{Peer, RedisServer, Signal, TestServer, Transport, WAIT, frames_until_closed};
 
@@ -179,9 +179,19 @@ async fn redis_down_is_503_then_nodes_reconnect_and_sessions_resync() {
     let (mut redis, [a, b, _c]) = three_nodes("t3", 4).await;
     let mut on_b =
         Peer::connect(Transport::WebSocket, &b.dev("dave").channels(&["room:y"])).await.expect("on B");
+    // The SDK client too: it must surface the server's resync to the app.
+    let client = Client::new(ClientOptions::new(b.base_url()).player_id("frank").channels(&["room:y"]))
+        .expect("client options");
+    let mut events = client.events();
+    client.connect();
+    player_connections(&a, "frank", 1).await;
     let (status, _) = a.api_post("/api/publish", json!({"channel": "room:y", "event": "e", "data": 0})).await;
     assert_eq!(status, 200);
     assert_eq!(delivery(&mut on_b).await.seq, 1);
+    match tokio::time::timeout(WAIT, events.recv()).await {
+        Ok(Some(ClientEvent::Message(m))) => assert_eq!(m.seq, 1),
+        other => panic!("SDK client: expected the first delivery, got {other:?}"),
+    }
 
     redis.kill();
     // Until the node notices, a publish may still be queued; either way the
@@ -212,13 +222,20 @@ async fn redis_down_is_503_then_nodes_reconnect_and_sessions_resync() {
         Ok(ServerFrame::Resync { reason }) => assert_eq!(reason, "broker_reconnected"),
         other => panic!("expected a resync frame after the broker came back, got {other:?}"),
     }
+    match tokio::time::timeout(WAIT, events.recv()).await {
+        Ok(Some(ClientEvent::Resync(r))) => {
+            assert_eq!(r.reason, ResyncReason::Server { reason: "broker_reconnected".into() });
+            assert_eq!(r.last_seq, 1, "the sequence goes on");
+        }
+        other => panic!("SDK client: expected a resync event, got {other:?}"),
+    }
     let told = b
         .wait_for_log(
             |l| l["message"].as_str().is_some_and(|m| m.starts_with("Connections told to resync")),
             WAIT,
         )
         .await;
-    assert_eq!(told["connections"], 1, "{told}");
+    assert_eq!(told["connections"], 2, "dave's and frank's connections: {told}");
     a.wait_for_log(|l| l["message"] == "Broker connected" && l["reconnect"] == true, WAIT).await;
     let (status, body) = eventually("publishing works again", WAIT, || async {
         let r = a.api_post("/api/publish", json!({"channel": "room:y", "event": "e", "data": 2})).await;
@@ -239,7 +256,8 @@ async fn redis_down_is_503_then_nodes_reconnect_and_sessions_resync() {
         .await
         .expect("text");
     assert!(metrics.contains("tandem_broker_reconnects_total 1"), "{metrics}");
-    assert!(metrics.contains("tandem_resync_notices_total 1"), "{metrics}");
+    assert!(metrics.contains("tandem_resync_notices_total 2"), "{metrics}");
+    client.close().await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::events::{CallError, ClientEvent, Resync};
 use super::options::ClientOptions;
 use crate::frames::{ClientMessage, Delivery, ServerFrame, Welcome};
-use crate::machine::sequence::{Accept, SeqGate, WelcomeOutcome};
+use crate::machine::sequence::{Accept, ResyncReason, SeqGate, WelcomeOutcome};
 use crate::machine::status::{Status, combine};
 use crate::machine::transport_plan::Transport;
 
@@ -205,20 +205,38 @@ impl Shared {
                 session_id: welcome.session_id.clone(),
                 last_seq: gate.last_seq(),
             };
-            let all = {
-                let mut l = lock(&self.listeners);
-                l.all.retain(|tx| !tx.is_closed());
-                l.all.clone()
-            };
-            for tx in all {
-                let _ = tx.send(ClientEvent::Resync(resync.clone())).await;
-            }
-            if let Some(hook) = &self.options.on_resync {
-                hook(resync).await;
-            }
+            self.tell_resync(resync).await;
         }
         drop(gate);
         outcome
+    }
+
+    /// The server's `resync` frame: the session goes on, but publications
+    /// from other nodes may be missing. Told like a welcome's resync, with
+    /// the gate held so no later delivery passes before the reload hook.
+    pub(crate) async fn server_resync(&self, reason: String) {
+        let gate = self.gate.lock().await;
+        let resync = Resync {
+            reason: ResyncReason::Server { reason },
+            session_id: gate.resume_point().map(|(s, _)| s.to_owned()).unwrap_or_default(),
+            last_seq: gate.last_seq(),
+        };
+        self.tell_resync(resync).await;
+        drop(gate);
+    }
+
+    async fn tell_resync(&self, resync: Resync) {
+        let all = {
+            let mut l = lock(&self.listeners);
+            l.all.retain(|tx| !tx.is_closed());
+            l.all.clone()
+        };
+        for tx in all {
+            let _ = tx.send(ClientEvent::Resync(resync.clone())).await;
+        }
+        if let Some(hook) = &self.options.on_resync {
+            hook(resync).await;
+        }
     }
 
     fn mirror(&self, gate: &SeqGate) {

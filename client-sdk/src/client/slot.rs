@@ -235,6 +235,7 @@ async fn serve(
                 Ok(ServerFrame::Shutdown { reconnect, retry_after_ms }) => {
                     shutdown_hint = Some((reconnect, Duration::from_millis(retry_after_ms)));
                 }
+                Ok(ServerFrame::Resync { reason }) => shared.server_resync(reason).await,
                 Ok(ServerFrame::Welcome(_) | ServerFrame::Close { .. } | ServerFrame::Unknown(_)) => {}
                 Err(ClientError::Timeout) => {
                     liveness.received(link.last_received());

@@ -27,6 +27,10 @@ pub enum ResyncReason {
     /// The session is gone (expired, or the server restarted); a new one
     /// replaced it.
     NewSession { previous: String },
+    /// The server sent a `resync` frame (its link to the other nodes was
+    /// lost, e.g. `broker_reconnected`): publications may be missing though
+    /// the session and its `seq` go on.
+    Server { reason: String },
 }
 
 /// What a welcome means for delivery.
