@@ -585,6 +585,32 @@ mod tests {
     }
 
     #[test]
+    fn cluster_document_sums_this_node_and_the_others() {
+        let b = RedisBroker::new(&BrokerConfig::default()).expect("a valid URL");
+        *b.remote_nodes.lock() = vec![json!({
+            "node_id": "n_2", "total_connections": 3,
+            "connections": {"websocket_connections": 2, "sse_connections": 1, "sessions": 2},
+        })];
+        let local =
+            ConnectionOverview { websocket_connections: 1, sessions: 1, ..ConnectionOverview::default() };
+        let doc = b.cluster_document(&local, "127.0.0.1:1");
+        assert_eq!(doc["node_count"], 2);
+        assert_eq!(doc["total_connections"], 4);
+        assert_eq!(doc["websocket_connections"], 3);
+        assert_eq!(doc["sse_connections"], 1);
+        assert_eq!(doc["sessions"], 3);
+        assert_eq!(doc["broker"], "disconnected", "never connected in a unit test");
+        assert_eq!(doc["nodes"][0]["addr"], "127.0.0.1:1");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        let cfg = BrokerConfig { url: "redis://:secret@[bad".into(), ..BrokerConfig::default() };
+        let err = RedisBroker::new(&cfg).expect_err("not a URL");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
     fn keys_share_the_prefix() {
         let k = Keys("t".into());
         assert_eq!(k.publications(), "t:pub");
