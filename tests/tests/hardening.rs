@@ -276,6 +276,25 @@ async fn sse_clients_that_keep_hitting_the_uplink_limit_are_closed() {
     }
 }
 
+/// Whether `player`'s one connection has a full queue (capacity 1) that
+/// its writer cannot drain: full on every look for 200 ms, because the
+/// peer's socket buffers are full. A connection already gone (a heartbeat
+/// found it full meanwhile) counts too.
+async fn queue_stuck_full(server: &TestServer, player: &str) -> bool {
+    for _ in 0..5 {
+        let (_, detail) = server.api_get(&format!("/api/players/{player}")).await;
+        let conn = &detail["sessions"][0]["connections"][0];
+        if conn.is_null() {
+            return true;
+        }
+        if conn["queue_depth"].as_u64() != Some(1) {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
 /// A heartbeat that finds a connection's queue full closes it as a slow
 /// consumer, and that close is counted and logged like the one a
 /// publication causes: every path reports its close once.
@@ -292,7 +311,7 @@ async fn a_heartbeat_that_finds_the_queue_full_counts_a_slow_consumer() {
     let mut isolated = None;
     // A publication may hit the full queue before a heartbeat does; then
     // the scenario is retried with a new subscriber (bounded).
-    for attempt in 0..3 {
+    for attempt in 0..5 {
         let player = format!("stalled{attempt}");
         let channel = format!("room:fill{attempt}");
         let _raw = RawWs::connect(server.addr(), &format!("/ws?player_id={player}&channels={channel}"))
@@ -307,9 +326,7 @@ async fn a_heartbeat_that_finds_the_queue_full_counts_a_slow_consumer() {
             if out["failed_connections"] != 0 {
                 break; // the publication found it full first
             }
-            let (_, detail) = server.api_get(&format!("/api/players/{player}")).await;
-            let depth = detail["sessions"][0]["connections"][0]["queue_depth"].as_u64();
-            if depth == Some(1) {
+            if queue_stuck_full(&server, &player).await {
                 full = true;
                 break;
             }
