@@ -70,7 +70,7 @@ async fn body<T: DeserializeOwned>(
 /// `data` checked and compacted once (see [`payload`]); absent = `null`.
 fn data_or_null(data: Option<Box<RawValue>>) -> Result<Box<RawValue>, HttpError> {
     match data {
-        Some(d) => Ok(payload::compact(&d)?),
+        Some(d) => Ok(payload::compact(&d).map_err(ProtocolError::from)?),
         None => Ok(RawValue::NULL.to_owned()),
     }
 }

@@ -10,7 +10,10 @@
 
 use serde_json::value::RawValue;
 
-use crate::protocol::{ErrorCode, ProtocolError};
+/// Why relayed JSON was refused; the protocol answers it as `invalid_json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PayloadError(String);
 
 /// Deepest nesting of arrays and objects accepted in `data` (serde_json's
 /// own limit is 128, Python's `json` fails near 1,000; 64 leaves room for
@@ -23,7 +26,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 /// `raw` has already been parsed as JSON, so only whitespace, depth and
 /// escapes need a look; the scan is iterative (no recursion on client
 /// input).
-pub fn compact(raw: &RawValue) -> Result<Box<RawValue>, ProtocolError> {
+pub fn compact(raw: &RawValue) -> Result<Box<RawValue>, PayloadError> {
     let text = raw.get();
     let src = text.as_bytes();
     let mut out = String::with_capacity(src.len());
@@ -59,7 +62,7 @@ pub fn compact(raw: &RawValue) -> Result<Box<RawValue>, ProtocolError> {
 
 /// Index just past the closing quote of the string whose content starts at
 /// `i`, checking every `\u` escape on the way.
-fn string_end(src: &[u8], mut i: usize) -> Result<usize, ProtocolError> {
+fn string_end(src: &[u8], mut i: usize) -> Result<usize, PayloadError> {
     while i < src.len() {
         match src[i] {
             b'"' => return Ok(i + 1),
@@ -88,14 +91,14 @@ fn string_end(src: &[u8], mut i: usize) -> Result<usize, ProtocolError> {
     Err(invalid("unterminated string in `data`".into()))
 }
 
-fn hex4(src: &[u8], at: usize) -> Result<u32, ProtocolError> {
+fn hex4(src: &[u8], at: usize) -> Result<u32, PayloadError> {
     let digits = src.get(at..at + 4).ok_or_else(|| invalid("truncated `\\u` escape in `data`".into()))?;
     let text = std::str::from_utf8(digits).map_err(|_| invalid("invalid `\\u` escape in `data`".into()))?;
     u32::from_str_radix(text, 16).map_err(|_| invalid("invalid `\\u` escape in `data`".into()))
 }
 
-fn invalid(message: String) -> ProtocolError {
-    ProtocolError::new(ErrorCode::InvalidJson, message)
+fn invalid(message: String) -> PayloadError {
+    PayloadError(message)
 }
 
 #[cfg(test)]
@@ -103,7 +106,7 @@ fn invalid(message: String) -> ProtocolError {
 mod tests {
     use super::*;
 
-    fn run(text: &str) -> Result<String, ProtocolError> {
+    fn run(text: &str) -> Result<String, PayloadError> {
         let raw = RawValue::from_string(text.to_owned()).unwrap();
         compact(&raw).map(|r| r.get().to_owned())
     }
@@ -123,7 +126,7 @@ mod tests {
         let ok = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
         assert_eq!(run(&ok).unwrap(), ok);
         let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH + 1), "]".repeat(MAX_JSON_DEPTH + 1));
-        assert_eq!(run(&deep).unwrap_err().code, ErrorCode::InvalidJson);
+        assert!(run(&deep).unwrap_err().to_string().contains("deeper than 64"));
         // Brackets inside strings are text, not nesting.
         let quoted = format!("\"{}\"", "[".repeat(500));
         assert!(run(&quoted).is_ok());
@@ -134,7 +137,7 @@ mod tests {
         assert_eq!(run(r#""\ud83d\ude00""#).unwrap(), r#""\ud83d\ude00""#);
         assert_eq!(run(r#""\u00e9\\u""#).unwrap(), r#""\u00e9\\u""#);
         for bad in [r#""\ud800""#, r#""\udc00""#, r#""\ud800x""#, r#""\ud800\u0041""#, r#"{"a":"\uDFFF"}"#] {
-            assert_eq!(run(bad).unwrap_err().code, ErrorCode::InvalidJson, "{bad}");
+            assert!(run(bad).unwrap_err().to_string().contains("surrogate"), "{bad}");
         }
     }
 }

@@ -60,6 +60,12 @@ pub struct ProtocolError {
     pub message: String,
 }
 
+impl From<payload::PayloadError> for ProtocolError {
+    fn from(e: payload::PayloadError) -> Self {
+        Self::new(ErrorCode::InvalidJson, e.to_string())
+    }
+}
+
 impl ProtocolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
@@ -123,8 +129,9 @@ impl ClientMessage {
             }
         };
         // `data` and a ping's `id` are relayed: compact and checked once.
-        let relayed =
-            |v: Option<&RawValue>| v.map(payload::compact).transpose().map(|v| v.unwrap_or_else(null_raw));
+        let relayed = |v: Option<&RawValue>| -> Result<Box<RawValue>, ProtocolError> {
+            Ok(v.map(payload::compact).transpose()?.unwrap_or_else(null_raw))
+        };
         match kind {
             "subscribe" => Ok(Self::Subscribe { channel: string("channel", env.channel)? }),
             "unsubscribe" => Ok(Self::Unsubscribe { channel: string("channel", env.channel)? }),
