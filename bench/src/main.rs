@@ -16,11 +16,18 @@
 //! - `cluster`: nodes sharing one Redis (`broker.kind = "redis"`): the p50
 //!   and p99 delivery latency to a subscriber on the publishing node and on
 //!   another node, then a fan-out across every node.
+//! - `pace`: N subscribers (WebSocket or SSE, raw sockets) on one channel,
+//!   K publications at a fixed rate (or as fast as the API answers); reports
+//!   the server's CPU time per delivery, deliveries per second and the
+//!   delivery latency each subscriber saw (its clock minus the frame's
+//!   `ts`). `bench/run.sh` runs it against Tandem and the reference server.
 //!
 //! Only loopback targets are accepted, and every loop is bounded in count
 //! and time.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
@@ -81,6 +88,26 @@ struct ClusterArgs {
     messages: usize,
 }
 
+#[derive(clap::Args)]
+struct PaceArgs {
+    #[arg(long, default_value_t = 1_000)]
+    subscribers: usize,
+    #[arg(long, value_enum, default_value_t = Kind::Ws)]
+    transport: Kind,
+    /// Publications per second; 0 publishes the next as soon as the API
+    /// answered the last (burst).
+    #[arg(long, default_value_t = 100)]
+    rate: u32,
+    #[arg(long, default_value_t = 1_000)]
+    messages: usize,
+    /// API key configured on the server (`auth.api_keys`).
+    #[arg(long)]
+    api_key: String,
+    /// Size of each publication's `data.text`, in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     Idle {
@@ -90,6 +117,7 @@ enum Cmd {
         transport: Kind,
     },
     Fanout(FanoutArgs),
+    Pace(PaceArgs),
     Flood {
         #[arg(long, default_value_t = 5_000)]
         connections: usize,
@@ -142,12 +170,24 @@ async fn open(addr: &str, kind: Kind, n: usize) -> std::io::Result<TcpStream> {
 }
 
 async fn open_on(addr: &str, kind: Kind, player: &str, extra: &str) -> std::io::Result<TcpStream> {
+    // A small receive window, so a client that stops reading backs up fast.
+    connect(addr, kind, player, extra, Some(4096)).await
+}
+
+async fn connect(
+    addr: &str,
+    kind: Kind,
+    player: &str,
+    extra: &str,
+    recv_window: Option<u32>,
+) -> std::io::Result<TcpStream> {
     let target: std::net::SocketAddr =
         tokio::net::lookup_host(addr).await?.next().ok_or_else(|| std::io::Error::other("no address"))?;
     let socket =
         if target.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    // A small receive window, so a client that stops reading backs up fast.
-    socket.set_recv_buffer_size(4096)?;
+    if let Some(window) = recv_window {
+        socket.set_recv_buffer_size(window)?;
+    }
     let mut s = socket.connect(target).await?;
     let req = match kind {
         Kind::Ws => format!(
@@ -526,6 +566,180 @@ async fn cluster(base: &str, args: ClusterArgs) {
     );
 }
 
+/// Latency histogram buckets, one per millisecond; the last holds
+/// everything slower.
+const LATENCY_BUCKETS: usize = 10_000;
+
+/// What every subscriber of a `pace` run saw, shared by their readers.
+struct Tally {
+    delivered: AtomicU64,
+    latency_ms: Vec<AtomicU64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            delivered: AtomicU64::new(0),
+            latency_ms: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn record(&self, latency_ms: u64) {
+        let i = usize::try_from(latency_ms).unwrap_or(usize::MAX).min(LATENCY_BUCKETS - 1);
+        self.latency_ms[i].fetch_add(1, Ordering::Relaxed);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The latency (ms) under which a fraction `p` of the deliveries fell.
+    fn percentile(&self, p: f64) -> u64 {
+        let counts: Vec<u64> = self.latency_ms.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        bucket_percentile(&counts, p)
+    }
+}
+
+fn bucket_percentile(counts: &[u64], p: f64) -> u64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let rank = ((total as f64 * p).ceil() as u64).clamp(1, total);
+    let mut seen = 0;
+    for (ms, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return ms as u64;
+        }
+    }
+    counts.len() as u64
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Finds every complete `"ts":<digits>` in `data` (WebSocket frames or SSE
+/// events, whatever the framing around them) and hands each number to `f`.
+/// Returns how many bytes are done with: the rest may hold a match cut by
+/// the end of this read and is kept for the next.
+fn scan_ts(data: &[u8], mut f: impl FnMut(u64)) -> usize {
+    const PAT: &[u8] = b"\"ts\":";
+    let mut i = 0;
+    while let Some(p) = data[i..].windows(PAT.len()).position(|w| w == PAT) {
+        let start = i + p + PAT.len();
+        let digits = data[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if start + digits == data.len() {
+            return i + p; // the number may go on in the next read
+        }
+        if let Some(v) = std::str::from_utf8(&data[start..start + digits]).ok().and_then(|s| s.parse().ok()) {
+            f(v);
+        }
+        i = start + digits;
+    }
+    i.max(data.len().saturating_sub(PAT.len() - 1))
+}
+
+/// Reads one subscriber's deliveries until the peer closes or `until`.
+async fn read_deliveries(mut s: TcpStream, tally: Arc<Tally>, until: tokio::time::Instant) {
+    let mut buf = vec![0u8; 4096];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = match tokio::time::timeout_at(until, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        carry.extend_from_slice(&buf[..n]);
+        let now = now_ms();
+        let done = scan_ts(&carry, |ts| tally.record(now.saturating_sub(ts)));
+        carry.drain(..done);
+    }
+}
+
+async fn pace(base: &str, addr: &str, pid: u32, args: PaceArgs) {
+    let PaceArgs { subscribers: subs, transport, rate, messages, api_key, payload_bytes } = args;
+    let tally = Arc::new(Tally::new());
+    // Readers stop by themselves at the latest here.
+    let until = tokio::time::Instant::now() + 2 * DEADLINE;
+    let setup = Instant::now();
+    let mut readers = Vec::with_capacity(subs);
+    let mut batch = Vec::new();
+    for i in 0..subs {
+        let player = format!("p{i}");
+        batch.push(async move { connect(addr, transport, &player, "&channels=room:bench", None).await });
+        if batch.len() == 256 || i + 1 == subs {
+            for r in futures_util::future::join_all(batch.drain(..)).await {
+                match r {
+                    Ok(s) => readers.push(tokio::spawn(read_deliveries(s, Arc::clone(&tally), until))),
+                    Err(e) => eprintln!("connect failed: {e}"),
+                }
+            }
+        }
+        if setup.elapsed() > DEADLINE {
+            break;
+        }
+    }
+    let connected = readers.len();
+    // Let the last subscriptions settle before the first publication.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
+    let body = serde_json::json!({"channel": "room:bench", "event": "tick", "data": {"text": "x".repeat(payload_bytes)}});
+    let url = format!("{base}/api/publish");
+    let mut ticks = (rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate))));
+    let cpu0 = proc_cpu_ticks(pid);
+    let started = Instant::now();
+    let mut failed = 0;
+    for _ in 0..messages {
+        if let Some(t) = ticks.as_mut() {
+            t.tick().await;
+        }
+        match client.post(&url).bearer_auth(&api_key).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {}
+            _ => failed += 1,
+        }
+        if started.elapsed() > DEADLINE {
+            break;
+        }
+    }
+    let published_in = started.elapsed();
+    // Wait (bounded) for the deliveries still on their way; the run ends at
+    // the last one that arrived.
+    let expected = (connected * messages) as u64;
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    let mut last = tally.delivered.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    while last < expected && Instant::now() < drain_until && last_change.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = tally.delivered.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+    }
+    let cpu = proc_cpu_ticks(pid).saturating_sub(cpu0) as f64 / 100.0;
+    let took = last_change.duration_since(started).max(published_in).as_secs_f64();
+    for r in &readers {
+        r.abort();
+    }
+    let delivered = tally.delivered.load(Ordering::Relaxed);
+    println!(
+        "pace {}: {connected} subscribers x {messages} messages at {} ({:.1}/s achieved, {failed} failed): \
+         {delivered} of {expected} delivered in {took:.2} s ({:.0}/s); server CPU {cpu:.2} s = {:.2} us per \
+         delivery; latency p50 {} ms, p99 {} ms, max {} ms",
+        match transport {
+            Kind::Ws => "websocket",
+            Kind::Sse => "sse",
+        },
+        if rate == 0 { "full speed".to_owned() } else { format!("{rate}/s") },
+        messages as f64 / published_in.as_secs_f64(),
+        delivered as f64 / took,
+        cpu * 1e6 / delivered.max(1) as f64,
+        tally.percentile(0.5),
+        tally.percentile(0.99),
+        tally.percentile(1.0),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -543,6 +757,7 @@ async fn main() {
     match cli.cmd {
         Cmd::Idle { connections, transport } => idle(&addr, cli.pid, connections, transport).await,
         Cmd::Fanout(args) => fanout(base, &addr, cli.pid, args).await,
+        Cmd::Pace(args) => pace(base, &addr, cli.pid, args).await,
         Cmd::Flood { connections, probe, hold_seconds } => {
             let probe = probe.unwrap_or_else(|| format!("{base}/health"));
             let loopback = url::Url::parse(&probe).ok().and_then(|u| {
@@ -560,5 +775,54 @@ async fn main() {
             soak(&addr, cli.pid, connections, rounds.min(100), Duration::from_secs(idle_seconds)).await
         }
         Cmd::Cluster(args) => cluster(base, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_ts(data: &[u8]) -> (Vec<u64>, usize) {
+        let mut seen = Vec::new();
+        let done = scan_ts(data, |v| seen.push(v));
+        (seen, done)
+    }
+
+    #[test]
+    fn finds_every_timestamp_in_sse_and_websocket_bytes() {
+        let sse = b"id: 1\nevent: message\ndata: {\"seq\":1,\"ts\":17}\n\nid: 2\nevent: message\ndata: {\"ts\":18,\"x\":1}\n\n";
+        assert_eq!(all_ts(sse).0, vec![17, 18]);
+        let mut ws = vec![0x81, 9];
+        ws.extend_from_slice(b"{\"ts\":42}");
+        let (seen, done) = all_ts(&ws);
+        assert_eq!(seen, vec![42]);
+        // Only the closing brace, which holds no timestamp, is left over.
+        assert_eq!(done, ws.len() - 1);
+    }
+
+    #[test]
+    fn keeps_a_timestamp_cut_by_the_end_of_a_read() {
+        let first = b"{\"a\":1,\"ts\":123";
+        let (seen, done) = all_ts(first);
+        assert!(seen.is_empty());
+        let mut rest = first[done..].to_vec();
+        rest.extend_from_slice(b"45}");
+        assert_eq!(all_ts(&rest).0, vec![12345]);
+        // A pattern cut in the middle is kept too.
+        let (seen, done) = all_ts(b"xxxx\"t");
+        assert!(seen.is_empty());
+        assert_eq!(done, 2);
+    }
+
+    #[test]
+    fn percentiles_come_from_millisecond_buckets() {
+        let mut counts = vec![0u64; 10];
+        counts[1] = 98;
+        counts[7] = 2;
+        assert_eq!(bucket_percentile(&counts, 0.5), 1);
+        assert_eq!(bucket_percentile(&counts, 0.98), 1);
+        assert_eq!(bucket_percentile(&counts, 0.99), 7);
+        assert_eq!(bucket_percentile(&counts, 1.0), 7);
+        assert_eq!(bucket_percentile(&[0; 4], 0.99), 0);
     }
 }

@@ -1,8 +1,9 @@
 //! `tandem-reference`: the raw tokio broadcast server Tandem's CPU per
 //! delivery is compared against. It does the least a fan-out server can:
-//! WebSocket upgrade (tokio-tungstenite), one bounded queue per connection,
-//! `POST /api/publish` broadcasts one shared frame to every connection. No
-//! sessions, no history, no auth, no metrics. Loopback only.
+//! WebSocket upgrade (tokio-tungstenite) on `GET /ws` or a raw
+//! `text/event-stream` response on `GET /sse`, one bounded queue per
+//! connection, `POST /api/publish` broadcasts one shared frame to every
+//! connection. No sessions, no history, no auth, no metrics. Loopback only.
 //!
 //! Run: `tandem-reference --port 9090`, then point `tandem-bench --url
 //! http://127.0.0.1:9090 --pid <its pid> fanout …` at it.
@@ -18,6 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use bytes::Bytes;
+
 #[derive(Parser)]
 struct Cli {
     #[arg(long, default_value_t = 9090)]
@@ -32,7 +35,17 @@ const QUEUE: usize = 256;
 /// Largest publish body accepted.
 const MAX_BODY: usize = 1 << 20;
 
-type Subscribers = Arc<Mutex<Vec<mpsc::Sender<Utf8Bytes>>>>;
+/// Largest request head read from an SSE client.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// One publication, serialized once for each transport.
+#[derive(Clone)]
+struct Frame {
+    text: Utf8Bytes,
+    sse: Bytes,
+}
+
+type Subscribers = Arc<Mutex<Vec<mpsc::Sender<Frame>>>>;
 
 fn main() -> std::io::Result<()> {
     let cli = Cli::parse();
@@ -53,21 +66,61 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve(stream: TcpStream, subs: Subscribers) {
-    let mut head = [0u8; 4];
-    if stream.peek(&mut head).await.is_err() {
-        return;
+    let mut head = [0u8; 8];
+    // The first bytes may arrive in pieces; wait (bounded) for all eight.
+    for _ in 0..100 {
+        match stream.peek(&mut head).await {
+            Ok(n) if n >= head.len() => break,
+            Ok(0) | Err(_) => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+        }
     }
-    if &head == b"POST" {
+    if head.starts_with(b"POST") {
         let _ = publish(stream, &subs).await;
+    } else if &head == b"GET /sse" {
+        let _ = sse_subscriber(stream, &subs).await;
     } else {
         subscriber(stream, &subs).await;
+    }
+}
+
+/// `GET /sse`: a raw event stream (no chunked encoding; the connection ends
+/// the body), one write per event.
+async fn sse_subscriber(mut stream: TcpStream, subs: &Subscribers) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() > MAX_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let (queue, mut outbound) = mpsc::channel::<Frame>(QUEUE);
+    subs.lock().push(queue);
+    stream
+        .write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+              connection: close\r\n\r\nevent: welcome\ndata: {\"type\":\"welcome\"}\n\n",
+        )
+        .await?;
+    let (mut rx, mut tx) = stream.into_split();
+    loop {
+        tokio::select! {
+            frame = outbound.recv() => match frame {
+                Some(frame) => tx.write_all(&frame.sse).await?,
+                None => return Ok(()),
+            },
+            // The client sends nothing; a read of 0 or an error means it left.
+            n = rx.read(&mut buf) => if n? == 0 { return Ok(()) },
+        }
     }
 }
 
 async fn subscriber(stream: TcpStream, subs: &Subscribers) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
     let (mut tx, mut rx) = ws.split();
-    let (queue, mut outbound) = mpsc::channel::<Utf8Bytes>(QUEUE);
+    let (queue, mut outbound) = mpsc::channel::<Frame>(QUEUE);
     subs.lock().push(queue);
     if tx.send(Message::text(r#"{"type":"welcome"}"#)).await.is_err() {
         return;
@@ -75,7 +128,7 @@ async fn subscriber(stream: TcpStream, subs: &Subscribers) {
     loop {
         tokio::select! {
             frame = outbound.recv() => match frame {
-                Some(text) => if tx.send(Message::Text(text)).await.is_err() { return },
+                Some(frame) => if tx.send(Message::Text(frame.text)).await.is_err() { return },
                 None => return,
             },
             incoming = rx.next() => match incoming {
@@ -124,7 +177,8 @@ async fn publish(stream: TcpStream, subs: &Subscribers) -> std::io::Result<()> {
             "channel": v["channel"], "event": v["event"], "data": v["data"], "ts": ts,
         })
         .to_string();
-        let shared = Utf8Bytes::from(frame);
+        let sse = Bytes::from(format!("id: {seq}\nevent: message\ndata: {frame}\n\n"));
+        let shared = Frame { text: Utf8Bytes::from(frame), sse };
         let mut recipients = 0;
         subs.lock().retain(|q| match q.try_send(shared.clone()) {
             Ok(()) => {
