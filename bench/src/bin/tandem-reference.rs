@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use bytes::Bytes;
@@ -54,7 +55,11 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?
         .block_on(async move {
-            let listener = TcpListener::bind(("127.0.0.1", cli.port)).await?;
+            // The same accept backlog as Tandem and tandem-floor.
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(([127, 0, 0, 1], cli.port).into())?;
+            let listener: TcpListener = socket.listen(4096)?;
             println!("tandem-reference listening on 127.0.0.1:{}", cli.port);
             let subs: Subscribers = Arc::default();
             loop {
@@ -96,6 +101,7 @@ async fn sse_subscriber(mut stream: TcpStream, subs: &Subscribers) -> std::io::R
         }
         head.extend_from_slice(&buf[..n]);
     }
+    drop(head);
     let (queue, mut outbound) = mpsc::channel::<Frame>(QUEUE);
     subs.lock().push(queue);
     stream
@@ -105,6 +111,7 @@ async fn sse_subscriber(mut stream: TcpStream, subs: &Subscribers) -> std::io::R
         )
         .await?;
     let (mut rx, mut tx) = stream.into_split();
+    let mut buf = [0u8; 64];
     loop {
         tokio::select! {
             frame = outbound.recv() => match frame {
@@ -118,7 +125,10 @@ async fn sse_subscriber(mut stream: TcpStream, subs: &Subscribers) -> std::io::R
 }
 
 async fn subscriber(stream: TcpStream, subs: &Subscribers) {
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+    // tungstenite's default 128 KiB read buffer would be most of an idle
+    // connection's memory; clients here send nothing but control frames.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
     let (mut tx, mut rx) = ws.split();
     let (queue, mut outbound) = mpsc::channel::<Frame>(QUEUE);
     subs.lock().push(queue);

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Side by side: Tandem, the raw tokio reference (tandem-reference) and the
+# actix-web floor (tandem-floor, and its actix-ws variant), each started as
+# a fresh process on a free loopback port for every measurement, one after
+# another (never two at once), measured with tandem-bench. Prints every raw
+# result line, then the table with ratios and which performance targets the
+# run meets. Nothing asserts the numbers.
+#
+#   bench/run.sh            # 10,000 connections, about 10 s per rate row
+#   bench/run.sh --quick    # small sizes, about a minute
+#   bench/run.sh --19k      # also idle WebSocket at 19,000 connections
+#   bench/run.sh --no-build # use the release binaries already built
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0 BIG=0 BUILD=1
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    --19k) BIG=1 ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+# Servers and the load generator need one descriptor per connection.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+CORES=$(nproc)
+KEY=bench-key-0123456789abcdef
+
+if [ "$QUICK" = 1 ]; then
+  IDLE=1000
+  SUBS_FAST=200 RATE_FAST=100 MSGS_FAST=300    # 3 s
+  SUBS_WIDE=1000 RATE_WIDE=10 MSGS_WIDE=30     # 3 s
+  SUBS_BURST=200 MSGS_BURST=200
+else
+  IDLE=10000
+  SUBS_FAST=1000 RATE_FAST=100 MSGS_FAST=1000  # 10 s
+  SUBS_WIDE=10000 RATE_WIDE=10 MSGS_WIDE=100   # 10 s
+  SUBS_BURST=1000 MSGS_BURST=1000
+fi
+BIG_IDLE=19000
+
+if [ "$BUILD" = 1 ]; then
+  cargo build --release -p tandem-server -p tandem-bench
+fi
+BIN=target/release
+for b in tandem tandem-bench tandem-reference tandem-floor; do
+  [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (run without --no-build)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d)
+PID=""
+cleanup() {
+  stop_server
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A port nobody listens on (bounded tries).
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$((20000 + RANDOM % 30000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# start_server KIND: tandem | reference | floor | actix-ws. Sets PID, URL.
+start_server() {
+  local kind=$1 port
+  port=$(free_port)
+  URL="http://127.0.0.1:$port"
+  case "$kind" in
+    tandem)
+      TANDEM_SERVER__BIND="127.0.0.1:$port" TANDEM_AUTH__API_KEYS="[\"$KEY\"]" \
+        TANDEM_LOGGING__LEVEL=warn "$BIN/tandem" >"$WORK/$kind.log" 2>&1 &
+      ;;
+    reference) "$BIN/tandem-reference" --port "$port" --workers "$CORES" >"$WORK/$kind.log" 2>&1 & ;;
+    floor) "$BIN/tandem-floor" --port "$port" --workers "$CORES" >"$WORK/$kind.log" 2>&1 & ;;
+    actix-ws) "$BIN/tandem-floor" --port "$port" --workers "$CORES" --ws actix-ws >"$WORK/$kind.log" 2>&1 & ;;
+  esac
+  PID=$!
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      sleep 0.5 # let it finish starting (background threads, first allocations)
+      return 0
+    fi
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$kind did not start:" >&2
+  cat "$WORK/$kind.log" >&2
+  exit 1
+}
+
+stop_server() {
+  [ -n "$PID" ] || return 0
+  kill "$PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  PID=""
+}
+
+# measure KEY SERVER tandem-bench-args…: one fresh server, one measurement;
+# the result line goes to stdout and to $WORK/KEY.
+measure() {
+  local key=$1 kind=$2
+  shift 2
+  start_server "$kind"
+  "$BIN/tandem-bench" --url "$URL" --pid "$PID" "$@" 2>"$WORK/$key.err" | tee "$WORK/$key" | sed "s/^/[$kind] /" ||
+    echo "[$kind] tandem-bench failed"
+  if [ -s "$WORK/$key.err" ]; then
+    echo "[$kind] $(sort "$WORK/$key.err" | uniq -c | sort -rn | head -3 | tr -s ' ' | tr '\n' ';')"
+  fi
+  stop_server
+}
+
+# Fields of a result line.
+kib() { sed -n 's/.*: \([0-9.]*\) KiB per connection.*/\1/p' "$WORK/$1" 2>/dev/null; }
+conns() { sed -n 's/^idle [a-z]*: \([0-9]*\) connections.*/\1/p' "$WORK/$1" 2>/dev/null; }
+rate() { sed -n 's/^idle .* s (\([0-9]*\)\/s).*/\1/p' "$WORK/$1" 2>/dev/null; }
+us() { sed -n 's/.* = \([0-9.]*\) us per delivery.*/\1/p' "$WORK/$1" 2>/dev/null; }
+p99() { sed -n 's/.* p99 \([0-9]*\) ms.*/\1/p' "$WORK/$1" 2>/dev/null; }
+per_s() { sed -n 's/.* delivered in [0-9.]* s (\([0-9]*\)\/s).*/\1/p' "$WORK/$1" 2>/dev/null; }
+got() { sed -n 's/.*: \([0-9]*\) of \([0-9]*\) delivered.*/\1 of \2/p' "$WORK/$1" 2>/dev/null; }
+# ratio A B: A / B with two decimals, or – when either is missing.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f×", a / b }'; }
+or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "–"; fi; }
+
+echo "machine: $CORES cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+echo "open-file limit: $(ulimit -n); load generator on the same cores"
+echo
+
+for kind in tandem reference floor actix-ws; do
+  measure "idle-ws-$kind" "$kind" idle --connections "$IDLE" --transport ws
+done
+for kind in tandem reference floor; do
+  measure "idle-sse-$kind" "$kind" idle --connections "$IDLE" --transport sse
+done
+if [ "$BIG" = 1 ]; then
+  for kind in tandem reference floor; do
+    measure "big-ws-$kind" "$kind" idle --connections "$BIG_IDLE" --transport ws
+  done
+fi
+for kind in tandem reference; do
+  measure "fast-ws-$kind" "$kind" pace --transport ws --subscribers "$SUBS_FAST" --rate "$RATE_FAST" \
+    --messages "$MSGS_FAST" --api-key "$KEY"
+  measure "fast-sse-$kind" "$kind" pace --transport sse --subscribers "$SUBS_FAST" --rate "$RATE_FAST" \
+    --messages "$MSGS_FAST" --api-key "$KEY"
+  measure "wide-ws-$kind" "$kind" pace --transport ws --subscribers "$SUBS_WIDE" --rate "$RATE_WIDE" \
+    --messages "$MSGS_WIDE" --api-key "$KEY"
+  measure "burst-ws-$kind" "$kind" pace --transport ws --subscribers "$SUBS_BURST" --rate 0 \
+    --messages "$MSGS_BURST" --api-key "$KEY"
+done
+
+k() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
+echo
+echo "| measure | Tandem | raw reference | actix floor | actix-ws | Tandem ÷ reference | Tandem ÷ floor |"
+echo "|---|---|---|---|---|---|---|"
+row_mem() { # label key-prefix with-actix-ws
+  local t r f a=""
+  t=$(kib "$2-tandem") r=$(kib "$2-reference") f=$(kib "$2-floor")
+  [ "$3" = 1 ] && a=$(kib "$2-actix-ws")
+  echo "| $1 | $(or_dash "$t") KiB | $(or_dash "$r") | $(or_dash "$f") | $(or_dash "$a") | $(ratio "$t" "$r") | $(ratio "$t" "$f") |"
+}
+row_mem "idle RSS per WebSocket connection, $(k "$IDLE")" idle-ws 1
+row_mem "idle RSS per SSE connection, $(k "$IDLE")" idle-sse 0
+[ "$BIG" = 1 ] && row_mem "idle RSS per WebSocket connection, $(k "$BIG_IDLE")" big-ws 0
+row_cpu() { # label key
+  local t r
+  t=$(us "$2-tandem") r=$(us "$2-reference")
+  echo "| $1 | $(or_dash "$t") | $(or_dash "$r") | | | $(ratio "$t" "$r") | |"
+}
+row_cpu "CPU µs per delivery, $(k "$SUBS_FAST") WS subs × $RATE_FAST msg/s" fast-ws
+row_cpu "CPU µs per delivery, $(k "$SUBS_FAST") SSE subs × $RATE_FAST msg/s" fast-sse
+row_cpu "CPU µs per delivery, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" wide-ws
+t=$(p99 wide-ws-tandem) r=$(p99 wide-ws-reference)
+echo "| p99 latency, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s | $(or_dash "$t") ms | $(or_dash "$r") | | | $(ratio "$t" "$r") | |"
+t=$(rate idle-ws-tandem) r=$(rate idle-ws-reference) f=$(rate idle-ws-floor) a=$(rate idle-ws-actix-ws)
+echo "| WebSocket accepts per second ($(k "$IDLE") connects, 256 in flight) | $(or_dash "$t") | $(or_dash "$r") | $(or_dash "$f") | $(or_dash "$a") | $(ratio "$t" "$r") | $(ratio "$t" "$f") |"
+t=$(per_s burst-ws-tandem) r=$(per_s burst-ws-reference)
+echo "| burst deliveries per second, $(k "$SUBS_BURST") WS subs × $(k "$MSGS_BURST") publications back to back | $(or_dash "$t") | $(or_dash "$r") | | | $(ratio "$t" "$r") | |"
+
+echo
+echo "delivered (Tandem / reference): 1k×100 WS $(got fast-ws-tandem) / $(got fast-ws-reference);" \
+  "SSE $(got fast-sse-tandem) / $(got fast-sse-reference); 10k×10 WS $(got wide-ws-tandem) / $(got wide-ws-reference);" \
+  "burst $(got burst-ws-tandem) / $(got burst-ws-reference)"
+echo "connections held (Tandem / reference / floor / actix-ws): WS $(conns idle-ws-tandem) / $(conns idle-ws-reference)" \
+  "/ $(conns idle-ws-floor) / $(conns idle-ws-actix-ws); SSE $(conns idle-sse-tandem) / $(conns idle-sse-reference) / $(conns idle-sse-floor)"
+
+# Targets of the performance work, judged on this run.
+verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {
+  if (v == "" || lim == "") { print "not measured"; exit }
+  ok = (op == "le") ? (v + 0 <= lim + 0) : (v + 0 >= lim + 0)
+  print (ok ? "met" : "NOT met") }'; }
+ratio_num() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.3f", a / b }'; }
+echo
+echo "targets:"
+echo "- WebSocket ≤ 4.5 KiB per idle connection: $(or_dash "$(kib idle-ws-tandem)") KiB, $(verdict "$(kib idle-ws-tandem)" 4.5 le)"
+f=$(kib idle-sse-floor)
+lim=$(awk -v f="$f" 'BEGIN { if (f == "") print ""; else { l = f + 0.2; if (l > 12.0) l = 12.0; printf "%.2f", l } }')
+echo "- SSE ≤ min(12.0, floor + 0.2) = $(or_dash "$lim") KiB per idle connection: $(or_dash "$(kib idle-sse-tandem)") KiB, $(verdict "$(kib idle-sse-tandem)" "$lim" le)"
+for row in fast-ws fast-sse wide-ws; do
+  x=$(ratio_num "$(us "$row-tandem")" "$(us "$row-reference")")
+  echo "- CPU per delivery ≤ 1.15× the reference ($row): $(or_dash "$x")×, $(verdict "$x" 1.15 le)"
+done
+x=$(ratio_num "$(p99 wide-ws-tandem)" "$(p99 wide-ws-reference)")
+echo "- p99 latency ≤ 1.2× the reference (wide-ws): $(or_dash "$x")×, $(verdict "$x" 1.2 le)"
+x=$(ratio_num "$(rate idle-ws-tandem)" "$(rate idle-ws-reference)")
+echo "- accepts ≥ 0.9× the reference: $(or_dash "$x")×, $(verdict "$x" 0.9 ge)"
+x=$(ratio_num "$(per_s burst-ws-tandem)" "$(per_s burst-ws-reference)")
+echo "- burst throughput ≥ 0.8× the reference: $(or_dash "$x")×, $(verdict "$x" 0.8 ge)"
+if [ "$BIG" = 1 ]; then
+  echo "- 19,000 WebSocket connections held: $(or_dash "$(conns big-ws-tandem)") held, $(kib big-ws-tandem) KiB each"
+fi
