@@ -58,11 +58,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A port nobody listens on (bounded tries).
+# A port nobody listens on, below the ephemeral range (where the load
+# generator's own connections could hold it); bounded tries.
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0
@@ -73,7 +75,17 @@ free_port() {
 }
 
 # start_server KIND: tandem | reference | floor | actix-ws. Sets PID, URL.
+# A port taken between the check and the bind gets a second and third try.
 start_server() {
+  for _ in 1 2 3; do
+    try_start "$1" && return 0
+  done
+  echo "$1 did not start:" >&2
+  cat "$WORK/$1.log" >&2
+  exit 1
+}
+
+try_start() {
   local kind=$1 port
   port=$(free_port)
   URL="http://127.0.0.1:$port"
@@ -95,9 +107,8 @@ start_server() {
     kill -0 "$PID" 2>/dev/null || break
     sleep 0.05
   done
-  echo "$kind did not start:" >&2
-  cat "$WORK/$kind.log" >&2
-  exit 1
+  stop_server
+  return 1
 }
 
 stop_server() {
@@ -193,8 +204,9 @@ t=$(per_s burst-ws-tandem) r=$(per_s burst-ws-reference)
 echo "| burst deliveries per second, $(k "$SUBS_BURST") WS subs × $(k "$MSGS_BURST") publications back to back | $(or_dash "$t") | $(or_dash "$r") | | | $(ratio "$t" "$r") | |"
 
 echo
-echo "delivered (Tandem / reference): 1k×100 WS $(got fast-ws-tandem) / $(got fast-ws-reference);" \
-  "SSE $(got fast-sse-tandem) / $(got fast-sse-reference); 10k×10 WS $(got wide-ws-tandem) / $(got wide-ws-reference);" \
+echo "delivered (Tandem / reference): $SUBS_FAST×$RATE_FAST WS $(got fast-ws-tandem) / $(got fast-ws-reference);" \
+  "SSE $(got fast-sse-tandem) / $(got fast-sse-reference);" \
+  "$SUBS_WIDE×$RATE_WIDE WS $(got wide-ws-tandem) / $(got wide-ws-reference);" \
   "burst $(got burst-ws-tandem) / $(got burst-ws-reference)"
 echo "connections held (Tandem / reference / floor / actix-ws): WS $(conns idle-ws-tandem) / $(conns idle-ws-reference)" \
   "/ $(conns idle-ws-floor) / $(conns idle-ws-actix-ws); SSE $(conns idle-sse-tandem) / $(conns idle-sse-reference) / $(conns idle-sse-floor)"
