@@ -150,7 +150,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "–"; fi; }
 
 echo "machine: $CORES cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-echo "open-file limit: $(ulimit -n); load generator on the same cores"
+echo "open-file limit: $(ulimit -n); load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; load generator on the same cores"
 echo
 
 for kind in tandem reference floor actix-ws; do
