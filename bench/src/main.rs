@@ -165,10 +165,6 @@ fn proc_cpu_ticks(pid: u32) -> u64 {
 
 /// A raw idle connection: upgrade or SSE request, read the response head
 /// and the welcome, then hold the socket.
-async fn open(addr: &str, kind: Kind, n: usize) -> std::io::Result<TcpStream> {
-    open_on(addr, kind, &format!("b{n}"), "").await
-}
-
 async fn open_on(addr: &str, kind: Kind, player: &str, extra: &str) -> std::io::Result<TcpStream> {
     // A small receive window, so a client that stops reading backs up fast.
     connect(addr, kind, player, extra, Some(4096)).await
@@ -214,22 +210,7 @@ async fn connect(
 async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
     let rss0 = proc_status_kib(pid, "VmRSS:");
     let started = Instant::now();
-    let mut conns = Vec::with_capacity(n);
-    let mut batch = Vec::new();
-    for i in 0..n {
-        batch.push(open(addr, kind, i));
-        if batch.len() == 256 || i + 1 == n {
-            for r in futures_util::future::join_all(batch.drain(..)).await {
-                match r {
-                    Ok(s) => conns.push(s),
-                    Err(e) => eprintln!("connect failed: {e}"),
-                }
-            }
-        }
-        if started.elapsed() > DEADLINE {
-            break;
-        }
-    }
+    let conns = open_many(addr, n, |i| (kind, format!("b{i}"))).await;
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss1 = proc_status_kib(pid, "VmRSS:");
@@ -249,14 +230,14 @@ async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
     );
 }
 
-/// Opens `n` connections (alternating WebSocket and SSE) with distinct players.
-async fn spike(addr: &str, n: usize, round: usize) -> Vec<TcpStream> {
+/// Opens `n` connections, 256 at a time (bounded by [`DEADLINE`]); `who`
+/// names each one's transport and player.
+async fn open_many(addr: &str, n: usize, who: impl Fn(usize) -> (Kind, String)) -> Vec<TcpStream> {
     let started = Instant::now();
     let mut conns = Vec::with_capacity(n);
     let mut batch = Vec::new();
     for i in 0..n {
-        let kind = if i % 2 == 0 { Kind::Ws } else { Kind::Sse };
-        let player = format!("r{round}p{i}");
+        let (kind, player) = who(i);
         batch.push(async move { open_on(addr, kind, &player, "").await });
         if batch.len() == 256 || i + 1 == n {
             for r in futures_util::future::join_all(batch.drain(..)).await {
@@ -271,6 +252,11 @@ async fn spike(addr: &str, n: usize, round: usize) -> Vec<TcpStream> {
         }
     }
     conns
+}
+
+/// Opens `n` connections (alternating WebSocket and SSE) with distinct players.
+async fn spike(addr: &str, n: usize, round: usize) -> Vec<TcpStream> {
+    open_many(addr, n, |i| (if i % 2 == 0 { Kind::Ws } else { Kind::Sse }, format!("r{round}p{i}"))).await
 }
 
 async fn soak(addr: &str, pid: u32, n: usize, rounds: usize, idle: Duration) {
