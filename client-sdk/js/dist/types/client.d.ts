@@ -1,0 +1,150 @@
+/**
+ * The browser glue: native `WebSocket`, `EventSource`, `fetch` and timers
+ * around the decisions of `planner.ts`, `sequencer.ts`, `liveness.ts` and
+ * `backoff.ts`. Every socket is a `Link`; a link that ends is detached
+ * (its handlers go with it, its pending calls are rejected) and never
+ * reused, so handlers cannot pile up across reconnects.
+ */
+import { type ReconnectOptions } from './backoff.js';
+import { type Message, type Reply, type TransportName } from './frames.js';
+import { type Mode } from './planner.js';
+import { type ResyncInfo } from './sequencer.js';
+export interface TandemOptions {
+    /** The server's base URL (`http(s)://host:port`); default: the page's origin. */
+    url?: string;
+    /** `auto` (default): WebSocket, falling back to SSE; `websocket`; `sse`; `dual`: both at once. */
+    mode?: Mode;
+    /** Called on every (re)connect for a fresh client token (a JWT). */
+    token?: () => string | Promise<string>;
+    /** Development mode only (server without `auth.secret`): the player to act as. */
+    playerId?: string;
+    /** Channels to subscribe at connect (and restore on every new session). */
+    channels?: string[];
+    reconnect?: Partial<ReconnectOptions>;
+    /** A link is dead when nothing arrives within `heartbeat_interval_ms × livenessFactor` (default 2). */
+    livenessFactor?: number;
+    /** A connection without its welcome after this long has failed (default 10000). */
+    welcomeTimeoutMs?: number;
+    /** `auto`: WebSocket tries in a row ending before their welcome before SSE is used (default 2). */
+    wsFailuresBeforeFallback?: number;
+    /** `auto` on SSE: how often WebSocket is tried again (default 60000). */
+    wsProbeIntervalMs?: number;
+    /** How long a call waits for a link and its reply; also bounds resync hooks (default 10000). */
+    callTimeoutMs?: number;
+    /** Randomness for the jitter, in `[0, 1]` (tests pin it). */
+    random?: () => number;
+}
+export type Status = {
+    state: 'connecting';
+} | {
+    state: 'connected';
+    transport: TransportName;
+    transports: TransportName[];
+} | {
+    state: 'reconnecting';
+    attempt: number;
+    delayMs: number;
+} | {
+    state: 'disconnected';
+    code: number | string;
+    reason: string;
+};
+export type MessageHandler = (message: Message) => void;
+/** Runs on a gap, before live delivery resumes: reload the application's state here. */
+export type ResyncHook = (info: ResyncInfo) => void | Promise<void>;
+export declare class TandemClient {
+    private readonly options;
+    private readonly base;
+    private readonly o;
+    private readonly random;
+    private readonly planner;
+    private readonly seq;
+    private readonly slots;
+    private probeLink;
+    private probeTimer;
+    private attempt;
+    private closed;
+    private current;
+    private token;
+    private readonly channels;
+    private readonly statusListeners;
+    private readonly messageHandlers;
+    private readonly channelHandlers;
+    private readonly resyncHooks;
+    private waiters;
+    private resyncGeneration;
+    private pings;
+    private readonly onNetworkChange;
+    constructor(options?: TandemOptions);
+    /** The current status. */
+    status(): Status;
+    /** Calls `cb` on every status change; returns the unsubscribe function. */
+    onStatus(cb: (s: Status) => void): () => void;
+    /** Every delivery, once, in `seq` order; returns the unsubscribe function. */
+    onMessage(handler: MessageHandler): () => void;
+    /** Deliveries on one channel; returns the unsubscribe function. */
+    on(channel: string, handler: MessageHandler): () => void;
+    /** A hook awaited on a gap before live delivery resumes; returns the unsubscribe function. */
+    onResync(hook: ResyncHook): () => void;
+    /** Subscribes, and keeps the subscription across new sessions. */
+    subscribe(channel: string): Promise<Reply>;
+    unsubscribe(channel: string): Promise<Reply>;
+    /** Publishes; resolves to the server's `published` reply (`id`, `recipients`). */
+    publish(channel: string, event: string, data?: unknown): Promise<Reply>;
+    /** Round trip to the server, in ms. */
+    ping(): Promise<number>;
+    /** Drops every link and connects again now, keeping the session. */
+    reconnect(): void;
+    /** Closes every link for good (until `reconnect()`). */
+    close(): void;
+    /** Switches mode, keeping the session and its sequence. */
+    setMode(mode: Mode): void;
+    get mode(): Mode;
+    get sessionId(): string | null;
+    /** The last `seq` handed to the application. */
+    get lastSeq(): number;
+    /**
+     * Cuts the links of one transport (or all) as a network loss would; the
+     * client resumes. For demos and tests.
+     */
+    dropConnection(transport?: TransportName): void;
+    /**
+     * Checks the links now instead of waiting for a heartbeat (the browser's
+     * `online`/`offline` events call this): a reconnect waiting for its delay
+     * goes now; each live link must answer a ping promptly or is renewed.
+     */
+    check(): void;
+    private start;
+    private stop;
+    private links;
+    private retireAll;
+    /** Opens every wanted transport that has no link and no pending retry. */
+    private fill;
+    private open;
+    private attach;
+    private connectQuery;
+    /** Ends a link once: detaches it, rejects its calls, then decides what next. */
+    private end;
+    /** Arms the retry of a transport (or of its replacement after a fallback). */
+    private schedule;
+    private scheduleProbe;
+    private scheduleProbeLater;
+    /** Asks the server whether our credentials are refused (401/403), without opening anything. */
+    private authRefusal;
+    private frame;
+    private welcome;
+    private resync;
+    private deliver;
+    private emit;
+    /** Liveness of a WebSocket, from what it received (see liveness.ts). */
+    private watch;
+    private sendPing;
+    private sendOn;
+    private call;
+    /** A welcomed link, WebSocket first; waits up to `callTimeoutMs` for one. */
+    private ready;
+    /** `POST /sessions/{id}/messages`: how an SSE client talks back. */
+    private post;
+    private refreshStatus;
+    private setStatus;
+}

@@ -1,0 +1,15 @@
+/**
+ * The error every failed call rejects with: the server's stable `code`
+ * (`forbidden`, `invalid_channel`, `rate_limited`…) or one of the client's
+ * own: `connection_lost` (the link dropped before the reply), `timeout`
+ * (no reply within `callTimeoutMs`), `not_connected` (no link came up in
+ * time), `closed` (`close()` was called).
+ */
+export declare class TandemError extends Error {
+    readonly code: string;
+    /** The HTTP status, when the answer came over HTTP. */
+    readonly status?: number | undefined;
+    constructor(code: string, message: string, 
+    /** The HTTP status, when the answer came over HTTP. */
+    status?: number | undefined);
+}

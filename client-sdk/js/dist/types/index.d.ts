@@ -1,0 +1,19 @@
+/**
+ * Tandem's browser client: one player session over WebSocket and SSE,
+ * resumed without loss across drops and transport switches.
+ *
+ * ```ts
+ * import { TandemClient } from '/client/tandem.js';
+ * const client = new TandemClient({ token: async () => (await fetch('/my-token')).text() });
+ * client.on('room:tavern', (m) => console.log(m.seq, m.data));
+ * await client.subscribe('room:tavern');
+ * await client.publish('room:tavern', 'chat', { text: 'hi' });
+ * ```
+ */
+export { TandemClient } from './client.js';
+export type { Status, TandemOptions, MessageHandler, ResyncHook } from './client.js';
+export { TandemError } from './errors.js';
+export type { Message, TransportName, Welcome, Reply } from './frames.js';
+export type { Mode } from './planner.js';
+export type { ReconnectOptions } from './backoff.js';
+export type { ResyncInfo } from './sequencer.js';
