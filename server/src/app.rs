@@ -11,6 +11,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, Error, HttpResponse, web};
 
 use crate::api;
+use crate::demo;
 use crate::http_error::HttpError;
 use crate::origin::OriginPolicy;
 use crate::state::AppState;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
                 .route("/{session_id}/messages", web::post().to(sse::post_message)),
         )
         .configure(api::configure)
+        .configure(demo::configure)
         .default_service(web::to(not_found));
 }
 

@@ -16,7 +16,7 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
-use tandem_monitoring::{DependencyKind, LoggingConfig, MonitoringConfig};
+use tandem_monitoring::{DependencyKind, LoggingConfig, MonitoringConfig, Transport};
 
 use crate::channels::{RESERVED_NAMESPACES, is_valid_namespace};
 
@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// Largest request head (request line and headers) answered; larger
     /// ones get 431.
     pub max_request_head_bytes: usize,
+    /// Transports clients may connect with: an operator turns one off when
+    /// something in front of Tandem breaks it (a proxy that blocks
+    /// upgrades); the other answers `transport_disabled`.
+    pub transports: Vec<Transport>,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             admin_bind: String::new(),
             max_request_head_bytes: 16_384,
+            transports: Transport::ALL.to_vec(),
         }
     }
 }
@@ -121,6 +126,11 @@ impl ServerConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    /// Whether clients may connect with `transport` (`server.transports`).
+    pub fn allows(&self, transport: Transport) -> bool {
+        self.transports.contains(&transport)
     }
 }
 
@@ -568,6 +578,14 @@ impl Config {
             MIN_REQUEST_HEAD_BYTES,
             MAX_REQUEST_HEAD_BYTES,
         );
+        if s.transports.is_empty() {
+            p.invalid("server.transports", "must name at least one of \"websocket\", \"sse\"");
+        }
+        for (i, t) in s.transports.iter().enumerate() {
+            if s.transports[..i].contains(t) {
+                p.invalid(format!("server.transports[{i}]"), format!("\"{}\" is listed twice", t.as_str()));
+            }
+        }
         if self.auth.secret.is_empty() && !is_loopback(s.bind) {
             p.0.push(ConfigError::SecretRequired { bind: s.bind });
         }
@@ -1238,6 +1256,19 @@ mod tests {
         );
         let err = problem(|c| c.server.allowed_origins = vec!["*".into(), "https://a.com/".into()]);
         assert!(err.starts_with("invalid value for server.allowed_origins[1]: "), "{err}");
+    }
+
+    #[test]
+    fn transports() {
+        let cfg = load_str("[server]\ntransports = [\"sse\"]\n", &[]).unwrap();
+        assert!(cfg.server.allows(Transport::Sse));
+        assert!(!cfg.server.allows(Transport::WebSocket));
+        assert!(Config::default().server.allows(Transport::WebSocket));
+        let err = problem(|c| c.server.transports = vec![]);
+        assert!(err.starts_with("invalid value for server.transports: must name at least one"), "{err}");
+        let err = problem(|c| c.server.transports = vec![Transport::Sse, Transport::Sse]);
+        assert!(err.starts_with("invalid value for server.transports[1]: \"sse\" is listed twice"), "{err}");
+        assert!(load_str("[server]\ntransports = [\"long-polling\"]\n", &[]).is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`server`]: process start-up and shutdown phases; [`app`]: route table.
 //! - [`transport`]: `ws` and `sse` glue, each connection a response-body
 //!   stream that drains its queue;
-//!   [`api`]: backend API; [`commands`]: client commands both transports share.
+//!   [`api`]: backend API; [`commands`]: client commands both transports share;
+//!   [`demo`]: the demo page and the browser client, embedded.
 //! - [`manager`]: sessions, players, channels and fan-out; [`connection`]:
 //!   one link's bounded outbound queue.
 //! - [`session`]: seq, history, resume and rate limiting as plain
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod demo;
 pub mod http_error;
 pub mod identity;
 pub mod internal_events;

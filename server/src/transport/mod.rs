@@ -74,6 +74,21 @@ pub fn authenticate(
     })
 }
 
+/// `server.transports`: a transport the operator turned off answers
+/// `transport_disabled` before anything else (no upgrade, no stream), so a
+/// client falls back to the other one at once.
+pub fn enabled(app: &AppState, transport: Transport) -> Result<(), HttpError> {
+    if app.config.server.allows(transport) {
+        return Ok(());
+    }
+    ev::connection_refused(&app.manager.telemetry, transport, "transport_disabled", None);
+    Err(HttpError::new(
+        404,
+        "transport_disabled",
+        format!("the {} transport is turned off on this server (server.transports)", transport.as_str()),
+    ))
+}
+
 /// Origin check, authentication and attach: everything a connect does
 /// before its transport takes over. Errors are HTTP answers.
 pub async fn open(

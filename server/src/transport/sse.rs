@@ -34,6 +34,7 @@ const HEARTBEAT: &[u8] = b": hb\n\n";
 const BATCH_BYTES: usize = 64 * 1024;
 
 pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    super::enabled(&app, Transport::Sse)?;
     let last_event_id = req
         .headers()
         .get("last-event-id")
@@ -152,6 +153,7 @@ pub async fn post_message(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let mgr = &app.manager;
+    super::enabled(&app, Transport::Sse)?;
     if !app.origins.allows_request(req.headers()) {
         return Err(HttpError::new(
             403,

@@ -42,6 +42,7 @@ pub async fn route(
     body: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
+    super::enabled(&app, Transport::WebSocket)?;
     let mut response = wsp::handshake(req.head())
         .map_err(|e| HttpError::new(400, "invalid_upgrade", format!("not a WebSocket upgrade: {e}")))?;
     let (att, who) = super::open(&app, &req, Transport::WebSocket, None).await?;
