@@ -213,11 +213,17 @@ export class TandemClient {
     this.stop(1000, 'closed by the client');
   }
 
-  /** Switches mode, keeping the session and its sequence. */
+  /**
+   * Switches mode, keeping the session and its sequence: make before
+   * break, the links of the old mode stay until a link of the new one has
+   * its welcome.
+   */
   setMode(mode: Mode): void {
     this.planner.setMode(mode);
-    this.retireAll();
-    if (!this.closed) this.start();
+    if (this.probeLink) this.end(this.probeLink, { code: 1000, reason: 'retired', retire: true });
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    this.fill();
   }
 
   get mode(): Mode {
@@ -318,9 +324,13 @@ export class TandemClient {
   private fill(): void {
     if (this.closed) return;
     const wanted = this.planner.transports();
+    const wantedUp = [...this.slots].some(([t, s]) => wanted.includes(t) && s.link?.welcomed);
     for (const [t, slot] of this.slots) {
       if (wanted.includes(t)) continue;
       if (slot.timer) clearTimeout(slot.timer);
+      slot.timer = null;
+      // Make before break: an unwanted link serves until a wanted one is up.
+      if (slot.link && !wantedUp) continue;
       this.slots.delete(t);
       if (slot.link) this.end(slot.link, { code: 1000, reason: 'retired', retire: true });
     }

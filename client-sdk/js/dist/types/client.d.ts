@@ -97,7 +97,11 @@ export declare class TandemClient {
     reconnect(): void;
     /** Closes every link for good (until `reconnect()`). */
     close(): void;
-    /** Switches mode, keeping the session and its sequence. */
+    /**
+     * Switches mode, keeping the session and its sequence: make before
+     * break, the links of the old mode stay until a link of the new one has
+     * its welcome.
+     */
     setMode(mode: Mode): void;
     get mode(): Mode;
     get sessionId(): string | null;
