@@ -67,6 +67,12 @@ promtool check config "$promdir/prometheus.yml"
 promtool check rules dashboards/prometheus/alerts.yml
 (cd dashboards/prometheus && promtool test rules alerts_test.yml)
 
+# --- browser client (client-sdk/js): type check and size budget, the
+# committed dist/ (embedded in tandem) equal to a fresh build, and the unit
+# tests of its decision modules.
+echo "--- browser client: build check and unit tests"
+(cd client-sdk/js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check-dist && npm test)
+
 # --- browser suites (tests/browser): Debian's Chromium via playwright-core,
 # against the tandem binary built by the Rust tests above.
 echo "--- browser tests"
