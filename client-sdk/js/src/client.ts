@@ -119,6 +119,7 @@ export class TandemClient {
   private readonly resyncHooks = new Set<ResyncHook>();
   private waiters: { resolve: (l: Link) => void; reject: (e: TandemError) => void }[] = [];
   private resyncGeneration = 0;
+  private checkedAt = -1;
   private pings = 0;
   private readonly onNetworkChange = (): void => this.check();
 
@@ -256,11 +257,17 @@ export class TandemClient {
    */
   check(): void {
     if (this.closed) return;
+    this.checkedAt = now();
     let waited = false;
     for (const slot of this.slots.values()) {
       if (slot.timer) {
         clearTimeout(slot.timer);
         slot.timer = null;
+        waited = true;
+      }
+      // A connect begun before the network changed is likely doomed: start over.
+      if (slot.link && !slot.link.welcomed) {
+        this.end(slot.link, { code: 1000, reason: 'retired', retire: true });
         waited = true;
       }
     }
@@ -444,12 +451,15 @@ export class TandemClient {
       this.schedule(link.transport, verdict.retryAfterMs);
       return;
     }
-    if (link.transport === 'websocket') this.planner.wsFailed(now());
+    const failedAt = now();
+    if (link.transport === 'websocket') this.planner.wsFailed(failedAt);
     // A connect that failed before its welcome may be an auth refusal,
     // which neither WebSocket nor EventSource lets a script see: ask.
     void this.authRefusal().then((refusal) => {
       if (this.closed) return;
       if (refusal) this.stop(refusal.code, refusal.message);
+      // A check (the network came back) since the failure: no waiting.
+      else if (this.checkedAt >= failedAt) this.fill();
       else this.schedule(link.transport, verdict.retryAfterMs);
     });
   }

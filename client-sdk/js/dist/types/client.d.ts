@@ -73,6 +73,7 @@ export declare class TandemClient {
     private readonly resyncHooks;
     private waiters;
     private resyncGeneration;
+    private checkedAt;
     private pings;
     private readonly onNetworkChange;
     constructor(options?: TandemOptions);
