@@ -174,3 +174,24 @@ test("the browser's online event reconnects at once instead of waiting out the d
     await tandem.stop();
   }
 });
+
+for (const mode of ['websocket', 'sse']) {
+  test(`${mode}: a server shutdown's retry_after_ms comes before the next try`, async () => {
+    const tandem = await startTandem({ server: { shutdown_grace_seconds: 1 } });
+    const page = await openPage(browser, tandem.url);
+    try {
+      await startClient(page, { playerId: 'alice', mode, reconnect: { baseDelayMs: 20 } }, { pinRandom: true });
+      await connectedOver(page, [mode]);
+      await tandem.stop();
+      await until(page, () => window.c.status().state === 'reconnecting');
+      const { attempt, delayMs } = await page.evaluate(() => window.c.status());
+      assert.equal(attempt, 1);
+      // The server asks for 1000 ms plus its own jitter (up to 1000 ms); the
+      // client adds its backoff (20 ms, the jitter pinned to its ceiling).
+      assert.ok(delayMs >= 1020 && delayMs <= 2020, `delay ${delayMs}`);
+    } finally {
+      await page.close();
+      await tandem.stop();
+    }
+  });
+}
