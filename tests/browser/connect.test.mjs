@@ -57,7 +57,7 @@ test('status transitions in order: connecting, connected, reconnecting, connecte
     assert.deepEqual((await page.evaluate(() => window.statuses)).slice(5), [
       { state: 'connecting' },
       ws,
-      { state: 'disconnected', code: 1000, reason: 'closed by the client' },
+      { state: 'disconnected', code: 1000, reason: 'closed by client' },
     ]);
   } finally {
     await page.close();
@@ -103,6 +103,12 @@ test('the token callback runs on every reconnect; a refused token stops the retr
     await publishMany(tandem, 'room:t', 3);
     await until(page, () => window.seqs.length >= 3);
     assert.deepEqual(await page.evaluate(() => window.seqs), range(3));
+    await page.evaluate(() => window.c.close());
+
+    // A token callback that fails is retried, not taken for a refusal.
+    await startClient(page, { reconnect: { baseDelayMs: 20 } }, { token: jwt('alice'), tokenFailures: 2 });
+    await connectedOver(page, ['websocket']);
+    assert.equal(await page.evaluate(() => window.tokens), 3);
     await page.evaluate(() => window.c.close());
 
     for (const mode of ['websocket', 'sse']) {

@@ -65,6 +65,8 @@ interface EndInfo {
   serverReconnect?: boolean;
   /** Closed on purpose by the client (mode switch, promotion, `close()`): no reconnect. */
   retire?: boolean;
+  /** The token callback failed: nothing reached the server, nothing to ask it. */
+  tokenFailed?: boolean;
 }
 
 class Link {
@@ -211,7 +213,7 @@ export class TandemClient {
 
   /** Closes every link for good (until `reconnect()`). */
   close(): void {
-    this.stop(1000, 'closed by the client');
+    this.stop(1000, 'closed by client');
   }
 
   /**
@@ -370,7 +372,7 @@ export class TandemClient {
     try {
       query = await this.connectQuery();
     } catch (e) {
-      this.end(link, { code: 1006, reason: `token callback failed: ${String(e)}` });
+      this.end(link, { code: 1006, reason: `token callback failed: ${String(e)}`, tokenFailed: true });
       return;
     }
     if (link.dead) return;
@@ -447,7 +449,7 @@ export class TandemClient {
       this.stop(verdict.code, verdict.reason);
       return;
     }
-    if (link.welcomed) {
+    if (link.welcomed || info.tokenFailed) {
       this.schedule(link.transport, verdict.retryAfterMs);
       return;
     }

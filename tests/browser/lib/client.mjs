@@ -14,12 +14,16 @@ export async function openPage(browser, origin) {
  * Creates `window.c`, a TandemClient with `options`, in the page. Records
  * `window.seqs` (every seq the application got), `window.statuses`,
  * `window.events` (resyncs and messages in order) and `window.tokens`
- * (token callback calls). `pinRandom` pins the jitter to its ceiling;
+ * (token callback calls; the first `tokenFailures` throw). `pinRandom` pins the jitter to its ceiling;
  * `holdResync` makes the resync hook wait for `window.releaseResync()`.
  */
-export async function startClient(page, options, { pinRandom = false, holdResync = false, token = null } = {}) {
+export async function startClient(
+  page,
+  options,
+  { pinRandom = false, holdResync = false, token = null, tokenFailures = 0 } = {},
+) {
   await page.evaluate(
-    async ({ options, pinRandom, holdResync, token }) => {
+    async ({ options, pinRandom, holdResync, token, tokenFailures }) => {
       const { TandemClient } = await import('/client/tandem.js');
       window.seqs = [];
       window.statuses = [];
@@ -30,6 +34,7 @@ export async function startClient(page, options, { pinRandom = false, holdResync
       if (token !== null) {
         opts.token = async () => {
           window.tokens += 1;
+          if (window.tokens <= tokenFailures) throw new Error('token service unavailable');
           return token;
         };
       }
@@ -48,7 +53,7 @@ export async function startClient(page, options, { pinRandom = false, holdResync
         window.events.push('resync done');
       });
     },
-    { options, pinRandom, holdResync, token },
+    { options, pinRandom, holdResync, token, tokenFailures },
   );
 }
 
