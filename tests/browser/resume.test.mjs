@@ -121,6 +121,7 @@ test('server restart: resync event, the state-reload hook runs before live deliv
     await connectedOver(t.page, ['websocket']);
     await publishMany(t.tandem, 'room:t', 5);
     await until(t.page, () => window.seqs.length >= 5);
+    await t.page.evaluate(() => window.c.subscribe('room:later'));
     const before = await t.page.evaluate(() => window.c.sessionId);
 
     await t.tandem.kill();
@@ -132,16 +133,25 @@ test('server restart: resync event, the state-reload hook runs before live deliv
     assert.notEqual(info.sessionId, before);
     assert.equal(info.lastSeq, 5);
 
-    // The new session was subscribed to room:t at connect; its deliveries
-    // wait behind the hook. The pong proves they reached the client.
+    // The new session was subscribed at connect to room:t (an option) and
+    // room:later (a subscribe call): both restored. Its deliveries wait
+    // behind the hook; the pong proves they reached the client.
     await publishMany(second, 'room:t', 3);
+    await publishMany(second, 'room:later', 1);
     await t.page.evaluate(() => window.c.ping());
     assert.equal(await t.page.evaluate(() => window.seqs.length), 5, 'nothing delivered while the hook runs');
     await t.page.evaluate(() => window.releaseResync());
-    await until(t.page, () => window.seqs.length >= 8);
+    await until(t.page, () => window.seqs.length >= 9);
     const events = await t.page.evaluate(() => window.events);
-    assert.deepEqual(events.slice(5), ['resync session_expired', 'resync done', 'message 1', 'message 2', 'message 3']);
-    assert.equal(await t.page.evaluate(() => window.c.lastSeq), 3);
+    assert.deepEqual(events.slice(5), [
+      'resync session_expired',
+      'resync done',
+      'message 1',
+      'message 2',
+      'message 3',
+      'message 4',
+    ]);
+    assert.equal(await t.page.evaluate(() => window.c.lastSeq), 4);
   } finally {
     await t.page.close();
     await t.proxy.close();
