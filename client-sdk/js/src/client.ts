@@ -651,6 +651,10 @@ export class TandemClient {
   }
 
   private sendOn(link: Link, msg: ClientMessage, p: Pending): void {
+    if (link.dead) {
+      p.reject(new TandemError('connection_lost', `the ${link.transport} link dropped before the call went out`));
+      return;
+    }
     if (link.pending.length >= MAX_PENDING) {
       p.reject(new TandemError('too_many_pending', `${MAX_PENDING} calls already await their reply`));
       return;
