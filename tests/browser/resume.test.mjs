@@ -88,30 +88,34 @@ test('five drops in a row, each resumed without loss or duplicate', async () => 
   }
 });
 
-test('a link that goes silent is found dead from what it did not receive, and resumed', async () => {
-  const t = await setup({ transport: { heartbeat_interval_seconds: 1, heartbeat_timeout_seconds: 3 } });
-  try {
-    await startClient(t.page, { playerId: 'alice', channels: ['room:t'], reconnect: fast, callTimeoutMs: 20_000 });
-    await connectedOver(t.page, ['websocket']);
-    await publishMany(t.tandem, 'room:t', 5);
-    await until(t.page, () => window.seqs.length >= 5);
-    t.proxy.freeze();
-    // A call in flight on the silent link is rejected when the link is
-    // declared dead, with a clear code, not left hanging.
-    const pending = t.page.evaluate(() => window.c.ping().then(() => 'resolved', (e) => e.code));
-    await publishMany(t.tandem, 'room:t', 5, { start: 5 });
-    const started = Date.now();
-    await until(t.page, () => window.statuses.some((s) => s.state === 'reconnecting'), null, 10_000);
-    const detectedMs = Date.now() - started;
-    assert.equal(await pending, 'connection_lost');
-    assert.ok(detectedMs < 5_000, `dead within heartbeat × factor plus a check (${detectedMs} ms)`);
-    await connectedOver(t.page, ['websocket']);
-    await until(t.page, () => window.seqs.length >= 10);
-    assert.deepEqual(await t.page.evaluate(() => window.seqs), range(10));
-  } finally {
-    await t.close();
-  }
-});
+for (const mode of ['websocket', 'sse']) {
+  test(`${mode}: a link that goes silent is found dead from what it did not receive, and resumed`, async () => {
+    const t = await setup({ transport: { heartbeat_interval_seconds: 1, heartbeat_timeout_seconds: 3 } });
+    try {
+      const options = { playerId: 'alice', channels: ['room:t'], mode, reconnect: fast, callTimeoutMs: 20_000 };
+      await startClient(t.page, options);
+      await connectedOver(t.page, [mode]);
+      await publishMany(t.tandem, 'room:t', 5);
+      await until(t.page, () => window.seqs.length >= 5);
+      t.proxy.freeze();
+      // A call in flight on a silent WebSocket is rejected when the link is
+      // declared dead, with a clear code, not left hanging. (Over SSE calls
+      // are separate POSTs.)
+      const pending = mode === 'websocket' && t.page.evaluate(() => window.c.ping().then(() => 'resolved', (e) => e.code));
+      await publishMany(t.tandem, 'room:t', 5, { start: 5 });
+      const started = Date.now();
+      await until(t.page, () => window.statuses.some((s) => s.state === 'reconnecting'), null, 10_000);
+      const detectedMs = Date.now() - started;
+      if (pending) assert.equal(await pending, 'connection_lost');
+      assert.ok(detectedMs < 5_000, `dead within heartbeat × factor plus a check (${detectedMs} ms)`);
+      await connectedOver(t.page, [mode]);
+      await until(t.page, () => window.seqs.length >= 10);
+      assert.deepEqual(await t.page.evaluate(() => window.seqs), range(10));
+    } finally {
+      await t.close();
+    }
+  });
+}
 
 test('server restart: resync event, the state-reload hook runs before live delivery resumes', async () => {
   const t = await setup();

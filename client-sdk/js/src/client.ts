@@ -384,10 +384,11 @@ export class TandemClient {
     } else {
       // A fresh EventSource per connect: the resume point travels as
       // `last_seq`, and the client (not the browser) owns the retry policy.
-      const es = new EventSource(`${this.base}/sse?${query}`);
+      // `heartbeat=event`: heartbeats a script can see, to time liveness.
+      const es = new EventSource(`${this.base}/sse?${query}&heartbeat=event`);
       link.es = es;
       const onEvent = (ev: MessageEvent): void => this.frame(link, ev.data);
-      for (const type of ['welcome', 'message', 'shutdown', 'close']) es.addEventListener(type, onEvent);
+      for (const type of ['welcome', 'message', 'shutdown', 'close', 'heartbeat']) es.addEventListener(type, onEvent);
       es.onerror = () => this.end(link, { code: 1006, reason: 'stream_error' });
     }
   }
@@ -556,11 +557,16 @@ export class TandemClient {
         if (p) p.done = true;
         break;
       }
-      default: {
+      case 'subscribed':
+      case 'unsubscribed':
+      case 'published':
+      case 'pong': {
         const p = link.pending.shift();
         if (p && !p.done) p.resolve(f);
         if (p) p.done = true;
+        break;
       }
+      // `heartbeat` and anything newer: received, so alive; nothing else.
     }
   }
 
@@ -582,7 +588,7 @@ export class TandemClient {
     }
     const outcome = this.seq.welcome(w);
     if (outcome.resync) void this.resync(outcome.resync);
-    if (link.transport === 'websocket') this.watch(link);
+    this.watch(link);
     for (const waiter of this.waiters.splice(0)) waiter.resolve(link);
     this.fill();
     this.scheduleProbe();
@@ -624,7 +630,11 @@ export class TandemClient {
     }
   }
 
-  /** Liveness of a WebSocket, from what it received (see liveness.ts). */
+  /**
+   * Liveness of a link, from what it received (see liveness.ts). A
+   * WebSocket is pinged when quiet; an SSE stream cannot be, so its "ping"
+   * is waiting for the server's next heartbeat event.
+   */
   private watch(link: Link): void {
     if (link.dead || link.heartbeatMs <= 0) return;
     const d = checkLiveness({
@@ -638,7 +648,10 @@ export class TandemClient {
       this.end(link, { code: 4000, reason: 'heartbeat_timeout' });
       return;
     }
-    if (d.action === 'ping') this.sendPing(link);
+    if (d.action === 'ping') {
+      if (link.transport === 'websocket') this.sendPing(link);
+      else link.pingSentAt = now();
+    }
     link.timers.push(setTimeout(() => this.watch(link), Math.max(d.nextCheckInMs, 10)));
     // Keep the timer list short: fired timers need no clearing.
     if (link.timers.length > 8) link.timers.splice(0, link.timers.length - 4);

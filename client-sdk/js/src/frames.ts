@@ -52,7 +52,12 @@ export type Reply =
   | { type: 'published'; id: string; recipients: number }
   | { type: 'pong'; id?: unknown; ts: number };
 
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply;
+/** SSE with `?heartbeat=event`: a heartbeat a script can see. */
+export interface Heartbeat {
+  type: 'heartbeat';
+}
+
+export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | Heartbeat;
 
 export type ClientMessage =
   | { type: 'subscribe'; channel: string }

@@ -30,6 +30,11 @@ use crate::transport_kind::Transport;
 
 const HEARTBEAT: &[u8] = b": hb\n\n";
 
+/// The heartbeat for `?heartbeat=event`: browsers hide comment lines from
+/// scripts, so a browser client that wants to time the stream's liveness
+/// asks for heartbeats it can see.
+const HEARTBEAT_EVENT: &[u8] = b"event: heartbeat\ndata: {\"type\":\"heartbeat\"}\n\n";
+
 /// Events are batched into one chunk up to about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -41,7 +46,8 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
     let (att, _who) = super::open(&app, &req, Transport::Sse, last_event_id).await?;
-    let writer = Writer { app: app.into_inner(), att, done: false, end: "client_gone" };
+    let heartbeat = if wants_heartbeat_events(req.query_string()) { HEARTBEAT_EVENT } else { HEARTBEAT };
+    let writer = Writer { app: app.into_inner(), att, heartbeat, done: false, end: "client_gone" };
     let mut res = HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
@@ -61,6 +67,7 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
 struct Writer {
     app: Arc<AppState>,
     att: Attached,
+    heartbeat: &'static [u8],
     done: bool,
     end: &'static str,
 }
@@ -116,13 +123,18 @@ impl Writer {
             }
             // Pongs only exist on WebSocket; a heartbeat comment is harmless.
             Outbound::Heartbeat | Outbound::Pong(_) => {
-                out.extend_from_slice(HEARTBEAT);
+                out.extend_from_slice(self.heartbeat);
                 return;
             }
         }
         c.messages_sent.fetch_add(1, Ordering::Relaxed);
         c.bytes_sent.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
     }
+}
+
+/// `?heartbeat=event`: heartbeats as `heartbeat` events instead of comments.
+fn wants_heartbeat_events(query: &str) -> bool {
+    url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "heartbeat" && v == "event")
 }
 
 /// The end of a stream the server closes: on shutdown a `retry:` hint and a
@@ -200,4 +212,20 @@ pub async fn post_message(
     ev::message_received(Transport::Sse, parsed.as_ref().map_or("invalid", ClientMessage::kind));
     let (_, json) = parsed.and_then(|m| commands::handle(mgr, &session, &who, m)).map_err(reject)?;
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_events_only_when_asked() {
+        assert!(wants_heartbeat_events("player_id=a&heartbeat=event"));
+        assert!(!wants_heartbeat_events("player_id=a"));
+        assert!(!wants_heartbeat_events("heartbeat=comment"));
+        assert!(
+            HEARTBEAT_EVENT.starts_with(b"event: heartbeat\ndata: {"),
+            "a data line, or browsers drop it"
+        );
+    }
 }

@@ -141,7 +141,11 @@ export declare class TandemClient {
     private resync;
     private deliver;
     private emit;
-    /** Liveness of a WebSocket, from what it received (see liveness.ts). */
+    /**
+     * Liveness of a link, from what it received (see liveness.ts). A
+     * WebSocket is pinged when quiet; an SSE stream cannot be, so its "ping"
+     * is waiting for the server's next heartbeat event.
+     */
     private watch;
     private sendPing;
     private sendOn;

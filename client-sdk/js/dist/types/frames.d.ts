@@ -54,7 +54,11 @@ export type Reply = {
     id?: unknown;
     ts: number;
 };
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply;
+/** SSE with `?heartbeat=event`: a heartbeat a script can see. */
+export interface Heartbeat {
+    type: 'heartbeat';
+}
+export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | Heartbeat;
 export type ClientMessage = {
     type: 'subscribe';
     channel: string;
