@@ -376,20 +376,25 @@ export class TandemClient {
       return;
     }
     if (link.dead) return;
-    if (link.transport === 'websocket') {
-      const ws = new WebSocket(`${this.base.replace(/^http/, 'ws')}/ws?${query}`);
-      link.ws = ws;
-      ws.onmessage = (ev) => this.frame(link, ev.data);
-      ws.onclose = (ev) => this.end(link, { code: ev.code, reason: ev.reason });
-    } else {
-      // A fresh EventSource per connect: the resume point travels as
-      // `last_seq`, and the client (not the browser) owns the retry policy.
-      // `heartbeat=event`: heartbeats a script can see, to time liveness.
-      const es = new EventSource(`${this.base}/sse?${query}&heartbeat=event`);
-      link.es = es;
-      const onEvent = (ev: MessageEvent): void => this.frame(link, ev.data);
-      for (const type of ['welcome', 'message', 'shutdown', 'close', 'heartbeat']) es.addEventListener(type, onEvent);
-      es.onerror = () => this.end(link, { code: 1006, reason: 'stream_error' });
+    try {
+      if (link.transport === 'websocket') {
+        const ws = new WebSocket(`${this.base.replace(/^http/, 'ws')}/ws?${query}`);
+        link.ws = ws;
+        ws.onmessage = (ev) => this.frame(link, ev.data);
+        ws.onclose = (ev) => this.end(link, { code: ev.code, reason: ev.reason });
+      } else {
+        // A fresh EventSource per connect: the resume point travels as
+        // `last_seq`, and the client (not the browser) owns the retry policy.
+        // `heartbeat=event`: heartbeats a script can see, to time liveness.
+        const es = new EventSource(`${this.base}/sse?${query}&heartbeat=event`);
+        link.es = es;
+        const onEvent = (ev: MessageEvent): void => this.frame(link, ev.data);
+        for (const type of ['welcome', 'message', 'shutdown', 'close', 'heartbeat']) es.addEventListener(type, onEvent);
+        es.onerror = () => this.end(link, { code: 1006, reason: 'stream_error' });
+      }
+    } catch (e) {
+      // A URL the browser refuses outright (bad scheme, blocked port).
+      this.end(link, { code: 1006, reason: `cannot open: ${String(e)}` });
     }
   }
 
