@@ -157,7 +157,7 @@ test('a proxy that completes the upgrade and then stalls: fallback to SSE, WebSo
   }
 });
 
-test("the browser's online event reconnects at once instead of waiting out the delay", async () => {
+test("the browser's online event and reconnect() retry at once instead of waiting out the delay", async () => {
   const tandem = await startTandem();
   const proxy = await startProxy(tandem.url);
   const context = await browser.newContext();
@@ -173,6 +173,13 @@ test("the browser's online event reconnects at once instead of waiting out the d
     proxy.refuse(false);
     await context.setOffline(true);
     await context.setOffline(false);
+    await connectedOver(page, ['websocket'], 5_000);
+    // reconnect() is the same check, on demand.
+    proxy.refuse();
+    proxy.cut();
+    await until(page, () => window.c.status().state === 'reconnecting');
+    proxy.refuse(false);
+    await page.evaluate(() => window.c.reconnect());
     await connectedOver(page, ['websocket'], 5_000);
   } finally {
     await context.close();

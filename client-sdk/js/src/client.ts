@@ -204,8 +204,17 @@ export class TandemClient {
     return now() - started;
   }
 
-  /** Drops every link and connects again now, keeping the session. */
+  /**
+   * Checks now (the seed's `forceCheckAll`, done properly): a waiting retry
+   * goes at once and every open link must answer a ping (see `check()`); a
+   * client that was closed, gave up or was refused starts over, keeping its
+   * session.
+   */
   reconnect(): void {
+    if (!this.closed) {
+      this.check();
+      return;
+    }
     this.retireAll();
     this.closed = false;
     this.start();

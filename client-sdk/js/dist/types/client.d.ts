@@ -94,7 +94,12 @@ export declare class TandemClient {
     publish(channel: string, event: string, data?: unknown): Promise<Reply>;
     /** Round trip to the server, in ms. */
     ping(): Promise<number>;
-    /** Drops every link and connects again now, keeping the session. */
+    /**
+     * Checks now (the seed's `forceCheckAll`, done properly): a waiting retry
+     * goes at once and every open link must answer a ping (see `check()`); a
+     * client that was closed, gave up or was refused starts over, keeping its
+     * session.
+     */
     reconnect(): void;
     /** Closes every link for good (until `reconnect()`). */
     close(): void;
