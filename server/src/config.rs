@@ -16,9 +16,10 @@ use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
-use tandem_monitoring::{DependencyKind, LoggingConfig, MonitoringConfig, Transport};
+use tandem_monitoring::{DependencyKind, LoggingConfig, MonitoringConfig};
 
 use crate::channels::{RESERVED_NAMESPACES, is_valid_namespace};
+use crate::transport_kind::Transport;
 
 /// The built-in defaults: also the documentation of every key.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");

@@ -2,10 +2,11 @@
 //! in welcome frames, logs and metrics labels, and maps onto the monitoring
 //! crate's own label ([`tandem_monitoring::ConnectionKind`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tandem_monitoring::ConnectionKind;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// Also a config value (`server.transports`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Transport {
     #[serde(rename = "websocket")]
     WebSocket,
@@ -14,6 +15,9 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// Both transports, in the order documents list them.
+    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::Sse];
+
     /// The label used in JSON documents, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
