@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use actix_cors::Cors;
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{RequestHead, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{self, HOST};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, Error, HttpResponse, web};
@@ -21,8 +22,8 @@ use crate::transport::{sse, ws};
 pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     let monitoring = Arc::clone(&state.manager.telemetry.monitoring);
     tandem_monitoring::routes::configure(cfg, monitoring);
-    cfg.route("/ws", web::get().to(ws::route))
-        .service(web::resource("/sse").wrap(cors(&state.origins)).route(web::get().to(sse::route)))
+    cfg.route(ws::ROUTE, web::get().to(ws::route))
+        .service(web::resource(sse::ROUTE).wrap(cors(&state.origins)).route(web::get().to(sse::route)))
         .service(
             web::scope("/sessions")
                 .wrap(cors(&state.origins))
@@ -78,9 +79,23 @@ pub fn build_admin(
 
 /// Bytes of a request head as it came on the wire: request line and
 /// header lines.
-fn head_bytes(req: &ServiceRequest) -> usize {
-    let line = req.method().as_str().len() + req.uri().path().len() + req.query_string().len() + 12;
-    req.headers().iter().fold(line, |n, (name, value)| n + name.as_str().len() + value.len() + 4)
+fn head_bytes(head: &RequestHead) -> usize {
+    let line = head.method.as_str().len() + head.uri.path().len() + head.uri.query().map_or(0, str::len) + 12;
+    head.headers().iter().fold(line, |n, (name, value)| n + name.as_str().len() + value.len() + 4)
+}
+
+/// `server.max_request_head_bytes`, for every request on the client port
+/// (WebSocket upgrades included).
+pub fn check_head(app: &AppState, head: &RequestHead) -> Result<(), HttpError> {
+    let limit = app.config.server.max_request_head_bytes;
+    if head_bytes(head) > limit {
+        return Err(HttpError::new(
+            431,
+            "request_head_too_large",
+            format!("request line and headers over {limit} bytes (server.max_request_head_bytes)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses request heads over `server.max_request_head_bytes` with 431.
@@ -88,15 +103,8 @@ async fn head_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let limit = req.app_data::<web::Data<AppState>>().map(|s| s.config.server.max_request_head_bytes);
-    if let Some(limit) = limit
-        && head_bytes(&req) > limit
-    {
-        let err = HttpError::new(
-            431,
-            "request_head_too_large",
-            format!("request line and headers over {limit} bytes (server.max_request_head_bytes)"),
-        );
+    let refused = req.app_data::<web::Data<AppState>>().and_then(|s| check_head(s, req.head()).err());
+    if let Some(err) = refused {
         let res = actix_web::ResponseError::error_response(&err);
         return Ok(req.into_response(res).map_into_right_body());
     }
@@ -132,16 +140,7 @@ async fn http_metrics(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let method = match req.method().as_str() {
-        "GET" => "GET",
-        "POST" => "POST",
-        "PUT" => "PUT",
-        "DELETE" => "DELETE",
-        "OPTIONS" => "OPTIONS",
-        "HEAD" => "HEAD",
-        "PATCH" => "PATCH",
-        _ => "other",
-    };
+    let method = method_label(req.method());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
@@ -155,4 +154,18 @@ async fn http_metrics(
         );
     }
     Ok(res)
+}
+
+/// The method as a bounded metrics label.
+pub fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "HEAD" => "HEAD",
+        "PATCH" => "PATCH",
+        _ => "other",
+    }
 }

@@ -1,9 +1,11 @@
 //! Tandem server: WebSocket and SSE to the same player sessions.
 //!
 //! Layers, from the wire inwards:
-//! - [`server`]: process start-up and shutdown phases; [`app`]: route table.
-//! - [`transport`]: `ws` and `sse` glue, each connection a response-body
-//!   stream that drains its queue;
+//! - [`server`]: process start-up and shutdown phases; [`listener`]: the
+//!   client port (actix-http, with WebSocket upgrades taken before
+//!   actix-web); [`app`]: route table.
+//! - [`transport`]: `ws` (a future owning the upgraded socket) and `sse` (a
+//!   response-body stream), each draining its connection's queue;
 //!   [`api`]: backend API; [`commands`]: client commands both transports share;
 //!   [`demo`]: the demo page and the browser client, embedded.
 //! - [`manager`]: sessions, players, channels and fan-out; [`connection`]:
@@ -28,6 +30,7 @@ pub mod demo;
 pub mod http_error;
 pub mod identity;
 pub mod internal_events;
+pub mod listener;
 pub mod manager;
 pub mod origin;
 pub mod payload;

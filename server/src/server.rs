@@ -19,6 +19,7 @@ use crate::broker::redis::{BrokerCheck, RedisBroker, RedisHandle};
 use crate::broker::{Broker, BrokerError, LocalNode};
 use crate::config::{BrokerKind, Config};
 use crate::internal_events::{self as ev, Telemetry};
+use crate::listener::{self, STOP_TIMEOUT_SECONDS};
 use crate::manager::{ConnectionManager, Limits};
 use crate::origin::OriginPolicy;
 use crate::state::AppState;
@@ -29,9 +30,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Base reconnect delay told to clients on shutdown; each gets up to this
 /// much again as jitter, so a restart does not cause a stampede.
 pub const SHUTDOWN_RETRY_MS: u64 = 1000;
-
-/// What actix's own graceful stop waits for once clients are drained.
-const STOP_TIMEOUT_SECONDS: u64 = 1;
 
 /// How often detached sessions are checked for expiry.
 const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
@@ -137,38 +135,14 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let user_timeout = Duration::from_secs(config.transport.heartbeat_timeout_seconds);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-    let app_state = state.clone();
-    let server = HttpServer::new(move || app::build(app_state.clone()))
-        .workers(workers)
-        .disable_signals()
-        // Clients are drained (up to the grace) before the stop; what is
-        // left then gets one second, so the listener never closes long
-        // before the process exits.
-        .shutdown_timeout(STOP_TIMEOUT_SECONDS)
-        // Per worker; the global cap (server.max_connections) is ours, with
-        // room above it so refusals are answered instead of dropped.
-        .max_connections(config.server.max_connections.saturating_add(1024))
-        .backlog(4096)
-        .client_request_timeout(Duration::from_secs(10))
-        .on_connect(move |conn, _ext| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let sock = socket2::SockRef::from(tcp);
-                // A peer that vanishes mid-write is dropped by the kernel
-                // once unacknowledged data is older than the heartbeat
-                // timeout; heartbeats make sure there is such data.
-                let _ = sock.set_tcp_user_timeout(Some(user_timeout));
-                let _ = sock.set_tcp_nodelay(true);
-            }
-        })
-        .bind(config.server.bind)
-        .map_err(|source| ServeError::Bind {
-            key: "server.bind",
-            addr: config.server.bind.to_string(),
-            source,
-        })?;
-    let addr = server.addrs().first().map_or_else(|| config.server.bind.to_string(), ToString::to_string);
+    let listener = listener::bind(config.server.bind).map_err(|source| ServeError::Bind {
+        key: "server.bind",
+        addr: config.server.bind.to_string(),
+        source,
+    })?;
+    let addr = listener.local_addr().map_or_else(|_| config.server.bind.to_string(), |a| a.to_string());
+    let running = listener::serve(&state, listener, workers)?;
     ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
     let _ = addr_cell.set(addr.clone());
     if let Some(r) = &redis {
@@ -180,7 +154,6 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         None => None,
     };
 
-    let running = server.run();
     let handle = running.handle();
     let admin_handle = admin.as_ref().map(actix_web::dev::Server::handle);
     let admin_task = admin.map(actix_web::rt::spawn);

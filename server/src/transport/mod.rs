@@ -6,7 +6,7 @@ pub mod ws;
 
 use std::time::Instant;
 
-use actix_web::HttpRequest;
+use actix_web::dev::RequestHead;
 use actix_web::http::header::AUTHORIZATION;
 
 use crate::auth::{self, Identity};
@@ -57,19 +57,15 @@ impl ConnectParams {
 /// development mode) `?player_id=`. Failures are logged and counted.
 pub fn authenticate(
     app: &AppState,
-    req: &HttpRequest,
+    head: &RequestHead,
+    route: &str,
     token: Option<&str>,
     dev_player: Option<&str>,
 ) -> Result<Identity, HttpError> {
-    let header = req.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let header = head.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok());
     let token = auth::bearer(header).or(token);
     app.auth.authenticate(token, dev_player).map_err(|e| {
-        ev::auth_failed(
-            &app.manager.telemetry,
-            AuthSurface::Client,
-            e.code(),
-            &crate::http_error::route_of(req),
-        );
+        ev::auth_failed(&app.manager.telemetry, AuthSurface::Client, e.code(), route);
         HttpError::from(e)
     })
 }
@@ -93,12 +89,12 @@ pub fn enabled(app: &AppState, transport: Transport) -> Result<(), HttpError> {
 /// before its transport takes over. Errors are HTTP answers.
 pub async fn open(
     app: &AppState,
-    req: &HttpRequest,
+    head: &RequestHead,
     transport: Transport,
     last_event_id: Option<u64>,
 ) -> Result<(Attached, Identity), HttpError> {
     let started = Instant::now();
-    if !app.origins.allows_request(req.headers()) {
+    if !app.origins.allows_request(head.headers()) {
         ev::connection_refused(&app.manager.telemetry, transport, "origin_not_allowed", None);
         return Err(HttpError::new(
             403,
@@ -106,8 +102,12 @@ pub async fn open(
             "this Origin is not in server.allowed_origins",
         ));
     }
-    let params = ConnectParams::parse(req.query_string())?;
-    let who = authenticate(app, req, params.token.as_deref(), params.player_id.as_deref())?;
+    let params = ConnectParams::parse(head.uri.query().unwrap_or_default())?;
+    let route = match transport {
+        Transport::WebSocket => ws::ROUTE,
+        Transport::Sse => sse::ROUTE,
+    };
+    let who = authenticate(app, head, route, params.token.as_deref(), params.player_id.as_deref())?;
     // The player's connections on other nodes count against its limit.
     // While the broker is down only this node's count is known: clients
     // still connect (a node must serve without Redis), and the broker's

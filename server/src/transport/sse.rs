@@ -28,6 +28,9 @@ use crate::session::RATE_LIMIT_STRIKES;
 use crate::state::AppState;
 use crate::transport_kind::Transport;
 
+/// The route the stream is served on.
+pub const ROUTE: &str = "/sse";
+
 const HEARTBEAT: &[u8] = b": hb\n\n";
 
 /// The heartbeat for `?heartbeat=event`: browsers hide comment lines from
@@ -45,7 +48,7 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let (att, _who) = super::open(&app, &req, Transport::Sse, last_event_id).await?;
+    let (att, _who) = super::open(&app, req.head(), Transport::Sse, last_event_id).await?;
     let heartbeat = if wants_heartbeat_events(req.query_string()) { HEARTBEAT_EVENT } else { HEARTBEAT };
     let writer = Writer { app: app.into_inner(), att, heartbeat, done: false, end: "client_gone" };
     let mut res = HttpResponse::Ok()
@@ -174,7 +177,13 @@ pub async fn post_message(
         ));
     }
     let params = super::ConnectParams::parse(req.query_string())?;
-    let who = super::authenticate(&app, &req, params.token.as_deref(), params.player_id.as_deref())?;
+    let who = super::authenticate(
+        &app,
+        req.head(),
+        &http_error::route_of(&req),
+        params.token.as_deref(),
+        params.player_id.as_deref(),
+    )?;
     let session = mgr
         .session(&path)
         .ok_or_else(|| HttpError::new(404, "session_not_found", "no such session (it may have expired)"))?;

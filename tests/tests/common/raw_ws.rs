@@ -79,6 +79,19 @@ pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// A WebSocket upgrade request head: `extra_headers` are header lines,
+/// each ending in CRLF.
+pub fn upgrade_request(addr: SocketAddr, method: &str, target: &str, extra_headers: &str) -> String {
+    format!(
+        "{method} {target} HTTP/1.1\r\n\
+         Host: {addr}\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\n\
+         Sec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
+    )
+}
+
 /// What one read produced.
 #[derive(Debug)]
 pub enum RawRead {
@@ -112,16 +125,19 @@ impl RawWs {
     /// # Panics
     /// When the server cannot be reached or answers nothing usable.
     pub async fn connect(addr: SocketAddr, target: &str) -> Result<Self, String> {
+        Self::connect_with(addr, target, &[]).await
+    }
+
+    /// [`RawWs::connect`], with `early` sent in the same write right behind
+    /// the request (frames a client pipelines after its upgrade).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or answers nothing usable.
+    pub async fn connect_with(addr: SocketAddr, target: &str, early: &[u8]) -> Result<Self, String> {
         let mut stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        let request = format!(
-            "GET {target} HTTP/1.1\r\n\
-             Host: {addr}\r\n\
-             Upgrade: websocket\r\n\
-             Connection: Upgrade\r\n\
-             Sec-WebSocket-Key: {KEY}\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("send upgrade: {e}"));
+        let mut request = upgrade_request(addr, "GET", target, "").into_bytes();
+        request.extend_from_slice(early);
+        stream.write_all(&request).await.unwrap_or_else(|e| panic!("send upgrade: {e}"));
         let mut this = Self { stream, buf: Vec::new() };
         let deadline = Instant::now() + tandem_e2e::WAIT;
         let head_end = loop {

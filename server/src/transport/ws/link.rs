@@ -1,15 +1,14 @@
-//! WebSocket transport (`GET /ws`).
+//! One WebSocket connection after the handshake: a future that owns the
+//! socket, decodes what the client sends and writes what its queue holds.
 //!
-//! The whole connection is one response-body stream polled by actix's HTTP
-//! dispatcher: each poll reads and handles the client's frames, then writes
-//! every queued frame in one chunk. There is no per-connection task and no
-//! channel between us and the socket writer, so an idle connection costs
-//! only this struct, and a burst of deliveries becomes one write. Publishers
-//! only push to the connection's queue; the dispatcher polls us when the
-//! socket can take more, so a client that stops reading fills its queue and
-//! is closed as a slow consumer.
+//! Nothing is allocated for an idle link but this struct: reads go through
+//! a stack buffer and only a partial frame is kept; encoded frames wait in
+//! a buffer that exists while the socket is behind and is released once it
+//! has caught up. Publishers only push to the connection's queue and wake
+//! us; when the socket cannot take more we stop draining the queue, so a
+//! client that stops reading fills it and is closed as a slow consumer.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,14 +17,14 @@ use std::time::Duration;
 
 use actix_codec::Decoder;
 use actix_http::ws::{self as wsp, CloseCode, Codec, Frame, Item, OpCode, Parser};
-use actix_web::body::{BodyStream, MessageBody};
-use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::Stream;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
+use super::frame::{self, OPCODE_CONTINUATION};
 use crate::commands;
 use crate::connection::{CloseReason, Next, Outbound, Push};
-use crate::http_error::HttpError;
 use crate::identity::Identity;
 use crate::internal_events as ev;
 use crate::manager::Attached;
@@ -34,61 +33,43 @@ use crate::session::{RATE_LIMIT_STRIKES, TokenBucket};
 use crate::state::AppState;
 use crate::transport_kind::Transport;
 
-/// Frames are batched into one chunk up to about this many bytes.
+/// Frames are batched into one write of up to about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
 
-pub async fn route(
-    req: HttpRequest,
-    body: web::Payload,
-    app: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    super::enabled(&app, Transport::WebSocket)?;
-    let mut response = wsp::handshake(req.head())
-        .map_err(|e| HttpError::new(400, "invalid_upgrade", format!("not a WebSocket upgrade: {e}")))?;
-    let (att, who) = super::open(&app, &req, Transport::WebSocket, None).await?;
-    let max = app.config.transport.max_message_bytes;
-    let app_fragment_timeout = Duration::from_secs(app.config.transport.fragment_timeout_seconds);
-    let link = Link {
-        bucket: app.manager.new_bucket(),
-        app: app.into_inner(),
-        att,
-        who,
-        payload: body.into_inner(),
-        inbound: BytesMut::new(),
-        codec: Codec::new().max_size(max),
-        fragments: None,
-        fragment_deadline: None,
-        fragment_timeout: app_fragment_timeout,
-        max,
-        strikes: 0,
-        reading: true,
-        reply_close: false,
-        client_gone: false,
-        done: false,
-        end: "client_gone",
-    };
-    let body = BodyStream::new(link).boxed();
-    response
-        .message_body(body)
-        .map(Into::into)
-        .map_err(|e| HttpError::new(500, "internal", format!("cannot start the WebSocket: {e}")))
+/// Bytes read from the socket per call, into a buffer on the stack.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// How long a closed link waits for the client to close its side after our
+/// close frame, reading and dropping what it still sends (RFC 6455 §7.1.1:
+/// closing before the peer has read our close frame could reset it away).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Where the link is in its life.
+enum Phase {
+    Open,
+    /// Our close frame is written: shutting down our side, then waiting
+    /// (bounded) for the client's end of stream.
+    Closing {
+        fin_sent: bool,
+        deadline: Pin<Box<Sleep>>,
+    },
 }
 
-/// One WebSocket connection: inbound decoding, rate limit, and the writer.
-struct Link {
+pub(super) struct Link {
     app: Arc<AppState>,
     att: Attached,
     who: Identity,
-    payload: actix_http::Payload,
+    io: TcpStream,
+    /// A partial frame the client has sent; empty (no allocation) between frames.
     inbound: BytesMut,
+    /// Encoded frames the socket has not taken yet; empty (no allocation) when caught up.
+    outbound: BytesMut,
     codec: Codec,
     /// A fragmented text message being reassembled.
     fragments: Option<BytesMut>,
     /// When the fragmented message in progress must be complete; allocated
     /// only while there is one.
-    fragment_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    fragment_timeout: Duration,
-    max: usize,
+    fragment_deadline: Option<Pin<Box<Sleep>>>,
     bucket: TokenBucket,
     strikes: u32,
     /// False once the connection is closing for what the client sent:
@@ -96,8 +77,9 @@ struct Link {
     reading: bool,
     /// The client sent a close frame: answer it, then end.
     reply_close: bool,
-    client_gone: bool,
-    done: bool,
+    /// A close frame is in `outbound`: nothing is encoded after it.
+    close_queued: bool,
+    phase: Phase,
     end: &'static str,
 }
 
@@ -107,83 +89,164 @@ impl Drop for Link {
     }
 }
 
-impl Stream for Link {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
+impl Link {
+    /// `early`: bytes the client sent right behind its upgrade request.
+    pub(super) fn new(
+        app: Arc<AppState>,
+        att: Attached,
+        who: Identity,
+        io: TcpStream,
+        early: BytesMut,
+    ) -> Self {
+        let max = app.config.transport.max_message_bytes;
+        Self {
+            bucket: app.manager.new_bucket(),
+            app,
+            att,
+            who,
+            io,
+            inbound: early,
+            outbound: BytesMut::new(),
+            codec: Codec::new().max_size(max),
+            fragments: None,
+            fragment_deadline: None,
+            strikes: 0,
+            reading: true,
+            reply_close: false,
+            close_queued: false,
+            phase: Phase::Open,
+            end: "client_gone",
         }
-        if !this.client_gone && this.reading {
-            this.read_inbound(cx);
-        }
-        if let Some(deadline) = this.fragment_deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            this.fragment_deadline = None;
-            this.fragments = None;
-            this.refuse(CloseReason::MessageTimeout);
-        }
-        this.att.conn.register_waker(cx.waker());
-        let mut out = BytesMut::new();
-        this.write_queued(&mut out);
-        if this.reply_close && !this.done {
-            Parser::write_close(&mut out, None, false);
-            this.done = true;
-            this.end = "client_closed";
-        }
-        if this.client_gone && !this.done {
-            this.done = true;
-        }
-        if !out.is_empty() {
-            return Poll::Ready(Some(Ok(out.freeze())));
-        }
-        if this.done { Poll::Ready(None) } else { Poll::Pending }
     }
 }
 
-const OPCODE_CONTINUATION: u8 = 0x0;
-
-/// Opcode and payload length a frame header announces, once the length
-/// bytes are buffered (RFC 6455 §5.2).
-fn frame_header(buf: &[u8]) -> Option<(u8, u64)> {
-    let opcode = buf.first()? & 0x0F;
-    let len = match buf.get(1)? & 0x7F {
-        126 => u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
-        127 => u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?),
-        n => u64::from(n),
-    };
-    Some((opcode, len))
+/// What a write pass left behind.
+enum Written {
+    /// Everything queued is on the socket.
+    CaughtUp,
+    /// The socket is full; it wakes us when it can take more.
+    Blocked,
+    /// The close frame is on the socket.
+    Closed,
+    /// The client is gone (write error).
+    Gone,
 }
 
-/// Header of an unmasked, final text frame of `len` bytes (RFC 6455 §5.2).
-fn put_text_header(dst: &mut BytesMut, len: usize) {
-    dst.reserve(len + 10);
-    let fin_text = 0x80 | u8::from(OpCode::Text);
-    if len < 126 {
-        dst.put_slice(&[fin_text, len as u8]);
-    } else if let Ok(short) = u16::try_from(len) {
-        dst.put_slice(&[fin_text, 126]);
-        dst.put_u16(short);
-    } else {
-        dst.put_slice(&[fin_text, 127]);
-        dst.put_u64(len as u64);
+impl Future for Link {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if matches!(this.phase, Phase::Open) {
+            if this.reading && !this.reply_close && this.read_inbound(cx).is_err() {
+                return Poll::Ready(());
+            }
+            if let Some(deadline) = this.fragment_deadline.as_mut()
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                this.fragment_deadline = None;
+                this.fragments = None;
+                this.refuse(CloseReason::MessageTimeout);
+            }
+            // Register before draining, so no push is missed.
+            this.att.conn.register_waker(cx.waker());
+            match this.write(cx) {
+                Written::CaughtUp | Written::Blocked => return Poll::Pending,
+                Written::Gone => return Poll::Ready(()),
+                Written::Closed => {
+                    this.phase = Phase::Closing {
+                        fin_sent: false,
+                        deadline: Box::pin(tokio::time::sleep(CLOSE_LINGER)),
+                    };
+                }
+            }
+        }
+        this.poll_closing(cx)
     }
 }
 
 impl Link {
-    /// Encodes queued frames into `out` (one chunk, bounded); handles the
+    /// Writes queued frames until the queue is empty, the socket is full or
+    /// the close frame is out.
+    fn write(&mut self, cx: &mut Context<'_>) -> Written {
+        loop {
+            if self.outbound.is_empty() {
+                if self.close_queued {
+                    self.outbound = BytesMut::new();
+                    return Written::Closed;
+                }
+                self.encode_queued();
+                if self.outbound.is_empty() {
+                    // Caught up: give the buffer back.
+                    self.outbound = BytesMut::new();
+                    return Written::CaughtUp;
+                }
+            }
+            match Pin::new(&mut self.io).poll_write(cx, &self.outbound) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Written::Gone,
+                Poll::Ready(Ok(n)) => {
+                    self.outbound.advance(n);
+                    if self.outbound.is_empty() {
+                        // Keep the capacity for the next batch of this pass.
+                        self.outbound.clear();
+                    }
+                }
+                Poll::Pending => return Written::Blocked,
+            }
+        }
+    }
+
+    /// After our close frame: half-close, then drop what the client still
+    /// sends until it closes too, or the linger ends.
+    fn poll_closing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Phase::Closing { fin_sent, deadline } = &mut self.phase else { return Poll::Ready(()) };
+        if !*fin_sent {
+            match Pin::new(&mut self.io).poll_shutdown(cx) {
+                Poll::Pending => {
+                    return if deadline.as_mut().poll(cx).is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    };
+                }
+                Poll::Ready(Ok(())) => *fin_sent = true,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+            }
+        }
+        let mut sink = [0u8; READ_CHUNK];
+        loop {
+            match self.io.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => match self.io.try_read(&mut sink) {
+                    Ok(0) => return Poll::Ready(()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Poll::Ready(()),
+                },
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        if deadline.as_mut().poll(cx).is_ready() { Poll::Ready(()) } else { Poll::Pending }
+    }
+
+    /// Encodes queued frames into `outbound`, up to one batch; handles the
     /// close when it comes up.
-    fn write_queued(&mut self, out: &mut BytesMut) {
+    fn encode_queued(&mut self) {
         let conn = Arc::clone(&self.att.conn);
+        let out = &mut self.outbound;
+        if self.reply_close {
+            Parser::write_close(out, None, false);
+            self.close_queued = true;
+            self.end = "client_closed";
+            return;
+        }
         while out.len() < BATCH_BYTES {
             match conn.next() {
                 Next::Idle => return,
-                Next::Send(Outbound::Frame { json, .. }) => self.put_text(out, &json),
+                Next::Send(Outbound::Frame { json, .. }) => put_text(&conn, out, &json),
                 Next::Send(Outbound::Delivery { seq, publication }) => {
                     let len = publication.json_len(seq);
-                    put_text_header(out, len);
+                    frame::put_text_header(out, len);
                     publication.encode_json(seq, out);
                     conn.messages_sent.fetch_add(1, Ordering::Relaxed);
                     conn.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
@@ -200,19 +263,19 @@ impl Link {
                 Next::Send(Outbound::Heartbeat) => {
                     let now = self.app.manager.now_us();
                     let _ = conn.ping_sent_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-                    Parser::write_message(out, now.to_be_bytes(), OpCode::Ping, true, false);
+                    Parser::write_message(&mut *out, now.to_be_bytes(), OpCode::Ping, true, false);
                 }
                 Next::Close(reason) => {
                     if let CloseReason::Shutdown { retry_after_ms } = reason {
                         let frame = protocol::to_json(&Reply::Shutdown { reconnect: true, retry_after_ms });
-                        self.put_text(out, &frame);
+                        put_text(&conn, out, &frame);
                     }
                     let close = wsp::CloseReason {
                         code: CloseCode::from(reason.code()),
                         description: Some(reason.as_str().to_owned()),
                     };
                     Parser::write_close(out, Some(close), false);
-                    self.done = true;
+                    self.close_queued = true;
                     self.end = reason.as_str();
                     return;
                 }
@@ -220,29 +283,25 @@ impl Link {
         }
     }
 
-    fn put_text(&self, out: &mut BytesMut, json: &[u8]) {
-        Parser::write_message(&mut *out, json, OpCode::Text, true, false);
-        let c = &self.att.conn;
-        c.messages_sent.fetch_add(1, Ordering::Relaxed);
-        c.bytes_sent.fetch_add(json.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Reads what the client sent so far, one chunk at a time, handling
-    /// each complete frame before reading on: the buffer never holds more
-    /// than the frame in progress (at most `transport.max_message_bytes`
-    /// plus its header) and one chunk.
-    fn read_inbound(&mut self, cx: &mut Context<'_>) {
+    /// Reads what the client sent so far, a stack-sized chunk at a time,
+    /// handling each complete frame before reading on: the heap holds at
+    /// most the frame in progress (bounded by `transport.max_message_bytes`
+    /// plus its header) and one chunk. `Err` = the client is gone.
+    fn read_inbound(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
+        let mut chunk = [0u8; READ_CHUNK];
         loop {
             self.decode_buffered();
-            if !self.reading || self.reply_close || self.done {
+            if !self.reading || self.reply_close {
                 break;
             }
-            match Pin::new(&mut self.payload).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => self.inbound.extend_from_slice(&chunk),
-                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
-                    self.client_gone = true;
-                    break;
-                }
+            match self.io.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => match self.io.try_read(&mut chunk) {
+                    Ok(0) => return Err(()),
+                    Ok(n) => self.inbound.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err(()),
+                },
+                Poll::Ready(Err(_)) => return Err(()),
                 Poll::Pending => break,
             }
         }
@@ -250,14 +309,14 @@ impl Link {
             // Give back the read buffer of an idle (or refused) connection.
             self.inbound = BytesMut::new();
         }
+        Ok(())
     }
 
     /// Handles every complete frame in the buffer. A frame whose header
-    /// announces more than the limit is refused right away, before its
-    /// payload arrives (actix's decoder would wait for all of it).
+    /// announces more than the limit is refused right away.
     fn decode_buffered(&mut self) {
-        while self.reading && !self.reply_close && !self.done {
-            if let Some((opcode, len)) = frame_header(&self.inbound)
+        while self.reading && !self.reply_close && !self.inbound.is_empty() {
+            if let Some((opcode, len)) = frame::header(&self.inbound)
                 && len > self.frame_limit(opcode) as u64
             {
                 self.refuse(CloseReason::TooLarge);
@@ -272,12 +331,16 @@ impl Link {
         }
     }
 
+    fn max_message_bytes(&self) -> usize {
+        self.app.config.transport.max_message_bytes
+    }
+
     /// The most a frame with `opcode` may carry now: the rest of the message
     /// budget while a fragmented message is in progress.
     fn frame_limit(&self, opcode: u8) -> usize {
         match (&self.fragments, opcode) {
-            (Some(buf), OPCODE_CONTINUATION) => self.max.saturating_sub(buf.len()),
-            _ => self.max,
+            (Some(buf), OPCODE_CONTINUATION) => self.max_message_bytes().saturating_sub(buf.len()),
+            _ => self.max_message_bytes(),
         }
     }
 
@@ -338,7 +401,8 @@ impl Link {
         match item {
             Item::FirstText(b) => {
                 self.fragments = Some(BytesMut::from(&b[..]));
-                self.fragment_deadline = Some(Box::pin(tokio::time::sleep(self.fragment_timeout)));
+                let timeout = Duration::from_secs(self.app.config.transport.fragment_timeout_seconds);
+                self.fragment_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
                 Reassembled::Pending
             }
             Item::FirstBinary(_) => {
@@ -351,8 +415,9 @@ impl Link {
     }
 
     fn append_fragment(&mut self, b: &[u8], last: bool) -> Reassembled {
+        let max = self.max_message_bytes();
         let Some(buf) = self.fragments.as_mut() else { return Reassembled::Binary };
-        if buf.len() + b.len() > self.max {
+        if buf.len() + b.len() > max {
             self.refuse(CloseReason::TooLarge);
             return Reassembled::Pending;
         }
@@ -420,34 +485,14 @@ impl Link {
     }
 }
 
+fn put_text(conn: &crate::connection::Connection, out: &mut BytesMut, json: &[u8]) {
+    Parser::write_message(&mut *out, json, OpCode::Text, true, false);
+    conn.messages_sent.fetch_add(1, Ordering::Relaxed);
+    conn.bytes_sent.fetch_add(json.len() as u64, Ordering::Relaxed);
+}
+
 enum Reassembled {
     Pending,
     Text(Bytes),
     Binary,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn announced_lengths_are_read_from_every_header_form() {
-        assert_eq!(frame_header(&[0x81]), None);
-        assert_eq!(frame_header(&[0x81, 0x85]), Some((1, 5)));
-        assert_eq!(frame_header(&[0x00, 0xFE, 0x01]), None, "16-bit length not buffered yet");
-        assert_eq!(frame_header(&[0x00, 0xFE, 0x01, 0x00]), Some((0, 256)));
-        let mut huge = vec![0x82, 0xFF];
-        huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
-        assert_eq!(frame_header(&huge), Some((2, 1 << 40)));
-    }
-
-    #[test]
-    fn text_headers_use_the_shortest_length_form() {
-        for (len, head) in [(5usize, 2usize), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
-            let mut b = BytesMut::new();
-            put_text_header(&mut b, len);
-            assert_eq!(b.len(), head, "len {len}");
-            assert_eq!(b[0], 0x81, "FIN + text");
-        }
-    }
 }
