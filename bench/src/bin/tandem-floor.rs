@@ -11,6 +11,12 @@
 //! shows means one task and one channel per connection — the "naive
 //! actix-ws" server Tandem's WebSocket is compared with.
 //!
+//! `--ws upgrade` serves `/ws` the way Tandem does: actix-http hands the
+//! upgrade request and the connection to an upgrade service (before
+//! actix-web), which writes the `101` and the welcome and then keeps only
+//! the socket, reading and dropping what the client sends until it goes.
+//! The floor for Tandem's WebSocket.
+//!
 //! Run: `tandem-floor --port 9091`, then `tandem-bench --url
 //! http://127.0.0.1:9091 --pid <its pid> idle …`. Loopback only.
 
@@ -19,12 +25,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_codec::Framed;
+use actix_http::HttpService;
+use actix_http::body::BodySize;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::body::{BodyStream, MessageBody};
+use actix_web::dev::AppConfig;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use futures_util::{Stream, StreamExt};
+use futures_util::{SinkExt, Stream, StreamExt};
+use tokio::net::TcpStream;
 
 /// The same allocator as the `tandem` binary, so the two RSS figures differ
 /// only by what Tandem keeps per connection.
@@ -33,10 +45,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum WsImpl {
-    /// actix-http's handshake and a held response body (what Tandem does).
+    /// actix-http's handshake and a held response body.
     Held,
     /// actix-ws: a session and a message stream held by a spawned task.
     ActixWs,
+    /// actix-http's upgrade service keeping only the socket (what Tandem does).
+    Upgrade,
 }
 
 #[derive(Parser)]
@@ -115,15 +129,70 @@ async fn sse(_req: HttpRequest) -> HttpResponse {
         .streaming(Held(Some(event)))
 }
 
+type Upgrade = (actix_http::Request, Framed<TcpStream, actix_http::h1::Codec>);
+
+/// The upgrade service: `101`, welcome, then the bare socket until the
+/// client goes.
+async fn ws_upgrade(upgrade: Upgrade) -> Result<(), Infallible> {
+    let _ = hold_upgraded(upgrade).await;
+    Ok(())
+}
+
+async fn hold_upgraded((req, mut framed): Upgrade) -> std::io::Result<()> {
+    let res = match actix_http::ws::handshake(req.head()) {
+        Ok(mut res) => res.finish().drop_body(),
+        Err(_) => actix_http::Response::bad_request().drop_body(),
+    };
+    drop(req);
+    framed.feed(actix_http::h1::Message::Item((res, BodySize::None))).await?;
+    framed.flush().await?;
+    let io = framed.into_parts().io;
+    io.writable().await?;
+    io.try_write(&ws_text_frame(WELCOME))?;
+    let mut sink = [0u8; 512];
+    loop {
+        io.readable().await?;
+        match io.try_read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// actix-server and actix-http assembled by hand, as Tandem's listener is:
+/// `actix_web::HttpServer` has no upgrade hook.
+async fn serve_upgrade(cli: &Cli) -> std::io::Result<()> {
+    let server = actix_server::Server::build()
+        .workers(cli.workers.max(1))
+        .max_concurrent_connections(100_000)
+        .backlog(4096)
+        .bind("tandem-floor", ("127.0.0.1", cli.port), || {
+            let app =
+                App::new().route("/sse", web::get().to(sse)).into_factory().map_err(|e| e.error_response());
+            HttpService::build()
+                .client_request_timeout(Duration::from_secs(10))
+                .upgrade(fn_service(ws_upgrade))
+                .finish(map_config(app, |()| AppConfig::default()))
+                .tcp()
+        })?;
+    println!("tandem-floor listening on 127.0.0.1:{}", cli.port);
+    server.run().await
+}
+
 fn main() -> std::io::Result<()> {
     let cli = Cli::parse();
     let ws_impl = cli.ws;
     actix_web::rt::System::new().block_on(async move {
+        if matches!(ws_impl, WsImpl::Upgrade) {
+            return serve_upgrade(&cli).await;
+        }
         let server = HttpServer::new(move || {
             let app = App::new().route("/sse", web::get().to(sse));
             match ws_impl {
-                WsImpl::Held => app.route("/ws", web::get().to(ws_held)),
                 WsImpl::ActixWs => app.route("/ws", web::get().to(ws_actix_ws)),
+                WsImpl::Held | WsImpl::Upgrade => app.route("/ws", web::get().to(ws_held)),
             }
         })
         .workers(cli.workers.max(1))

@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_codec::Framed;
+use actix_codec::{Framed, FramedParts};
 use actix_http::body::{BodySize, MessageBody};
 use actix_http::h1::{self, Message};
 use actix_http::ws as wsp;
@@ -80,8 +80,10 @@ async fn serve(app: Arc<AppState>, req: Request, mut framed: Framed<TcpStream, h
                 app.manager.detach(&att, "client_gone");
                 return;
             }
-            let parts = framed.into_parts();
-            Link::new(app, att, who, parts.io, parts.read_buf).await;
+            // Only the socket and what the client already sent live on:
+            // the HTTP codec and the write buffer are dropped here.
+            let FramedParts { io, read_buf, .. } = framed.into_parts();
+            Link::new(app, att, who, io, read_buf).await;
         }
         Err(e) => {
             let (head, body) = error_response(&e).await;
