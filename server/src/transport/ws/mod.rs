@@ -52,13 +52,22 @@ pub fn upgrade(
     fn_service(move |(req, framed): Upgrade| -> LocalBoxFuture<'static, Result<(), Infallible>> {
         let app = app.clone().into_inner();
         Box::pin(async move {
-            serve(app, req, framed).await;
+            // The handshake's state (request, HTTP codec, answer) lives in a
+            // box of its own, freed before the link starts.
+            if let Some(link) = Box::pin(handshake(app, req, framed)).await {
+                link.await;
+            }
             Ok(())
         })
     })
 }
 
-async fn serve(app: Arc<AppState>, req: Request, mut framed: Framed<TcpStream, h1::Codec>) {
+/// Answers the upgrade request; the link to run when it was accepted.
+async fn handshake(
+    app: Arc<AppState>,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> Option<Link> {
     let started = Instant::now();
     let route = if req.path() == ROUTE { ROUTE } else { "unmatched" };
     let method = crate::app::method_label(req.method());
@@ -78,17 +87,18 @@ async fn serve(app: Arc<AppState>, req: Request, mut framed: Framed<TcpStream, h
             record(101);
             if !answered {
                 app.manager.detach(&att, "client_gone");
-                return;
+                return None;
             }
             // Only the socket and what the client already sent live on:
             // the HTTP codec and the write buffer are dropped here.
             let FramedParts { io, read_buf, .. } = framed.into_parts();
-            Link::new(app, att, who, io, read_buf).await;
+            Some(Link::new(app, att, who, io, read_buf))
         }
         Err(e) => {
             let (head, body) = error_response(&e).await;
             answer(&mut framed, head, Some(body)).await;
             record(e.status);
+            None
         }
     }
 }
