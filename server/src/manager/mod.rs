@@ -15,16 +15,16 @@
 //! (`now_ms`), unit-tested beside them; the methods are the glue.
 //!
 //! Locking: registries are sharded `DashMap`s (no global lock); each session
-//! has its own mutex. Fan-out takes a channel's shard (read) and then each
-//! session's mutex; nothing takes them in the other order, and no lock is
-//! held across an `.await`.
+//! has its own mutex. Fan-out holds no registry lock while it delivers: it
+//! takes the recipients' snapshot (one `Arc` clone under a channel's shard
+//! lock, or under the broadcast snapshot's mutex), releases it, then takes
+//! each session's mutex in turn. No lock is held across an `.await`.
 
 mod admission;
 mod fanout;
 mod registry;
 mod sweeps;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -101,6 +101,9 @@ struct SessionInner {
     connections: Vec<Arc<Connection>>,
     detached_at_ms: Option<u64>,
     closed: bool,
+    /// Has unsubscribed from some channel: only then does fan-out check
+    /// that the session is still in the publication's channel.
+    left_a_channel: bool,
     /// Rate limit of `POST /sessions/{id}/messages` (SSE clients).
     post_bucket: Option<TokenBucket>,
     post_strikes: u32,
@@ -117,8 +120,11 @@ pub struct ConnectionManager {
     epoch: Instant,
     ids: IdGenerator,
     sessions: DashMap<Arc<str>, Arc<Session>>,
+    /// Every session, as broadcast reads it; dropped when a session comes
+    /// or goes, rebuilt by the next broadcast.
+    all_sessions: Mutex<Option<registry::Snapshot>>,
     players: DashMap<Arc<str>, registry::PlayerEntry>,
-    channels: DashMap<Arc<str>, HashMap<Arc<str>, Arc<Session>>>,
+    channels: DashMap<Arc<str>, registry::Members>,
     total: AtomicUsize,
     draining: AtomicBool,
     /// Epoch ms of the last client activity; 0 = none yet.
@@ -138,6 +144,7 @@ impl ConnectionManager {
             epoch: Instant::now(),
             ids: IdGenerator::new(),
             sessions: DashMap::new(),
+            all_sessions: Mutex::new(None),
             players: DashMap::new(),
             channels: DashMap::new(),
             total: AtomicUsize::new(0),
@@ -227,5 +234,31 @@ impl ConnectionManager {
             0 => None,
             ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
         }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod test_support {
+    use super::*;
+    use crate::identity::Identity;
+
+    /// A manager with the default limits, the in-process broker and no
+    /// Prometheus recorder.
+    pub fn manager() -> ConnectionManager {
+        let monitoring = tandem_monitoring::Monitoring::new(
+            &tandem_monitoring::MonitoringConfig::default(),
+            "test",
+            Arc::new(tandem_monitoring::source::EmptySource),
+            None,
+        );
+        ConnectionManager::new(
+            Limits::from_config(&Config::default()),
+            Telemetry::new(monitoring),
+            Arc::new(crate::broker::memory::MemoryBroker),
+        )
+    }
+
+    pub fn player(id: &str) -> Identity {
+        Identity { player_id: id.to_owned(), channels: None, publish: None, dev_mode: false }
     }
 }

@@ -3,6 +3,7 @@
 //! unlinking of connections and the end of sessions; plain snapshots for the
 //! JSON views at the HTTP edge ([`crate::snapshot`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -33,6 +34,48 @@ impl PlayerEntry {
             Transport::WebSocket => &mut self.websocket,
             Transport::Sse => &mut self.sse,
         }
+    }
+}
+
+/// The sessions a fan-out delivers to: immutable, shared, read with no
+/// lock held.
+pub(super) type Snapshot = Arc<[Arc<Session>]>;
+
+/// A channel's subscribers: by id for (un)subscribe, plus the snapshot
+/// fan-out reads. A change drops the snapshot and the next fan-out rebuilds
+/// it, once: a join of n subscribers costs O(n) in all, not O(n) each.
+#[derive(Debug, Default)]
+pub(super) struct Members {
+    by_id: HashMap<Arc<str>, Arc<Session>>,
+    snapshot: Option<Snapshot>,
+}
+
+impl Members {
+    /// Adds `s`; returns the dropped snapshot, for the caller to release
+    /// after the lock (releasing n sessions is O(n)).
+    pub(super) fn insert(&mut self, s: &Arc<Session>) -> Option<Snapshot> {
+        self.by_id.insert(Arc::clone(&s.id), Arc::clone(s));
+        self.snapshot.take()
+    }
+
+    /// Removes a session; returns the dropped snapshot, as `insert` does.
+    pub(super) fn remove(&mut self, session_id: &str) -> Option<Snapshot> {
+        self.by_id.remove(session_id)?;
+        self.snapshot.take()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The snapshot, unless a change dropped it.
+    pub(super) fn cached(&self) -> Option<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// The snapshot, rebuilt if a change dropped it.
+    pub(super) fn snapshot(&mut self) -> Snapshot {
+        Arc::clone(self.snapshot.get_or_insert_with(|| self.by_id.values().cloned().collect()))
     }
 }
 
@@ -80,12 +123,14 @@ impl ConnectionManager {
                 connections: Vec::new(),
                 detached_at_ms: Some(self.now_ms()),
                 closed: false,
+                left_a_channel: false,
                 post_bucket: None,
                 post_strikes: 0,
             }),
             subs_lock: Mutex::new(()),
         });
         self.sessions.insert(Arc::clone(&s.id), Arc::clone(&s));
+        self.sessions_changed();
         self.players.entry(player_id).or_default().sessions.push(Arc::clone(&s));
         ev::session_created(&s.id, &s.player_id);
         let personal = channels::personal_channel(&who.player_id);
@@ -114,7 +159,8 @@ impl ConnectionManager {
                 .map_err(|SubscribeError::TooMany { max }| too_many_subs(max))?
         };
         if added {
-            self.channels.entry(ch).or_default().insert(Arc::clone(&s.id), Arc::clone(s));
+            let stale = self.channels.entry(ch).or_default().insert(s);
+            drop(stale);
             ev::subscriptions_changed(1.0);
         }
         Ok(added)
@@ -133,7 +179,12 @@ impl ConnectionManager {
             return Err(ProtocolError::new(ErrorCode::Forbidden, "the personal channel cannot be left"));
         }
         let _serial = s.subs_lock.lock();
-        let removed = s.inner.lock().state.unsubscribe(channel);
+        let removed = {
+            let mut inner = s.inner.lock();
+            let removed = inner.state.unsubscribe(channel);
+            inner.left_a_channel |= removed;
+            removed
+        };
         if removed {
             self.remove_from_channel(channel, &s.id);
             ev::subscriptions_changed(-1.0);
@@ -142,10 +193,30 @@ impl ConnectionManager {
     }
 
     fn remove_from_channel(&self, channel: &str, session_id: &str) {
-        if let Some(mut subs) = self.channels.get_mut(channel) {
-            subs.remove(session_id);
-        }
+        let stale = self.channels.get_mut(channel).and_then(|mut subs| subs.remove(session_id));
+        drop(stale);
         self.channels.remove_if(channel, |_, subs| subs.is_empty());
+    }
+
+    /// Drops the broadcast snapshot after a session came or went (outside
+    /// the lock: releasing it is O(n)).
+    fn sessions_changed(&self) {
+        let stale = self.all_sessions.lock().take();
+        drop(stale);
+    }
+
+    /// Who `channel` reaches now: one `Arc` clone under the shard's read
+    /// lock, or a rebuild under its write lock after a (un)subscribe.
+    pub(super) fn channel_members(&self, channel: &str) -> Option<Snapshot> {
+        let cached = self.channels.get(channel)?.cached();
+        cached.or_else(|| self.channels.get_mut(channel).map(|mut m| m.snapshot()))
+    }
+
+    /// Every session now, for broadcast (rebuilt after a session came or
+    /// went).
+    pub(super) fn every_session(&self) -> Snapshot {
+        let mut all = self.all_sessions.lock();
+        Arc::clone(all.get_or_insert_with(|| self.sessions.iter().map(|s| Arc::clone(s.value())).collect()))
     }
 
     /// Unlinks a connection from its session (idempotent). The session
@@ -201,6 +272,7 @@ impl ConnectionManager {
         }
         ev::subscriptions_changed(-(subs.len() as f64));
         self.sessions.remove(&*s.id);
+        self.sessions_changed();
         if let Some(mut p) = self.players.get_mut(&*s.player_id) {
             p.sessions.retain(|x| !Arc::ptr_eq(x, s));
         }
@@ -286,8 +358,56 @@ impl ConnectionManager {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::test_support::{manager, player};
     use super::*;
+
+    fn ids(snapshot: &Snapshot) -> Vec<&str> {
+        let mut ids: Vec<&str> = snapshot.iter().map(|s| &*s.player_id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn channel_snapshot_is_shared_until_a_change_and_held_ones_block_nothing() {
+        let m = manager();
+        let a = m.create_session(&player("a"));
+        let b = m.create_session(&player("b"));
+        assert!(m.channel_members("room:x").is_none());
+        m.subscribe_checked(&a, "room:x", false).unwrap();
+        m.subscribe_checked(&b, "room:x", false).unwrap();
+        let held = m.channel_members("room:x").unwrap();
+        assert_eq!(ids(&held), ["a", "b"]);
+        assert!(Arc::ptr_eq(&held, &m.channel_members("room:x").unwrap()), "no change: no rebuild");
+        // A fan-out holding `held` does not stop the channel changing.
+        m.unsubscribe(&a, "room:x").unwrap();
+        assert_eq!(ids(&m.channel_members("room:x").unwrap()), ["b"]);
+        assert_eq!(ids(&held), ["a", "b"], "a taken snapshot never changes");
+        m.subscribe_checked(&a, "room:x", false).unwrap();
+        assert_eq!(ids(&m.channel_members("room:x").unwrap()), ["a", "b"]);
+        m.unsubscribe(&a, "room:x").unwrap();
+        m.unsubscribe(&b, "room:x").unwrap();
+        assert!(m.channel_members("room:x").is_none(), "an empty channel is dropped");
+        assert_eq!(ids(&m.channel_members("player:a").unwrap()), ["a"]);
+    }
+
+    #[test]
+    fn broadcast_snapshot_follows_sessions_coming_and_going() {
+        let m = manager();
+        assert!(m.every_session().is_empty());
+        let a = m.create_session(&player("a"));
+        let held = m.every_session();
+        assert_eq!(ids(&held), ["a"]);
+        assert!(Arc::ptr_eq(&held, &m.every_session()));
+        let b = m.create_session(&player("b"));
+        assert_eq!(ids(&m.every_session()), ["a", "b"]);
+        m.end_session(&a, false, CloseReason::Disconnected);
+        assert_eq!(ids(&m.every_session()), ["b"]);
+        m.end_session(&b, true, CloseReason::Disconnected);
+        assert!(m.every_session().is_empty());
+        assert!(m.channel_members("player:b").is_none(), "an ended session leaves its channels");
+    }
 
     #[test]
     fn session_ids_carry_the_route() {
