@@ -214,7 +214,9 @@ impl Monitoring {
     pub fn render_metrics(&self) -> Option<String> {
         let handle = self.prometheus.as_ref()?;
         self.refresh_gauges();
-        Some(handle.render())
+        let mut text = handle.render();
+        self.performance.render_prometheus(&mut text);
+        Some(text)
     }
 
     /// Runs every health check now, then every `check_interval_seconds`,

@@ -11,6 +11,11 @@
 //! minutes — recent enough to show a regression, long enough to be stable.
 //! Histograms are allocated on first use and dropped on rotation, so idle
 //! metrics cost no resident memory.
+//!
+//! Deliveries also feed `tandem_message_delivery_seconds` here, as fixed
+//! Prometheus buckets in the same shard ([`PerformanceMonitor::render_prometheus`]):
+//! the exporter's own histogram keeps every sample in a growing bucket list
+//! until its next upkeep, an allocation every few dozen deliveries.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::clock::{self, Clock, round};
+use crate::recorder::{LATENCY_BUCKETS, names};
 use crate::source::ConnectionKind;
 use crate::system::SystemSampler;
 
@@ -33,6 +39,60 @@ const SIGNIFICANT_DIGITS: u8 = 3;
 /// Seconds of request counts kept for `requests_per_second`.
 const RATE_SECS: usize = 60;
 const MAX_SHARDS: usize = 16;
+
+/// [`LATENCY_BUCKETS`] in microseconds.
+const DELIVERY_BOUNDS_US: [u64; LATENCY_BUCKETS.len()] = {
+    let mut out = [0; LATENCY_BUCKETS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (LATENCY_BUCKETS[i] * 1e6 + 0.5) as u64;
+        i += 1;
+    }
+    out
+};
+
+const DELIVERY_HELP: &str = "Time from publish accepted to the frame handed to the connection's writer.";
+
+/// Prometheus buckets of one shard: counts per bucket (not cumulative; the
+/// last one is `+Inf`) and the sum.
+#[derive(Clone, Copy, Default)]
+struct Buckets {
+    counts: [u64; LATENCY_BUCKETS.len() + 1],
+    sum_us: u64,
+}
+
+impl Buckets {
+    fn record(&mut self, us: u64) {
+        let i = DELIVERY_BOUNDS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[i] = self.counts[i].saturating_add(1);
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    fn add(&mut self, other: &Buckets) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a = a.saturating_add(b);
+        }
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
+    /// Prometheus text exposition of a histogram without labels.
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        use std::fmt::Write;
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0u64;
+        for (le, n) in LATENCY_BUCKETS.iter().zip(self.counts) {
+            cumulative = cumulative.saturating_add(n);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let total = cumulative.saturating_add(self.counts[LATENCY_BUCKETS.len()]);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
 
 fn new_histogram() -> Option<Histogram<u64>> {
     Histogram::new_with_bounds(1, HIGHEST_US, SIGNIFICANT_DIGITS).ok()
@@ -148,6 +208,7 @@ struct Shard {
     delivery: Windowed,
     heartbeat: Windowed,
     http: Windowed,
+    delivery_buckets: Buckets,
     delivery_failures: u64,
     /// `(unix second, requests in it)`, indexed by `second % RATE_SECS`.
     requests: [(u64, u64); RATE_SECS],
@@ -161,6 +222,7 @@ impl Default for Shard {
             delivery: Windowed::default(),
             heartbeat: Windowed::default(),
             http: Windowed::default(),
+            delivery_buckets: Buckets::default(),
             delivery_failures: 0,
             requests: [(0, 0); RATE_SECS],
         }
@@ -184,7 +246,6 @@ thread_local! {
 struct Handles {
     websocket_establishment: metrics::Histogram,
     sse_establishment: metrics::Histogram,
-    delivery: metrics::Histogram,
     heartbeat: metrics::Histogram,
 }
 
@@ -199,7 +260,6 @@ impl Handles {
                 "tandem_connection_establishment_seconds",
                 "transport" => "sse"
             ),
-            delivery: metrics::histogram!("tandem_message_delivery_seconds"),
             heartbeat: metrics::histogram!("tandem_heartbeat_rtt_seconds"),
         }
     }
@@ -279,11 +339,23 @@ impl PerformanceMonitor {
     }
 
     /// Time from publish accepted to the frame handed to the connection's
-    /// writer.
+    /// writer. Allocates nothing once the window's histogram exists.
     pub fn record_delivery(&self, d: Duration) {
         let us = micros(d);
-        self.with_shard(|s, secs| s.delivery.record(secs / WINDOW_SECS, us));
-        self.handles.delivery.record(d.as_secs_f64());
+        self.with_shard(|s, secs| {
+            s.delivery.record(secs / WINDOW_SECS, us);
+            s.delivery_buckets.record(us);
+        });
+    }
+
+    /// Appends the Prometheus figures kept here (`tandem_message_delivery_seconds`)
+    /// to the exporter's text.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let mut delivery = Buckets::default();
+        for shard in self.shards.iter() {
+            delivery.add(&shard.0.lock().delivery_buckets);
+        }
+        delivery.render(names::MESSAGE_DELIVERY_SECONDS, DELIVERY_HELP, out);
     }
 
     /// A delivery that could not be handed over; only counted here for the
@@ -631,6 +703,31 @@ mod tests {
         let d = &m.stats(0)["message_delivery"];
         assert_eq!(d["successful_deliveries"], 2);
         close(&d["max_delivery_time_ms"], 3_600_000.0, 3_600.0);
+    }
+
+    #[test]
+    fn delivery_buckets_render_as_a_cumulative_prometheus_histogram() {
+        let (m, _) = monitor();
+        for d in [Duration::from_micros(400), Duration::from_micros(500), Duration::from_millis(3)] {
+            m.record_delivery(d);
+        }
+        m.record_delivery(Duration::from_secs(20));
+        let mut text = String::new();
+        m.render_prometheus(&mut text);
+        let name = names::MESSAGE_DELIVERY_SECONDS;
+        for line in [
+            format!("# TYPE {name} histogram"),
+            format!("{name}_bucket{{le=\"0.0005\"}} 2"),
+            format!("{name}_bucket{{le=\"0.001\"}} 2"),
+            format!("{name}_bucket{{le=\"0.005\"}} 3"),
+            format!("{name}_bucket{{le=\"10\"}} 3"),
+            format!("{name}_bucket{{le=\"+Inf\"}} 4"),
+            format!("{name}_sum 20.0039"),
+            format!("{name}_count 4"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with(&format!("{name}_bucket"))).count(), 15);
     }
 
     #[test]

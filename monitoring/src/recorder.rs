@@ -15,7 +15,7 @@
 //! | `tandem_subscriptions_active` | gauge | — | channel subscriptions of all sessions |
 //! | `tandem_messages_delivered_total` | counter | `transport` | frames handed to a live connection |
 //! | `tandem_message_delivery_failures_total` | counter | `transport`, `reason` | deliveries that could not be handed over |
-//! | `tandem_message_delivery_seconds` | histogram | — | publish accepted to frame handed to the writer |
+//! | `tandem_message_delivery_seconds` | histogram | — | publish accepted to frame handed to the writer (kept by the `PerformanceMonitor`, see [`crate::performance`]) |
 //! | `tandem_messages_received_total` | counter | `transport`, `type` | client frames by message type |
 //! | `tandem_auth_failures_total` | counter | `reason` | `missing_token`, `invalid_token`, `expired_token`, `forbidden` |
 //! | `tandem_heartbeat_timeouts_total` | counter | — | connections closed for a missed heartbeat |
@@ -87,7 +87,6 @@ pub enum RecorderError {
 pub fn builder() -> Result<PrometheusBuilder, RecorderError> {
     let latency = [
         names::CONNECTION_ESTABLISHMENT_SECONDS,
-        names::MESSAGE_DELIVERY_SECONDS,
         names::HTTP_REQUEST_DURATION_SECONDS,
         names::HEARTBEAT_RTT_SECONDS,
     ];
@@ -141,11 +140,6 @@ pub fn describe_all_with_version(version: &str) {
         Unit::Count,
         "Deliveries that could not be handed to a connection, by reason."
     );
-    describe_histogram!(
-        MESSAGE_DELIVERY_SECONDS,
-        Unit::Seconds,
-        "Time from publish accepted to the frame handed to the connection's writer."
-    );
     describe_counter!(MESSAGES_RECEIVED_TOTAL, Unit::Count, "Client frames received, by transport and type.");
     describe_counter!(AUTH_FAILURES_TOTAL, Unit::Count, "Refused credentials, by reason.");
     describe_counter!(HEARTBEAT_TIMEOUTS_TOTAL, Unit::Count, "Connections closed for a missed heartbeat.");
@@ -192,13 +186,13 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             describe_all_with_version("9.9.9");
-            metrics::histogram!(names::MESSAGE_DELIVERY_SECONDS).record(0.003);
+            metrics::histogram!(names::HEARTBEAT_RTT_SECONDS).record(0.003);
             metrics::histogram!(names::CONNECTION_DURATION_SECONDS, "transport" => "sse").record(42.0);
         });
         let text = handle.render();
         assert!(text.contains("tandem_build_info{version=\"9.9.9\"} 1"), "{text}");
-        assert!(text.contains("# HELP tandem_message_delivery_seconds"), "{text}");
-        assert!(text.contains("tandem_message_delivery_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("# HELP tandem_heartbeat_rtt_seconds"), "{text}");
+        assert!(text.contains("tandem_heartbeat_rtt_seconds_bucket{le=\"0.005\"} 1"), "{text}");
         assert!(
             text.contains("tandem_connection_duration_seconds_bucket{transport=\"sse\",le=\"60\"} 1"),
             "{text}"
