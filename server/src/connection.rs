@@ -121,8 +121,9 @@ pub struct Connection {
     pub id: Box<str>,
     pub transport: Transport,
     pub connected_at: Instant,
-    pub connected_wall: SystemTime,
-    capacity: usize,
+    /// `u32` so it packs beside `transport`: 192 bytes with the `Arc`
+    /// counts, one allocator size class below 224.
+    capacity: u32,
     queue: Mutex<Queue>,
     /// The writer (the response-body stream) to wake when there is work.
     waker: AtomicWaker,
@@ -146,8 +147,7 @@ impl Connection {
             id: id.into_boxed_str(),
             transport,
             connected_at: Instant::now(),
-            connected_wall: SystemTime::now(),
-            capacity: capacity.max(1),
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
             queue: Mutex::new(Queue { items: VecDeque::new(), closing: None, close_taken: false }),
             waker: AtomicWaker::new(),
             messages_sent: AtomicU64::new(0),
@@ -167,7 +167,7 @@ impl Connection {
         if q.closing.is_some() {
             return Push::Closed;
         }
-        if q.items.len() >= self.capacity {
+        if q.items.len() >= self.capacity() {
             return Push::Full;
         }
         q.items.push_back(item);
@@ -233,14 +233,31 @@ impl Connection {
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity as usize
+    }
+
+    /// Gives back the queue's buffer if it is empty. Called by the
+    /// heartbeat sweep, not when the writer drains the queue: a connection
+    /// receiving traffic keeps its buffer (no allocation per push), an idle
+    /// one holds none after a sweep period.
+    pub fn release_idle_queue(&self) {
+        let mut q = self.queue.lock();
+        if q.items.is_empty() && q.items.capacity() != 0 {
+            q.items = VecDeque::new();
+        }
+    }
+
+    /// Wall-clock time of the connect, from the monotonic one (not stored:
+    /// 16 bytes per connection for a figure only snapshots show).
+    pub fn connected_wall(&self) -> SystemTime {
+        SystemTime::now().checked_sub(self.connected_at.elapsed()).unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
     /// Healthy = the peer proved alive within `timeout_ms` and the outbound
     /// queue is below 80% of its capacity.
     pub fn is_healthy(&self, now_ms: u64, timeout_ms: u64) -> bool {
         let alive = now_ms.saturating_sub(self.last_alive_ms.load(Ordering::Relaxed)) <= timeout_ms;
-        alive && self.queue_len() * 5 < self.capacity * 4
+        alive && self.queue_len() * 5 < self.capacity() * 4
     }
 
     pub fn last_rtt_ms(&self) -> Option<f64> {

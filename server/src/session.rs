@@ -2,7 +2,7 @@
 //! delivery history, resume planning and the subscription set. No I/O, no
 //! clock reads: the connection manager drives it under the session's lock.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// What a reconnecting client gets, given the `last_seq` it saw.
@@ -29,7 +29,9 @@ pub struct SessionState<T> {
     last_seq: u64,
     history: VecDeque<(u64, T)>,
     history_cap: usize,
-    subscriptions: BTreeSet<Arc<str>>,
+    /// Sorted, exactly as long as it needs: a `BTreeSet` node takes ~190
+    /// bytes for the one channel most sessions hold.
+    subscriptions: Vec<Arc<str>>,
 }
 
 impl<T: Clone> SessionState<T> {
@@ -39,7 +41,7 @@ impl<T: Clone> SessionState<T> {
             // Allocated on first delivery: idle sessions stay small.
             history: VecDeque::new(),
             history_cap: history_cap.max(1),
-            subscriptions: BTreeSet::new(),
+            subscriptions: Vec::new(),
         }
     }
 
@@ -84,7 +86,11 @@ impl<T: Clone> SessionState<T> {
     }
 
     pub fn is_subscribed(&self, channel: &str) -> bool {
-        self.subscriptions.contains(channel)
+        self.find(channel).is_ok()
+    }
+
+    fn find(&self, channel: &str) -> Result<usize, usize> {
+        self.subscriptions.binary_search_by(|c| (**c).cmp(channel))
     }
 
     /// Adds a subscription; `Ok(false)` when it already existed. `max` does
@@ -95,24 +101,28 @@ impl<T: Clone> SessionState<T> {
         max: usize,
         implicit: bool,
     ) -> Result<bool, SubscribeError> {
-        if self.subscriptions.contains(&channel) {
-            return Ok(false);
-        }
+        let Err(at) = self.find(&channel) else { return Ok(false) };
         if !implicit && self.subscriptions.len() > max {
             return Err(SubscribeError::TooMany { max });
         }
-        self.subscriptions.insert(channel);
+        // Grown one at a time: at most `max` + 1 entries, and most sessions
+        // stay at one or two.
+        self.subscriptions.reserve_exact(1);
+        self.subscriptions.insert(at, channel);
         Ok(true)
     }
 
     /// Removes a subscription; `false` when there was none.
     pub fn unsubscribe(&mut self, channel: &str) -> bool {
-        self.subscriptions.remove(channel)
+        let Ok(at) = self.find(channel) else { return false };
+        self.subscriptions.remove(at);
+        self.subscriptions.shrink_to_fit();
+        true
     }
 
     /// Drops everything (on expiry) and returns the subscriptions to undo.
-    pub fn take_subscriptions(&mut self) -> BTreeSet<Arc<str>> {
-        self.history.clear();
+    pub fn take_subscriptions(&mut self) -> Vec<Arc<str>> {
+        self.history = VecDeque::new();
         std::mem::take(&mut self.subscriptions)
     }
 }
@@ -195,6 +205,9 @@ mod tests {
         assert!(s.unsubscribe("room:1"));
         assert!(!s.unsubscribe("room:1"));
         assert_eq!(s.subscribe("room:3".into(), 2, false), Ok(true));
+        assert!(s.is_subscribed("room:3") && !s.is_subscribed("room:1"));
+        let listed: Vec<&str> = s.subscriptions().map(|c| &**c).collect();
+        assert_eq!(listed, ["player:a", "room:2", "room:3"], "sorted, like the set it replaced");
         assert_eq!(s.take_subscriptions().len(), 3);
         assert_eq!(s.subscription_count(), 0);
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{ConnectionManager, Session};
+use super::{ConnectionManager, PostLimit, Session};
 use crate::channels;
 use crate::connection::{Connection, Outbound};
 use crate::identity::Identity;
@@ -245,6 +245,8 @@ impl ConnectionManager {
         for (seq, publication) in replay {
             conn.push_unbounded(Outbound::Delivery { seq, publication });
         }
+        // Most sessions hold one connection: no room for four.
+        inner.connections.reserve_exact(1);
         inner.connections.push(Arc::clone(conn));
         inner.detached_at_ms = None;
         drop(inner);
@@ -276,15 +278,18 @@ impl ConnectionManager {
     pub fn take_post_token(&self, s: &Session) -> Result<(), u32> {
         let now = self.now_ms();
         let mut inner = s.inner.lock();
-        let bucket = inner.post_bucket.get_or_insert_with(|| {
-            TokenBucket::new(self.limits.inbound_rate_per_second, self.limits.inbound_burst, now)
+        let limit = inner.post_limit.get_or_insert_with(|| {
+            Box::new(PostLimit {
+                bucket: TokenBucket::new(self.limits.inbound_rate_per_second, self.limits.inbound_burst, now),
+                strikes: 0,
+            })
         });
-        if bucket.try_take(now) {
-            inner.post_strikes = 0;
+        if limit.bucket.try_take(now) {
+            limit.strikes = 0;
             Ok(())
         } else {
-            inner.post_strikes += 1;
-            Err(inner.post_strikes)
+            limit.strikes += 1;
+            Err(limit.strikes)
         }
     }
 }

@@ -104,9 +104,16 @@ struct SessionInner {
     /// Has unsubscribed from some channel: only then does fan-out check
     /// that the session is still in the publication's channel.
     left_a_channel: bool,
-    /// Rate limit of `POST /sessions/{id}/messages` (SSE clients).
-    post_bucket: Option<TokenBucket>,
-    post_strikes: u32,
+    /// Rate limit of `POST /sessions/{id}/messages`: boxed on the first
+    /// post, so sessions that never post (every WebSocket one) do not carry it.
+    post_limit: Option<Box<PostLimit>>,
+}
+
+#[derive(Debug)]
+struct PostLimit {
+    bucket: TokenBucket,
+    /// Posts refused in a row.
+    strikes: u32,
 }
 
 impl Session {

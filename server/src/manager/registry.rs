@@ -113,7 +113,12 @@ impl ConnectionManager {
     }
 
     pub(super) fn create_session(&self, who: &Identity) -> Arc<Session> {
-        let player_id: Arc<str> = Arc::from(who.player_id.as_str());
+        // The players map already holds the id (`reserve` put it there):
+        // share that copy rather than make another.
+        let player_id: Arc<str> = match self.players.get(who.player_id.as_str()) {
+            Some(p) => Arc::clone(p.key()),
+            None => Arc::from(who.player_id.as_str()),
+        };
         let s = Arc::new(Session {
             id: Arc::from(session_id(&self.limits.session_route)),
             player_id: Arc::clone(&player_id),
@@ -124,14 +129,17 @@ impl ConnectionManager {
                 detached_at_ms: Some(self.now_ms()),
                 closed: false,
                 left_a_channel: false,
-                post_bucket: None,
-                post_strikes: 0,
+                post_limit: None,
             }),
             subs_lock: Mutex::new(()),
         });
         self.sessions.insert(Arc::clone(&s.id), Arc::clone(&s));
         self.sessions_changed();
-        self.players.entry(player_id).or_default().sessions.push(Arc::clone(&s));
+        let mut player = self.players.entry(player_id).or_default();
+        // Most players hold one session: no room for four.
+        player.sessions.reserve_exact(1);
+        player.sessions.push(Arc::clone(&s));
+        drop(player);
         ev::session_created(&s.id, &s.player_id);
         let personal = channels::personal_channel(&who.player_id);
         // The personal channel is implicit and not counted against the limit.
@@ -147,7 +155,9 @@ impl ConnectionManager {
         implicit: bool,
     ) -> Result<bool, ProtocolError> {
         let _serial = s.subs_lock.lock();
-        let ch: Arc<str> = Arc::from(channel);
+        // One copy of a channel's name, however many sessions hold it.
+        let known = self.channels.get(channel).map(|e| Arc::clone(e.key()));
+        let ch: Arc<str> = known.unwrap_or_else(|| Arc::from(channel));
         let added = {
             let mut inner = s.inner.lock();
             if inner.closed {
@@ -230,6 +240,7 @@ impl ConnectionManager {
                 return;
             }
             if inner.connections.is_empty() {
+                inner.connections = Vec::new();
                 inner.detached_at_ms = Some(self.now_ms());
             }
         }
@@ -323,7 +334,7 @@ impl ConnectionManager {
             .map(|c| ConnectionSnapshot {
                 id: c.id.to_string(),
                 transport: c.transport,
-                connected_at: c.connected_wall,
+                connected_at: c.connected_wall(),
                 age: c.connected_at.elapsed(),
                 queue_depth: c.queue_len(),
                 queue_capacity: c.capacity(),

@@ -93,7 +93,7 @@ impl ConnectionManager {
                         self.force_close(&att, CloseReason::SlowConsumer);
                     }
                 }
-                HeartbeatAction::Nothing => {}
+                HeartbeatAction::Nothing => c.release_idle_queue(),
             }
         }
         closed

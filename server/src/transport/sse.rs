@@ -49,8 +49,8 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
     let (att, _who) = super::open(&app, req.head(), Transport::Sse, last_event_id).await?;
-    let heartbeat = if wants_heartbeat_events(req.query_string()) { HEARTBEAT_EVENT } else { HEARTBEAT };
-    let writer = Writer { app: app.into_inner(), att, heartbeat, done: false, end: "client_gone" };
+    let heartbeat_events = wants_heartbeat_events(req.query_string());
+    let writer = Writer { app: app.into_inner(), att, heartbeat_events, done: false };
     let mut res = HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
@@ -67,17 +67,24 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
 
 /// Owns the attached connection for the life of the response body; when
 /// actix drops the body (client gone, stream ended) the connection detaches.
+/// Boxed by actix for every SSE connection: keep it small (32 bytes).
 struct Writer {
     app: Arc<AppState>,
     att: Attached,
-    heartbeat: &'static [u8],
+    heartbeat_events: bool,
+    /// The close was written; the stream ends.
     done: bool,
-    end: &'static str,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.app.manager.detach(&self.att, self.end);
+        // Ended by its close: that reason (the first close wins, so it is
+        // still the connection's); otherwise the client went away.
+        let end = match self.att.conn.closing() {
+            Some(reason) if self.done => reason.as_str(),
+            _ => "client_gone",
+        };
+        self.app.manager.detach(&self.att, end);
     }
 }
 
@@ -97,7 +104,6 @@ impl Stream for Writer {
                 Next::Send(item) => w.encode(item, &mut out),
                 Next::Close(reason) => {
                     w.done = true;
-                    w.end = reason.as_str();
                     put_close(reason, &mut out);
                     break;
                 }
@@ -126,7 +132,7 @@ impl Writer {
             }
             // Pongs only exist on WebSocket; a heartbeat comment is harmless.
             Outbound::Heartbeat | Outbound::Pong(_) => {
-                out.extend_from_slice(self.heartbeat);
+                out.extend_from_slice(if self.heartbeat_events { HEARTBEAT_EVENT } else { HEARTBEAT });
                 return;
             }
         }
