@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# Side by side: Tandem, the raw tokio reference (tandem-reference) and the
-# actix-web floor (tandem-floor, and its actix-ws variant), each started as
-# a fresh process on a free loopback port for every measurement, one after
-# another (never two at once), measured with tandem-bench. Prints every raw
-# result line, then the table with ratios and which performance targets the
-# run meets. Nothing asserts the numbers.
+# Side by side: Tandem, the raw tokio reference (tandem-reference), the
+# actix-web floor (tandem-floor, and its actix-ws variant), Nchan (nginx,
+# bench/nchan/) and Node `ws` (bench/node-ws/), each started as a fresh
+# process on a free loopback port for every measurement, one after another
+# (never two at once), measured with tandem-bench. Prints every raw result
+# line, then the table with ratios and which performance targets the run
+# meets. Nothing asserts the numbers. Installs what is missing: nginx and
+# its Nchan module (apt-get), Node and npm (apt-get), `ws` (npm ci).
 #
 #   bench/run.sh            # 10,000 connections, about 10 s per rate row
-#   bench/run.sh --quick    # small sizes, about a minute
+#   bench/run.sh --quick    # small sizes, a few minutes
 #   bench/run.sh --19k      # also idle WebSocket at 19,000 connections
 #   bench/run.sh --no-build # use the release binaries already built
+#   bench/run.sh --no-peers # without Nchan and Node (nothing installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 BIG=0 BUILD=1
+QUICK=0 BIG=0 BUILD=1 PEERS=1
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --19k) BIG=1 ;;
     --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-peers) PEERS=0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +54,37 @@ for b in tandem tandem-bench tandem-reference tandem-floor; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (run without --no-build)" >&2; exit 1; }
 done
 
+# Nchan and Node `ws`: install what is missing; a peer that cannot be
+# installed is left out of the run (its columns print –).
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+apt_install() {
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"; } >&2
+}
+KINDS_WS="tandem reference floor actix-ws"
+KINDS_SSE="tandem reference floor"
+KINDS_RATE="tandem reference"
+if [ "$PEERS" = 1 ]; then
+  if ! command -v nginx >/dev/null || [ ! -f "$NCHAN_MODULE" ]; then
+    echo "installing nginx and its Nchan module" >&2
+    apt_install nginx libnginx-mod-nchan || echo "could not install nginx + Nchan: measured without it" >&2
+  fi
+  if command -v nginx >/dev/null && [ -f "$NCHAN_MODULE" ]; then
+    KINDS_WS="$KINDS_WS nchan" KINDS_SSE="$KINDS_SSE nchan" KINDS_RATE="$KINDS_RATE nchan"
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "installing Node and npm" >&2
+    apt_install nodejs npm || echo "could not install Node: measured without it" >&2
+  fi
+  if command -v npm >/dev/null && [ ! -f bench/node-ws/node_modules/ws/package.json ]; then
+    (cd bench/node-ws && npm ci --no-audit --no-fund >&2) || echo "npm ci failed: measured without Node ws" >&2
+  fi
+  if command -v node >/dev/null && [ -f bench/node-ws/node_modules/ws/package.json ]; then
+    KINDS_WS="$KINDS_WS node" KINDS_SSE="$KINDS_SSE node" KINDS_RATE="$KINDS_RATE node"
+  fi
+fi
+
 WORK=$(mktemp -d)
 PID=""
 cleanup() {
@@ -74,7 +109,8 @@ free_port() {
   return 1
 }
 
-# start_server KIND: tandem | reference | floor | actix-ws. Sets PID, URL.
+# start_server KIND: tandem | reference | floor | actix-ws | nchan | node.
+# Sets PID (for nginx, the master: tandem-bench adds its workers), URL.
 # A port taken between the check and the bind gets a second and third try.
 start_server() {
   for _ in 1 2 3; do
@@ -82,7 +118,7 @@ start_server() {
   done
   echo "$1 did not start:" >&2
   cat "$WORK/$1.log" >&2
-  exit 1
+  return 1
 }
 
 try_start() {
@@ -97,11 +133,19 @@ try_start() {
     reference) "$BIN/tandem-reference" --port "$port" --workers "$CORES" >"$WORK/$kind.log" 2>&1 & ;;
     floor) "$BIN/tandem-floor" --port "$port" --workers "$CORES" >"$WORK/$kind.log" 2>&1 & ;;
     actix-ws) "$BIN/tandem-floor" --port "$port" --workers "$CORES" --ws actix-ws >"$WORK/$kind.log" 2>&1 & ;;
+    nchan)
+      local dir="$WORK/nchan-$port"
+      mkdir -p "$dir"
+      sed -e "s|@PORT@|$port|g; s|@WORKERS@|$CORES|g; s|@DIR@|$dir|g" bench/nchan/nginx.conf >"$dir/nginx.conf"
+      nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$WORK/$kind.log" 2>&1 &
+      ;;
+    node) node bench/node-ws/server.js --port "$port" >"$WORK/$kind.log" 2>&1 & ;;
   esac
   PID=$!
   for _ in $(seq 1 200); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       sleep 0.5 # let it finish starting (background threads, first allocations)
+      [ "$kind" != nchan ] || nchan_welcome "$port" || { stop_server; return 1; }
       return 0
     fi
     kill -0 "$PID" 2>/dev/null || break
@@ -109,6 +153,19 @@ try_start() {
   done
   stop_server
   return 1
+}
+
+# Nchan sends no welcome of its own: publish one, which every subscriber
+# then gets first (the channel's oldest stored message), as the other
+# servers send theirs.
+nchan_welcome() {
+  local body='{"type":"welcome"}' status=""
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+    "${#body}" "$body" >&3
+  read -r -t 5 status <&3 || true
+  exec 3<&-
+  case "$status" in "HTTP/1.1 20"*) return 0 ;; *) echo "nchan welcome: ${status:-no answer}" >&2; return 1 ;; esac
 }
 
 stop_server() {
@@ -128,7 +185,7 @@ stop_server() {
 measure() {
   local key=$1 kind=$2
   shift 2
-  start_server "$kind"
+  start_server "$kind" || { echo "[$kind] not measured: the server did not start"; return 0; }
   "$BIN/tandem-bench" --url "$URL" --pid "$PID" "$@" 2>"$WORK/$key.err" | tee "$WORK/$key" | sed "s/^/[$kind] /" ||
     echo "[$kind] tandem-bench failed"
   if [ -s "$WORK/$key.err" ]; then
@@ -153,10 +210,10 @@ echo "machine: $CORES cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpu
 echo "open-file limit: $(ulimit -n); load average $(cut -d' ' -f1-3 /proc/loadavg) at the start; load generator on the same cores"
 echo
 
-for kind in tandem reference floor actix-ws; do
+for kind in $KINDS_WS; do
   measure "idle-ws-$kind" "$kind" idle --connections "$IDLE" --transport ws
 done
-for kind in tandem reference floor; do
+for kind in $KINDS_SSE; do
   measure "idle-sse-$kind" "$kind" idle --connections "$IDLE" --transport sse
 done
 if [ "$BIG" = 1 ]; then
@@ -164,53 +221,68 @@ if [ "$BIG" = 1 ]; then
     measure "big-ws-$kind" "$kind" idle --connections "$BIG_IDLE" --transport ws
   done
 fi
-for kind in tandem reference; do
+for kind in $KINDS_RATE; do
+  # Nchan delivers the body verbatim and stamps nothing: the publisher's
+  # clock goes in the body for the latency figures.
+  stamp=()
+  [ "$kind" != nchan ] || stamp=(--stamp-body)
   measure "fast-ws-$kind" "$kind" pace --transport ws --subscribers "$SUBS_FAST" --rate "$RATE_FAST" \
-    --messages "$MSGS_FAST" --api-key "$KEY"
+    --messages "$MSGS_FAST" --api-key "$KEY" "${stamp[@]}"
   measure "fast-sse-$kind" "$kind" pace --transport sse --subscribers "$SUBS_FAST" --rate "$RATE_FAST" \
-    --messages "$MSGS_FAST" --api-key "$KEY"
+    --messages "$MSGS_FAST" --api-key "$KEY" "${stamp[@]}"
   measure "wide-ws-$kind" "$kind" pace --transport ws --subscribers "$SUBS_WIDE" --rate "$RATE_WIDE" \
-    --messages "$MSGS_WIDE" --api-key "$KEY"
+    --messages "$MSGS_WIDE" --api-key "$KEY" "${stamp[@]}"
   measure "burst-ws-$kind" "$kind" pace --transport ws --subscribers "$SUBS_BURST" --rate 0 \
-    --messages "$MSGS_BURST" --api-key "$KEY"
+    --messages "$MSGS_BURST" --api-key "$KEY" "${stamp[@]}"
 done
 
 k() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
-echo
-echo "| measure | Tandem | raw reference | actix floor | actix-ws | Tandem ÷ reference | Tandem ÷ floor |"
-echo "|---|---|---|---|---|---|---|"
-row_mem() { # label key-prefix with-actix-ws
-  local t r f a=""
-  t=$(kib "$2-tandem") r=$(kib "$2-reference") f=$(kib "$2-floor")
-  [ "$3" = 1 ] && a=$(kib "$2-actix-ws")
-  echo "| $1 | $(or_dash "$t") KiB | $(or_dash "$r") | $(or_dash "$f") | $(or_dash "$a") | $(ratio "$t" "$r") | $(ratio "$t" "$f") |"
+# cells FIELD KEY-PREFIX KINDS…: one table cell per server, – where a
+# server was not measured in that row.
+cells() {
+  local field=$1 prefix=$2 kind out="" v
+  shift 2
+  for kind in tandem reference floor actix-ws nchan node; do
+    v=""
+    case " $* " in *" $kind "*) v=$($field "$prefix-$kind") ;; esac
+    out="$out | $(or_dash "$v")"
+  done
+  echo "$out"
 }
-row_mem "idle RSS per WebSocket connection, $(k "$IDLE")" idle-ws 1
-row_mem "idle RSS per SSE connection, $(k "$IDLE")" idle-sse 0
-[ "$BIG" = 1 ] && row_mem "idle RSS per WebSocket connection, $(k "$BIG_IDLE")" big-ws 0
-row_cpu() { # label key
-  local t r
-  t=$(us "$2-tandem") r=$(us "$2-reference")
-  echo "| $1 | $(or_dash "$t") | $(or_dash "$r") | | | $(ratio "$t" "$r") | |"
+row() { # label unit field key-prefix kinds…
+  local label=$1 unit=$2 field=$3 prefix=$4 t r f
+  shift 4
+  t=$($field "$prefix-tandem") r=$($field "$prefix-reference") f=""
+  case " $* " in *" floor "*) f=$($field "$prefix-floor") ;; esac
+  echo "| $label$(cells "$field" "$prefix" "$@" | sed "s/^ | \([^ |]*\)/ | \1$unit/") | $(ratio "$t" "$r") | $(ratio "$t" "$f") |"
 }
-row_cpu "CPU µs per delivery, $(k "$SUBS_FAST") WS subs × $RATE_FAST msg/s" fast-ws
-row_cpu "CPU µs per delivery, $(k "$SUBS_FAST") SSE subs × $RATE_FAST msg/s" fast-sse
-row_cpu "CPU µs per delivery, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" wide-ws
-t=$(p99 wide-ws-tandem) r=$(p99 wide-ws-reference)
-echo "| p99 latency, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s | $(or_dash "$t") ms | $(or_dash "$r") | | | $(ratio "$t" "$r") | |"
-t=$(rate idle-ws-tandem) r=$(rate idle-ws-reference) f=$(rate idle-ws-floor) a=$(rate idle-ws-actix-ws)
-echo "| WebSocket accepts per second ($(k "$IDLE") connects, 256 in flight) | $(or_dash "$t") | $(or_dash "$r") | $(or_dash "$f") | $(or_dash "$a") | $(ratio "$t" "$r") | $(ratio "$t" "$f") |"
-t=$(per_s burst-ws-tandem) r=$(per_s burst-ws-reference)
-echo "| burst deliveries per second, $(k "$SUBS_BURST") WS subs × $(k "$MSGS_BURST") publications back to back | $(or_dash "$t") | $(or_dash "$r") | | | $(ratio "$t" "$r") | |"
-
 echo
-echo "delivered (Tandem / reference): $SUBS_FAST×$RATE_FAST WS $(got fast-ws-tandem) / $(got fast-ws-reference);" \
-  "SSE $(got fast-sse-tandem) / $(got fast-sse-reference);" \
-  "$SUBS_WIDE×$RATE_WIDE WS $(got wide-ws-tandem) / $(got wide-ws-reference);" \
-  "burst $(got burst-ws-tandem) / $(got burst-ws-reference)"
-echo "connections held (Tandem / reference / floor / actix-ws): WS $(conns idle-ws-tandem) / $(conns idle-ws-reference)" \
-  "/ $(conns idle-ws-floor) / $(conns idle-ws-actix-ws); SSE $(conns idle-sse-tandem) / $(conns idle-sse-reference) / $(conns idle-sse-floor)"
+echo "| measure | Tandem | raw reference | actix floor | actix-ws | Nchan | Node ws | Tandem ÷ reference | Tandem ÷ floor |"
+echo "|---|---|---|---|---|---|---|---|---|"
+row "idle RSS per WebSocket connection, $(k "$IDLE")" " KiB" kib idle-ws $KINDS_WS
+row "idle RSS per SSE connection, $(k "$IDLE")" " KiB" kib idle-sse $KINDS_SSE
+[ "$BIG" = 1 ] && row "idle RSS per WebSocket connection, $(k "$BIG_IDLE")" " KiB" kib big-ws tandem reference floor
+row "CPU µs per delivery, $(k "$SUBS_FAST") WS subs × $RATE_FAST msg/s" "" us fast-ws $KINDS_RATE
+row "CPU µs per delivery, $(k "$SUBS_FAST") SSE subs × $RATE_FAST msg/s" "" us fast-sse $KINDS_RATE
+row "CPU µs per delivery, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" "" us wide-ws $KINDS_RATE
+row "p99 latency, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" " ms" p99 wide-ws $KINDS_RATE
+row "WebSocket accepts per second ($(k "$IDLE") connects, 256 in flight)" "" rate idle-ws $KINDS_WS
+row "burst deliveries per second, $(k "$SUBS_BURST") WS subs × $(k "$MSGS_BURST") publications back to back" "" \
+  per_s burst-ws $KINDS_RATE
 
+# got-list FIELD KEY KINDS…: "kind value" for each measured server.
+list() {
+  local field=$1 key=$2 kind out=""
+  shift 2
+  for kind in "$@"; do out="$out${out:+ / }$kind $(or_dash "$($field "$key-$kind")")"; done
+  echo "$out"
+}
+echo
+echo "delivered: $SUBS_FAST×$RATE_FAST WS: $(list got fast-ws $KINDS_RATE); SSE: $(list got fast-sse $KINDS_RATE);" \
+  "$SUBS_WIDE×$RATE_WIDE WS: $(list got wide-ws $KINDS_RATE); burst: $(list got burst-ws $KINDS_RATE)"
+echo "connections held: WS $(list conns idle-ws $KINDS_WS); SSE $(list conns idle-sse $KINDS_SSE)"
+echo "nchan: nginx with $CORES worker processes (one per core); its RSS and CPU are the master's and the workers' summed." \
+  "Node ws: one process."
 # Targets of the performance work, judged on this run.
 verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {
   if (v == "" || lim == "") { print "not measured"; exit }

@@ -25,6 +25,8 @@
 //! Only loopback targets are accepted, and every loop is bounded in count
 //! and time.
 
+mod procfs;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,7 +41,8 @@ struct Cli {
     /// Server base URL (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Server process id, to read its RSS and CPU time from /proc.
+    /// Server process id, to read its RSS, CPU time and descriptors from
+    /// /proc (summed with every process it started: nginx's workers).
     #[arg(long)]
     pid: u32,
     #[command(subcommand)]
@@ -106,6 +109,12 @@ struct PaceArgs {
     /// Size of each publication's `data.text`, in bytes.
     #[arg(long, default_value_t = 100)]
     payload_bytes: usize,
+    /// Put the publisher's clock in each body as a top-level `"ts"` (ms),
+    /// for a server that delivers bodies verbatim and stamps nothing
+    /// (Nchan). Not for one that stamps its frames: each delivery would
+    /// hold two stamps and count twice.
+    #[arg(long)]
+    stamp_body: bool,
 }
 
 #[derive(Subcommand)]
@@ -144,24 +153,6 @@ enum Cmd {
 }
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// utime + stime of the process, in clock ticks (100 Hz on Linux).
-fn proc_cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
-}
 
 /// A raw idle connection: upgrade or SSE request, read the response head
 /// and the welcome, then hold the socket.
@@ -208,12 +199,12 @@ async fn connect(
 }
 
 async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
-    let rss0 = proc_status_kib(pid, "VmRSS:");
+    let rss0 = procfs::rss_kib(pid);
     let started = Instant::now();
     let conns = open_many(addr, n, |i| (kind, format!("b{i}"))).await;
     let took = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss1 = proc_status_kib(pid, "VmRSS:");
+    let rss1 = procfs::rss_kib(pid);
     let ok = conns.len().max(1);
     println!(
         "idle {}: {} connections in {:.2} s ({:.0}/s); server RSS {} KiB -> {} KiB: {:.2} KiB per connection",
@@ -260,7 +251,7 @@ async fn spike(addr: &str, n: usize, round: usize) -> Vec<TcpStream> {
 }
 
 async fn soak(addr: &str, pid: u32, n: usize, rounds: usize, idle: Duration) {
-    let rss = || proc_status_kib(pid, "VmRSS:");
+    let rss = || procfs::rss_kib(pid);
     let start = rss();
     println!("soak: {rounds} rounds of {n} connections; RSS in KiB");
     println!("round\tloaded\tclosed+{}s", idle.as_secs());
@@ -370,7 +361,7 @@ async fn fanout(base: &str, addr: &str, pid: u32, args: FanoutArgs) {
         })
         .collect();
     let client = reqwest::Client::new();
-    let cpu0 = proc_cpu_ticks(pid);
+    let cpu0 = procfs::cpu_ticks(pid);
     let started = Instant::now();
     let body =
         serde_json::json!({"channel": "room:bench", "event": "tick", "data": {"text": "x".repeat(payload)}});
@@ -385,7 +376,7 @@ async fn fanout(base: &str, addr: &str, pid: u32, args: FanoutArgs) {
         delivered += c.await.unwrap_or(0);
     }
     let took = started.elapsed();
-    let cpu = (proc_cpu_ticks(pid) - cpu0) as f64 / 100.0;
+    let cpu = procfs::cpu_ticks(pid).saturating_sub(cpu0) as f64 / 100.0;
     println!(
         "fanout: {subs} subscribers (+{} stalled) x {messages} messages: {delivered} of {} delivered in {:.2} s \
          ({:.0}/s); server CPU {:.2} s = {:.2} us per delivery; addr {addr}",
@@ -643,7 +634,7 @@ async fn read_deliveries(mut s: TcpStream, tally: Arc<Tally>, until: tokio::time
 }
 
 async fn pace(base: &str, addr: &str, pid: u32, args: PaceArgs) {
-    let PaceArgs { subscribers: subs, transport, rate, messages, api_key, payload_bytes } = args;
+    let PaceArgs { subscribers: subs, transport, rate, messages, api_key, payload_bytes, stamp_body } = args;
     let tally = Arc::new(Tally::new());
     // Readers stop by themselves at the latest here.
     let until = tokio::time::Instant::now() + 2 * DEADLINE;
@@ -669,15 +660,18 @@ async fn pace(base: &str, addr: &str, pid: u32, args: PaceArgs) {
     // Let the last subscriptions settle before the first publication.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
-    let body = serde_json::json!({"channel": "room:bench", "event": "tick", "data": {"text": "x".repeat(payload_bytes)}});
+    let mut body = serde_json::json!({"channel": "room:bench", "event": "tick", "data": {"text": "x".repeat(payload_bytes)}});
     let url = format!("{base}/api/publish");
     let mut ticks = (rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate))));
-    let cpu0 = proc_cpu_ticks(pid);
+    let cpu0 = procfs::cpu_ticks(pid);
     let started = Instant::now();
     let mut failed = 0;
     for _ in 0..messages {
         if let Some(t) = ticks.as_mut() {
             t.tick().await;
+        }
+        if stamp_body {
+            body["ts"] = now_ms().into();
         }
         match client.post(&url).bearer_auth(&api_key).json(&body).send().await {
             Ok(r) if r.status().is_success() => {}
@@ -702,7 +696,7 @@ async fn pace(base: &str, addr: &str, pid: u32, args: PaceArgs) {
             last_change = Instant::now();
         }
     }
-    let cpu = proc_cpu_ticks(pid).saturating_sub(cpu0) as f64 / 100.0;
+    let cpu = procfs::cpu_ticks(pid).saturating_sub(cpu0) as f64 / 100.0;
     let took = last_change.duration_since(started).max(published_in).as_secs_f64();
     for r in &readers {
         r.abort();
