@@ -16,6 +16,9 @@
 //! - `cluster`: nodes sharing one Redis (`broker.kind = "redis"`): the p50
 //!   and p99 delivery latency to a subscriber on the publishing node and on
 //!   another node, then a fan-out across every node.
+//! - `churn`: the long soak — connections opened and closed for
+//!   `--minutes` with publications flowing, RSS and descriptors sampled,
+//!   every gauge compared with its idle value at the end (PASS/FAIL).
 //! - `pace`: N subscribers (WebSocket or SSE, raw sockets) on one channel,
 //!   K publications at a fixed rate (or as fast as the API answers); reports
 //!   the server's CPU time per delivery, deliveries per second and the
@@ -25,6 +28,7 @@
 //! Only loopback targets are accepted, and every loop is bounded in count
 //! and time.
 
+mod churn;
 mod procfs;
 
 use std::sync::Arc;
@@ -150,6 +154,10 @@ enum Cmd {
         idle_seconds: u64,
     },
     Cluster(ClusterArgs),
+    /// The long soak: connect/disconnect churn with traffic on both
+    /// transports, RSS and descriptors sampled, every gauge back at idle
+    /// at the end; exits non-zero when a check fails.
+    Churn(churn::ChurnArgs),
 }
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -755,6 +763,11 @@ async fn main() {
             soak(&addr, cli.pid, connections, rounds.min(100), Duration::from_secs(idle_seconds)).await
         }
         Cmd::Cluster(args) => cluster(base, args).await,
+        Cmd::Churn(args) => {
+            if !churn::churn(base, &addr, cli.pid, args).await {
+                std::process::exit(1);
+            }
+        }
     }
 }
 

@@ -67,6 +67,15 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         .sum()
 }
 
+/// Open file descriptors of the process tree.
+pub fn open_fds(pid: u32) -> usize {
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).ok())
+        .map(Iterator::count)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +92,7 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(!tree(me).contains(&child.id()));
+        assert!(open_fds(me) > 0);
         assert!(tree(u32::MAX).is_empty());
     }
 }
