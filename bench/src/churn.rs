@@ -446,8 +446,9 @@ pub async fn churn(base: &str, addr: &str, pid: u32, args: ChurnArgs) -> bool {
         (rss1 as f64 - rss0 as f64) / 1024.0
     );
 
-    let mut failed = Vec::new();
+    let (mut failed, mut checks) = (Vec::new(), 0);
     let mut verdict = |check: &str, ok: bool, detail: String| {
+        checks += 1;
         println!("{} {check}: {detail}", if ok { "PASS" } else { "FAIL" });
         if !ok {
             failed.push(check.to_owned());
@@ -563,9 +564,9 @@ pub async fn churn(base: &str, addr: &str, pid: u32, args: ChurnArgs) -> bool {
     }
     let total = failed.len();
     if total == 0 {
-        println!("soak: PASS");
+        println!("soak: PASS ({checks} checks)");
     } else {
-        println!("soak: FAIL ({total} checks: {})", failed.join(", "));
+        println!("soak: FAIL ({total} of {checks} checks: {})", failed.join(", "));
     }
     total == 0
 }
