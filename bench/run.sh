@@ -170,12 +170,19 @@ nchan_welcome() {
 
 stop_server() {
   [ -n "$PID" ] || return 0
+  # nginx's workers, by pid: a master killed hard would leave them running
+  # (a master that stops by itself stops them first).
+  local kids
+  kids=$(pgrep -P "$PID" 2>/dev/null || true)
   kill "$PID" 2>/dev/null || true
   for _ in $(seq 1 100); do
     kill -0 "$PID" 2>/dev/null || break
     sleep 0.1
   done
-  kill -9 "$PID" 2>/dev/null || true
+  if kill -0 "$PID" 2>/dev/null; then
+    # shellcheck disable=SC2086 # one pid a word
+    kill -9 "$PID" $kids 2>/dev/null || true
+  fi
   wait "$PID" 2>/dev/null || true
   PID=""
 }
