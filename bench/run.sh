@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side by side: Tandem, the raw tokio reference (tandem-reference), the
-# actix-web floor (tandem-floor, and its actix-ws variant), Nchan (nginx,
+# actix-web floor (tandem-floor, and its upgrade and actix-ws variants), Nchan (nginx,
 # bench/nchan/) and Node `ws` (bench/node-ws/), each started as a fresh
 # process on a free loopback port for every measurement, one after another
 # (never two at once), measured with tandem-bench. Prints every raw result
@@ -62,7 +62,7 @@ SUDO=""
 apt_install() {
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"; } >&2
 }
-KINDS_WS="tandem reference floor actix-ws"
+KINDS_WS="tandem reference floor upgrade actix-ws"
 KINDS_SSE="tandem reference floor"
 KINDS_RATE="tandem reference"
 if [ "$PEERS" = 1 ]; then
@@ -109,7 +109,7 @@ free_port() {
   return 1
 }
 
-# start_server KIND: tandem | reference | floor | actix-ws | nchan | node.
+# start_server KIND: tandem | reference | floor | upgrade | actix-ws | nchan | node.
 # Sets PID (for nginx, the master: tandem-bench adds its workers), URL.
 # A port taken between the check and the bind gets a second and third try.
 start_server() {
@@ -133,6 +133,7 @@ try_start() {
     reference) "$BIN/tandem-reference" --port "$port" --workers "$CORES" >"$WORK/$kind.log" 2>&1 & ;;
     floor) "$BIN/tandem-floor" --port "$port" --workers "$CORES" >"$WORK/$kind.log" 2>&1 & ;;
     actix-ws) "$BIN/tandem-floor" --port "$port" --workers "$CORES" --ws actix-ws >"$WORK/$kind.log" 2>&1 & ;;
+    upgrade) "$BIN/tandem-floor" --port "$port" --workers "$CORES" --ws upgrade >"$WORK/$kind.log" 2>&1 & ;;
     nchan)
       local dir="$WORK/nchan-$port"
       mkdir -p "$dir"
@@ -224,7 +225,7 @@ for kind in $KINDS_SSE; do
   measure "idle-sse-$kind" "$kind" idle --connections "$IDLE" --transport sse
 done
 if [ "$BIG" = 1 ]; then
-  for kind in tandem reference floor; do
+  for kind in tandem reference upgrade; do
     measure "big-ws-$kind" "$kind" idle --connections "$BIG_IDLE" --transport ws
   done
 fi
@@ -249,7 +250,7 @@ k() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 cells() {
   local field=$1 prefix=$2 kind out="" v
   shift 2
-  for kind in tandem reference floor actix-ws nchan node; do
+  for kind in tandem reference floor upgrade actix-ws nchan node; do
     v=""
     case " $* " in *" $kind "*) v=$($field "$prefix-$kind") ;; esac
     out="$out | $(or_dash "$v")"
@@ -260,15 +261,20 @@ row() { # label unit field key-prefix kinds…
   local label=$1 unit=$2 field=$3 prefix=$4 t r f
   shift 4
   t=$($field "$prefix-tandem") r=$($field "$prefix-reference") f=""
-  case " $* " in *" floor "*) f=$($field "$prefix-floor") ;; esac
+  # The floor of Tandem's design: the upgrade floor where it was measured
+  # (WebSocket), the held-response floor otherwise (SSE).
+  case " $* " in
+    *" upgrade "*) f=$($field "$prefix-upgrade") ;;
+    *" floor "*) f=$($field "$prefix-floor") ;;
+  esac
   echo "| $label$(cells "$field" "$prefix" "$@" | sed "s/^ | \([^ |]*\)/ | \1$unit/") | $(ratio "$t" "$r") | $(ratio "$t" "$f") |"
 }
 echo
-echo "| measure | Tandem | raw reference | actix floor | actix-ws | Nchan | Node ws | Tandem ÷ reference | Tandem ÷ floor |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| measure | Tandem | raw reference | actix floor | upgrade floor | actix-ws | Nchan | Node ws | Tandem ÷ reference | Tandem ÷ floor |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 row "idle RSS per WebSocket connection, $(k "$IDLE")" " KiB" kib idle-ws $KINDS_WS
 row "idle RSS per SSE connection, $(k "$IDLE")" " KiB" kib idle-sse $KINDS_SSE
-[ "$BIG" = 1 ] && row "idle RSS per WebSocket connection, $(k "$BIG_IDLE")" " KiB" kib big-ws tandem reference floor
+[ "$BIG" = 1 ] && row "idle RSS per WebSocket connection, $(k "$BIG_IDLE")" " KiB" kib big-ws tandem reference upgrade
 row "CPU µs per delivery, $(k "$SUBS_FAST") WS subs × $RATE_FAST msg/s" "" us fast-ws $KINDS_RATE
 row "CPU µs per delivery, $(k "$SUBS_FAST") SSE subs × $RATE_FAST msg/s" "" us fast-sse $KINDS_RATE
 row "CPU µs per delivery, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" "" us wide-ws $KINDS_RATE
@@ -288,6 +294,7 @@ echo
 echo "delivered: $SUBS_FAST×$RATE_FAST WS: $(list got fast-ws $KINDS_RATE); SSE: $(list got fast-sse $KINDS_RATE);" \
   "$SUBS_WIDE×$RATE_WIDE WS: $(list got wide-ws $KINDS_RATE); burst: $(list got burst-ws $KINDS_RATE)"
 echo "connections held: WS $(list conns idle-ws $KINDS_WS); SSE $(list conns idle-sse $KINDS_SSE)"
+echo "floors: actix floor = actix-web holding each response; upgrade floor = actix-http's upgrade service keeping only the socket (Tandem's WebSocket design); Tandem ÷ floor uses the upgrade floor for WebSocket rows."
 echo "nchan: nginx with $CORES worker processes (one per core); its RSS and CPU are the master's and the workers' summed." \
   "Node ws: one process."
 # Targets of the performance work, judged on this run.
