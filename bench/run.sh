@@ -13,17 +13,19 @@
 #   bench/run.sh --19k      # also idle WebSocket at 19,000 connections
 #   bench/run.sh --no-build # use the release binaries already built
 #   bench/run.sh --no-peers # without Nchan and Node (nothing installed)
+#   bench/run.sh --readme   # also put the table in README.md's benchmark section
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 BIG=0 BUILD=1 PEERS=1
+QUICK=0 BIG=0 BUILD=1 PEERS=1 README=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --19k) BIG=1 ;;
     --no-build) BUILD=0 ;;
     --no-peers) PEERS=0 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --readme) README=1 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -270,18 +272,21 @@ row() { # label unit field key-prefix kinds…
   echo "| $label$(cells "$field" "$prefix" "$@" | sed "s/^ | \([^ |]*\)/ | \1$unit/") | $(ratio "$t" "$r") | $(ratio "$t" "$f") |"
 }
 echo
-echo "| measure | Tandem | raw reference | actix floor | upgrade floor | actix-ws | Nchan | Node ws | Tandem ÷ reference | Tandem ÷ floor |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
-row "idle RSS per WebSocket connection, $(k "$IDLE")" " KiB" kib idle-ws $KINDS_WS
-row "idle RSS per SSE connection, $(k "$IDLE")" " KiB" kib idle-sse $KINDS_SSE
-[ "$BIG" = 1 ] && row "idle RSS per WebSocket connection, $(k "$BIG_IDLE")" " KiB" kib big-ws tandem reference upgrade
-row "CPU µs per delivery, $(k "$SUBS_FAST") WS subs × $RATE_FAST msg/s" "" us fast-ws $KINDS_RATE
-row "CPU µs per delivery, $(k "$SUBS_FAST") SSE subs × $RATE_FAST msg/s" "" us fast-sse $KINDS_RATE
-row "CPU µs per delivery, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" "" us wide-ws $KINDS_RATE
-row "p99 latency, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" " ms" p99 wide-ws $KINDS_RATE
-row "WebSocket accepts per second ($(k "$IDLE") connects, 256 in flight)" "" rate idle-ws $KINDS_WS
-row "burst deliveries per second, $(k "$SUBS_BURST") WS subs × $(k "$MSGS_BURST") publications back to back" "" \
-  per_s burst-ws $KINDS_RATE
+table() {
+  echo "| measure | Tandem | raw reference | actix floor | upgrade floor | actix-ws | Nchan | Node ws | Tandem ÷ reference | Tandem ÷ floor |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  row "idle RSS per WebSocket connection, $(k "$IDLE")" " KiB" kib idle-ws $KINDS_WS
+  row "idle RSS per SSE connection, $(k "$IDLE")" " KiB" kib idle-sse $KINDS_SSE
+  [ "$BIG" = 1 ] && row "idle RSS per WebSocket connection, $(k "$BIG_IDLE")" " KiB" kib big-ws tandem reference upgrade
+  row "CPU µs per delivery, $(k "$SUBS_FAST") WS subs × $RATE_FAST msg/s" "" us fast-ws $KINDS_RATE
+  row "CPU µs per delivery, $(k "$SUBS_FAST") SSE subs × $RATE_FAST msg/s" "" us fast-sse $KINDS_RATE
+  row "CPU µs per delivery, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" "" us wide-ws $KINDS_RATE
+  row "p99 latency, $(k "$SUBS_WIDE") WS subs × $RATE_WIDE msg/s" " ms" p99 wide-ws $KINDS_RATE
+  row "WebSocket accepts per second ($(k "$IDLE") connects, 256 in flight)" "" rate idle-ws $KINDS_WS
+  row "burst deliveries per second, $(k "$SUBS_BURST") WS subs × $(k "$MSGS_BURST") publications back to back" "" \
+    per_s burst-ws $KINDS_RATE
+}
+table | tee "$WORK/table.md"
 
 # got-list FIELD KEY KINDS…: "kind value" for each measured server.
 list() {
@@ -321,4 +326,14 @@ x=$(ratio_num "$(per_s burst-ws-tandem)" "$(per_s burst-ws-reference)")
 echo "- burst throughput ≥ 0.8× the reference: $(or_dash "$x")×, $(verdict "$x" 0.8 ge)"
 if [ "$BIG" = 1 ]; then
   echo "- 19,000 WebSocket connections held: $(or_dash "$(conns big-ws-tandem)") held, $(kib big-ws-tandem) KiB each"
+fi
+
+# --readme: the README's benchmark table becomes this run's.
+if [ "$README" = 1 ]; then
+  awk -v table="$WORK/table.md" '
+    /<!-- bench-table:end -->/ { while ((getline line < table) > 0) print line; skip = 0 }
+    !skip { print }
+    /<!-- bench-table:start -->/ { skip = 1 }
+  ' README.md >"$WORK/README.md" && cp "$WORK/README.md" README.md
+  echo "README.md: benchmark table replaced by this run's"
 fi
