@@ -14,6 +14,7 @@ use actix_web::{App, Error, HttpResponse, web};
 use crate::api;
 use crate::demo;
 use crate::http_error::HttpError;
+use crate::internal_events as ev;
 use crate::origin::OriginPolicy;
 use crate::state::AppState;
 use crate::transport::{sse, ws};
@@ -146,12 +147,7 @@ async fn http_metrics(
     if let Some(state) = state {
         let route = res.request().match_pattern();
         let route = route.as_deref().unwrap_or("unmatched");
-        state.manager.telemetry.monitoring.performance.record_http_request(
-            method,
-            route,
-            res.status().as_u16(),
-            started.elapsed(),
-        );
+        ev::http_request(&state.manager.telemetry, method, route, res.status().as_u16(), started.elapsed());
     }
     Ok(res)
 }

@@ -408,6 +408,12 @@ pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
     );
 }
 
+/// One HTTP request answered, by method, route pattern (never the raw
+/// path) and status: actix-web routes and WebSocket upgrades alike.
+pub fn http_request(tm: &Telemetry, method: &'static str, route: &str, status: u16, took: Duration) {
+    tm.monitoring.performance.record_http_request(method, route, status, took);
+}
+
 pub fn heartbeat_rtt(tm: &Telemetry, rtt: Duration) {
     tm.monitoring.performance.record_heartbeat_rtt(rtt);
 }

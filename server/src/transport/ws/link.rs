@@ -39,6 +39,10 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Bytes read from the socket per call, into a buffer on the stack.
 const READ_CHUNK: usize = 4 * 1024;
 
+/// Reads per poll: a client that sends without pause yields its worker to
+/// the other connections after this many (it is polled again at once).
+const READS_PER_POLL: usize = 16;
+
 /// How long a closed link waits for the client to close its side after our
 /// close frame, reading and dropping what it still sends (RFC 6455 §7.1.1:
 /// closing before the peer has read our close frame could reset it away).
@@ -214,7 +218,11 @@ impl Link {
             }
         }
         let mut sink = [0u8; READ_CHUNK];
-        loop {
+        for reads in 1.. {
+            if reads > READS_PER_POLL {
+                cx.waker().wake_by_ref();
+                break;
+            }
             match self.io.poll_read_ready(cx) {
                 Poll::Ready(Ok(())) => match self.io.try_read(&mut sink) {
                     Ok(0) => return Poll::Ready(()),
@@ -289,9 +297,13 @@ impl Link {
     /// plus its header) and one chunk. `Err` = the client is gone.
     fn read_inbound(&mut self, cx: &mut Context<'_>) -> Result<(), ()> {
         let mut chunk = [0u8; READ_CHUNK];
-        loop {
+        for reads in 1.. {
             self.decode_buffered();
             if !self.reading || self.reply_close {
+                break;
+            }
+            if reads > READS_PER_POLL {
+                cx.waker().wake_by_ref();
                 break;
             }
             match self.io.poll_read_ready(cx) {

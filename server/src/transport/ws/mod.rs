@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 
 use crate::http_error::HttpError;
 use crate::identity::Identity;
+use crate::internal_events as ev;
 use crate::manager::Attached;
 use crate::state::AppState;
 use crate::transport_kind::Transport;
@@ -73,14 +74,7 @@ async fn handshake(
     let method = crate::app::method_label(req.method());
     let accepted = accept(&app, &req).await;
     drop(req);
-    let record = |status| {
-        app.manager.telemetry.monitoring.performance.record_http_request(
-            method,
-            route,
-            status,
-            started.elapsed(),
-        )
-    };
+    let record = |status| ev::http_request(&app.manager.telemetry, method, route, status, started.elapsed());
     match accepted {
         Ok((att, who, switching)) => {
             let answered = answer(&mut framed, switching, None).await;
