@@ -4,7 +4,7 @@
 //! missing a field is a protocol error, not something to paper over) and kept
 //! raw when it is not, so that a newer server never breaks an older client.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// The first frame on every connection: which session and connection the
@@ -47,8 +47,19 @@ pub struct Delivery {
 }
 
 /// Every frame a Tandem server sends.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+///
+/// Known frames are read strictly, unknown ones kept whole: the
+/// [`Deserialize`] impl reads `type` first and only then hands a known frame
+/// to the strict derive. Parse with [`parse`](Self::parse),
+/// [`from_value`](Self::from_value) or serde's traits (`serde_json::from_str`
+/// and the like).
+///
+/// `remote = "Self"` makes the derives associated functions, which the
+/// trait impls wrap: called by path, `ServerFrame::deserialize(…)` and
+/// `ServerFrame::serialize(…)` are those strict derives, which know nothing
+/// of [`ServerFrame::Unknown`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Welcome(Welcome),
     Message(Delivery),
@@ -87,51 +98,13 @@ pub enum ServerFrame {
         reason: String,
         reconnect: bool,
     },
-    /// A frame whose `type` this client does not know, kept whole.
-    #[serde(untagged)]
+    /// A frame whose `type` this client does not know, kept whole (and sent
+    /// back out as it came).
+    #[serde(skip)]
     Unknown(Value),
 }
 
-/// The known frames, derived strictly; [`ServerFrame`] falls back to
-/// [`ServerFrame::Unknown`] only when the `type` itself is not one of them.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum KnownFrame {
-    Welcome(Welcome),
-    Message(Delivery),
-    Subscribed {
-        channel: String,
-    },
-    Unsubscribed {
-        channel: String,
-    },
-    Published {
-        id: String,
-        recipients: u64,
-    },
-    Pong {
-        #[serde(default)]
-        id: Value,
-        ts: u64,
-    },
-    Error {
-        code: String,
-        message: String,
-    },
-    Shutdown {
-        reconnect: bool,
-        retry_after_ms: u64,
-    },
-    Resync {
-        reason: String,
-    },
-    Close {
-        code: u16,
-        reason: String,
-        reconnect: bool,
-    },
-}
-
+/// The `type`s of the known variants of [`ServerFrame`], as on the wire.
 const KNOWN_TYPES: [&str; 10] = [
     "welcome",
     "message",
@@ -145,25 +118,6 @@ const KNOWN_TYPES: [&str; 10] = [
     "close",
 ];
 
-impl From<KnownFrame> for ServerFrame {
-    fn from(k: KnownFrame) -> Self {
-        match k {
-            KnownFrame::Welcome(w) => Self::Welcome(w),
-            KnownFrame::Message(d) => Self::Message(d),
-            KnownFrame::Subscribed { channel } => Self::Subscribed { channel },
-            KnownFrame::Unsubscribed { channel } => Self::Unsubscribed { channel },
-            KnownFrame::Published { id, recipients } => Self::Published { id, recipients },
-            KnownFrame::Pong { id, ts } => Self::Pong { id, ts },
-            KnownFrame::Error { code, message } => Self::Error { code, message },
-            KnownFrame::Shutdown { reconnect, retry_after_ms } => {
-                Self::Shutdown { reconnect, retry_after_ms }
-            }
-            KnownFrame::Resync { reason } => Self::Resync { reason },
-            KnownFrame::Close { code, reason, reconnect } => Self::Close { code, reason, reconnect },
-        }
-    }
-}
-
 impl ServerFrame {
     /// Parses one frame from its JSON text.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
@@ -173,7 +127,8 @@ impl ServerFrame {
     /// Parses one frame from an already decoded JSON value.
     pub fn from_value(value: Value) -> Result<Self, serde_json::Error> {
         let known = value.get("type").and_then(Value::as_str).is_some_and(|t| KNOWN_TYPES.contains(&t));
-        if known { KnownFrame::deserialize(value).map(Self::from) } else { Ok(Self::Unknown(value)) }
+        // The derived (strict) deserializer, not the trait's.
+        if known { ServerFrame::deserialize(value) } else { Ok(Self::Unknown(value)) }
     }
 
     /// The frame's `type` as it appears on the wire.
@@ -198,6 +153,16 @@ impl<'de> Deserialize<'de> for ServerFrame {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
         Self::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for ServerFrame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Unknown(raw) => raw.serialize(serializer),
+            // The derived serializer (an associated function, hence the path).
+            known => ServerFrame::serialize(known, serializer),
+        }
     }
 }
 
@@ -317,6 +282,60 @@ mod tests {
     fn known_type_with_bad_fields_is_an_error() {
         assert!(ServerFrame::parse(r#"{"type":"welcome","session_id":"s"}"#).is_err());
         assert!(ServerFrame::parse(r#"{"type":"message","seq":"one"}"#).is_err());
+    }
+
+    #[test]
+    fn a_bad_known_frame_says_what_is_wrong() {
+        let err = ServerFrame::parse(r#"{"type":"welcome","session_id":"s"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `connection_id`"), "{err}");
+        let err = ServerFrame::parse(r#"{"type":"message","seq":"one"}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn frames_without_a_string_type_are_unknown() {
+        for raw in [json!({"x": 1}), json!({"type": 7}), json!([1, 2]), json!("welcome")] {
+            assert_eq!(ServerFrame::from_value(raw.clone()).unwrap(), ServerFrame::Unknown(raw));
+        }
+    }
+
+    #[test]
+    fn every_known_frame_round_trips_under_its_type() {
+        let frames = [
+            ServerFrame::Welcome(Welcome { heartbeat_interval_ms: 15_000, ..Welcome::default() }),
+            ServerFrame::Message(Delivery {
+                seq: 1,
+                id: "m_1".into(),
+                channel: "room:x".into(),
+                event: "chat".into(),
+                data: json!({"text": "hi"}),
+                ts: 5,
+            }),
+            ServerFrame::Subscribed { channel: "room:x".into() },
+            ServerFrame::Unsubscribed { channel: "room:x".into() },
+            ServerFrame::Published { id: "m_1".into(), recipients: 2 },
+            ServerFrame::Pong { id: json!("check"), ts: 5 },
+            ServerFrame::Error { code: "forbidden".into(), message: "no".into() },
+            ServerFrame::Shutdown { reconnect: true, retry_after_ms: 1500 },
+            ServerFrame::Resync { reason: "broker_reconnected".into() },
+            ServerFrame::Close { code: 4001, reason: "disconnected".into(), reconnect: false },
+        ];
+        assert_eq!(frames.len(), KNOWN_TYPES.len());
+        for frame in frames {
+            let value = serde_json::to_value(&frame).unwrap();
+            assert_eq!(value["type"], frame.kind());
+            assert!(KNOWN_TYPES.contains(&frame.kind()), "{} is not in KNOWN_TYPES", frame.kind());
+            assert_eq!(ServerFrame::from_value(value).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn unknown_frames_serialize_as_they_came() {
+        let raw = json!({"type":"novelty","x":[1, {"y": null}]});
+        let frame = ServerFrame::Unknown(raw.clone());
+        assert_eq!(serde_json::to_value(&frame).unwrap(), raw);
+        let back: ServerFrame = serde_json::from_str(&serde_json::to_string(&frame).unwrap()).unwrap();
+        assert_eq!(back, frame);
     }
 
     #[test]

@@ -1,11 +1,27 @@
 //! Wall-clock access behind a trait, so minute buckets, window rotation and
 //! staleness can be tested by moving time by hand instead of waiting for it.
+//!
+//! Code that reads the time takes an `Arc<dyn Clock>`: [`system_clock`] in
+//! production, a [`ManualClock`] in tests.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Source of the current wall-clock time.
-pub(crate) trait Clock: Send + Sync + 'static {
+/// Source of the current wall-clock time (`SystemTime`, not `Instant`:
+/// what it times is shown to people and bucketed by calendar minute).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tandem_monitoring::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::at(120);
+/// let shared: Arc<dyn Clock> = clock.clone();
+/// clock.advance(Duration::from_secs(60));
+/// assert_eq!(shared.unix_secs(), 180);
+/// ```
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
     fn now(&self) -> SystemTime;
 
     /// Seconds since the Unix epoch (0 if the clock is before 1970).
@@ -14,9 +30,9 @@ pub(crate) trait Clock: Send + Sync + 'static {
     }
 }
 
-/// The real clock.
+/// The real clock: [`SystemTime::now`].
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct SystemClock;
+pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
@@ -24,7 +40,8 @@ impl Clock for SystemClock {
     }
 }
 
-pub(crate) fn system_clock() -> Arc<dyn Clock> {
+/// The real clock, shared.
+pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
@@ -60,27 +77,28 @@ pub(crate) fn round(v: f64, decimals: i32) -> f64 {
     (v * f).round() / f
 }
 
-/// A clock tests move by hand.
-#[cfg(test)]
+/// A clock tests move by hand (millisecond resolution); it never moves on
+/// its own.
 #[derive(Debug)]
-pub(crate) struct ManualClock {
+pub struct ManualClock {
     millis: std::sync::atomic::AtomicU64,
 }
 
-#[cfg(test)]
 impl ManualClock {
     /// Starts at `unix_secs` seconds after the epoch.
-    pub(crate) fn at(unix_secs: u64) -> Arc<Self> {
-        Arc::new(Self { millis: std::sync::atomic::AtomicU64::new(unix_secs * 1000) })
+    pub fn at(unix_secs: u64) -> Arc<Self> {
+        Arc::new(Self { millis: std::sync::atomic::AtomicU64::new(unix_secs.saturating_mul(1000)) })
     }
 
-    pub(crate) fn advance(&self, d: Duration) {
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.millis.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        let ordering = std::sync::atomic::Ordering::SeqCst;
+        // `Some` always: the update cannot fail.
+        let _ = self.millis.fetch_update(ordering, ordering, |now| Some(now.saturating_add(ms)));
     }
 }
 
-#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.millis.load(std::sync::atomic::Ordering::SeqCst))

@@ -7,7 +7,7 @@
 //! capacity. Counts are exact; only identical log lines are sampled under a
 //! flood so a storm of errors cannot drown the log pipeline.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::clock::{self, Clock};
 
@@ -163,6 +163,54 @@ impl ErrorEvent {
         self.details = Some(v);
         self
     }
+
+    /// [`ErrorEvent::details`] from a typed struct.
+    pub fn details_of(self, v: &impl Serialize) -> Self {
+        self.details(crate::json_value(v))
+    }
+}
+
+/// The `/monitoring/errors` document.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ErrorStats {
+    /// Errors in the current minute and the 59 before (after the filter).
+    pub total_errors_last_hour: u64,
+    pub error_rate_per_minute: f64,
+    /// Counts per `<type>_<severity>`, only those above 0.
+    pub error_breakdown: BTreeMap<String, u64>,
+    /// The most recent events in that hour, oldest first (at most 10).
+    pub recent_errors: Vec<RecentError>,
+    /// One entry per minute of the hour, oldest first.
+    pub per_minute: Vec<MinuteCount>,
+    /// RFC 3339, now.
+    pub timestamp: String,
+}
+
+/// One event of `recent_errors`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecentError {
+    #[serde(rename = "type")]
+    pub error_type: ErrorType,
+    pub severity: Severity,
+    pub message: String,
+    /// Unix seconds, millisecond precision.
+    pub timestamp: f64,
+    pub player_id: Option<String>,
+    pub session_id: Option<String>,
+    pub connection_id: Option<String>,
+    /// Present only when the event has details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+/// One minute of `per_minute`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    /// Unix seconds at the start of the minute.
+    pub minute: u64,
+    pub count: u64,
+    /// Counts per `<type>_<severity>`, only those above 0.
+    pub breakdown: BTreeMap<String, u64>,
 }
 
 /// A query's `type`/`severity` filter for [`ErrorTracker::stats`].
@@ -332,7 +380,7 @@ impl ErrorTracker {
     }
 
     /// The `/monitoring/errors` document.
-    pub fn stats(&self, filter: ErrorFilter) -> Value {
+    pub fn stats(&self, filter: ErrorFilter) -> ErrorStats {
         let now = self.clock.now();
         let minute = clock::unix_secs(now) / 60;
         let buckets: Vec<(u64, [u64; KEYS])> = {
@@ -350,7 +398,7 @@ impl ErrorTracker {
         let mut per_minute = Vec::with_capacity(MINUTES);
         for (m, counts) in &buckets {
             let mut count = 0u64;
-            let mut breakdown = Map::new();
+            let mut breakdown = BTreeMap::new();
             for (i, n) in counts.iter().enumerate() {
                 let (t, s) = key_parts(i);
                 if *n == 0 || !filter.matches(t, s) {
@@ -358,25 +406,17 @@ impl ErrorTracker {
                 }
                 count += n;
                 overall[i] += n;
-                breakdown.insert(key_name(i), json!(n));
+                breakdown.insert(key_name(i), *n);
             }
             total += count;
-            per_minute.push(json!({
-                "minute": m.saturating_mul(60),
-                "count": count,
-                "breakdown": breakdown,
-            }));
+            per_minute.push(MinuteCount { minute: m.saturating_mul(60), count, breakdown });
         }
-        let breakdown: Map<String, Value> = overall
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| (key_name(i), json!(n)))
-            .collect();
+        let breakdown: BTreeMap<String, u64> =
+            overall.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (key_name(i), *n)).collect();
 
         // Same window as the counts: the current minute and the 59 before.
         let oldest_minute = minute.saturating_sub(MINUTES as u64 - 1);
-        let mut recent: Vec<Value> = {
+        let mut recent: Vec<RecentError> = {
             let ring = self.ring.lock();
             ring.iter()
                 .rev()
@@ -385,19 +425,19 @@ impl ErrorTracker {
                         && filter.matches(s.event.error_type, s.event.severity)
                 })
                 .take(RECENT_SHOWN)
-                .map(recent_json)
+                .map(recent_error)
                 .collect()
         };
         recent.reverse();
 
-        json!({
-            "total_errors_last_hour": total,
-            "error_rate_per_minute": clock::round(total as f64 / MINUTES as f64, 2),
-            "error_breakdown": breakdown,
-            "recent_errors": recent,
-            "per_minute": per_minute,
-            "timestamp": clock::rfc3339(now),
-        })
+        ErrorStats {
+            total_errors_last_hour: total,
+            error_rate_per_minute: clock::round(total as f64 / MINUTES as f64, 2),
+            error_breakdown: breakdown,
+            recent_errors: recent,
+            per_minute,
+            timestamp: clock::rfc3339(now),
+        }
     }
 }
 
@@ -406,21 +446,18 @@ fn window_minutes(current: u64) -> impl Iterator<Item = u64> {
     (0..MINUTES as u64).rev().map(move |back| current.saturating_sub(back))
 }
 
-fn recent_json(s: &Stored) -> Value {
+fn recent_error(s: &Stored) -> RecentError {
     let e = &s.event;
-    let mut v = json!({
-        "type": e.error_type.as_str(),
-        "severity": e.severity.as_str(),
-        "message": e.message,
-        "timestamp": clock::round(clock::unix_secs_f64(s.at), 3),
-        "player_id": e.player_id,
-        "session_id": e.session_id,
-        "connection_id": e.connection_id,
-    });
-    if let (Some(details), Some(obj)) = (&e.details, v.as_object_mut()) {
-        obj.insert("details".into(), details.clone());
+    RecentError {
+        error_type: e.error_type,
+        severity: e.severity,
+        message: e.message.clone(),
+        timestamp: clock::round(clock::unix_secs_f64(s.at), 3),
+        player_id: e.player_id.clone(),
+        session_id: e.session_id.clone(),
+        connection_id: e.connection_id.clone(),
+        details: e.details.clone(),
     }
-    v
 }
 
 fn line_hash(e: &ErrorEvent) -> u64 {
@@ -492,6 +529,11 @@ mod tests {
         (ErrorTracker::with_clock(cap, clock.clone()), clock)
     }
 
+    /// The document as the route sends it.
+    fn stats(tr: &ErrorTracker, filter: ErrorFilter) -> Value {
+        serde_json::to_value(tr.stats(filter)).unwrap()
+    }
+
     fn ev(t: ErrorType, s: Severity) -> ErrorEvent {
         ErrorEvent::new(t, s, format!("{t} {s}"))
     }
@@ -506,7 +548,7 @@ mod tests {
             tr.record(ev(ErrorType::AuthenticationError, Severity::High));
         }
         tr.record(ev(ErrorType::SystemError, Severity::Critical).player("p1"));
-        let s = tr.stats(ErrorFilter::default());
+        let s = stats(&tr, ErrorFilter::default());
         assert_eq!(s["total_errors_last_hour"], 21);
         assert_eq!(s["error_rate_per_minute"], 0.35);
         assert_eq!(s["error_breakdown"]["connection_error_medium"], 15);
@@ -534,7 +576,7 @@ mod tests {
         tr.record(ev(ErrorType::SessionError, Severity::Low));
         tr.record(ev(ErrorType::SessionError, Severity::Low));
 
-        let s = tr.stats(ErrorFilter::default());
+        let s = stats(&tr, ErrorFilter::default());
         let per_minute = s["per_minute"].as_array().unwrap();
         assert_eq!(per_minute.len(), 60);
         assert_eq!(per_minute[58]["minute"], T0);
@@ -552,7 +594,7 @@ mod tests {
         clock.advance(Duration::from_secs(60));
         assert_eq!(tr.total_last_hour(), 2);
         clock.advance(Duration::from_secs(60));
-        let s = tr.stats(ErrorFilter::default());
+        let s = stats(&tr, ErrorFilter::default());
         assert_eq!(s["total_errors_last_hour"], 0);
         assert_eq!(s["recent_errors"].as_array().unwrap().len(), 0);
         assert!(s["error_breakdown"].as_object().unwrap().is_empty());
@@ -575,16 +617,16 @@ mod tests {
         tr.record(ev(ErrorType::ConnectionError, Severity::Low));
         tr.record(ev(ErrorType::ValidationError, Severity::High));
 
-        let by_type = tr.stats(ErrorFilter::parse(Some("connection_error"), None).unwrap());
+        let by_type = stats(&tr, ErrorFilter::parse(Some("connection_error"), None).unwrap());
         assert_eq!(by_type["total_errors_last_hour"], 2);
         assert_eq!(by_type["recent_errors"].as_array().unwrap().len(), 2);
 
-        let both = tr.stats(ErrorFilter::parse(Some("connection_error"), Some("high")).unwrap());
+        let both = stats(&tr, ErrorFilter::parse(Some("connection_error"), Some("high")).unwrap());
         assert_eq!(both["total_errors_last_hour"], 1);
         assert_eq!(both["error_breakdown"]["connection_error_high"], 1);
         assert_eq!(both["recent_errors"][0]["severity"], "high");
 
-        let by_sev = tr.stats(ErrorFilter::parse(None, Some("high")).unwrap());
+        let by_sev = stats(&tr, ErrorFilter::parse(None, Some("high")).unwrap());
         assert_eq!(by_sev["total_errors_last_hour"], 2);
 
         assert_eq!(ErrorFilter::parse(Some(""), Some("")).unwrap(), ErrorFilter::default());
@@ -599,7 +641,7 @@ mod tests {
             tr.record(ErrorEvent::new(ErrorType::SystemError, Severity::Medium, format!("e{i}")));
         }
         assert_eq!(tr.ring.lock().len(), 4);
-        let s = tr.stats(ErrorFilter::default());
+        let s = stats(&tr, ErrorFilter::default());
         assert_eq!(s["total_errors_last_hour"], 1000);
         let recent = s["recent_errors"].as_array().unwrap();
         assert_eq!(recent.len(), 4);
@@ -639,10 +681,28 @@ mod tests {
             .player("p")
             .session("s")
             .connection("c")
-            .details(json!({"k": 1}));
+            .details(serde_json::json!({"k": 1}));
         assert_eq!(e.player_id.as_deref(), Some("p"));
         assert_eq!(e.session_id.as_deref(), Some("s"));
         assert_eq!(e.connection_id.as_deref(), Some("c"));
-        assert_eq!(e.details, Some(json!({"k": 1})));
+        assert_eq!(e.details, Some(serde_json::json!({"k": 1})));
+        #[derive(Serialize)]
+        struct Typed {
+            k: u8,
+        }
+        let typed = ErrorEvent::new(ErrorType::SessionError, Severity::High, "x").details_of(&Typed { k: 1 });
+        assert_eq!(typed.details, e.details);
+    }
+
+    #[test]
+    fn recent_errors_show_details_only_when_set() {
+        let (tr, _) = tracker(10);
+        tr.record(ev(ErrorType::SystemError, Severity::High).details(serde_json::json!({"task": "sweeper"})));
+        tr.record(ev(ErrorType::SystemError, Severity::High));
+        let s = stats(&tr, ErrorFilter::default());
+        assert_eq!(s["recent_errors"][0]["details"]["task"], "sweeper");
+        assert!(s["recent_errors"][1].get("details").is_none());
+        assert_eq!(s["recent_errors"][1]["session_id"], Value::Null);
+        assert_eq!(s["recent_errors"][1]["type"], "system_error");
     }
 }

@@ -7,10 +7,12 @@
 //! server), records into [`ErrorTracker`] and [`PerformanceMonitor`], runs
 //! the two background loops and mounts [`routes::configure`].
 
+/// Exponential backoff as a pure function of the attempt number.
+pub mod backoff;
 /// The shared bundle and its background loops.
 mod bundle;
-/// Wall-clock access, injectable in tests.
-mod clock;
+/// Wall-clock access behind a trait, so time-dependent code is testable.
+pub mod clock;
 /// `[monitoring]` and `[logging]` configuration sections.
 pub mod config;
 /// Typed error events: per-minute counts, recent ring, metrics, log lines.
@@ -39,4 +41,16 @@ pub use config::*;
 pub use errors::{ErrorEvent, ErrorFilter, ErrorTracker, ErrorType, Severity};
 pub use health::{CheckOutcome, ComponentStatus, HealthCheck, HealthService, HealthSettings};
 pub use performance::PerformanceMonitor;
-pub use source::{ConnectionKind, ConnectionOverview, ConnectionSample, ConnectionStatsSource};
+pub use routes::constant_time_eq;
+pub use source::{ConnectionOverview, ConnectionSample, ConnectionStatsSource};
+
+/// `value` as a JSON value, for the free-form `details` of check outcomes
+/// and error events. Serializing plain structs cannot fail; if one ever
+/// did, the details say so instead of taking the server down.
+pub(crate) fn json_value(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_else(|e| {
+        let mut object = serde_json::Map::new();
+        object.insert("error".into(), serde_json::Value::String(format!("details not serializable: {e}")));
+        serde_json::Value::Object(object)
+    })
+}

@@ -190,6 +190,12 @@ impl StateFile {
 mod events {
     use super::*;
 
+    /// The details of a state-file error event.
+    #[derive(serde::Serialize)]
+    struct StateFileDetails<'a> {
+        state_file: &'a str,
+    }
+
     pub(super) fn loaded(path: &Path, loaded: &Loaded, lifetime: &Lifetime, errors: &ErrorTracker) {
         let state_file = path.display().to_string();
         match loaded {
@@ -212,7 +218,7 @@ mod events {
                         Severity::Medium,
                         format!("monitoring.state_file unusable, started fresh: {why}"),
                     )
-                    .details(serde_json::json!({ "state_file": state_file })),
+                    .details_of(&StateFileDetails { state_file: &state_file }),
                 );
             }
         }
@@ -227,7 +233,7 @@ mod events {
                 Severity::Low,
                 format!("monitoring.state_file not saved: {error}"),
             )
-            .details(serde_json::json!({ "state_file": state_file })),
+            .details_of(&StateFileDetails { state_file: &state_file }),
         );
     }
 }
@@ -309,8 +315,10 @@ mod tests {
         let file = StateFile::open(path.clone(), &errors);
         assert_eq!(file.lifetime(), &Lifetime::fresh());
         let stats = errors.stats(crate::ErrorFilter::default());
-        assert_eq!(stats["total_errors_last_hour"], 1, "{stats}");
-        assert_eq!(stats["recent_errors"][0]["type"], "system_error");
+        assert_eq!(stats.total_errors_last_hour, 1, "{stats:?}");
+        assert_eq!(stats.recent_errors[0].error_type, ErrorType::SystemError);
+        let details = stats.recent_errors[0].details.clone().unwrap();
+        assert_eq!(details, serde_json::json!({ "state_file": path.display().to_string() }));
         // The next save repairs the file.
         assert!(file.save(Duration::from_secs(7), &errors));
         assert_eq!(load(&path), Loaded::Found(PersistedState { restarts: 0, uptime_total_seconds: 7.0 }));
@@ -325,6 +333,6 @@ mod tests {
         let file = StateFile::open(dir.path().join("missing-dir").join("state.json"), &errors);
         assert!(!file.save(Duration::from_secs(1), &errors));
         let stats = errors.stats(crate::ErrorFilter::default());
-        assert_eq!(stats["total_errors_last_hour"], 1, "{stats}");
+        assert_eq!(stats.total_errors_last_hour, 1, "{stats:?}");
     }
 }

@@ -1,6 +1,11 @@
 //! Log output: one JSON object per line (or a human format for consoles),
 //! to stdout and optionally to a file.
 //!
+//! `logging.format` picks the stdout format: `json`, `pretty`, or `auto`
+//! (the default: pretty when stdout is a terminal, JSON otherwise, see
+//! [`resolve`]). The file (`logging.file`) always gets JSON lines, whatever
+//! stdout shows.
+//!
 //! JSON lines carry `timestamp`, `level`, `target`, `message` and every
 //! event field at the top level (not nested under `fields`), so analysts'
 //! recipes such as `grep ERROR tandem.log | jq -r .error_type` work as
@@ -14,10 +19,11 @@ use std::path::Path;
 
 use tracing::Dispatch;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LoggingConfig};
 
@@ -60,9 +66,30 @@ pub fn init(cfg: &LoggingConfig) -> Result<LoggingGuard, LoggingError> {
 }
 
 /// The subscriber `init` would install, without installing it (for scoped
-/// use with `tracing::dispatcher::with_default`).
+/// use with `tracing::dispatcher::with_default`). Stdout is taken as not a
+/// terminal, so `auto` means JSON here whoever runs it.
 pub fn build(cfg: &LoggingConfig) -> Result<(Dispatch, LoggingGuard), LoggingError> {
     build_with_console(cfg, io::stdout(), false)
+}
+
+/// What the stdout lines look like once `auto` is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Json,
+    Pretty,
+}
+
+/// The stdout format for `format`: an explicit `json` or `pretty` is
+/// honoured; `auto` is pretty at a terminal (someone is reading) and JSON
+/// anywhere else (a pipe, a file, journald, a container log driver: a
+/// program is reading).
+pub fn resolve(format: LogFormat, stdout_is_tty: bool) -> OutputFormat {
+    match format {
+        LogFormat::Json => OutputFormat::Json,
+        LogFormat::Pretty => OutputFormat::Pretty,
+        LogFormat::Auto if stdout_is_tty => OutputFormat::Pretty,
+        LogFormat::Auto => OutputFormat::Json,
+    }
 }
 
 /// Parses `logging.level`; empty means `info`.
@@ -93,44 +120,62 @@ fn build_with_console<C: Write + Send + 'static>(
     let mut guards = Vec::with_capacity(2);
     let (console, guard) = tracing_appender::non_blocking(console);
     guards.push(guard);
-    let writer = match file {
-        Some(file) => {
-            let (file, guard) = NonBlockingBuilder::default().lossy(false).finish(file);
-            guards.push(guard);
-            BoxMakeWriter::new(console.and(file))
+    let file = file.map(|file| {
+        let (file, guard) = NonBlockingBuilder::default().lossy(false).finish(file);
+        guards.push(guard);
+        file
+    });
+    let dispatch = match (resolve(cfg.format, console_is_terminal), file) {
+        (format, None) => dispatch(format, filter, console, console_is_terminal),
+        // Same lines on both sides: format each event once.
+        (OutputFormat::Json, Some(file)) => dispatch(OutputFormat::Json, filter, console.and(file), false),
+        // Pretty for the terminal, JSON for the file.
+        (OutputFormat::Pretty, Some(file)) => {
+            let layers = vec![pretty_layer(console, console_is_terminal), json_layer(file)];
+            Dispatch::new(Registry::default().with(filter).with(layers))
         }
-        None => BoxMakeWriter::new(console),
     };
-    let ansi = console_is_terminal && cfg.file.is_empty();
-    Ok((dispatch(cfg.format, filter, writer, ansi), LoggingGuard { _guards: guards }))
+    Ok((dispatch, LoggingGuard { _guards: guards }))
 }
 
-/// The formatting subscriber for `format`, writing to `writer`.
-pub(crate) fn dispatch<W>(format: LogFormat, filter: EnvFilter, writer: W, ansi: bool) -> Dispatch
+/// A boxed formatting layer over the filtered registry.
+type BoxedLayer = Box<dyn Layer<tracing_subscriber::layer::Layered<EnvFilter, Registry>> + Send + Sync>;
+
+/// JSON lines with every event field at the top level.
+fn json_layer<W>(writer: W) -> BoxedLayer
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    match format {
-        LogFormat::Json => Dispatch::new(
-            tracing_subscriber::fmt()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
-                .with_target(true)
-                .with_env_filter(filter)
-                .with_writer(writer)
-                .finish(),
-        ),
-        LogFormat::Pretty => Dispatch::new(
-            tracing_subscriber::fmt()
-                .with_target(true)
-                .with_ansi(ansi)
-                .with_env_filter(filter)
-                .with_writer(writer)
-                .finish(),
-        ),
-    }
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(true)
+        .with_ansi(false)
+        .with_writer(writer)
+        .boxed()
+}
+
+/// One human-readable line per event; colours only for a terminal.
+fn pretty_layer<W>(writer: W, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer().with_target(true).with_ansi(ansi).with_writer(writer).boxed()
+}
+
+/// The formatting subscriber for `format`, writing to `writer`; `ansi`
+/// colours pretty output.
+pub(crate) fn dispatch<W>(format: OutputFormat, filter: EnvFilter, writer: W, ansi: bool) -> Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = match format {
+        OutputFormat::Json => json_layer(writer),
+        OutputFormat::Pretty => pretty_layer(writer, ansi),
+    };
+    Dispatch::new(Registry::default().with(filter).with(layer))
 }
 
 #[cfg(test)]
@@ -169,7 +214,7 @@ pub(crate) mod tests {
     pub(crate) fn capture_json<R>(f: impl FnOnce() -> R) -> (R, Vec<Value>) {
         let out = Captured::default();
         let writer = out.clone();
-        let d = dispatch(LogFormat::Json, filter("debug").unwrap(), move || writer.clone(), false);
+        let d = dispatch(OutputFormat::Json, filter("debug").unwrap(), move || writer.clone(), false);
         let r = tracing::dispatcher::with_default(&d, f);
         (r, out.lines())
     }
@@ -283,10 +328,69 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn resolve_honours_explicit_formats_and_decides_auto_by_the_terminal() {
+        for tty in [false, true] {
+            assert_eq!(resolve(LogFormat::Json, tty), OutputFormat::Json);
+            assert_eq!(resolve(LogFormat::Pretty, tty), OutputFormat::Pretty);
+        }
+        assert_eq!(resolve(LogFormat::Auto, true), OutputFormat::Pretty);
+        assert_eq!(resolve(LogFormat::Auto, false), OutputFormat::Json);
+    }
+
+    /// Builds the subscriber for `cfg` over an in-memory console, logs one
+    /// line, and returns what the console received.
+    fn console_output(cfg: &LoggingConfig, console_is_terminal: bool) -> String {
+        let console = Captured::default();
+        let (dispatch, guard) = build_with_console(cfg, console.clone(), console_is_terminal).unwrap();
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(player_id = "alice", "SSE connected");
+        });
+        drop(guard); // flushes
+        String::from_utf8(console.0.lock().clone()).unwrap()
+    }
+
+    #[test]
+    fn auto_is_json_for_a_pipe_and_pretty_for_a_terminal() {
+        let cfg = LoggingConfig::default();
+        assert_eq!(cfg.format, LogFormat::Auto);
+        let piped = console_output(&cfg, false);
+        let line: Value = serde_json::from_str(piped.trim()).expect("JSON for a pipe");
+        assert_eq!(line["message"], "SSE connected");
+        let terminal = console_output(&cfg, true);
+        assert!(terminal.contains("SSE connected"), "{terminal}");
+        assert!(serde_json::from_str::<Value>(terminal.trim()).is_err(), "{terminal}");
+        // An explicit choice wins over the terminal check.
+        let json = LoggingConfig { format: LogFormat::Json, ..Default::default() };
+        assert!(serde_json::from_str::<Value>(console_output(&json, true).trim()).is_ok());
+    }
+
+    #[test]
+    fn the_file_stays_json_when_the_console_is_pretty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.log");
+        for format in [LogFormat::Pretty, LogFormat::Auto] {
+            let cfg =
+                LoggingConfig { format, file: path.to_string_lossy().into_owned(), ..Default::default() };
+            let console = console_output(&cfg, true);
+            assert!(console.contains("SSE connected"), "{console}");
+            assert!(serde_json::from_str::<Value>(console.trim()).is_err(), "{console}");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> =
+            text.lines().map(|l| serde_json::from_str(l).expect("JSON lines in the file")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in lines {
+            assert_eq!(line["message"], "SSE connected");
+            assert_eq!(line["player_id"], "alice");
+        }
+        assert!(!text.contains('\u{1b}'), "no colour codes in the file: {text:?}");
+    }
+
+    #[test]
     fn pretty_format_is_human() {
         let out = Captured::default();
         let writer = out.clone();
-        let d = dispatch(LogFormat::Pretty, filter("info").unwrap(), move || writer.clone(), false);
+        let d = dispatch(OutputFormat::Pretty, filter("info").unwrap(), move || writer.clone(), false);
         tracing::dispatcher::with_default(&d, || tracing::info!(player_id = "alice", "SSE connected"));
         let text = String::from_utf8(out.0.lock().clone()).unwrap();
         assert!(text.contains("SSE connected") && text.contains("player_id=\"alice\""), "{text}");

@@ -24,11 +24,11 @@ use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde::Serialize;
+use tandem_protocol::Transport;
 
 use crate::clock::{self, Clock, round};
 use crate::recorder::{LATENCY_BUCKETS, names};
-use crate::source::ConnectionKind;
 use crate::system::SystemSampler;
 
 /// Length of one histogram window.
@@ -326,15 +326,15 @@ impl PerformanceMonitor {
     }
 
     /// Time from the upgrade/stream request to the welcome frame.
-    pub fn record_connection_establishment(&self, transport: ConnectionKind, d: Duration) {
+    pub fn record_connection_establishment(&self, transport: Transport, d: Duration) {
         let us = micros(d);
         self.with_shard(|s, secs| match transport {
-            ConnectionKind::WebSocket => s.websocket.record(secs / WINDOW_SECS, us),
-            ConnectionKind::Sse => s.sse.record(secs / WINDOW_SECS, us),
+            Transport::WebSocket => s.websocket.record(secs / WINDOW_SECS, us),
+            Transport::Sse => s.sse.record(secs / WINDOW_SECS, us),
         });
         match transport {
-            ConnectionKind::WebSocket => self.handles.websocket_establishment.record(d.as_secs_f64()),
-            ConnectionKind::Sse => self.handles.sse_establishment.record(d.as_secs_f64()),
+            Transport::WebSocket => self.handles.websocket_establishment.record(d.as_secs_f64()),
+            Transport::Sse => self.handles.sse_establishment.record(d.as_secs_f64()),
         }
     }
 
@@ -455,7 +455,7 @@ impl PerformanceMonitor {
     }
 
     /// The `/monitoring/performance` document.
-    pub fn stats(&self, active_connections: usize) -> Value {
+    pub fn stats(&self, active_connections: usize) -> PerformanceStats {
         let now = self.clock.now();
         let snap = self.merged(clock::unix_secs(now));
         let ws = snap.websocket.summary();
@@ -469,59 +469,138 @@ impl PerformanceMonitor {
         let success_rate = if sent == 0 { 100.0 } else { round(successes as f64 * 100.0 / sent as f64, 2) };
         let system = self.sampler.snapshot();
 
-        json!({
-            "connection_establishment": {
-                "total_connections": snap.websocket.count.saturating_add(snap.sse.count),
-                "websocket_connections": snap.websocket.count,
-                "sse_connections": snap.sse.count,
-                "avg_websocket_establishment_ms": ws.avg_ms,
-                "avg_sse_establishment_ms": sse.avg_ms,
-                "max_websocket_establishment_ms": ws.max_ms,
-                "max_sse_establishment_ms": sse.max_ms,
-                "p95_websocket_establishment_ms": ws.p95_ms,
-                "p95_sse_establishment_ms": sse.p95_ms,
-                "p50_websocket_establishment_ms": ws.p50_ms,
-                "p50_sse_establishment_ms": sse.p50_ms,
-                "p99_websocket_establishment_ms": ws.p99_ms,
-                "p99_sse_establishment_ms": sse.p99_ms,
-                "all_time_max_websocket_establishment_ms": snap.websocket.all_time_max_ms(),
-                "all_time_max_sse_establishment_ms": snap.sse.all_time_max_ms(),
-                "window_samples": ws.samples.saturating_add(sse.samples),
+        PerformanceStats {
+            connection_establishment: EstablishmentStats {
+                total_connections: snap.websocket.count.saturating_add(snap.sse.count),
+                websocket_connections: snap.websocket.count,
+                sse_connections: snap.sse.count,
+                avg_websocket_establishment_ms: ws.avg_ms,
+                avg_sse_establishment_ms: sse.avg_ms,
+                max_websocket_establishment_ms: ws.max_ms,
+                max_sse_establishment_ms: sse.max_ms,
+                p95_websocket_establishment_ms: ws.p95_ms,
+                p95_sse_establishment_ms: sse.p95_ms,
+                p50_websocket_establishment_ms: ws.p50_ms,
+                p50_sse_establishment_ms: sse.p50_ms,
+                p99_websocket_establishment_ms: ws.p99_ms,
+                p99_sse_establishment_ms: sse.p99_ms,
+                all_time_max_websocket_establishment_ms: snap.websocket.all_time_max_ms(),
+                all_time_max_sse_establishment_ms: snap.sse.all_time_max_ms(),
+                window_samples: ws.samples.saturating_add(sse.samples),
             },
-            "message_delivery": {
-                "total_messages_sent": sent,
-                "successful_deliveries": successes,
-                "failed_deliveries": failures,
-                "delivery_success_rate": success_rate,
-                "avg_delivery_time_ms": delivery.avg_ms,
-                "max_delivery_time_ms": delivery.max_ms,
-                "p95_delivery_time_ms": delivery.p95_ms,
-                "p50_delivery_time_ms": delivery.p50_ms,
-                "p99_delivery_time_ms": delivery.p99_ms,
-                "all_time_max_delivery_time_ms": snap.delivery.all_time_max_ms(),
-                "window_samples": delivery.samples,
+            message_delivery: DeliveryStats {
+                total_messages_sent: sent,
+                successful_deliveries: successes,
+                failed_deliveries: failures,
+                delivery_success_rate: success_rate,
+                avg_delivery_time_ms: delivery.avg_ms,
+                max_delivery_time_ms: delivery.max_ms,
+                p95_delivery_time_ms: delivery.p95_ms,
+                p50_delivery_time_ms: delivery.p50_ms,
+                p99_delivery_time_ms: delivery.p99_ms,
+                all_time_max_delivery_time_ms: snap.delivery.all_time_max_ms(),
+                window_samples: delivery.samples,
             },
-            "system_performance": {
-                "avg_response_time_ms": http.avg_ms,
-                "requests_per_second": self.rate(snap.requests_last_minute, now),
-                "memory_usage_mb": round(system.process_rss_mb(), 1),
-                "cpu_usage_percent": round(system.process_cpu_percent, 1),
-                "active_connections": active_connections,
-                "p95_response_time_ms": http.p95_ms,
-                "p99_response_time_ms": http.p99_ms,
+            system_performance: SystemStats {
+                avg_response_time_ms: http.avg_ms,
+                requests_per_second: self.rate(snap.requests_last_minute, now),
+                memory_usage_mb: round(system.process_rss_mb(), 1),
+                cpu_usage_percent: round(system.process_cpu_percent, 1),
+                active_connections,
+                p95_response_time_ms: http.p95_ms,
+                p99_response_time_ms: http.p99_ms,
             },
-            "heartbeat_rtt": {
-                "count": snap.heartbeat.count,
-                "avg_ms": heartbeat.avg_ms,
-                "max_ms": heartbeat.max_ms,
-                "p50_ms": heartbeat.p50_ms,
-                "p95_ms": heartbeat.p95_ms,
-                "p99_ms": heartbeat.p99_ms,
+            heartbeat_rtt: HeartbeatStats {
+                count: snap.heartbeat.count,
+                avg_ms: heartbeat.avg_ms,
+                max_ms: heartbeat.max_ms,
+                p50_ms: heartbeat.p50_ms,
+                p95_ms: heartbeat.p95_ms,
+                p99_ms: heartbeat.p99_ms,
             },
-            "window_seconds": WINDOW_SECS * 2,
-            "timestamp": clock::rfc3339(now),
-        })
+            window_seconds: WINDOW_SECS * 2,
+            timestamp: clock::rfc3339(now),
+        }
     }
+}
+
+/// The `/monitoring/performance` document. Durations are milliseconds
+/// (3 decimals); window figures (`avg`, `max`, `p50`/`p95`/`p99`,
+/// `window_samples`) cover the last 5 to 10 minutes, counts and `all_time_max`
+/// everything since start.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PerformanceStats {
+    pub connection_establishment: EstablishmentStats,
+    pub message_delivery: DeliveryStats,
+    pub system_performance: SystemStats,
+    pub heartbeat_rtt: HeartbeatStats,
+    /// Longest span the window figures cover.
+    pub window_seconds: u64,
+    /// RFC 3339, now.
+    pub timestamp: String,
+}
+
+/// `connection_establishment`: upgrade/stream request to welcome frame.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EstablishmentStats {
+    pub total_connections: u64,
+    pub websocket_connections: u64,
+    pub sse_connections: u64,
+    pub avg_websocket_establishment_ms: f64,
+    pub avg_sse_establishment_ms: f64,
+    pub max_websocket_establishment_ms: f64,
+    pub max_sse_establishment_ms: f64,
+    pub p95_websocket_establishment_ms: f64,
+    pub p95_sse_establishment_ms: f64,
+    pub p50_websocket_establishment_ms: f64,
+    pub p50_sse_establishment_ms: f64,
+    pub p99_websocket_establishment_ms: f64,
+    pub p99_sse_establishment_ms: f64,
+    pub all_time_max_websocket_establishment_ms: f64,
+    pub all_time_max_sse_establishment_ms: f64,
+    pub window_samples: u64,
+}
+
+/// `message_delivery`: publish accepted to frame handed to the writer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeliveryStats {
+    pub total_messages_sent: u64,
+    pub successful_deliveries: u64,
+    pub failed_deliveries: u64,
+    /// Percent, 2 decimals; 100 before the first delivery.
+    pub delivery_success_rate: f64,
+    pub avg_delivery_time_ms: f64,
+    pub max_delivery_time_ms: f64,
+    pub p95_delivery_time_ms: f64,
+    pub p50_delivery_time_ms: f64,
+    pub p99_delivery_time_ms: f64,
+    pub all_time_max_delivery_time_ms: f64,
+    pub window_samples: u64,
+}
+
+/// `system_performance`: HTTP latency and rate, process resources.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SystemStats {
+    pub avg_response_time_ms: f64,
+    /// Over the last 60 s (or since start when younger).
+    pub requests_per_second: f64,
+    /// Process RSS, 1 decimal.
+    pub memory_usage_mb: f64,
+    pub cpu_usage_percent: f64,
+    pub active_connections: usize,
+    pub p95_response_time_ms: f64,
+    pub p99_response_time_ms: f64,
+}
+
+/// `heartbeat_rtt`: ping to pong.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeartbeatStats {
+    pub count: u64,
+    pub avg_ms: f64,
+    pub max_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
 }
 
 #[derive(Default)]
@@ -547,6 +626,8 @@ fn method_label(method: &str) -> Cow<'static, str> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::clock::ManualClock;
     use crate::system::SystemSnapshot;
@@ -565,6 +646,11 @@ mod tests {
         (PerformanceMonitor::with_clock(sampler, clock.clone()), clock)
     }
 
+    /// The document as the route sends it.
+    fn stats(m: &PerformanceMonitor, active_connections: usize) -> Value {
+        serde_json::to_value(m.stats(active_connections)).unwrap()
+    }
+
     fn close(actual: &Value, expected: f64, tolerance: f64) {
         let a = actual.as_f64().unwrap_or(f64::NAN);
         assert!((a - expected).abs() <= tolerance, "{a} is not within {tolerance} of {expected}");
@@ -579,7 +665,7 @@ mod tests {
         for _ in 0..3 {
             m.record_delivery_failure();
         }
-        let s = m.stats(7);
+        let s = stats(&m, 7);
         let d = &s["message_delivery"];
         close(&d["p95_delivery_time_ms"], 95.0, 0.1);
         close(&d["p50_delivery_time_ms"], 50.0, 0.1);
@@ -599,7 +685,7 @@ mod tests {
     #[test]
     fn empty_monitor_reports_zeroes_and_full_success() {
         let (m, _) = monitor();
-        let s = m.stats(0);
+        let s = stats(&m, 0);
         assert_eq!(s["message_delivery"]["delivery_success_rate"], 100.0);
         assert_eq!(s["message_delivery"]["avg_delivery_time_ms"], 0.0);
         assert_eq!(s["connection_establishment"]["total_connections"], 0);
@@ -609,10 +695,10 @@ mod tests {
     #[test]
     fn establishment_is_split_by_transport() {
         let (m, _) = monitor();
-        m.record_connection_establishment(ConnectionKind::WebSocket, Duration::from_millis(40));
-        m.record_connection_establishment(ConnectionKind::WebSocket, Duration::from_millis(60));
-        m.record_connection_establishment(ConnectionKind::Sse, Duration::from_millis(30));
-        let c = &m.stats(0)["connection_establishment"];
+        m.record_connection_establishment(Transport::WebSocket, Duration::from_millis(40));
+        m.record_connection_establishment(Transport::WebSocket, Duration::from_millis(60));
+        m.record_connection_establishment(Transport::Sse, Duration::from_millis(30));
+        let c = &stats(&m, 0)["connection_establishment"];
         assert_eq!(c["total_connections"], 3);
         assert_eq!(c["websocket_connections"], 2);
         assert_eq!(c["sse_connections"], 1);
@@ -628,16 +714,16 @@ mod tests {
         clock.advance(Duration::from_secs(WINDOW_SECS));
         // Previous window: still reported.
         m.record_heartbeat_rtt(Duration::from_millis(20));
-        let h = m.stats(0)["heartbeat_rtt"].clone();
+        let h = stats(&m, 0)["heartbeat_rtt"].clone();
         close(&h["avg_ms"], 15.0, 0.05);
         assert_eq!(h["count"], 2);
         // Two rotations later only the second sample remains...
         clock.advance(Duration::from_secs(WINDOW_SECS));
-        let h = m.stats(0)["heartbeat_rtt"].clone();
+        let h = stats(&m, 0)["heartbeat_rtt"].clone();
         close(&h["avg_ms"], 20.0, 0.05);
         // ...then nothing, but the all-time count stays.
         clock.advance(Duration::from_secs(WINDOW_SECS));
-        let h = m.stats(0)["heartbeat_rtt"].clone();
+        let h = stats(&m, 0)["heartbeat_rtt"].clone();
         assert_eq!(h["avg_ms"], 0.0);
         assert_eq!(h["count"], 2);
     }
@@ -654,7 +740,7 @@ mod tests {
             m.record_http_request("POST", "/api/publish", 200, Duration::from_millis(4));
         }
         assert_eq!(m.requests_per_second(), 3.0);
-        let sp = &m.stats(0)["system_performance"];
+        let sp = &stats(&m, 0)["system_performance"];
         assert_eq!(sp["requests_per_second"], 3.0);
         close(&sp["avg_response_time_ms"], 2.667, 0.01);
         close(&serde_json::json!(m.avg_response_time_ms()), 2.667, 0.01);
@@ -690,7 +776,7 @@ mod tests {
         for t in threads {
             t.join().expect("recording thread");
         }
-        let d = &m.stats(0)["message_delivery"];
+        let d = &stats(&m, 0)["message_delivery"];
         assert_eq!(d["successful_deliveries"], 4000);
         assert_eq!(d["window_samples"], 4000);
     }
@@ -700,7 +786,7 @@ mod tests {
         let (m, _) = monitor();
         m.record_delivery(Duration::ZERO);
         m.record_delivery(Duration::from_secs(10 * 3600));
-        let d = &m.stats(0)["message_delivery"];
+        let d = &stats(&m, 0)["message_delivery"];
         assert_eq!(d["successful_deliveries"], 2);
         close(&d["max_delivery_time_ms"], 3_600_000.0, 3_600.0);
     }

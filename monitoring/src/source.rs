@@ -7,41 +7,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
-/// How a connection is carried, as monitoring labels it. The server owns
-/// its transport type and maps it onto this small label set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnectionKind {
-    #[serde(rename = "websocket")]
-    WebSocket,
-    Sse,
-}
-
-impl ConnectionKind {
-    /// Both transports, in the order documents list them.
-    pub const ALL: [ConnectionKind; 2] = [ConnectionKind::WebSocket, ConnectionKind::Sse];
-
-    /// The label used in JSON documents, logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionKind::WebSocket => "websocket",
-            ConnectionKind::Sse => "sse",
-        }
-    }
-}
-
-impl std::fmt::Display for ConnectionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use serde::Serialize;
+use tandem_protocol::Transport;
 
 /// One live connection as the health report sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionSample {
-    pub transport: ConnectionKind,
+    /// How it is carried: the workspace's one transport type, shared with
+    /// the server through `tandem-protocol`.
+    pub transport: Transport,
     /// Time since the connection was established.
     pub age: Duration,
     /// The server's verdict: heartbeat answered within the timeout and
@@ -116,15 +90,6 @@ impl ConnectionStatsSource for EmptySource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transport_labels_match_serde() {
-        for t in ConnectionKind::ALL {
-            let json = serde_json::to_value(t).expect("serializes");
-            assert_eq!(json, serde_json::Value::String(t.as_str().to_owned()));
-        }
-        assert_eq!(ConnectionKind::WebSocket.to_string(), "websocket");
-    }
 
     #[test]
     fn overview_total_adds_both_transports() {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{AuthError, Authenticator, is_valid_player_id};
-use crate::channels::is_valid_namespace;
 use crate::config::{Config, ConfigError};
+use crate::session::channels::is_valid_namespace;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -238,8 +238,17 @@ mod tests {
         Config { auth: AuthConfig { secret: SECRET.into(), ..AuthConfig::default() }, ..Config::default() }
     }
 
+    /// Loads with no `TANDEM_*` variable, in a figment `Jail` that restores
+    /// the environment after.
+    #[allow(clippy::result_large_err)] // figment::Jail's own closure type
     fn no_env_loader(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Config::load_with_env(file, &[])
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            out = Some(Config::load(file));
+            Ok(())
+        });
+        out.expect("the jail ran the closure")
     }
 
     fn run(args: &[&str]) -> (Option<u8>, String, String) {

@@ -1,45 +1,29 @@
 //! Tandem server: WebSocket and SSE to the same player sessions.
 //!
-//! Layers, from the wire inwards:
-//! - [`server`]: process start-up and shutdown phases; [`listener`]: the
-//!   client port (actix-http, with WebSocket upgrades taken before
-//!   actix-web); [`app`]: route table.
-//! - [`transport`]: `ws` (a future owning the upgraded socket) and `sse` (a
-//!   response-body stream), each draining its connection's queue;
-//!   [`api`]: backend API; [`commands`]: client commands both transports share;
-//!   [`demo`]: the demo page and the browser client, embedded.
-//! - [`manager`]: sessions, players, channels and fan-out; [`connection`]:
-//!   one link's bounded outbound queue.
-//! - [`session`]: seq, history, resume and rate limiting as plain
-//!   synchronous code; [`protocol`]: frames and error codes; [`payload`]:
-//!   relayed JSON checked and compacted once; [`channels`]:
-//!   channel names and permissions.
-//! - [`config`], [`auth`], [`origin`], [`cli`]: configuration and access.
-//! - [`internal_events`]: every log line and metric, typed.
+//! One folder per layer; a layer imports only those listed below it
+//! (`docs/architecture.md` has the rules, the publish path and where a new
+//! feature goes):
+//!
+//! | layer | holds | may import |
+//! |---|---|---|
+//! | [`cli`] | the `tandem` command line | everything |
+//! | [`server`] | start-up, shutdown phases, listener, route table, supervisor | everything below |
+//! | [`transport`] | `ws` (a future owning the upgraded socket), `sse` | `http`, `manager`, `auth`, and below |
+//! | [`http`] | JSON errors, extractors, handler state, backend API, views, demo | `manager`, `auth`, and below |
+//! | [`auth`] | tokens and API keys | `config`, `session` |
+//! | [`manager`] | sessions, players, channels, fan-out, client commands | `broker`, and below |
+//! | [`broker`] | carrying publications between nodes (memory, Redis) | `telemetry`, `config`, `session` |
+//! | [`telemetry`] | every log line and metric, as one typed event each | `session` |
+//! | [`config`] | the configuration: layers, sections, validation | `session` |
+//! | [`session`] | the domain as plain synchronous code: sessions, connections, channels, frames, payloads | nothing |
 
-pub mod api;
-pub mod app;
 pub mod auth;
 pub mod broker;
-pub mod channels;
 pub mod cli;
-pub mod commands;
 pub mod config;
-pub mod connection;
-pub mod demo;
-pub mod http_error;
-pub mod identity;
-pub mod internal_events;
-pub mod listener;
+pub mod http;
 pub mod manager;
-pub mod origin;
-pub mod payload;
-pub mod protocol;
 pub mod server;
 pub mod session;
-pub mod snapshot;
-pub mod state;
-pub mod supervisor;
+pub mod telemetry;
 pub mod transport;
-pub mod transport_kind;
-pub mod views;

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tandem_monitoring::source::EmptySource;
 use tandem_monitoring::{Monitoring, MonitoringConfig};
+use tandem_protocol::Transport;
 use tandem_server::broker::memory::MemoryBroker;
 use tandem_server::config::Config;
-use tandem_server::connection::{Next, Outbound};
-use tandem_server::identity::Identity;
-use tandem_server::internal_events::{self as ev, Telemetry};
 use tandem_server::manager::{AttachRequest, Attached, ConnectionManager, Limits};
-use tandem_server::transport_kind::Transport;
+use tandem_server::session::connection::{Next, Outbound};
+use tandem_server::session::identity::Identity;
+use tandem_server::telemetry::{self as ev, Telemetry};
 
 const HISTORY: usize = 4;
 const CHANNEL: &str = "room:bench";
@@ -87,10 +87,10 @@ fn delivery_telemetry_and_fan_out_allocate_nothing_per_recipient() {
 
     // Recording one delivery: counter, HDR window and Prometheus buckets.
     // Warm: the first sample allocates the window's histogram.
-    ev::message_delivered(&m.telemetry, ids, 1, Duration::from_micros(300));
+    ev::message_delivered(m.telemetry(), ids, 1, Duration::from_micros(300));
     let info = allocation_counter::measure(|| {
         for seq in 0..10_000u64 {
-            ev::message_delivered(&m.telemetry, ids, seq, Duration::from_micros(100 + seq * 37));
+            ev::message_delivered(m.telemetry(), ids, seq, Duration::from_micros(100 + seq * 37));
         }
     });
     assert_eq!((info.count_total, info.bytes_total), (0, 0), "{info:?}");
@@ -98,7 +98,7 @@ fn delivery_telemetry_and_fan_out_allocate_nothing_per_recipient() {
     let text = prometheus.render();
     assert!(text.contains("tandem_messages_delivered_total{transport=\"websocket\"} 10001"), "{text}");
     let mut text = String::new();
-    m.telemetry.monitoring.performance.render_prometheus(&mut text);
+    m.telemetry().monitoring.performance.render_prometheus(&mut text);
     assert!(text.contains("tandem_message_delivery_seconds_count 10001"), "{text}");
 
     // A whole local fan-out: what one publication allocates (its id, its

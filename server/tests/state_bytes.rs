@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use tandem_monitoring::Monitoring;
 use tandem_monitoring::source::EmptySource;
+use tandem_protocol::Transport;
 use tandem_server::broker::memory::MemoryBroker;
 use tandem_server::config::Config;
-use tandem_server::connection::Next;
-use tandem_server::identity::Identity;
-use tandem_server::internal_events::Telemetry;
 use tandem_server::manager::{AttachRequest, Attached, ConnectionManager, Limits};
-use tandem_server::transport_kind::Transport;
+use tandem_server::session::connection::Next;
+use tandem_server::session::identity::Identity;
+use tandem_server::telemetry::Telemetry;
 
 /// Connections per measured step: enough that the registries' tables
 /// (power-of-two sized, resized as they fill) average out.
@@ -165,9 +165,9 @@ fn idle_connections_and_sessions_stay_within_their_byte_budgets() {
     show("one more shared channel, per session", extra_channel);
     println!(
         "sizes: Connection {} Session {} Outbound {}",
-        size_of::<tandem_server::connection::Connection>(),
+        size_of::<tandem_server::session::connection::Connection>(),
         size_of::<tandem_server::manager::Session>(),
-        size_of::<tandem_server::connection::Outbound>(),
+        size_of::<tandem_server::session::connection::Outbound>(),
     );
 
     assert!(sse_fresh.bytes <= SSE_FRESH_BUDGET, "SSE attach: {sse_fresh:?} > {SSE_FRESH_BUDGET}");

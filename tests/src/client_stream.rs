@@ -74,6 +74,8 @@ pub fn spawn_direct(server: &TestServer, player: &str, from: u64, to: u64, pace:
                 Err(e) => panic!("direct message {n}: {e}"),
             }
             if !pace.is_zero() {
+                // Scenario, not synchronisation: a stream spread out in time
+                // so cuts and switches fall in the middle of it.
                 sleep(pace).await;
             }
         }

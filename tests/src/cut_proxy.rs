@@ -41,6 +41,8 @@ struct State {
     live: Mutex<Vec<Live>>,
     upgrades: AtomicU64,
     accepted: AtomicU64,
+    /// Bytes from clients that frozen connections swallowed.
+    frozen_client_bytes: AtomicU64,
 }
 
 struct Live {
@@ -86,6 +88,7 @@ impl CutProxy {
             live: Mutex::new(Vec::new()),
             upgrades: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            frozen_client_bytes: AtomicU64::new(0),
         });
         let accept_state = Arc::clone(&state);
         let accept = tokio::spawn(async move {
@@ -146,6 +149,13 @@ impl CutProxy {
     pub fn accepted(&self) -> u64 {
         self.state.accepted.load(Ordering::Relaxed)
     }
+
+    /// Bytes clients have sent into frozen connections so far (they never
+    /// reach the server): a request a client sent after
+    /// [`freeze_all`](Self::freeze_all) is in flight once this grows.
+    pub fn frozen_client_bytes(&self) -> u64 {
+        self.state.frozen_client_bytes.load(Ordering::Relaxed)
+    }
 }
 
 const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
@@ -189,16 +199,18 @@ async fn handle(mut client: TcpStream, state: Arc<State>, frozen: watch::Receive
     }
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, frozen.clone());
-    let down = pump(server_read, client_write, frozen);
+    let up = pump(client_read, server_write, frozen.clone(), Some(&state.frozen_client_bytes));
+    let down = pump(server_read, client_write, frozen, None);
     tokio::join!(up, down);
 }
 
-/// Copies bytes until either side ends; holds them while frozen.
+/// Copies bytes until either side ends; holds them while frozen, counting
+/// them in `swallowed` when given.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut frozen: watch::Receiver<bool>,
+    swallowed: Option<&AtomicU64>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -207,6 +219,9 @@ async fn pump(
             Ok(n) => n,
         };
         if *frozen.borrow_and_update() {
+            if let Some(swallowed) = swallowed {
+                swallowed.fetch_add(n as u64, Ordering::Relaxed);
+            }
             // A frozen path never delivers again; wait to be cut.
             std::future::pending::<()>().await;
         }

@@ -14,12 +14,15 @@
 //! - [`cut_proxy`]: [`CutProxy`](cut_proxy::CutProxy), a TCP proxy that cuts,
 //!   freezes or blocks connections on command.
 //! - [`metrics`]: reading `/metrics` samples; [`wait`]: polling with a deadline.
+//! - [`ports`]: loopback ports for children told their port up front, never
+//!   handed to two tests of the one test process.
 
 pub mod binary;
 pub mod client_stream;
 pub mod cut_proxy;
 pub mod metrics;
 pub mod peer;
+pub mod ports;
 pub mod redis;
 pub mod server;
 pub mod shell;
@@ -28,9 +31,12 @@ pub mod wait;
 
 use std::time::Duration;
 
-pub use peer::{Peer, Transport, assert_alive, assert_error, error_code, frames_until_closed};
+pub use peer::{Peer, assert_alive, assert_error, error_code, frames_until_closed};
 pub use redis::RedisServer;
 pub use server::{Signal, TestServer, TestServerBuilder};
+/// The one definition of the two transports, shared with the server and
+/// the client.
+pub use tandem_protocol::Transport;
 
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(10);

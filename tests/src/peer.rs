@@ -12,26 +12,9 @@ use tandem_client::{
     ClientError, ClientMessage, ConnectOptions, Delivery, ServerFrame, SseClient, Welcome, WsClient,
 };
 
+use tandem_protocol::Transport;
+
 use crate::WAIT;
-
-/// Which transport a [`Peer`] uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    WebSocket,
-    Sse,
-}
-
-impl Transport {
-    pub const BOTH: [Self; 2] = [Self::WebSocket, Self::Sse];
-
-    /// The name the server uses in welcomes and logs.
-    pub fn wire_name(self) -> &'static str {
-        match self {
-            Self::WebSocket => "websocket",
-            Self::Sse => "sse",
-        }
-    }
-}
 
 enum Link {
     Ws(WsClient),

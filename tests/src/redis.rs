@@ -1,17 +1,22 @@
-//! [`RedisServer`]: a real `redis-server` (Debian's) on a free loopback
-//! port in a temporary directory, with no persistence. A missing
-//! `redis-server` fails the test: cluster behaviour is never skipped.
+//! [`RedisServer`]: a real `redis-server` (Debian's) on a loopback port of
+//! its own ([`free_port`], kept across a restart) in a temporary directory,
+//! with no persistence. A missing `redis-server` fails the test: cluster
+//! behaviour is never skipped.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep};
+use crate::ports::free_port;
+use crate::wait::Deadline;
 
 /// How long `redis-server` may take to answer `PING`.
 const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often a starting `redis-server` is asked for `PING`.
+const POLL: Duration = Duration::from_millis(20);
 
 /// A running `redis-server`. Dropping it kills the process.
 pub struct RedisServer {
@@ -24,12 +29,6 @@ impl std::fmt::Debug for RedisServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisServer").field("port", &self.port).finish_non_exhaustive()
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    l.local_addr().expect("local addr").port()
 }
 
 fn binary() -> PathBuf {
@@ -84,10 +83,9 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
         self.child = Some(child);
-        let deadline = Instant::now() + START_DEADLINE;
+        let deadline = Deadline::new("redis-server answers PING", START_DEADLINE).every(POLL);
         while !pong(self.addr()) {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING within {START_DEADLINE:?}");
-            sleep(Duration::from_millis(20)).await;
+            deadline.tick("").await;
         }
     }
 

@@ -22,28 +22,10 @@ pub enum Mode {
     Dual,
 }
 
-/// One of the two transports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Transport {
-    WebSocket,
-    Sse,
-}
-
-impl Transport {
-    /// The name the welcome uses (`websocket`, `sse`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebSocket => "websocket",
-            Self::Sse => "sse",
-        }
-    }
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// One of the two transports: the workspace's one [`Transport`] from
+/// `tandem-protocol`, re-exported here (and as `tandem_client::Transport`)
+/// so this path keeps compiling.
+pub use tandem_protocol::Transport;
 
 /// The WebSocket failures that make `Auto` fall back, unless the options
 /// say otherwise.

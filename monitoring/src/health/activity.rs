@@ -6,35 +6,41 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::{CheckOutcome, ComponentStatus, HealthCheck};
 use crate::clock::{self, Clock};
 use crate::source::ConnectionStatsSource;
+
+/// The `activity` component's details; the first two are `null` until the
+/// first activity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ActivityDetails {
+    /// RFC 3339.
+    pub last_activity: Option<String>,
+    pub seconds_since_activity: Option<u64>,
+    pub warning_after_seconds: u64,
+}
 
 /// Judges the time since the last activity. No activity yet is healthy: a
 /// server nobody has used yet is not broken.
 pub fn activity_outcome(now: SystemTime, last: Option<SystemTime>, warning_after: Duration) -> CheckOutcome {
     let warning_after_seconds = warning_after.as_secs();
     let Some(last) = last else {
-        return CheckOutcome::healthy(json!({
-            "last_activity": Value::Null,
-            "seconds_since_activity": Value::Null,
-            "warning_after_seconds": warning_after_seconds,
-        }));
+        let details =
+            ActivityDetails { last_activity: None, seconds_since_activity: None, warning_after_seconds };
+        return CheckOutcome::with_details(ComponentStatus::Healthy, &details);
     };
     // Activity stamped slightly in the future (clock skew between threads)
     // counts as just now.
     let since = now.duration_since(last).unwrap_or(Duration::ZERO);
     let status = if since > warning_after { ComponentStatus::Degraded } else { ComponentStatus::Healthy };
-    CheckOutcome::new(
-        status,
-        json!({
-            "last_activity": clock::rfc3339(last),
-            "seconds_since_activity": since.as_secs(),
-            "warning_after_seconds": warning_after_seconds,
-        }),
-    )
+    let details = ActivityDetails {
+        last_activity: Some(clock::rfc3339(last)),
+        seconds_since_activity: Some(since.as_secs()),
+        warning_after_seconds,
+    };
+    CheckOutcome::with_details(status, &details)
 }
 
 /// The `activity` component.
@@ -68,6 +74,8 @@ impl HealthCheck for ActivityCheck {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     const T0: u64 = 1_736_193_300;
@@ -81,6 +89,7 @@ mod tests {
         let o = activity_outcome(at(T0), None, Duration::from_secs(600));
         assert_eq!(o.status, ComponentStatus::Healthy);
         assert_eq!(o.details["last_activity"], Value::Null);
+        assert_eq!(o.details["seconds_since_activity"], Value::Null);
         assert_eq!(o.details["warning_after_seconds"], 600);
     }
 

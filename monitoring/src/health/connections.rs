@@ -6,11 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use tandem_protocol::Transport;
 
 use super::{CheckOutcome, ComponentStatus, HealthCheck};
 use crate::clock::round;
-use crate::source::{ConnectionKind, ConnectionSample, ConnectionStatsSource};
+use crate::source::{ConnectionSample, ConnectionStatsSource};
 
 /// What "healthy" means for one connection (the server computes the flag).
 pub const HEALTHY_DEFINITION: &str =
@@ -52,13 +53,59 @@ impl TransportHealth {
     }
 }
 
-/// Age buckets of `connection_age_distribution`, upper bounds exclusive.
-const AGE_BUCKETS: [(&str, Duration); 4] = [
-    ("0-5_minutes", Duration::from_secs(5 * 60)),
-    ("5-30_minutes", Duration::from_secs(30 * 60)),
-    ("30_minutes-2_hours", Duration::from_secs(2 * 3600)),
-    ("2_hours+", Duration::MAX),
-];
+/// Upper bounds (exclusive) of the age buckets of
+/// `connection_age_distribution`, in the order of [`AgeDistribution`].
+const AGE_LIMITS: [Duration; 4] =
+    [Duration::from_secs(5 * 60), Duration::from_secs(30 * 60), Duration::from_secs(2 * 3600), Duration::MAX];
+
+/// `overall_health` of `/monitoring/connection-health`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct OverallHealth {
+    pub total_connections: usize,
+    pub healthy_connections: usize,
+    pub unhealthy_connections: usize,
+    /// Rounded to 2 decimals; 100 when there is no connection.
+    pub health_percentage: f64,
+}
+
+/// One transport in `connection_type_health`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct TransportHealthDocument {
+    pub total: usize,
+    pub healthy: usize,
+    pub unhealthy: usize,
+    pub health_percentage: f64,
+}
+
+/// `connection_type_health`: the two transports side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ConnectionTypeHealth {
+    pub websocket: TransportHealthDocument,
+    pub sse: TransportHealthDocument,
+}
+
+/// `connection_age_distribution`: live connections by age.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AgeDistribution {
+    #[serde(rename = "0-5_minutes")]
+    pub under_5_minutes: usize,
+    #[serde(rename = "5-30_minutes")]
+    pub from_5_to_30_minutes: usize,
+    #[serde(rename = "30_minutes-2_hours")]
+    pub from_30_minutes_to_2_hours: usize,
+    #[serde(rename = "2_hours+")]
+    pub over_2_hours: usize,
+}
+
+/// The `connections` component's details: `overall_health` plus the count
+/// of each transport.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ConnectionsDetails {
+    #[serde(flatten)]
+    pub overall: OverallHealth,
+    pub websocket_connections: usize,
+    pub sse_connections: usize,
+}
 
 /// Connection health computed from the server's samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,10 +121,10 @@ impl ConnectionHealthSummary {
         let mut s = Self::default();
         for sample in samples {
             match sample.transport {
-                ConnectionKind::WebSocket => s.websocket.add(sample.healthy),
-                ConnectionKind::Sse => s.sse.add(sample.healthy),
+                Transport::WebSocket => s.websocket.add(sample.healthy),
+                Transport::Sse => s.sse.add(sample.healthy),
             }
-            let bucket = AGE_BUCKETS.iter().position(|(_, limit)| sample.age < *limit).unwrap_or(3);
+            let bucket = AGE_LIMITS.iter().position(|limit| sample.age < *limit).unwrap_or(3);
             s.ages[bucket] += 1;
         }
         s
@@ -109,35 +156,33 @@ impl ConnectionHealthSummary {
         }
     }
 
-    /// `overall_health`, and the `connections` component's details.
-    pub fn overall_json(&self) -> Value {
+    /// `overall_health` (also the core of the `connections` component's
+    /// details).
+    pub fn overall_document(&self) -> OverallHealth {
         let o = self.overall();
-        json!({
-            "total_connections": o.total,
-            "healthy_connections": o.healthy,
-            "unhealthy_connections": o.unhealthy(),
-            "health_percentage": round(o.percentage(), 2),
-        })
+        OverallHealth {
+            total_connections: o.total,
+            healthy_connections: o.healthy,
+            unhealthy_connections: o.unhealthy(),
+            health_percentage: round(o.percentage(), 2),
+        }
     }
 
     /// `connection_type_health`.
-    pub fn by_transport_json(&self) -> Value {
-        let one = |t: &TransportHealth| {
-            json!({
-                "total": t.total,
-                "healthy": t.healthy,
-                "unhealthy": t.unhealthy(),
-                "health_percentage": round(t.percentage(), 2),
-            })
+    pub fn by_transport_document(&self) -> ConnectionTypeHealth {
+        let one = |t: &TransportHealth| TransportHealthDocument {
+            total: t.total,
+            healthy: t.healthy,
+            unhealthy: t.unhealthy(),
+            health_percentage: round(t.percentage(), 2),
         };
-        json!({ "websocket": one(&self.websocket), "sse": one(&self.sse) })
+        ConnectionTypeHealth { websocket: one(&self.websocket), sse: one(&self.sse) }
     }
 
     /// `connection_age_distribution`.
-    pub fn ages_json(&self) -> Value {
-        let map: serde_json::Map<String, Value> =
-            AGE_BUCKETS.iter().zip(self.ages).map(|((name, _), n)| ((*name).to_owned(), json!(n))).collect();
-        Value::Object(map)
+    pub fn ages_document(&self) -> AgeDistribution {
+        let [under_5_minutes, from_5_to_30_minutes, from_30_minutes_to_2_hours, over_2_hours] = self.ages;
+        AgeDistribution { under_5_minutes, from_5_to_30_minutes, from_30_minutes_to_2_hours, over_2_hours }
     }
 }
 
@@ -160,12 +205,12 @@ impl HealthCheck for ConnectionsCheck {
     fn check(&self) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + '_>> {
         Box::pin(async move {
             let summary = ConnectionHealthSummary::from_samples(&self.source.connection_samples());
-            let mut details = summary.overall_json();
-            if let Some(obj) = details.as_object_mut() {
-                obj.insert("websocket_connections".into(), json!(summary.websocket.total));
-                obj.insert("sse_connections".into(), json!(summary.sse.total));
-            }
-            CheckOutcome::new(summary.status(), details)
+            let details = ConnectionsDetails {
+                overall: summary.overall_document(),
+                websocket_connections: summary.websocket.total,
+                sse_connections: summary.sse.total,
+            };
+            CheckOutcome::with_details(summary.status(), &details)
         })
     }
 
@@ -177,21 +222,27 @@ impl HealthCheck for ConnectionsCheck {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
-    fn sample(transport: ConnectionKind, age_secs: u64, healthy: bool) -> ConnectionSample {
+    fn json(v: impl Serialize) -> Value {
+        serde_json::to_value(v).unwrap()
+    }
+
+    fn sample(transport: Transport, age_secs: u64, healthy: bool) -> ConnectionSample {
         ConnectionSample { transport, age: Duration::from_secs(age_secs), healthy }
     }
 
     fn mixed(total: usize, unhealthy: usize) -> Vec<ConnectionSample> {
-        (0..total).map(|i| sample(ConnectionKind::WebSocket, 1, i >= unhealthy)).collect()
+        (0..total).map(|i| sample(Transport::WebSocket, 1, i >= unhealthy)).collect()
     }
 
     #[test]
     fn no_connection_is_healthy() {
         let s = ConnectionHealthSummary::from_samples(&[]);
         assert_eq!(s.status(), ComponentStatus::Healthy);
-        assert_eq!(s.overall_json()["health_percentage"], 100.0);
+        assert_eq!(json(s.overall_document())["health_percentage"], 100.0);
         assert_eq!(s.ratio(), 1.0);
     }
 
@@ -210,28 +261,65 @@ mod tests {
     #[test]
     fn split_by_transport_and_age() {
         let samples = [
-            sample(ConnectionKind::WebSocket, 10, true),
-            sample(ConnectionKind::WebSocket, 299, false),
-            sample(ConnectionKind::Sse, 300, true),
-            sample(ConnectionKind::Sse, 1799, true),
-            sample(ConnectionKind::Sse, 1800, true),
-            sample(ConnectionKind::Sse, 7200, true),
+            sample(Transport::WebSocket, 10, true),
+            sample(Transport::WebSocket, 299, false),
+            sample(Transport::Sse, 300, true),
+            sample(Transport::Sse, 1799, true),
+            sample(Transport::Sse, 1800, true),
+            sample(Transport::Sse, 7200, true),
         ];
         let s = ConnectionHealthSummary::from_samples(&samples);
-        let o = s.overall_json();
+        let o = json(s.overall_document());
         assert_eq!(o["total_connections"], 6);
         assert_eq!(o["healthy_connections"], 5);
         assert_eq!(o["unhealthy_connections"], 1);
         assert_eq!(o["health_percentage"], 83.33);
-        let t = s.by_transport_json();
+        let t = json(s.by_transport_document());
         assert_eq!(t["websocket"]["total"], 2);
         assert_eq!(t["websocket"]["unhealthy"], 1);
         assert_eq!(t["websocket"]["health_percentage"], 50.0);
         assert_eq!(t["sse"]["healthy"], 4);
-        let a = s.ages_json();
+        let a = json(s.ages_document());
         assert_eq!(a["0-5_minutes"], 2);
         assert_eq!(a["5-30_minutes"], 2);
         assert_eq!(a["30_minutes-2_hours"], 1);
         assert_eq!(a["2_hours+"], 1);
+        assert_eq!(a.as_object().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn component_details_add_the_transport_counts() {
+        struct Two;
+        impl ConnectionStatsSource for Two {
+            fn connection_samples(&self) -> Vec<ConnectionSample> {
+                vec![sample(Transport::WebSocket, 1, true), sample(Transport::Sse, 1, false)]
+            }
+            fn overview(&self) -> crate::ConnectionOverview {
+                crate::ConnectionOverview::default()
+            }
+            fn player_detail(&self, _: &str) -> Option<Value> {
+                None
+            }
+            fn last_activity(&self) -> Option<std::time::SystemTime> {
+                None
+            }
+        }
+        let o = ConnectionsCheck::new(Arc::new(Two)).check().await;
+        assert_eq!(o.status, ComponentStatus::Degraded);
+        let mut keys: Vec<&str> = o.details.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "health_percentage",
+                "healthy_connections",
+                "sse_connections",
+                "total_connections",
+                "unhealthy_connections",
+                "websocket_connections"
+            ]
+        );
+        assert_eq!(o.details["websocket_connections"], 1);
+        assert_eq!(o.details["health_percentage"], 50.0);
     }
 }

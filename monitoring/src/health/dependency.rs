@@ -5,10 +5,33 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 
 use super::{CheckOutcome, ComponentStatus, HealthCheck};
 use crate::config::{DependencyCheckConfig, DependencyKind};
+
+/// A dependency component's details: what was probed, and the HTTP status
+/// or the error when there is one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DependencyDetails<'a> {
+    pub kind: DependencyKind,
+    pub target: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl<'a> DependencyDetails<'a> {
+    fn new(kind: DependencyKind, target: &'a str) -> Self {
+        Self { kind, target, status_code: None, error: None }
+    }
+
+    fn error(mut self, error: impl ToString) -> Self {
+        self.error = Some(error.to_string());
+        self
+    }
+}
 
 /// Healthy when a TCP connection to `target` (`host:port`) opens.
 pub struct TcpCheck {
@@ -36,13 +59,11 @@ impl HealthCheck for TcpCheck {
 
     fn check(&self) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + '_>> {
         Box::pin(async move {
+            let details = DependencyDetails::new(DependencyKind::Tcp, &self.target);
             match tokio::net::TcpStream::connect(self.target.as_str()).await {
-                Ok(_) => CheckOutcome::healthy(json!({ "kind": "tcp", "target": self.target })),
+                Ok(_) => CheckOutcome::with_details(ComponentStatus::Healthy, &details),
                 // Nothing listens there: the dependency is not available.
-                Err(e) => CheckOutcome::new(
-                    ComponentStatus::Disconnected,
-                    json!({ "kind": "tcp", "target": self.target, "error": e.to_string() }),
-                ),
+                Err(e) => CheckOutcome::with_details(ComponentStatus::Disconnected, &details.error(e)),
             }
         })
     }
@@ -94,15 +115,16 @@ impl HealthCheck for HttpCheck {
                 Ok(c) => c,
                 Err(e) => return CheckOutcome::error(format!("cannot build HTTP client: {e}")),
             };
+            let details = DependencyDetails::new(DependencyKind::Http, &self.url);
             match client.get(&self.url).send().await {
                 Ok(resp) => {
-                    let code = resp.status().as_u16();
-                    let details = json!({ "kind": "http", "target": self.url, "status_code": code });
-                    if resp.status().is_success() {
-                        CheckOutcome::healthy(details)
+                    let status = if resp.status().is_success() {
+                        ComponentStatus::Healthy
                     } else {
-                        CheckOutcome::unhealthy(details)
-                    }
+                        ComponentStatus::Unhealthy
+                    };
+                    let details = DependencyDetails { status_code: Some(resp.status().as_u16()), ..details };
+                    CheckOutcome::with_details(status, &details)
                 }
                 Err(e) => {
                     let status = if e.is_connect() {
@@ -110,10 +132,7 @@ impl HealthCheck for HttpCheck {
                     } else {
                         ComponentStatus::Unhealthy
                     };
-                    CheckOutcome::new(
-                        status,
-                        json!({ "kind": "http", "target": self.url, "error": e.to_string() }),
-                    )
+                    CheckOutcome::with_details(status, &details.error(e))
                 }
             }
         })
@@ -159,7 +178,7 @@ mod tests {
         let check = TcpCheck::new("db", addr.to_string(), None, true);
         let o = check.check().await;
         assert_eq!(o.status, ComponentStatus::Healthy, "{:?}", o.details);
-        assert_eq!(o.details["target"], addr.to_string());
+        assert_eq!(o.details, serde_json::json!({ "kind": "tcp", "target": addr.to_string() }));
         accept.await.unwrap().unwrap();
     }
 
@@ -170,6 +189,7 @@ mod tests {
         let o = check.check().await;
         assert_eq!(o.status, ComponentStatus::Disconnected);
         assert!(o.details["error"].is_string());
+        assert_eq!(o.details["kind"], "tcp");
     }
 
     /// Serves one HTTP response with `status` to the first request.
@@ -190,9 +210,9 @@ mod tests {
     #[tokio::test]
     async fn http_check_2xx_is_healthy() {
         let url = one_shot_http("200 OK").await;
-        let o = HttpCheck::new("api", url, None, true).check().await;
+        let o = HttpCheck::new("api", url.clone(), None, true).check().await;
         assert_eq!(o.status, ComponentStatus::Healthy, "{:?}", o.details);
-        assert_eq!(o.details["status_code"], 200);
+        assert_eq!(o.details, serde_json::json!({ "kind": "http", "target": url, "status_code": 200 }));
     }
 
     #[tokio::test]
@@ -208,6 +228,8 @@ mod tests {
         let port = closed_port().await;
         let o = HttpCheck::new("api", format!("http://127.0.0.1:{port}/"), None, true).check().await;
         assert_eq!(o.status, ComponentStatus::Disconnected, "{:?}", o.details);
+        assert!(o.details["error"].is_string());
+        assert!(o.details.get("status_code").is_none());
     }
 
     #[test]

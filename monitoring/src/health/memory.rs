@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::{CheckOutcome, ComponentStatus, HealthCheck};
+use super::{CheckOutcome, ComponentStatus, ErrorDetails, HealthCheck};
 use crate::clock::round;
 use crate::config::MonitoringConfig;
 use crate::system::{SystemSampler, SystemSnapshot};
@@ -34,13 +34,26 @@ impl MemoryThresholds {
     }
 }
 
+/// The `memory` component's details.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MemoryDetails {
+    pub used_mb: u64,
+    pub total_mb: u64,
+    /// System memory use, percent, 1 decimal.
+    pub usage_percentage: f64,
+    pub process_rss_mb: f64,
+    pub warning_percentage: f64,
+    pub critical_percentage: f64,
+}
+
 /// Readings older than this are refreshed before judging.
 const MAX_READING_AGE: Duration = Duration::from_secs(2);
 
 /// Judges one reading.
 pub fn memory_outcome(s: &SystemSnapshot, t: &MemoryThresholds) -> CheckOutcome {
     if s.total_memory_bytes == 0 {
-        return CheckOutcome::new(ComponentStatus::Unknown, json!({ "error": "memory figures unavailable" }));
+        let details = ErrorDetails { error: "memory figures unavailable".into() };
+        return CheckOutcome::with_details(ComponentStatus::Unknown, &details);
     }
     let usage = s.usage_percentage();
     let rss_mb = s.process_rss_mb();
@@ -52,17 +65,15 @@ pub fn memory_outcome(s: &SystemSnapshot, t: &MemoryThresholds) -> CheckOutcome 
     } else {
         ComponentStatus::Healthy
     };
-    CheckOutcome::new(
-        status,
-        json!({
-            "used_mb": s.used_memory_bytes / (1024 * 1024),
-            "total_mb": s.total_memory_bytes / (1024 * 1024),
-            "usage_percentage": round(usage, 1),
-            "process_rss_mb": round(rss_mb, 1),
-            "warning_percentage": t.warning_percent,
-            "critical_percentage": t.critical_percent,
-        }),
-    )
+    let details = MemoryDetails {
+        used_mb: s.used_memory_bytes / (1024 * 1024),
+        total_mb: s.total_memory_bytes / (1024 * 1024),
+        usage_percentage: round(usage, 1),
+        process_rss_mb: round(rss_mb, 1),
+        warning_percentage: t.warning_percent,
+        critical_percentage: t.critical_percent,
+    };
+    CheckOutcome::with_details(status, &details)
 }
 
 /// The `memory` component.
@@ -137,6 +148,11 @@ mod tests {
         assert_eq!(o.details["total_mb"], 2048);
         assert_eq!(o.details["usage_percentage"], 25.0);
         assert_eq!(o.details["process_rss_mb"], 64.0);
+        assert_eq!(o.details["warning_percentage"], 80.0);
+        assert_eq!(o.details["critical_percentage"], 90.0);
+        assert_eq!(o.details.as_object().map(|d| d.len()), Some(6));
+        let unknown = memory_outcome(&snap(0, 0, 0), &thresholds(0));
+        assert_eq!(unknown.details, serde_json::json!({ "error": "memory figures unavailable" }));
     }
 
     #[tokio::test]

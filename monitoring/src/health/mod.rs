@@ -22,14 +22,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
-pub use activity::ActivityCheck;
-pub use connections::{ConnectionHealthSummary, ConnectionsCheck, HEALTHY_DEFINITION, TransportHealth};
-pub use dependency::{HttpCheck, TcpCheck, dependency_check};
-pub use memory::{MemoryCheck, MemoryThresholds};
+pub use activity::{ActivityCheck, ActivityDetails};
+pub use connections::{
+    AgeDistribution, ConnectionHealthSummary, ConnectionTypeHealth, ConnectionsCheck, ConnectionsDetails,
+    HEALTHY_DEFINITION, OverallHealth, TransportHealth, TransportHealthDocument,
+};
+pub use dependency::{DependencyDetails, HttpCheck, TcpCheck, dependency_check};
+pub use memory::{MemoryCheck, MemoryDetails, MemoryThresholds};
 
+use crate::backoff::Backoff;
 use crate::clock;
 use crate::config::MonitoringConfig;
 
@@ -120,6 +125,11 @@ impl CheckOutcome {
         Self { status, details }
     }
 
+    /// An outcome whose details are a typed struct (one schema per check).
+    pub fn with_details(status: ComponentStatus, details: &impl Serialize) -> Self {
+        Self::new(status, crate::json_value(details))
+    }
+
     pub fn healthy(details: Value) -> Self {
         Self::new(ComponentStatus::Healthy, details)
     }
@@ -134,8 +144,14 @@ impl CheckOutcome {
 
     /// Unhealthy with `{"error": message}`.
     pub fn error(message: impl Into<String>) -> Self {
-        Self::unhealthy(json!({ "error": message.into() }))
+        Self::with_details(ComponentStatus::Unhealthy, &ErrorDetails { error: message.into() })
     }
+}
+
+/// The details of a check that could not tell: `{"error": message}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ErrorDetails {
+    pub error: String,
 }
 
 /// One component of `/health`.
@@ -195,24 +211,62 @@ impl ComponentReport {
         }
     }
 
-    /// The `/health/detailed` object: status and bookkeeping, with the
-    /// details' fields flattened beside them.
-    pub fn to_json(&self) -> Value {
-        let mut obj = Map::new();
-        match &self.details {
-            Value::Object(d) => obj.extend(d.iter().map(|(k, v)| (k.clone(), v.clone()))),
-            Value::Null => {}
-            other => {
-                obj.insert("details".into(), other.clone());
-            }
+    /// The component's entry in `/health/detailed`.
+    pub fn document(self) -> ComponentDocument {
+        ComponentDocument {
+            details: FlatDetails(self.details),
+            status: self.status,
+            response_time_ms: self.response_time_ms,
+            last_check: self.last_check.map(clock::rfc3339),
+            retry_count: self.retry_count,
+            consecutive_failures: self.consecutive_failures,
+            critical: self.critical,
         }
-        obj.insert("status".into(), json!(self.status));
-        obj.insert("response_time_ms".into(), json!(self.response_time_ms));
-        obj.insert("last_check".into(), json!(self.last_check.map(clock::rfc3339)));
-        obj.insert("retry_count".into(), json!(self.retry_count));
-        obj.insert("consecutive_failures".into(), json!(self.consecutive_failures));
-        obj.insert("critical".into(), json!(self.critical));
-        Value::Object(obj)
+    }
+}
+
+/// One component in `/health/detailed` (and, with its `name`, in
+/// `/health/service/{name}`): the check's own details flattened beside the
+/// bookkeeping fields.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ComponentDocument {
+    #[serde(flatten)]
+    pub details: FlatDetails,
+    pub status: ComponentStatus,
+    /// Duration of the last attempt.
+    pub response_time_ms: f64,
+    /// RFC 3339; `null` until the first check.
+    pub last_check: Option<String>,
+    pub retry_count: u32,
+    pub consecutive_failures: u32,
+    pub critical: bool,
+}
+
+/// Keys of a component document that a check's details cannot override
+/// (`name` is the one `/health/service/{name}` adds).
+const COMPONENT_KEYS: [&str; 7] =
+    ["name", "status", "response_time_ms", "last_check", "retry_count", "consecutive_failures", "critical"];
+
+/// A check's details as fields of the component document: an object's
+/// fields (except those in `COMPONENT_KEYS`: the document's own field wins,
+/// and no key is ever written twice), nothing for `null`, and any other
+/// value under `details`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlatDetails(pub Value);
+
+impl Serialize for FlatDetails {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match &self.0 {
+            Value::Object(fields) => {
+                for (key, value) in fields.iter().filter(|(k, _)| !COMPONENT_KEYS.contains(&k.as_str())) {
+                    map.serialize_entry(key, value)?;
+                }
+            }
+            Value::Null => {}
+            other => map.serialize_entry("details", other)?,
+        }
+        map.end()
     }
 }
 
@@ -223,8 +277,8 @@ pub struct HealthSettings {
     pub timeout: Duration,
     /// Retries after a failed attempt.
     pub retries: u32,
-    /// Delay before the first retry; doubles for each further retry.
-    pub backoff_base: Duration,
+    /// Delay before each retry: 100 ms doubling, at most 30 s by default.
+    pub backoff: Backoff,
     /// Local checks are re-evaluated on read at most this often, so a flood
     /// of `/health` requests costs nothing.
     pub local_min_interval: Duration,
@@ -241,20 +295,14 @@ impl HealthSettings {
         Self {
             timeout: Duration::from_secs(cfg.check_timeout_seconds.clamp(1, 3600)),
             retries: cfg.check_retries,
-            backoff_base: Duration::from_millis(100),
+            backoff: DEFAULT_BACKOFF,
             local_min_interval: Duration::from_secs(1),
         }
     }
 }
 
-/// Longest delay between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Delay before retry number `attempt + 1`: `base * 2^attempt`, capped.
-pub fn backoff_delay(base: Duration, attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
-    base.checked_mul(factor).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
-}
+/// Retry delays of the health checks: 100 ms doubling, at most 30 s.
+pub const DEFAULT_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
 
 struct Component {
     check: Arc<dyn HealthCheck>,
@@ -378,7 +426,7 @@ impl HealthService {
             if !outcome.status.is_failure() || attempt >= retries {
                 break (outcome, elapsed);
             }
-            tokio::time::sleep(backoff_delay(self.settings.backoff_base, attempt)).await;
+            tokio::time::sleep(self.settings.backoff.delay(attempt)).await;
             attempt += 1;
         };
         self.apply(c, outcome, elapsed, attempt);
@@ -498,7 +546,7 @@ pub(crate) mod tests {
                     std::future::pending::<()>().await;
                 }
                 let status = self.script.lock().pop().unwrap_or(self.fallback);
-                CheckOutcome::new(status, json!({ "probe": self.name }))
+                CheckOutcome::new(status, serde_json::json!({ "probe": self.name }))
             })
         }
 
@@ -515,7 +563,7 @@ pub(crate) mod tests {
         HealthSettings {
             timeout: Duration::from_secs(5),
             retries,
-            backoff_base: Duration::from_millis(1),
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_secs(30)),
             local_min_interval: Duration::ZERO,
         }
     }
@@ -575,7 +623,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn backoff_waits_between_attempts() {
         let mut settings = fast_settings(3);
-        settings.backoff_base = Duration::from_millis(10);
+        settings.backoff.base = Duration::from_millis(10);
         let svc = HealthService::new(settings);
         svc.register(Box::new(Fake::new("down", Unhealthy)));
         let started = Instant::now();
@@ -586,13 +634,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        let base = Duration::from_millis(100);
-        assert_eq!(backoff_delay(base, 0), Duration::from_millis(100));
-        assert_eq!(backoff_delay(base, 1), Duration::from_millis(200));
-        assert_eq!(backoff_delay(base, 3), Duration::from_millis(800));
-        assert_eq!(backoff_delay(base, 20), MAX_BACKOFF);
-        assert_eq!(backoff_delay(base, 200), MAX_BACKOFF);
+    fn default_backoff_doubles_from_100_ms_to_30_s() {
+        let b = HealthSettings::default().backoff;
+        assert_eq!(b, DEFAULT_BACKOFF);
+        assert_eq!(b.delay(0), Duration::from_millis(100));
+        assert_eq!(b.delay(1), Duration::from_millis(200));
+        assert_eq!(b.delay(3), Duration::from_millis(800));
+        assert_eq!(b.delay(20), Duration::from_secs(30));
+        assert_eq!(b.delay(200), Duration::from_secs(30));
     }
 
     #[tokio::test]
@@ -676,11 +725,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn report_json_flattens_details() {
+    fn report_document_flattens_details() {
         let mut r = ComponentReport::unchecked("memory", true);
-        r.details = json!({"used_mb": 512, "status": "ignored"});
+        r.details = serde_json::json!({"used_mb": 512, "status": "ignored"});
         r.retry_count = 1;
-        let v = r.to_json();
+        // Straight to text, as the routes send it: a detail named like a
+        // document field must not appear twice.
+        let text = serde_json::to_string(&r.clone().document()).unwrap();
+        assert_eq!(text.matches("\"status\"").count(), 1, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["used_mb"], 512);
         assert_eq!(v["status"], "unknown");
         assert_eq!(v["retry_count"], 1);
@@ -688,5 +741,13 @@ pub(crate) mod tests {
         for key in ["response_time_ms", "consecutive_failures", "critical"] {
             assert!(v.get(key).is_some(), "{key}");
         }
+        assert_eq!(v.as_object().unwrap().len(), 7, "{v}");
+
+        r.details = Value::Null;
+        let v = serde_json::to_value(r.clone().document()).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 6, "{v}");
+        r.details = serde_json::json!("just a string");
+        let v = serde_json::to_value(r.document()).unwrap();
+        assert_eq!(v["details"], "just a string");
     }
 }

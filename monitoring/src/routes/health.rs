@@ -1,102 +1,147 @@
 //! `/health*`: the verdict for load balancers and the details for
 //! operators.
 
+use std::collections::BTreeMap;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use super::{error_response, json_response};
 use crate::Monitoring;
 use crate::clock;
-use crate::health::{ComponentStatus, overall_of};
+use crate::health::{ComponentDocument, ComponentReport, ComponentStatus, overall_of};
 
 /// 503 when the status means "do not send traffic here".
 fn status_code(status: ComponentStatus) -> StatusCode {
     if status.is_unavailable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }
 }
 
+/// `/health` and `/health/detailed`: the overall status and one entry per
+/// component, keyed by name. `C` is what an entry shows: its status
+/// ([`HealthSummary`]) or its whole report ([`HealthDetailed`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthDocument<C> {
+    /// The worst component, a non-critical one counting as degraded at most.
+    pub status: ComponentStatus,
+    /// RFC 3339, now.
+    pub timestamp: String,
+    pub version: &'static str,
+    /// Seconds since this process started.
+    pub uptime: u64,
+    pub components: BTreeMap<String, C>,
+}
+
+/// The `/health` document.
+pub type HealthSummary = HealthDocument<ComponentStatus>;
+
+/// The `/health/detailed` (and `/health/force-check`) document.
+pub type HealthDetailed = HealthDocument<DetailedComponent>;
+
+/// One entry of `/health/detailed`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DetailedComponent {
+    /// A checked component: its details and bookkeeping.
+    Checked(ComponentDocument),
+    /// The informational `performance` entry.
+    Performance(PerformanceComponent),
+}
+
 /// The `performance` entry of `/health/detailed`. Informational: latency
 /// alone never takes the server out of a load balancer.
-fn performance_component(m: &Monitoring) -> Value {
-    json!({
-        "status": ComponentStatus::Healthy,
-        "avg_response_time_ms": m.performance.avg_response_time_ms(),
-        "requests_per_second": m.performance.requests_per_second(),
-    })
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PerformanceComponent {
+    /// Always `healthy`.
+    pub status: ComponentStatus,
+    pub avg_response_time_ms: f64,
+    pub requests_per_second: f64,
+}
+
+/// `/health/service/{name}`: one entry of `/health/detailed` with its name.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceDocument<C> {
+    pub name: String,
+    #[serde(flatten)]
+    pub component: C,
+}
+
+/// `/health/live` and `/health/ready`: `{"status": "alive" | "ready" | "draining"}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusBody {
+    pub status: &'static str,
+}
+
+fn performance_component(m: &Monitoring) -> PerformanceComponent {
+    PerformanceComponent {
+        status: ComponentStatus::Healthy,
+        avg_response_time_ms: m.performance.avg_response_time_ms(),
+        requests_per_second: m.performance.requests_per_second(),
+    }
+}
+
+/// The envelope shared by both documents around `components`.
+fn health_document<C>(
+    m: &Monitoring,
+    reports: Vec<ComponentReport>,
+    entry: impl Fn(ComponentReport) -> C,
+) -> HealthDocument<C> {
+    HealthDocument {
+        status: overall_of(&reports),
+        timestamp: clock::rfc3339(std::time::SystemTime::now()),
+        version: m.version(),
+        uptime: m.uptime().as_secs(),
+        components: reports.into_iter().map(|r| (r.name.clone(), entry(r))).collect(),
+    }
 }
 
 /// `/health`: overall status and one status string per component.
-pub fn summary_document(m: &Monitoring) -> (ComponentStatus, Value) {
-    let reports = m.health.reports();
-    let status = overall_of(&reports);
-    let components: Map<String, Value> = reports.iter().map(|r| (r.name.clone(), json!(r.status))).collect();
-    let doc = json!({
-        "status": status,
-        "timestamp": clock::rfc3339(std::time::SystemTime::now()),
-        "version": m.version(),
-        "uptime": m.uptime().as_secs(),
-        "components": components,
-    });
-    (status, doc)
+pub fn summary_document(m: &Monitoring) -> HealthSummary {
+    health_document(m, m.health.reports(), |r| r.status)
 }
 
 /// `/health/detailed`: every component's report, plus `performance`.
-pub fn detailed_document(m: &Monitoring) -> (ComponentStatus, Value) {
-    let reports = m.health.reports();
-    let status = overall_of(&reports);
-    let mut components: Map<String, Value> = reports.iter().map(|r| (r.name.clone(), r.to_json())).collect();
-    components.insert("performance".into(), performance_component(m));
-    let doc = json!({
-        "status": status,
-        "timestamp": clock::rfc3339(std::time::SystemTime::now()),
-        "version": m.version(),
-        "uptime": m.uptime().as_secs(),
-        "components": components,
-    });
-    (status, doc)
+pub fn detailed_document(m: &Monitoring) -> HealthDetailed {
+    let mut doc = health_document(m, m.health.reports(), |r| DetailedComponent::Checked(r.document()));
+    doc.components.insert("performance".into(), DetailedComponent::Performance(performance_component(m)));
+    doc
 }
 
 pub(super) async fn summary(m: web::Data<Monitoring>) -> HttpResponse {
     m.health.refresh_local().await;
-    let (status, doc) = summary_document(&m);
-    json_response(status_code(status), &doc)
+    let doc = summary_document(&m);
+    json_response(status_code(doc.status), &doc)
 }
 
 pub(super) async fn detailed(m: web::Data<Monitoring>) -> HttpResponse {
     m.health.refresh_local().await;
-    let (status, doc) = detailed_document(&m);
-    json_response(status_code(status), &doc)
+    let doc = detailed_document(&m);
+    json_response(status_code(doc.status), &doc)
 }
 
 pub(super) async fn live() -> HttpResponse {
-    json_response(StatusCode::OK, &json!({ "status": "alive" }))
+    json_response(StatusCode::OK, &StatusBody { status: "alive" })
 }
 
 pub(super) async fn ready(m: web::Data<Monitoring>) -> HttpResponse {
     if m.is_draining() {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "draining" }))
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &StatusBody { status: "draining" })
     } else {
-        json_response(StatusCode::OK, &json!({ "status": "ready" }))
+        json_response(StatusCode::OK, &StatusBody { status: "ready" })
     }
 }
 
 pub(super) async fn service(m: web::Data<Monitoring>, name: web::Path<String>) -> HttpResponse {
     let name = name.into_inner();
     if name == "performance" {
-        let mut doc = performance_component(&m);
-        if let Some(obj) = doc.as_object_mut() {
-            obj.insert("name".into(), json!(name));
-        }
+        let doc = ServiceDocument { component: performance_component(&m), name };
         return json_response(StatusCode::OK, &doc);
     }
     m.health.refresh_local().await;
     match m.health.report(&name) {
         Some(report) => {
-            let mut doc = report.to_json();
-            if let Some(obj) = doc.as_object_mut() {
-                obj.insert("name".into(), json!(name));
-            }
-            json_response(status_code(report.status), &doc)
+            let status = status_code(report.status);
+            json_response(status, &ServiceDocument { component: report.document(), name })
         }
         None => error_response(
             StatusCode::NOT_FOUND,
@@ -108,6 +153,6 @@ pub(super) async fn service(m: web::Data<Monitoring>, name: web::Path<String>) -
 
 pub(super) async fn force_check(m: web::Data<Monitoring>) -> HttpResponse {
     m.health.check_all().await;
-    let (status, doc) = detailed_document(&m);
-    json_response(status_code(status), &doc)
+    let doc = detailed_document(&m);
+    json_response(status_code(doc.status), &doc)
 }

@@ -16,13 +16,20 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpResponse, web};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::Monitoring;
 
-pub use health::{detailed_document, summary_document};
+pub use auth::constant_time_eq;
+pub use health::{
+    DetailedComponent, HealthDetailed, HealthDocument, HealthSummary, PerformanceComponent, ServiceDocument,
+    StatusBody, detailed_document, summary_document,
+};
 pub use metrics::PROMETHEUS_CONTENT_TYPE;
-pub use monitoring::{connection_health_document, connections_document};
+pub use monitoring::{
+    ConnectionDistribution, ConnectionHealthDocument, ConnectionsByTransport, ConnectionsDocument,
+    HealthTrendsDocument, connection_health_document, connections_document,
+};
 
 /// Registers every monitoring route on the server's app.
 pub fn configure(cfg: &mut web::ServiceConfig, monitoring: Arc<Monitoring>) {
@@ -51,13 +58,26 @@ pub fn configure(cfg: &mut web::ServiceConfig, monitoring: Arc<Monitoring>) {
 
 /// A JSON response that no cache keeps: monitoring answers are only true
 /// now.
-fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+fn json_response(status: StatusCode, body: &impl Serialize) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .json(body)
 }
 
 /// The protocol's error body: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable machine-readable `code` and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
 fn error_response(status: StatusCode, code: &str, message: impl std::fmt::Display) -> HttpResponse {
-    json_response(status, &json!({ "error": { "code": code, "message": message.to_string() } }))
+    let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.to_string() } };
+    json_response(status, &body)
 }

@@ -11,12 +11,13 @@ use actix_web::http::StatusCode;
 use actix_web::{App, test};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
+use tandem_protocol::Transport;
 
 use crate::health::tests::{Fake, fast_settings};
 use crate::system::{SystemSampler, SystemSnapshot};
 use crate::{
-    ComponentStatus, ConnectionKind, ConnectionOverview, ConnectionSample, ConnectionStatsSource, ErrorEvent,
-    ErrorType, Monitoring, MonitoringConfig, MonitoringOptions, Severity,
+    ComponentStatus, ConnectionOverview, ConnectionSample, ConnectionStatsSource, ErrorEvent, ErrorType,
+    Monitoring, MonitoringConfig, MonitoringOptions, Severity,
 };
 
 #[derive(Default)]
@@ -116,11 +117,7 @@ async fn health_summary_has_the_documented_shape() {
 async fn unhealthy_connections_make_health_503() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = (0..40)
-        .map(|i| ConnectionSample {
-            transport: ConnectionKind::Sse,
-            age: Duration::from_secs(5),
-            healthy: i < 20,
-        })
+        .map(|i| ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(5), healthy: i < 20 })
         .collect();
     let app = app!(m);
     let (status, body) =
@@ -134,8 +131,8 @@ async fn unhealthy_connections_make_health_503() {
 async fn detailed_health_flattens_component_details() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = vec![
-        ConnectionSample { transport: ConnectionKind::WebSocket, age: Duration::from_secs(1), healthy: true },
-        ConnectionSample { transport: ConnectionKind::Sse, age: Duration::from_secs(1), healthy: true },
+        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(1), healthy: true },
+        ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(1), healthy: true },
     ];
     *source.last_activity.lock() = Some(SystemTime::now());
     let app = app!(m);
@@ -254,17 +251,9 @@ async fn force_check_runs_every_check_now() {
 async fn connection_health_has_the_documented_shape() {
     let (m, source) = monitoring_with("", None);
     *source.samples.lock() = vec![
-        ConnectionSample {
-            transport: ConnectionKind::WebSocket,
-            age: Duration::from_secs(10),
-            healthy: true,
-        },
-        ConnectionSample {
-            transport: ConnectionKind::WebSocket,
-            age: Duration::from_secs(900),
-            healthy: false,
-        },
-        ConnectionSample { transport: ConnectionKind::Sse, age: Duration::from_secs(9000), healthy: true },
+        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(10), healthy: true },
+        ConnectionSample { transport: Transport::WebSocket, age: Duration::from_secs(900), healthy: false },
+        ConnectionSample { transport: Transport::Sse, age: Duration::from_secs(9000), healthy: true },
     ];
     let app = app!(m);
     let (s, b) = json_of(
@@ -308,7 +297,7 @@ async fn connection_health_has_the_documented_shape() {
 async fn performance_has_the_documented_shape() {
     let (m, _) = monitoring_with("", None);
     m.performance.record_delivery(Duration::from_millis(3));
-    m.performance.record_connection_establishment(ConnectionKind::Sse, Duration::from_millis(8));
+    m.performance.record_connection_establishment(Transport::Sse, Duration::from_millis(8));
     let app = app!(m);
     let (s, b) = json_of(
         test::call_service(&app, test::TestRequest::get().uri("/monitoring/performance").to_request()).await,
@@ -569,4 +558,48 @@ async fn state_file_figures_are_exported_on_scrape() {
     // Start-up wrote the new restart count already.
     let saved = std::fs::read_to_string(&path).unwrap();
     assert!(saved.contains("\"restarts\":5"), "{saved}");
+}
+
+/// A check whose details reuse names of the document's own fields.
+struct Shadowing;
+
+impl crate::HealthCheck for Shadowing {
+    fn name(&self) -> &str {
+        "shadow"
+    }
+
+    fn check(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::CheckOutcome> + Send + '_>> {
+        Box::pin(async {
+            crate::CheckOutcome::healthy(
+                json!({ "status": "bogus", "name": "bogus", "critical": 7, "extra": 1 }),
+            )
+        })
+    }
+}
+
+#[actix_web::test]
+async fn details_never_duplicate_or_override_document_fields() {
+    let (m, _) = monitoring_with("", None);
+    m.health.register(Box::new(Shadowing));
+    m.health.check_all().await;
+    let app = app!(m);
+    for (uri, object) in [("/health/service/shadow", "$"), ("/health/detailed", "components.shadow")] {
+        let resp = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        let body = test::read_body(resp).await;
+        let text = std::str::from_utf8(&body).unwrap();
+        // Serialized straight to text: a repeated key would show here.
+        assert!(!text.contains("bogus") && !text.contains("\"critical\":7"), "{text}");
+        if object == "$" {
+            assert_eq!(text.matches("\"critical\"").count(), 1, "{text}");
+        }
+        let v: Value = serde_json::from_str(text).unwrap();
+        let c = if object == "$" { &v } else { &v["components"]["shadow"] };
+        assert_eq!(c["status"], "healthy", "{text}");
+        assert_eq!(c["critical"], true, "{text}");
+        assert_eq!(c["extra"], 1, "{text}");
+    }
+    let resp =
+        test::call_service(&app, test::TestRequest::get().uri("/health/service/shadow").to_request()).await;
+    let (_, b) = json_of(resp).await;
+    assert_eq!(b["name"], "shadow");
 }

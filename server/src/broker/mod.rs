@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
 use tandem_monitoring::ConnectionOverview;
+use tandem_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
-use crate::internal_events::Telemetry;
-use crate::protocol::Publication;
-use crate::snapshot::{PlayerSnapshot, RemotePlayer};
+use crate::session::protocol::Publication;
+use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
+use crate::telemetry::Telemetry;
 
 /// Who a publication is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,8 @@ pub enum BrokerError {
 
 impl BrokerError {
     /// The stable error code clients and backends see.
-    pub fn code(&self) -> &'static str {
-        "broker_unavailable"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::BrokerUnavailable
     }
 }
 
@@ -116,11 +116,6 @@ pub trait Broker: Send + Sync {
     fn remote_player(&self, _player_id: &str) -> BoxFuture<'static, Result<RemotePlayer, BrokerError>> {
         Box::pin(async { Ok(RemotePlayer::default()) })
     }
-
-    /// The other live nodes' connection overviews, for `/monitoring/connections`.
-    fn remote_nodes(&self) -> BoxFuture<'static, Result<Vec<Value>, BrokerError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
 }
 
 #[cfg(test)]
@@ -137,7 +132,7 @@ mod tests {
         let (_tx, rx) = oneshot::channel::<Result<(), BrokerError>>();
         let err = confirm(Some(rx), Duration::from_millis(20)).await.unwrap_err();
         assert_eq!(err, BrokerError::Timeout(Duration::from_millis(20)));
-        assert_eq!(err.code(), "broker_unavailable");
+        assert_eq!(err.code(), ErrorCode::BrokerUnavailable);
         let (tx, rx) = oneshot::channel::<Result<(), BrokerError>>();
         drop(tx);
         assert!(matches!(confirm(Some(rx), Duration::from_secs(1)).await, Err(BrokerError::Unavailable(_))));

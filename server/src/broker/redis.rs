@@ -33,11 +33,13 @@ use tandem_monitoring::ConnectionOverview;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Ack, Broker, BrokerError, Envelope, LocalNode, wire};
+use tandem_monitoring::backoff::Backoff;
+
 use crate::config::BrokerConfig;
-use crate::internal_events as ev;
-use crate::protocol;
-use crate::snapshot::{PlayerSnapshot, RemotePlayer};
-use crate::views;
+use crate::http::views;
+use crate::session::protocol;
+use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
+use crate::telemetry as ev;
 
 /// Jobs waiting for the publisher; beyond this, publishing is refused.
 const QUEUE: usize = 8192;
@@ -52,11 +54,9 @@ fn epoch_us() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Backoff before reconnect attempt `attempt` (0-based): 100 ms doubling to
-/// at most 5 s; the caller adds jitter.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
-}
+/// Backoff between reconnect attempts: 100 ms doubling to at most 5 s; the
+/// caller adds up to 50 ms of jitter.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// How long a player hash outlives its last refresh.
 pub fn presence_ttl(heartbeat: Duration) -> Duration {
@@ -297,7 +297,7 @@ impl RedisBroker {
                     *self.last_error.lock() = Some(e.to_string());
                 }
             }
-            let wait = backoff(attempt) + Duration::from_millis(rand::random_range(0..=50));
+            let wait = RECONNECT.delay(attempt) + Duration::from_millis(rand::random_range(0..=50));
             attempt = attempt.saturating_add(1);
             let error = self.last_error().unwrap_or_default();
             ev::broker_lost(manager.telemetry(), "redis", &error, wait);
@@ -508,10 +508,6 @@ impl Broker for RedisHandle {
     fn remote_player(&self, player_id: &str) -> BoxFuture<'static, Result<RemotePlayer, BrokerError>> {
         Box::pin(Arc::clone(&self.0).remote_player_inner(player_id.to_owned()))
     }
-
-    fn remote_nodes(&self) -> BoxFuture<'static, Result<Vec<Value>, BrokerError>> {
-        Box::pin(Arc::clone(&self.0).remote_nodes_inner())
-    }
 }
 
 impl RedisBroker {
@@ -571,11 +567,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_a_cap() {
-        assert_eq!(backoff(0), Duration::from_millis(100));
-        assert_eq!(backoff(1), Duration::from_millis(200));
-        assert_eq!(backoff(5), Duration::from_millis(3200));
-        assert_eq!(backoff(6), Duration::from_secs(5));
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(5));
+        assert_eq!(RECONNECT.delay(0), Duration::from_millis(100));
+        assert_eq!(RECONNECT.delay(1), Duration::from_millis(200));
+        assert_eq!(RECONNECT.delay(5), Duration::from_millis(3200));
+        assert_eq!(RECONNECT.delay(6), Duration::from_secs(5));
+        assert_eq!(RECONNECT.delay(u32::MAX), Duration::from_secs(5));
     }
 
     #[test]

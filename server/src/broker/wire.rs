@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Envelope, Scope};
-use crate::protocol::Publication;
+use crate::session::protocol::Publication;
 
 const VERSION: &[u8] = b"T1";
 

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{ConnectionManager, PostLimit, Session};
-use crate::channels;
-use crate::connection::{Connection, Outbound};
-use crate::identity::Identity;
-use crate::internal_events::{self as ev, Ids};
-use crate::protocol::{self, ErrorCode, ProtocolError, Welcome};
-use crate::session::{ResumePlan, TokenBucket};
-use crate::transport_kind::Transport;
+use super::{ConnectionManager, Session};
+use crate::session::channels;
+use crate::session::connection::{Connection, Outbound};
+use crate::session::identity::Identity;
+use crate::session::protocol::{self, ErrorCode, ProtocolError, Welcome};
+use crate::session::state::{RateGate, RateVerdict, ResumePlan};
+use crate::telemetry::{self as ev, Ids};
+use tandem_protocol::Transport;
 
 /// Why a connection could not attach. Domain reasons only: the HTTP edge
 /// (`http_error`) picks the status.
@@ -31,13 +31,13 @@ pub enum AttachError {
 }
 
 impl AttachError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Draining => "draining",
-            Self::ServerFull => "server_full",
-            Self::TooManyConnections => "too_many_connections",
-            Self::SessionForbidden => "forbidden",
-            Self::Protocol(p) => p.code.as_str(),
+            Self::Draining => ErrorCode::Draining,
+            Self::ServerFull => ErrorCode::ServerFull,
+            Self::TooManyConnections => ErrorCode::TooManyConnections,
+            Self::SessionForbidden => ErrorCode::Forbidden,
+            Self::Protocol(p) => p.code,
         }
     }
 }
@@ -274,23 +274,16 @@ impl ConnectionManager {
         Some(att)
     }
 
-    /// Rate limit for `POST /sessions/{id}/messages`: `Err(strikes)` when over.
-    pub fn take_post_token(&self, s: &Session) -> Result<(), u32> {
+    /// Rate limit for `POST /sessions/{id}/messages`: the same rule as a
+    /// WebSocket's messages, kept per session.
+    pub fn check_post_rate(&self, s: &Session) -> RateVerdict {
         let now = self.now_ms();
         let mut inner = s.inner.lock();
-        let limit = inner.post_limit.get_or_insert_with(|| {
-            Box::new(PostLimit {
-                bucket: TokenBucket::new(self.limits.inbound_rate_per_second, self.limits.inbound_burst, now),
-                strikes: 0,
-            })
+        let limits = &self.limits;
+        let gate = inner.post_limit.get_or_insert_with(|| {
+            Box::new(RateGate::new(limits.inbound_rate_per_second, limits.inbound_burst, now))
         });
-        if limit.bucket.try_take(now) {
-            limit.strikes = 0;
-            Ok(())
-        } else {
-            limit.strikes += 1;
-            Err(limit.strikes)
-        }
+        gate.check(now)
     }
 }
 

@@ -9,12 +9,12 @@ use serde_json::value::RawValue;
 
 use super::{Attached, ConnectionManager, Session};
 use crate::broker::{Ack, Envelope, Scope};
-use crate::channels::BROADCAST_CHANNEL;
 use crate::config::DualDelivery;
-use crate::connection::{CloseReason, Outbound, Push};
-use crate::internal_events as ev;
-use crate::protocol::{ErrorCode, ProtocolError, Publication};
-use crate::transport_kind::Transport;
+use crate::session::channels::BROADCAST_CHANNEL;
+use crate::session::connection::{CloseReason, Outbound, Push};
+use crate::session::protocol::{ErrorCode, ProtocolError, Publication};
+use crate::telemetry as ev;
+use tandem_protocol::Transport;
 
 /// What a publication reached on this node.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -173,7 +173,7 @@ impl ConnectionManager {
     /// broker lost its link to the other nodes): a `resync` frame on each
     /// live connection. Returns how many connections were told.
     pub fn resync_all(&self, reason: &'static str) -> usize {
-        let frame = crate::protocol::to_json(&crate::protocol::Reply::Resync { reason });
+        let frame = crate::session::protocol::to_json(&crate::session::protocol::Reply::Resync { reason });
         let mut told = 0;
         for att in self.all_connections() {
             match att.conn.push(Outbound::Frame { kind: "resync", json: frame.clone() }) {
@@ -202,10 +202,10 @@ impl crate::broker::LocalNode for ConnectionManager {
     fn local_players(&self) -> Vec<String> {
         ConnectionManager::local_players(self)
     }
-    fn player_snapshot(&self, player_id: &str) -> Option<crate::snapshot::PlayerSnapshot> {
+    fn player_snapshot(&self, player_id: &str) -> Option<crate::session::snapshot::PlayerSnapshot> {
         ConnectionManager::player_snapshot(self, player_id)
     }
-    fn telemetry(&self) -> &crate::internal_events::Telemetry {
+    fn telemetry(&self) -> &crate::telemetry::Telemetry {
         &self.telemetry
     }
     fn disconnect_player(&self, player_id: &str) {

@@ -21,28 +21,31 @@
 //! each session's mutex in turn. No lock is held across an `.await`.
 
 mod admission;
+mod clock;
+pub mod commands;
 mod fanout;
 mod registry;
 mod sweeps;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use tandem_monitoring::{ConnectionOverview, ConnectionSample};
 
 pub use admission::{AttachError, AttachRequest, Attached, admit};
+pub use clock::Clock;
 pub use fanout::{Fanout, Published, delivery_target};
 pub use sweeps::{HeartbeatAction, expiry_due, heartbeat_action};
 
 use crate::broker::Broker;
 use crate::config::{Config, DualDelivery};
-use crate::connection::Connection;
-use crate::internal_events::{self as ev, Telemetry};
-use crate::protocol::{self, IdGenerator, Publication};
-use crate::session::{SessionState, TokenBucket};
+use crate::session::connection::Connection;
+use crate::session::protocol::{self, IdGenerator, Publication};
+use crate::session::state::{RateGate, SessionState};
+use crate::telemetry::{self as ev, Telemetry};
 
 /// The manager's view of the configuration.
 #[derive(Debug, Clone)]
@@ -106,14 +109,7 @@ struct SessionInner {
     left_a_channel: bool,
     /// Rate limit of `POST /sessions/{id}/messages`: boxed on the first
     /// post, so sessions that never post (every WebSocket one) do not carry it.
-    post_limit: Option<Box<PostLimit>>,
-}
-
-#[derive(Debug)]
-struct PostLimit {
-    bucket: TokenBucket,
-    /// Posts refused in a row.
-    strikes: u32,
+    post_limit: Option<Box<RateGate>>,
 }
 
 impl Session {
@@ -124,7 +120,7 @@ impl Session {
 
 pub struct ConnectionManager {
     limits: Limits,
-    epoch: Instant,
+    clock: Clock,
     ids: IdGenerator,
     sessions: DashMap<Arc<str>, Arc<Session>>,
     /// Every session, as broadcast reads it; dropped when a session comes
@@ -137,7 +133,7 @@ pub struct ConnectionManager {
     /// Epoch ms of the last client activity; 0 = none yet.
     last_activity: AtomicU64,
     broker: Arc<dyn Broker>,
-    pub telemetry: Telemetry,
+    telemetry: Telemetry,
 }
 
 fn wall_ms() -> u64 {
@@ -146,9 +142,14 @@ fn wall_ms() -> u64 {
 
 impl ConnectionManager {
     pub fn new(limits: Limits, telemetry: Telemetry, broker: Arc<dyn Broker>) -> Self {
+        Self::with_clock(limits, telemetry, broker, Clock::monotonic())
+    }
+
+    /// A manager whose time is `clock` (tests pass [`Clock::manual`]).
+    pub fn with_clock(limits: Limits, telemetry: Telemetry, broker: Arc<dyn Broker>, clock: Clock) -> Self {
         Self {
             limits,
-            epoch: Instant::now(),
+            clock,
             ids: IdGenerator::new(),
             sessions: DashMap::new(),
             all_sessions: Mutex::new(None),
@@ -166,18 +167,26 @@ impl ConnectionManager {
         &self.limits
     }
 
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
     pub fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
     }
 
     /// Monotonic milliseconds since the manager started.
     pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.clock.now_us() / 1000
     }
 
     /// Monotonic microseconds since the manager started (never 0).
     pub fn now_us(&self) -> u64 {
-        (self.epoch.elapsed().as_micros() as u64).max(1)
+        self.clock.now_us().max(1)
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn total_connections(&self) -> usize {
@@ -192,8 +201,9 @@ impl ConnectionManager {
         self.last_activity.store(wall_ms(), Ordering::Relaxed);
     }
 
-    pub fn new_bucket(&self) -> TokenBucket {
-        TokenBucket::new(self.limits.inbound_rate_per_second, self.limits.inbound_burst, self.now_ms())
+    /// The inbound rate rule for a new link.
+    pub fn new_rate_gate(&self) -> RateGate {
+        RateGate::new(self.limits.inbound_rate_per_second, self.limits.inbound_burst, self.now_ms())
     }
 }
 
@@ -205,7 +215,7 @@ impl ConnectionManager {
         self.all_connections()
             .iter()
             .map(|a| ConnectionSample {
-                transport: a.conn.transport.into(),
+                transport: a.conn.transport,
                 age: a.conn.connected_at.elapsed(),
                 healthy: a.conn.is_healthy(now, timeout),
             })
@@ -247,21 +257,27 @@ impl ConnectionManager {
 #[cfg(test)]
 pub(super) mod test_support {
     use super::*;
-    use crate::identity::Identity;
+    use crate::session::identity::Identity;
 
     /// A manager with the default limits, the in-process broker and no
     /// Prometheus recorder.
     pub fn manager() -> ConnectionManager {
+        manager_with_clock(Clock::monotonic())
+    }
+
+    /// Like [`manager`], on `clock` (a manual one moves only when told).
+    pub fn manager_with_clock(clock: Clock) -> ConnectionManager {
         let monitoring = tandem_monitoring::Monitoring::new(
             &tandem_monitoring::MonitoringConfig::default(),
             "test",
             Arc::new(tandem_monitoring::source::EmptySource),
             None,
         );
-        ConnectionManager::new(
+        ConnectionManager::with_clock(
             Limits::from_config(&Config::default()),
             Telemetry::new(monitoring),
             Arc::new(crate::broker::memory::MemoryBroker),
+            clock,
         )
     }
 

@@ -1,7 +1,7 @@
 //! The registries: sessions by id, players (their sessions and connection
 //! counts) and channels (their subscribed sessions); subscriptions, the
 //! unlinking of connections and the end of sessions; plain snapshots for the
-//! JSON views at the HTTP edge ([`crate::snapshot`]).
+//! JSON views at the HTTP edge ([`crate::session::snapshot`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,14 +12,14 @@ use parking_lot::Mutex;
 
 use super::admission::too_many_subs;
 use super::{Attached, ConnectionManager, Session, SessionInner};
-use crate::channels;
-use crate::connection::{CloseReason, Connection};
-use crate::identity::Identity;
-use crate::internal_events as ev;
-use crate::protocol::{self, ErrorCode, ProtocolError};
-use crate::session::{SessionState, SubscribeError};
-use crate::snapshot::{ConnectionSnapshot, PlayerSnapshot, SessionSnapshot};
-use crate::transport_kind::Transport;
+use crate::session::channels;
+use crate::session::connection::{CloseReason, Connection};
+use crate::session::identity::Identity;
+use crate::session::protocol::{self, ErrorCode, ProtocolError};
+use crate::session::snapshot::{ConnectionSnapshot, PlayerSnapshot, SessionSnapshot};
+use crate::session::state::{SessionState, SubscribeError};
+use crate::telemetry as ev;
+use tandem_protocol::Transport;
 
 #[derive(Debug, Default)]
 pub(super) struct PlayerEntry {

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{ConnectionManager, Session};
-use crate::connection::{CloseReason, Outbound, Push};
-use crate::internal_events as ev;
+use crate::session::connection::{CloseReason, Outbound, Push};
+use crate::telemetry as ev;
 
 /// Whether a session is past its resume window: no connection, and
 /// detached for at least `window_ms`.
@@ -121,8 +121,75 @@ impl ConnectionManager {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::time::Instant;
+
+    use tandem_protocol::Transport;
+
     use super::*;
+    use crate::manager::test_support::{manager_with_clock, player};
+    use crate::manager::{AttachRequest, Attached, Clock};
+
+    fn attach(m: &ConnectionManager, session_id: Option<&str>) -> Attached {
+        let req = AttachRequest {
+            transport: Transport::WebSocket,
+            session_id: session_id.map(str::to_owned),
+            last_seq: None,
+            channels: Vec::new(),
+            started: Instant::now(),
+            remote_connections: 0,
+        };
+        m.attach(&player("alice"), req).unwrap()
+    }
+
+    #[test]
+    fn a_dropped_session_resumes_within_its_window_and_expires_after_it() {
+        let clock = Clock::manual();
+        let m = manager_with_clock(clock.clone());
+        let window = m.limits().resume_window;
+        let first = attach(&m, None);
+        m.detach(&first, "client_gone");
+        clock.advance(window - Duration::from_millis(1));
+        assert_eq!(m.expire_sessions(), 0, "still inside the window");
+        let again = attach(&m, Some(&first.session.id));
+        assert!(Arc::ptr_eq(&again.session, &first.session), "resumed, not a new session");
+        m.detach(&again, "client_gone");
+        // The window restarts at the second drop.
+        clock.advance(window - Duration::from_millis(1));
+        assert_eq!(m.expire_sessions(), 0);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(m.expire_sessions(), 1, "expired at the end of the window");
+        let later = attach(&m, Some(&first.session.id));
+        assert!(!Arc::ptr_eq(&later.session, &first.session), "an expired session is not resumed");
+    }
+
+    #[test]
+    fn a_connected_session_never_expires() {
+        let clock = Clock::manual();
+        let m = manager_with_clock(clock.clone());
+        let _held = attach(&m, None);
+        clock.advance(m.limits().resume_window * 10);
+        assert_eq!(m.expire_sessions(), 0);
+    }
+
+    #[test]
+    fn heartbeats_are_queued_each_interval_and_silence_closes_after_the_timeout() {
+        let clock = Clock::manual();
+        let m = manager_with_clock(clock.clone());
+        let (interval, timeout) = (m.limits().heartbeat_interval, m.limits().heartbeat_timeout);
+        let att = attach(&m, None);
+        assert_eq!(m.heartbeat_sweep(), 0);
+        clock.advance(interval);
+        assert_eq!(m.heartbeat_sweep(), 0, "a beat is due, nothing closes");
+        assert_eq!(att.conn.heartbeat_ms.load(Ordering::Relaxed), m.now_ms(), "the beat was queued now");
+        clock.advance(timeout - interval);
+        assert_eq!(m.heartbeat_sweep(), 0, "silent for exactly the timeout: still alive");
+        assert_eq!(att.conn.closing(), None);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(m.heartbeat_sweep(), 1, "silent past the timeout: closed");
+        assert_eq!(att.conn.closing(), Some(CloseReason::HeartbeatTimeout));
+    }
 
     #[test]
     fn expiry_needs_no_connection_and_a_full_window() {

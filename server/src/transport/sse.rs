@@ -18,15 +18,16 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 
-use crate::commands;
-use crate::connection::{CloseReason, Next, Outbound};
-use crate::http_error::{self, HttpError};
-use crate::internal_events::{self as ev, AuthSurface, Ids};
+use crate::http::error::{self, HttpError};
+use crate::http::extract::{self, Client};
+use crate::http::state::AppState;
 use crate::manager::Attached;
-use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
-use crate::session::RATE_LIMIT_STRIKES;
-use crate::state::AppState;
-use crate::transport_kind::Transport;
+use crate::manager::commands;
+use crate::session::connection::{CloseReason, Next, Outbound};
+use crate::session::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
+use crate::session::state::RateVerdict;
+use crate::telemetry::{self as ev, AuthSurface, Ids};
+use tandem_protocol::Transport;
 
 /// The route the stream is served on.
 pub const ROUTE: &str = "/sse";
@@ -42,7 +43,7 @@ const HEARTBEAT_EVENT: &[u8] = b"event: heartbeat\ndata: {\"type\":\"heartbeat\"
 const BATCH_BYTES: usize = 64 * 1024;
 
 pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    super::enabled(&app, Transport::Sse)?;
+    extract::transport_enabled(&app, Transport::Sse)?;
     let last_event_id = req
         .headers()
         .get("last-event-id")
@@ -124,7 +125,7 @@ impl Writer {
             Outbound::Delivery { seq, publication } => {
                 publication.encode_sse(seq, out);
                 ev::message_delivered(
-                    &self.app.manager.telemetry,
+                    &self.app.telemetry,
                     self.att.ids(),
                     seq,
                     publication.accepted_at.elapsed(),
@@ -136,8 +137,7 @@ impl Writer {
                 return;
             }
         }
-        c.messages_sent.fetch_add(1, Ordering::Relaxed);
-        c.bytes_sent.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
+        c.count_sent(out.len() - before);
     }
 }
 
@@ -169,33 +169,20 @@ fn put_close(reason: CloseReason, buf: &mut BytesMut) {
 /// client, answered in the HTTP response.
 pub async fn post_message(
     req: HttpRequest,
+    client: Client,
     path: web::Path<String>,
     body: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let mgr = &app.manager;
-    super::enabled(&app, Transport::Sse)?;
-    if !app.origins.allows_request(req.headers()) {
-        return Err(HttpError::new(
-            403,
-            "origin_not_allowed",
-            "this Origin is not in server.allowed_origins",
-        ));
-    }
-    let params = super::ConnectParams::parse(req.query_string())?;
-    let who = super::authenticate(
-        &app,
-        req.head(),
-        &http_error::route_of(&req),
-        params.token.as_deref(),
-        params.player_id.as_deref(),
-    )?;
+    let who = client.who;
     let session = mgr
         .session(&path)
-        .ok_or_else(|| HttpError::new(404, "session_not_found", "no such session (it may have expired)"))?;
+        .ok_or_else(|| HttpError::new(ErrorCode::SessionNotFound, "no such session (it may have expired)"))?;
     if *session.player_id != *who.player_id {
-        ev::auth_failed(&mgr.telemetry, AuthSurface::Client, "forbidden", &crate::http_error::route_of(&req));
-        return Err(HttpError::new(403, "forbidden", "the session belongs to another player"));
+        let code = ErrorCode::Forbidden.as_str();
+        ev::auth_failed(&app.telemetry, AuthSurface::Client, code, &extract::route_of(&req));
+        return Err(HttpError::new(ErrorCode::Forbidden, "the session belongs to another player"));
     }
     let ids = Ids {
         player_id: &session.player_id,
@@ -204,24 +191,24 @@ pub async fn post_message(
         transport: Transport::Sse,
     };
     let reject = |e: ProtocolError| {
-        ev::client_error(&mgr.telemetry, ids, e.code.as_str(), &e.message);
+        ev::client_error(&app.telemetry, ids, e.code.as_str(), &e.message);
         HttpError::from(e)
     };
-    if let Err(strikes) = mgr.take_post_token(&session) {
-        // Same rule as a WebSocket: refused messages in a row past the
-        // strike limit close the session's streams (4029 `rate_limited`).
-        if strikes >= RATE_LIMIT_STRIKES {
-            mgr.close_transport(&session, Transport::Sse, CloseReason::RateLimited);
+    match mgr.check_post_rate(&session) {
+        RateVerdict::Allowed => {}
+        verdict => {
+            if verdict == RateVerdict::Abusive {
+                mgr.close_transport(&session, Transport::Sse, CloseReason::RateLimited);
+            }
+            return Err(reject(ProtocolError::new(
+                ErrorCode::RateLimited,
+                "over transport.inbound_rate_per_second",
+            )));
         }
-        return Err(reject(ProtocolError::new(
-            ErrorCode::RateLimited,
-            "over transport.inbound_rate_per_second",
-        )));
     }
-    let body = http_error::read_json_body(&req, body, app.config.transport.max_message_bytes)
-        .await
-        .inspect_err(|e| {
-            ev::client_error(&mgr.telemetry, ids, e.code, &e.message);
+    let body =
+        error::read_json_body(&req, body, app.config.transport.max_message_bytes).await.inspect_err(|e| {
+            ev::client_error(&app.telemetry, ids, e.code.as_str(), &e.message);
         })?;
     let parsed = ClientMessage::parse(&body);
     ev::message_received(Transport::Sse, parsed.as_ref().map_or("invalid", ClientMessage::kind));

@@ -16,22 +16,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_codec::Decoder;
-use actix_http::ws::{self as wsp, CloseCode, Codec, Frame, Item, OpCode, Parser};
+use actix_http::ws::{self as wsp, CloseCode, Codec, Frame, OpCode, Parser};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::frame::{self, OPCODE_CONTINUATION};
-use crate::commands;
-use crate::connection::{CloseReason, Next, Outbound, Push};
-use crate::identity::Identity;
-use crate::internal_events as ev;
+use super::frame;
+use super::inbound::{Inbound, Step};
+use crate::http::state::AppState;
 use crate::manager::Attached;
-use crate::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
-use crate::session::{RATE_LIMIT_STRIKES, TokenBucket};
-use crate::state::AppState;
-use crate::transport_kind::Transport;
+use crate::manager::commands;
+use crate::session::connection::{CloseReason, Next, Outbound, Push};
+use crate::session::identity::Identity;
+use crate::session::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
+use crate::session::state::{RateGate, RateVerdict};
+use crate::telemetry as ev;
+use tandem_protocol::Transport;
 
 /// Frames are batched into one write of up to about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -65,17 +66,16 @@ pub(super) struct Link {
     who: Identity,
     io: TcpStream,
     /// A partial frame the client has sent; empty (no allocation) between frames.
-    inbound: BytesMut,
+    read_buf: BytesMut,
     /// Encoded frames the socket has not taken yet; empty (no allocation) when caught up.
     outbound: BytesMut,
     codec: Codec,
-    /// A fragmented text message being reassembled.
-    fragments: Option<BytesMut>,
+    /// Frame limits and fragment reassembly: the decisions, without I/O.
+    inbound: Inbound,
     /// When the fragmented message in progress must be complete; allocated
     /// only while there is one.
     fragment_deadline: Option<Pin<Box<Sleep>>>,
-    bucket: TokenBucket,
-    strikes: u32,
+    rate: RateGate,
     /// False once the connection is closing for what the client sent:
     /// nothing more of it is read or buffered.
     reading: bool,
@@ -104,17 +104,16 @@ impl Link {
     ) -> Self {
         let max = app.config.transport.max_message_bytes;
         Self {
-            bucket: app.manager.new_bucket(),
+            rate: app.manager.new_rate_gate(),
             app,
             att,
             who,
             io,
-            inbound: early,
+            read_buf: early,
             outbound: BytesMut::new(),
             codec: Codec::new().max_size(max),
-            fragments: None,
+            inbound: Inbound::new(max),
             fragment_deadline: None,
-            strikes: 0,
             reading: true,
             reply_close: false,
             close_queued: false,
@@ -148,8 +147,6 @@ impl Future for Link {
             if let Some(deadline) = this.fragment_deadline.as_mut()
                 && deadline.as_mut().poll(cx).is_ready()
             {
-                this.fragment_deadline = None;
-                this.fragments = None;
                 this.refuse(CloseReason::MessageTimeout);
             }
             // Register before draining, so no push is missed.
@@ -256,10 +253,9 @@ impl Link {
                     let len = publication.json_len(seq);
                     frame::put_text_header(out, len);
                     publication.encode_json(seq, out);
-                    conn.messages_sent.fetch_add(1, Ordering::Relaxed);
-                    conn.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
+                    conn.count_sent(len);
                     ev::message_delivered(
-                        &self.app.manager.telemetry,
+                        &self.app.telemetry,
                         self.att.ids(),
                         seq,
                         publication.accepted_at.elapsed(),
@@ -309,7 +305,7 @@ impl Link {
             match self.io.poll_read_ready(cx) {
                 Poll::Ready(Ok(())) => match self.io.try_read(&mut chunk) {
                     Ok(0) => return Err(()),
-                    Ok(n) => self.inbound.extend_from_slice(&chunk[..n]),
+                    Ok(n) => self.read_buf.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return Err(()),
                 },
@@ -317,9 +313,9 @@ impl Link {
                 Poll::Pending => break,
             }
         }
-        if self.inbound.is_empty() || !self.reading {
+        if self.read_buf.is_empty() || !self.reading {
             // Give back the read buffer of an idle (or refused) connection.
-            self.inbound = BytesMut::new();
+            self.read_buf = BytesMut::new();
         }
         Ok(())
     }
@@ -327,14 +323,14 @@ impl Link {
     /// Handles every complete frame in the buffer. A frame whose header
     /// announces more than the limit is refused right away.
     fn decode_buffered(&mut self) {
-        while self.reading && !self.reply_close && !self.inbound.is_empty() {
-            if let Some((opcode, len)) = frame::header(&self.inbound)
-                && len > self.frame_limit(opcode) as u64
+        while self.reading && !self.reply_close && !self.read_buf.is_empty() {
+            if let Some((opcode, len)) = frame::header(&self.read_buf)
+                && let Err(reason) = self.inbound.check_header(opcode, len)
             {
-                self.refuse(CloseReason::TooLarge);
+                self.refuse(reason);
                 return;
             }
-            match self.codec.decode(&mut self.inbound) {
+            match self.codec.decode(&mut self.read_buf) {
                 Ok(Some(frame)) => self.on_frame(frame),
                 Ok(None) => return,
                 Err(wsp::ProtocolError::Overflow) => self.refuse(CloseReason::TooLarge),
@@ -343,23 +339,10 @@ impl Link {
         }
     }
 
-    fn max_message_bytes(&self) -> usize {
-        self.app.config.transport.max_message_bytes
-    }
-
-    /// The most a frame with `opcode` may carry now: the rest of the message
-    /// budget while a fragmented message is in progress.
-    fn frame_limit(&self, opcode: u8) -> usize {
-        match (&self.fragments, opcode) {
-            (Some(buf), OPCODE_CONTINUATION) => self.max_message_bytes().saturating_sub(buf.len()),
-            _ => self.max_message_bytes(),
-        }
-    }
-
     /// Stops reading what the client sends and closes with `reason`.
     fn refuse(&mut self, reason: CloseReason) {
         self.reading = false;
-        self.fragments = None;
+        self.inbound.abandon();
         self.fragment_deadline = None;
         self.close(reason);
     }
@@ -393,70 +376,49 @@ impl Link {
                 {
                     let rtt = Duration::from_micros(mgr.now_us().saturating_sub(sent));
                     c.last_rtt_us.store(rtt.as_micros() as u64, Ordering::Relaxed);
-                    ev::heartbeat_rtt(&mgr.telemetry, rtt);
+                    ev::heartbeat_rtt(&self.app.telemetry, rtt);
                 }
                 return;
             }
             Frame::Text(text) => Some(text),
             Frame::Binary(_) => None,
-            Frame::Continuation(item) => match self.reassemble(item) {
-                Reassembled::Pending => return,
-                Reassembled::Text(text) => Some(text),
-                Reassembled::Binary => None,
+            Frame::Continuation(item) => match self.inbound.continuation(item) {
+                Step::Started => {
+                    let timeout = Duration::from_secs(self.app.config.transport.fragment_timeout_seconds);
+                    self.fragment_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+                    return;
+                }
+                Step::Pending => return,
+                Step::Close(reason) => {
+                    self.refuse(reason);
+                    return;
+                }
+                Step::Text(text) => {
+                    self.fragment_deadline = None;
+                    Some(text)
+                }
+                Step::Binary => None,
             },
         };
         self.on_message(message, now);
     }
 
-    /// Continuation frames: text is reassembled up to the size limit.
-    fn reassemble(&mut self, item: Item) -> Reassembled {
-        match item {
-            Item::FirstText(b) => {
-                self.fragments = Some(BytesMut::from(&b[..]));
-                let timeout = Duration::from_secs(self.app.config.transport.fragment_timeout_seconds);
-                self.fragment_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
-                Reassembled::Pending
-            }
-            Item::FirstBinary(_) => {
-                self.fragments = None;
-                Reassembled::Binary
-            }
-            Item::Continue(b) => self.append_fragment(&b, false),
-            Item::Last(b) => self.append_fragment(&b, true),
-        }
-    }
-
-    fn append_fragment(&mut self, b: &[u8], last: bool) -> Reassembled {
-        let max = self.max_message_bytes();
-        let Some(buf) = self.fragments.as_mut() else { return Reassembled::Binary };
-        if buf.len() + b.len() > max {
-            self.refuse(CloseReason::TooLarge);
-            return Reassembled::Pending;
-        }
-        buf.extend_from_slice(b);
-        if !last {
-            return Reassembled::Pending;
-        }
-        self.fragment_deadline = None;
-        Reassembled::Text(self.fragments.take().map(BytesMut::freeze).unwrap_or_default())
-    }
-
     /// A complete data message: `Some(text)` or a binary one.
     fn on_message(&mut self, text: Option<Bytes>, now: u64) {
         let mgr = &self.app.manager;
-        if !self.bucket.try_take(now) {
-            self.strikes += 1;
-            if self.strikes >= RATE_LIMIT_STRIKES {
-                self.close(CloseReason::RateLimited);
-            } else {
-                self.reject(&ProtocolError::new(
-                    ErrorCode::RateLimited,
-                    "over transport.inbound_rate_per_second",
-                ));
+        match self.rate.check(now) {
+            RateVerdict::Allowed => {}
+            RateVerdict::Refused => {
+                let err =
+                    ProtocolError::new(ErrorCode::RateLimited, "over transport.inbound_rate_per_second");
+                self.reject(&err);
+                return;
             }
-            return;
+            RateVerdict::Abusive => {
+                self.close(CloseReason::RateLimited);
+                return;
+            }
         }
-        self.strikes = 0;
         let Some(text) = text else {
             ev::message_received(Transport::WebSocket, "binary");
             self.reject(&ProtocolError::new(
@@ -465,10 +427,8 @@ impl Link {
             ));
             return;
         };
-        if std::str::from_utf8(&text).is_err() {
-            // RFC 6455 §8.1: a text message that is not UTF-8 fails the
-            // connection with 1007.
-            self.refuse(CloseReason::InvalidPayload);
+        if let Err(reason) = Inbound::check_text(&text) {
+            self.refuse(reason);
             return;
         }
         let parsed = ClientMessage::parse(&text);
@@ -492,19 +452,12 @@ impl Link {
     }
 
     fn reject(&self, err: &ProtocolError) {
-        ev::client_error(&self.app.manager.telemetry, self.att.ids(), err.code.as_str(), &err.message);
+        ev::client_error(&self.app.telemetry, self.att.ids(), err.code.as_str(), &err.message);
         self.push("error", protocol::error_frame(err));
     }
 }
 
-fn put_text(conn: &crate::connection::Connection, out: &mut BytesMut, json: &[u8]) {
+fn put_text(conn: &crate::session::connection::Connection, out: &mut BytesMut, json: &[u8]) {
     Parser::write_message(&mut *out, json, OpCode::Text, true, false);
-    conn.messages_sent.fetch_add(1, Ordering::Relaxed);
-    conn.bytes_sent.fetch_add(json.len() as u64, Ordering::Relaxed);
-}
-
-enum Reassembled {
-    Pending,
-    Text(Bytes),
-    Binary,
+    conn.count_sent(json.len());
 }

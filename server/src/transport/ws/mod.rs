@@ -11,6 +11,7 @@
 //! a few KiB (docs/benchmarks.md). Every other route stays on actix-web.
 
 mod frame;
+mod inbound;
 mod link;
 
 use std::convert::Infallible;
@@ -26,15 +27,17 @@ use actix_web::dev::{ServiceFactory, fn_service};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::SinkExt;
 use futures_util::future::LocalBoxFuture;
+use tandem_protocol::ErrorCode;
 use tokio::net::TcpStream;
 
-use crate::http_error::HttpError;
-use crate::identity::Identity;
-use crate::internal_events as ev;
+use crate::http::error::HttpError;
+use crate::http::extract;
+use crate::http::state::AppState;
 use crate::manager::Attached;
-use crate::state::AppState;
-use crate::transport_kind::Transport;
+use crate::session::identity::Identity;
+use crate::telemetry as ev;
 use link::Link;
+use tandem_protocol::Transport;
 
 /// The route the upgrade is served on (and its metrics label).
 pub const ROUTE: &str = "/ws";
@@ -71,10 +74,10 @@ async fn handshake(
 ) -> Option<Link> {
     let started = Instant::now();
     let route = if req.path() == ROUTE { ROUTE } else { "unmatched" };
-    let method = crate::app::method_label(req.method());
+    let method = extract::method_label(req.method());
     let accepted = accept(&app, &req).await;
     drop(req);
-    let record = |status| ev::http_request(&app.manager.telemetry, method, route, status, started.elapsed());
+    let record = |status| ev::http_request(&app.telemetry, method, route, status, started.elapsed());
     match accepted {
         Ok((att, who, switching)) => {
             let answered = answer(&mut framed, switching, None).await;
@@ -91,7 +94,7 @@ async fn handshake(
         Err(e) => {
             let (head, body) = error_response(&e).await;
             answer(&mut framed, head, Some(body)).await;
-            record(e.status);
+            record(e.status());
             None
         }
     }
@@ -99,18 +102,18 @@ async fn handshake(
 
 /// Everything a `/ws` request must pass before its `101`, which it returns.
 async fn accept(app: &AppState, req: &Request) -> Result<(Attached, Identity, Response<()>), HttpError> {
-    crate::app::check_head(app, req.head())?;
+    extract::head_size(app, req.head())?;
     if req.path() != ROUTE || req.method() != Method::GET {
         return Err(HttpError::not_found());
     }
-    super::enabled(app, Transport::WebSocket)?;
+    extract::transport_enabled(app, Transport::WebSocket)?;
     let switching = wsp::handshake(req.head()).map_err(invalid_upgrade)?.finish().drop_body();
     let (att, who) = super::open(app, req.head(), Transport::WebSocket, None).await?;
     Ok((att, who, switching))
 }
 
 fn invalid_upgrade(e: wsp::HandshakeError) -> HttpError {
-    HttpError::new(400, "invalid_upgrade", format!("not a WebSocket upgrade: {e}"))
+    HttpError::new(ErrorCode::InvalidUpgrade, format!("not a WebSocket upgrade: {e}"))
 }
 
 /// The JSON error a route would answer, as a head and its body.
@@ -151,7 +154,7 @@ async fn answer(
 /// `GET /ws` without `Upgrade: websocket` reaches actix-web: it is not a
 /// WebSocket handshake, and gets the same answers the upgrade path gives.
 pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    super::enabled(&app, Transport::WebSocket)?;
+    extract::transport_enabled(&app, Transport::WebSocket)?;
     wsp::verify_handshake(req.head()).map_err(invalid_upgrade)?;
-    Err(HttpError::new(400, "invalid_upgrade", "a WebSocket upgrade request carries no body"))
+    Err(HttpError::new(ErrorCode::InvalidUpgrade, "a WebSocket upgrade request carries no body"))
 }

@@ -1,0 +1,233 @@
+//! The server's own sections (`[server]`, `[auth]`, `[session]`,
+//! `[transport]`, `[channels]`, `[broker]`): their keys, defaults and the
+//! durations derived from them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tandem_protocol::Transport;
+
+/// `[server]`: the listener.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address; anything but loopback requires `auth.secret`.
+    pub bind: SocketAddr,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Open client connections accepted at once.
+    pub max_connections: usize,
+    /// Time given to clients to leave on shutdown.
+    pub shutdown_grace_seconds: u64,
+    /// Browser origins allowed to connect (`*` or `scheme://host[:port]`).
+    /// Empty = same-origin and loopback origins only (local development);
+    /// requests without `Origin` (non-browser clients) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// A second listener for `/health*`, `/monitoring/*` and `/metrics`
+    /// only, with its own accept loop and worker, so probes answer while the
+    /// client port is flooded. Empty = none.
+    pub admin_bind: String,
+    /// Largest request head (request line and headers) answered; larger
+    /// ones get 431.
+    pub max_request_head_bytes: usize,
+    /// Transports clients may connect with: an operator turns one off when
+    /// something in front of Tandem breaks it (a proxy that blocks
+    /// upgrades); the other answers `transport_disabled`.
+    pub transports: Vec<Transport>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            max_connections: 100_000,
+            shutdown_grace_seconds: 10,
+            allowed_origins: Vec::new(),
+            admin_bind: String::new(),
+            max_request_head_bytes: 16_384,
+            transports: Transport::ALL.to_vec(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The admin listener's address, if one is configured (and valid:
+    /// [`Config::validate`] reports it otherwise).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_bind.trim().parse().ok()
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    /// Whether clients may connect with `transport` (`server.transports`).
+    pub fn allows(&self, transport: Transport) -> bool {
+        self.transports.contains(&transport)
+    }
+}
+
+/// `[auth]`: client tokens and backend API keys.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 key for client tokens; empty = development mode (loopback only).
+    pub secret: String,
+    /// Keys for the backend API; empty = the API refuses every request.
+    pub api_keys: Vec<String>,
+    /// Lifetime of tokens minted by `tandem token`.
+    pub token_ttl_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { secret: String::new(), api_keys: Vec::new(), token_ttl_seconds: 3600 }
+    }
+}
+
+impl AuthConfig {
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_seconds)
+    }
+}
+
+/// `[session]`: what a session keeps and how long it lives without a
+/// connection.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub history_size: usize,
+    pub resume_window_seconds: u64,
+    pub max_connections_per_player: usize,
+    pub max_subscriptions: usize,
+    pub dual_delivery: DualDelivery,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            history_size: 128,
+            resume_window_seconds: 120,
+            max_connections_per_player: 4,
+            max_subscriptions: 64,
+            dual_delivery: DualDelivery::All,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn resume_window(&self) -> Duration {
+        Duration::from_secs(self.resume_window_seconds)
+    }
+}
+
+/// Which live connections of a session receive a delivery.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DualDelivery {
+    /// Every connection: the client de-duplicates by `seq`.
+    #[default]
+    All,
+    /// The WebSocket if the session has one, else SSE: half the traffic for
+    /// clients that keep SSE only as a fallback.
+    Preferred,
+}
+
+/// `[transport]`: per-connection limits shared by WebSocket and SSE.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    pub heartbeat_interval_seconds: u64,
+    pub heartbeat_timeout_seconds: u64,
+    pub max_message_bytes: usize,
+    pub outbound_queue_size: usize,
+    pub inbound_rate_per_second: u32,
+    pub inbound_burst: u32,
+    /// Seconds a fragmented WebSocket message may stay incomplete.
+    pub fragment_timeout_seconds: u64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_seconds: 15,
+            heartbeat_timeout_seconds: 45,
+            max_message_bytes: 65_536,
+            outbound_queue_size: 256,
+            inbound_rate_per_second: 20,
+            inbound_burst: 40,
+            fragment_timeout_seconds: 10,
+        }
+    }
+}
+
+impl TransportConfig {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_interval_seconds)
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_seconds)
+    }
+}
+
+/// `[channels]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    /// Namespaces clients may publish into (a token's `publish` claim
+    /// replaces this list for its holder).
+    pub client_publish: Vec<String>,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self { client_publish: vec!["room".into(), "party".into()] }
+    }
+}
+
+/// `[broker]`: how publications reach sessions, on one node or many.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub kind: BrokerKind,
+    /// Redis URL (`redis://[:password@]host:port[/db]`), for `kind = "redis"`.
+    pub url: String,
+    /// Milliseconds a backend publish waits for the broker before `503 broker_unavailable`.
+    pub publish_timeout_ms: u64,
+    /// Milliseconds to connect to Redis or get one answer before it counts as down.
+    pub command_timeout_ms: u64,
+    /// Seconds between this node's presence heartbeats; its keys expire after three.
+    pub heartbeat_seconds: u64,
+    /// Prefix of every Redis key and channel, so clusters can share one Redis.
+    pub key_prefix: String,
+    /// This node's route tag, put in its session ids (`s_<route>-…`) so a
+    /// load balancer can send a session's connections to its node; empty = none.
+    pub route: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            kind: BrokerKind::Memory,
+            url: "redis://127.0.0.1:6379".into(),
+            publish_timeout_ms: 2000,
+            command_timeout_ms: 1000,
+            heartbeat_seconds: 2,
+            key_prefix: "tandem".into(),
+            route: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// In-process fan-out: one server instance.
+    #[default]
+    Memory,
+    /// Many nodes sharing one Redis (pub/sub and keys with expiry).
+    Redis,
+}

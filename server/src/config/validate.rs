@@ -1,0 +1,241 @@
+//! What makes a configuration valid: every rule of the server's sections,
+//! checked in one pass that reports every broken key at once. The monitoring
+//! crate checks its own sections (`MonitoringConfig::problems`).
+
+use std::net::SocketAddr;
+
+use super::{BrokerKind, Config, ConfigError};
+use crate::session::channels::{RESERVED_NAMESPACES, is_valid_namespace};
+
+/// Largest `session.history_size`: the history is kept per session.
+pub const MAX_HISTORY_SIZE: usize = 100_000;
+/// Largest `transport.outbound_queue_size`.
+pub const MAX_OUTBOUND_QUEUE_SIZE: usize = 1_000_000;
+/// Smallest `transport.max_message_bytes`: a useful frame needs some room.
+pub const MIN_MESSAGE_BYTES: usize = 64;
+/// Largest `transport.max_message_bytes` (16 MiB): bodies are buffered whole.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Shortest `auth.secret`: an HS256 key shorter than the hash is guessable.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Shortest backend API key.
+pub const MIN_API_KEY_CHARS: usize = 16;
+/// Largest `server.workers`: more threads than this only cost memory.
+pub const MAX_WORKERS: usize = 1024;
+/// Upper bound of every duration key (one day): durations are added to
+/// clock readings, and nobody means a week-long heartbeat.
+pub const MAX_SECONDS: u64 = 86_400;
+/// Smallest `server.max_request_head_bytes`: a request line and a token.
+pub const MIN_REQUEST_HEAD_BYTES: usize = 1024;
+/// Largest `server.max_request_head_bytes`: actix's HTTP/1 parser refuses
+/// heads past 128 KiB on its own.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
+/// Upper bound of `auth.token_ttl_seconds` (one year).
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 86_400;
+
+impl Config {
+    /// Checks every rule and reports every broken one, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        self.validate_server(&mut p);
+        self.validate_auth(&mut p);
+        self.validate_session(&mut p);
+        self.validate_transport(&mut p);
+        self.validate_channels(&mut p);
+        self.validate_broker(&mut p);
+        for problem in self.monitoring.problems().into_iter().chain(self.logging.problems()) {
+            p.invalid(problem.key, problem.message);
+        }
+        ConfigError::from_problems(p.0)
+    }
+
+    fn validate_server(&self, p: &mut Problems) {
+        let s = &self.server;
+        p.at_most("server.workers", s.workers, MAX_WORKERS);
+        p.at_least("server.max_connections", s.max_connections, 1);
+        p.at_most("server.shutdown_grace_seconds", s.shutdown_grace_seconds, MAX_SECONDS);
+        for (i, origin) in s.allowed_origins.iter().enumerate() {
+            if let Err(reason) = check_origin(origin) {
+                p.invalid(format!("server.allowed_origins[{i}]"), reason);
+            }
+        }
+        if !s.admin_bind.trim().is_empty() {
+            match s.admin_addr() {
+                None => p.invalid("server.admin_bind", format!("`{}` is not an address:port", s.admin_bind)),
+                Some(a) if a == s.bind && a.port() != 0 => {
+                    p.invalid("server.admin_bind", "must differ from server.bind")
+                }
+                Some(_) => {}
+            }
+        }
+        p.between(
+            "server.max_request_head_bytes",
+            s.max_request_head_bytes,
+            MIN_REQUEST_HEAD_BYTES,
+            MAX_REQUEST_HEAD_BYTES,
+        );
+        if s.transports.is_empty() {
+            p.invalid("server.transports", "must name at least one of \"websocket\", \"sse\"");
+        }
+        for (i, t) in s.transports.iter().enumerate() {
+            if s.transports[..i].contains(t) {
+                p.invalid(format!("server.transports[{i}]"), format!("\"{}\" is listed twice", t.as_str()));
+            }
+        }
+        if self.auth.secret.is_empty() && !is_loopback(s.bind) {
+            p.0.push(ConfigError::SecretRequired { bind: s.bind });
+        }
+    }
+
+    fn validate_auth(&self, p: &mut Problems) {
+        let a = &self.auth;
+        // Lengths only: a secret never appears in a message.
+        if !a.secret.is_empty() && a.secret.len() < MIN_SECRET_BYTES {
+            p.invalid(
+                "auth.secret",
+                format!(
+                    "must be empty (development mode) or at least {MIN_SECRET_BYTES} bytes (got {})",
+                    a.secret.len()
+                ),
+            );
+        }
+        for (i, key) in a.api_keys.iter().enumerate() {
+            let chars = key.chars().count();
+            if chars < MIN_API_KEY_CHARS {
+                p.invalid(
+                    format!("auth.api_keys[{i}]"),
+                    format!("must be at least {MIN_API_KEY_CHARS} characters (got {chars})"),
+                );
+            } else if key.chars().any(char::is_whitespace) {
+                p.invalid(format!("auth.api_keys[{i}]"), "must not contain whitespace");
+            }
+        }
+        p.between("auth.token_ttl_seconds", a.token_ttl_seconds, 1, MAX_TOKEN_TTL_SECONDS);
+    }
+
+    fn validate_session(&self, p: &mut Problems) {
+        let s = &self.session;
+        p.between("session.history_size", s.history_size, 1, MAX_HISTORY_SIZE);
+        p.between("session.resume_window_seconds", s.resume_window_seconds, 1, MAX_SECONDS);
+        p.at_least("session.max_connections_per_player", s.max_connections_per_player, 1);
+        p.at_least("session.max_subscriptions", s.max_subscriptions, 1);
+    }
+
+    fn validate_transport(&self, p: &mut Problems) {
+        let t = &self.transport;
+        p.between("transport.heartbeat_interval_seconds", t.heartbeat_interval_seconds, 1, MAX_SECONDS);
+        p.at_most("transport.heartbeat_timeout_seconds", t.heartbeat_timeout_seconds, MAX_SECONDS);
+        if t.heartbeat_timeout_seconds <= t.heartbeat_interval_seconds {
+            p.invalid(
+                "transport.heartbeat_timeout_seconds",
+                format!(
+                    "must be greater than transport.heartbeat_interval_seconds ({}) (got {})",
+                    t.heartbeat_interval_seconds, t.heartbeat_timeout_seconds
+                ),
+            );
+        }
+        p.between("transport.max_message_bytes", t.max_message_bytes, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
+        p.between("transport.outbound_queue_size", t.outbound_queue_size, 1, MAX_OUTBOUND_QUEUE_SIZE);
+        p.at_least("transport.inbound_rate_per_second", t.inbound_rate_per_second, 1);
+        p.at_least("transport.inbound_burst", t.inbound_burst, 1);
+        p.between("transport.fragment_timeout_seconds", t.fragment_timeout_seconds, 1, MAX_SECONDS);
+    }
+
+    fn validate_broker(&self, p: &mut Problems) {
+        let b = &self.broker;
+        p.between("broker.publish_timeout_ms", b.publish_timeout_ms, 1, MAX_SECONDS * 1000);
+        p.between("broker.command_timeout_ms", b.command_timeout_ms, 1, MAX_SECONDS * 1000);
+        p.between("broker.heartbeat_seconds", b.heartbeat_seconds, 1, MAX_SECONDS);
+        let prefix_ok = !b.key_prefix.is_empty()
+            && b.key_prefix.len() <= 64
+            && b.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !prefix_ok {
+            p.invalid("broker.key_prefix", "must be 1-64 characters of [A-Za-z0-9_.-]");
+        }
+        let route_ok =
+            b.route.len() <= 16 && b.route.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !route_ok {
+            p.invalid("broker.route", "must be at most 16 characters of [a-z0-9]");
+        }
+        let scheme_ok = b.url.starts_with("redis://") || b.url.starts_with("rediss://");
+        if b.kind == BrokerKind::Redis && !scheme_ok {
+            // Never echo the URL: it may hold a password.
+            p.invalid("broker.url", "must be a redis:// or rediss:// URL when broker.kind = \"redis\"");
+        }
+    }
+
+    fn validate_channels(&self, p: &mut Problems) {
+        for (i, ns) in self.channels.client_publish.iter().enumerate() {
+            let key = format!("channels.client_publish[{i}]");
+            if RESERVED_NAMESPACES.contains(&ns.as_str()) {
+                p.invalid(key, format!("clients may never publish into `{ns}:`"));
+            } else if !is_valid_namespace(ns) {
+                p.invalid(key, format!("`{ns}` is not a namespace ([a-z][a-z0-9_-]{{0,31}})"));
+            }
+        }
+    }
+}
+
+/// Collects validation problems so one run reports all of them.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn invalid(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(ConfigError::Invalid { key: key.into(), reason: reason.into() });
+    }
+
+    fn at_least<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T) {
+        if value < min {
+            self.invalid(key, format!("must be at least {min} (got {value})"));
+        }
+    }
+
+    fn at_most<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, max: T) {
+        if value > max {
+            self.invalid(key, format!("must be at most {max} (got {value})"));
+        }
+    }
+
+    fn between<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T, max: T) {
+        if value < min {
+            self.at_least(key, value, min);
+        } else {
+            self.at_most(key, value, max);
+        }
+    }
+}
+
+fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
+}
+
+/// An `allowed_origins` entry must be `*` or exactly what a browser sends in
+/// `Origin` (`scheme://host[:port]`, lowercase, no default port, no path),
+/// because origins are compared as strings.
+pub(super) fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let shape = || {
+        format!(
+            "`{origin}` must be `*` or an origin like https://example.com (scheme://host[:port], no path)"
+        )
+    };
+    let Some((_, rest)) = origin.split_once("://") else {
+        return Err(shape());
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err(shape());
+    }
+    let url = url::Url::parse(origin).map_err(|_| shape())?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(shape());
+    }
+    if matches!(url.scheme(), "http" | "https") {
+        let canonical = url.origin().ascii_serialization();
+        if canonical != origin {
+            return Err(format!("`{origin}` is not how browsers send it: write `{canonical}`"));
+        }
+    }
+    Ok(())
+}

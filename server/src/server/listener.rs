@@ -1,0 +1,83 @@
+//! The client listener: actix-server accepting, actix-http speaking HTTP/1,
+//! WebSocket upgrades handed to [`transport::ws::upgrade`](crate::transport::ws::upgrade)
+//! with the socket, and every other request to the actix-web app.
+//!
+//! This is what `actix_web::HttpServer` assembles, with one addition it
+//! has no hook for: the upgrade service.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_http::{HttpService, KeepAlive};
+use actix_server::{Server, ServerBuilder};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+use actix_web::dev::AppConfig;
+use actix_web::web;
+use tokio::net::TcpStream;
+
+use crate::http::state::AppState;
+use crate::server::routes;
+use crate::transport::ws;
+
+/// Accept backlog: a burst of connects waits in the kernel instead of
+/// being dropped into SYN retries.
+const BACKLOG: i32 = 4096;
+
+/// How long a client may take to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What actix's graceful stop waits for once clients are drained.
+pub const STOP_TIMEOUT_SECONDS: u64 = 1;
+
+/// Binds `addr` with [`BACKLOG`] (port 0 picks a free one).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The client server on `listener`, not yet running.
+pub fn serve(state: &web::Data<AppState>, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
+    let config = &state.config;
+    let user_timeout = Duration::from_secs(config.transport.heartbeat_timeout_seconds);
+    let builder = ServerBuilder::default()
+        .workers(workers)
+        .disable_signals()
+        // Clients are drained (up to the grace) before the stop; what is
+        // left then gets one second, so the listener never closes long
+        // before the process exits.
+        .shutdown_timeout(STOP_TIMEOUT_SECONDS)
+        // Per worker; the global cap (server.max_connections) is ours, with
+        // room above it so refusals are answered instead of dropped.
+        .max_concurrent_connections(config.server.max_connections.saturating_add(1024));
+    let shutdown = builder.graceful_shutdown_signal();
+    let state = state.clone();
+    builder
+        .listen("tandem", listener, move || {
+            let shutdown = shutdown.clone();
+            let app = routes::build(state.clone()).into_factory().map_err(|e| e.error_response());
+            HttpService::build()
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(REQUEST_TIMEOUT)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .graceful_shutdown_signal(move || {
+                    let signal = shutdown.clone();
+                    async move { signal.notified().await }
+                })
+                .on_connect_ext(move |io: &TcpStream, _ext| {
+                    let sock = socket2::SockRef::from(io);
+                    // A peer that vanishes mid-write is dropped by the kernel
+                    // once unacknowledged data is older than the heartbeat
+                    // timeout; heartbeats make sure there is such data.
+                    let _ = sock.set_tcp_user_timeout(Some(user_timeout));
+                    let _ = sock.set_tcp_nodelay(true);
+                })
+                .upgrade(ws::upgrade(state.clone()))
+                .finish(map_config(app, |()| AppConfig::default()))
+                .tcp()
+        })
+        .map(ServerBuilder::run)
+}

@@ -1,0 +1,295 @@
+//! Start-up and shutdown of the `tandem serve` process.
+//!
+//! Phases: build state → bind → serve → on SIGTERM/SIGINT: readiness off,
+//! new connections refused (503 `draining`), clients told to reconnect
+//! (WebSocket close 1012, SSE `retry:` + `shutdown`), queues flushed, then
+//! the HTTP server stops within `server.shutdown_grace_seconds`.
+
+/// The client listener: actix-server, actix-http, WebSocket upgrades.
+pub mod listener;
+/// The route table.
+pub mod routes;
+/// Background tasks restarted with backoff when they fail.
+pub mod supervisor;
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpServer, web};
+use serde_json::Value;
+use tandem_monitoring::{ConnectionOverview, ConnectionSample, ConnectionStatsSource, Monitoring};
+
+use crate::auth::Authenticator;
+use crate::broker::memory::MemoryBroker;
+use crate::broker::redis::{BrokerCheck, RedisBroker, RedisHandle};
+use crate::broker::{Broker, BrokerError, LocalNode};
+use crate::config::{BrokerKind, Config};
+use crate::http::origin::OriginPolicy;
+use crate::http::state::AppState;
+use crate::manager::{ConnectionManager, Limits};
+use crate::server::supervisor::{every, supervise};
+use crate::telemetry::{self as ev, Telemetry};
+use listener::STOP_TIMEOUT_SECONDS;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Base reconnect delay told to clients on shutdown; each gets up to this
+/// much again as jitter, so a restart does not cause a stampede.
+pub const SHUTDOWN_RETRY_MS: u64 = 1000;
+
+/// How often detached sessions are checked for expiry.
+const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind {addr} ({key}): {source}")]
+    Bind { key: &'static str, addr: String, source: std::io::Error },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metrics recorder: {0}")]
+    Recorder(String),
+    #[error("broker: {0}")]
+    Broker(BrokerError),
+}
+
+/// Lets monitoring read the manager without owning it (the manager owns
+/// the monitoring bundle).
+struct Stats {
+    manager: Weak<ConnectionManager>,
+    redis: Option<Arc<RedisBroker>>,
+    addr: Arc<OnceLock<String>>,
+}
+
+impl ConnectionStatsSource for Stats {
+    fn connection_samples(&self) -> Vec<ConnectionSample> {
+        self.manager.upgrade().map(|m| m.connection_samples()).unwrap_or_default()
+    }
+    fn overview(&self) -> ConnectionOverview {
+        self.manager.upgrade().map(|m| m.overview()).unwrap_or_default()
+    }
+    fn player_detail(&self, player_id: &str) -> Option<Value> {
+        crate::http::views::local_player_json(&self.manager.upgrade()?.player_snapshot(player_id)?)
+    }
+    fn last_activity(&self) -> Option<std::time::SystemTime> {
+        self.manager.upgrade()?.last_activity()
+    }
+    fn cluster(&self) -> Option<Value> {
+        let redis = self.redis.as_ref()?;
+        let addr = self.addr.get().map_or("", String::as_str);
+        Some(redis.cluster_document(&self.overview(), addr))
+    }
+}
+
+/// File descriptors kept free for everything that is not a client
+/// connection (listener, logs, API and health requests, dependency checks,
+/// refusals): 5% of the limit, at least 64.
+fn fd_reserve(limit: u64) -> u64 {
+    (limit / 20).max(64)
+}
+
+/// Raises the open-file soft limit to the hard limit and lowers
+/// `server.max_connections` if the limit cannot hold it, so that at the cap
+/// new clients get a clean 503 `server_full` instead of failed accepts.
+fn fit_connection_limit(config: &mut Config) {
+    let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) else { return };
+    let fits = limit.saturating_sub(fd_reserve(limit)).max(1);
+    let configured = config.server.max_connections as u64;
+    if configured > fits {
+        config.server.max_connections = usize::try_from(fits).unwrap_or(usize::MAX);
+        tracing::warn!(
+            configured,
+            effective = fits,
+            open_file_limit = limit,
+            "server.max_connections lowered to fit the open-file limit (raise `ulimit -n` to allow more)"
+        );
+    }
+}
+
+/// Serves until a shutdown signal; returns once drained.
+pub async fn run(mut config: Config) -> Result<(), ServeError> {
+    fit_connection_limit(&mut config);
+    let config = Arc::new(config);
+    let prometheus =
+        tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
+    tandem_monitoring::recorder::describe_all_with_version(VERSION);
+    ev::register_metrics();
+    let redis = match config.broker.kind {
+        BrokerKind::Memory => None,
+        BrokerKind::Redis => Some(RedisBroker::new(&config.broker).map_err(ServeError::Broker)?),
+    };
+    let broker: Arc<dyn Broker> = match &redis {
+        Some(r) => Arc::new(RedisHandle(Arc::clone(r))),
+        None => Arc::new(MemoryBroker),
+    };
+    let addr_cell = Arc::new(OnceLock::new());
+    let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {
+        let source =
+            Arc::new(Stats { manager: weak.clone(), redis: redis.clone(), addr: Arc::clone(&addr_cell) });
+        let monitoring = Monitoring::new(&config.monitoring, VERSION, source, Some(prometheus));
+        ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring), broker)
+    });
+    let monitoring = Arc::clone(&manager.telemetry().monitoring);
+    spawn_background(&manager, &monitoring);
+
+    let state = web::Data::new(AppState {
+        auth: Authenticator::new(&config.auth),
+        origins: OriginPolicy::new(&config.server.allowed_origins),
+        telemetry: manager.telemetry().clone(),
+        manager: Arc::clone(&manager),
+        config: Arc::clone(&config),
+    });
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let grace = config.server.shutdown_grace();
+    let listener = listener::bind(config.server.bind).map_err(|source| ServeError::Bind {
+        key: "server.bind",
+        addr: config.server.bind.to_string(),
+        source,
+    })?;
+    let addr = listener.local_addr().map_or_else(|_| config.server.bind.to_string(), |a| a.to_string());
+    let running = listener::serve(&state, listener, workers)?;
+    ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
+    let _ = addr_cell.set(addr.clone());
+    if let Some(r) = &redis {
+        spawn_broker(&manager, r, addr.clone());
+    }
+
+    let admin = match config.server.admin_addr() {
+        Some(addr) => Some(admin_server(&state, addr)?),
+        None => None,
+    };
+
+    let handle = running.handle();
+    let admin_handle = admin.as_ref().map(actix_web::dev::Server::handle);
+    let admin_task = admin.map(actix_web::rt::spawn);
+    let drain_manager = Arc::clone(&manager);
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        // Phase 1, draining: readiness and every publish path answer 503,
+        // new clients are refused, live ones told to come back elsewhere.
+        monitoring.set_draining();
+        let n = drain_manager.begin_shutdown(SHUTDOWN_RETRY_MS);
+        ev::shutdown_phase("draining", n);
+        let deadline = Instant::now() + grace;
+        while drain_manager.total_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Phase 2, stopping: the client listener closes; the admin one
+        // (still answering 503) closes last.
+        ev::shutdown_phase("stopping", drain_manager.total_connections());
+        handle.stop(true).await;
+        if let Some(admin) = admin_handle {
+            admin.stop(true).await;
+        }
+    });
+    running.await?;
+    manager.telemetry().monitoring.save_state();
+    if let Some(task) = admin_task {
+        task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    }
+    ev::shutdown_phase("stopped", manager.total_connections());
+    Ok(())
+}
+
+/// The admin listener (`server.admin_bind`): its own accept loop and one
+/// worker, serving the operator routes only.
+fn admin_server(
+    state: &web::Data<AppState>,
+    addr: std::net::SocketAddr,
+) -> Result<actix_web::dev::Server, ServeError> {
+    let admin_state = state.clone();
+    let server = HttpServer::new(move || routes::build_admin(admin_state.clone()))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(STOP_TIMEOUT_SECONDS)
+        .backlog(1024)
+        .client_request_timeout(Duration::from_secs(10))
+        .bind(addr)
+        .map_err(|source| ServeError::Bind { key: "server.admin_bind", addr: addr.to_string(), source })?;
+    let bound = server.addrs().first().map_or_else(|| addr.to_string(), ToString::to_string);
+    ev::admin_listening(&bound);
+    Ok(server.run())
+}
+
+fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitoring>) {
+    let report = |m: &Arc<ConnectionManager>| {
+        let m = Arc::clone(m);
+        move |name: &'static str, err: &str, backoff: Duration| {
+            ev::task_failed(m.telemetry(), name, err, backoff)
+        }
+    };
+    let m = Arc::clone(manager);
+    let period = m.sweep_period();
+    supervise("heartbeat_sweep", report(manager), move || {
+        let m = Arc::clone(&m);
+        async move {
+            every(period, || {
+                m.heartbeat_sweep();
+            })
+            .await
+        }
+    });
+    let m = Arc::clone(manager);
+    supervise("session_expiry", report(manager), move || {
+        let m = Arc::clone(&m);
+        async move {
+            every(EXPIRY_PERIOD, || {
+                m.expire_sessions();
+            })
+            .await
+        }
+    });
+    let mon = Arc::clone(monitoring);
+    supervise("health_checks", report(manager), move || Arc::clone(&mon).run_health_loop());
+    let mon = Arc::clone(monitoring);
+    supervise("system_sampler", report(manager), move || Arc::clone(&mon).run_sampler_loop());
+}
+
+/// The Redis broker's publisher, subscriber and heartbeat, each restarted
+/// if it fails, and its `/health` component.
+fn spawn_broker(manager: &Arc<ConnectionManager>, redis: &Arc<RedisBroker>, addr: String) {
+    manager.telemetry().monitoring.health.register(Box::new(BrokerCheck(Arc::clone(redis))));
+    let report = |m: &Arc<ConnectionManager>| {
+        let m = Arc::clone(m);
+        move |name: &'static str, err: &str, backoff: Duration| {
+            ev::task_failed(m.telemetry(), name, err, backoff)
+        }
+    };
+    let r = Arc::clone(redis);
+    supervise("broker_publisher", report(manager), move || Arc::clone(&r).run_publisher());
+    let node: Arc<dyn LocalNode> = Arc::clone(manager) as Arc<dyn LocalNode>;
+    let (r, m) = (Arc::clone(redis), Arc::clone(&node));
+    supervise("broker_subscriber", report(manager), move || Arc::clone(&r).run_subscriber(Arc::clone(&m)));
+    let (r, m) = (Arc::clone(redis), node);
+    supervise("broker_heartbeat", report(manager), move || {
+        Arc::clone(&r).run_heartbeat(Arc::clone(&m), addr.clone())
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fd_reserve;
+
+    #[test]
+    fn reserve_is_five_percent_with_a_floor() {
+        assert_eq!(fd_reserve(20_000), 1_000);
+        assert_eq!(fd_reserve(1_024), 64);
+    }
+}

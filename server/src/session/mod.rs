@@ -1,0 +1,21 @@
+//! The domain, as plain data and synchronous code: what a session, a
+//! connection, a channel and a frame are. No I/O, no clock reads, no locks
+//! held across anything: the [`manager`](crate::manager) drives these under
+//! its own locks, and the transports encode what they produce.
+//!
+//! Imports nothing else of this crate: every other layer builds on it.
+
+/// Channel names and who may subscribe or publish where.
+pub mod channels;
+/// One link's bounded outbound queue, its close reason and counters.
+pub mod connection;
+/// Who a verified client is.
+pub mod identity;
+/// Relayed JSON (`data`, a ping's `id`), checked and compacted once.
+pub mod payload;
+/// Frames the server sends, messages clients send, error codes, encoding.
+pub mod protocol;
+/// Plain snapshots of players, sessions and connections for the edges.
+pub mod snapshot;
+/// One session: seq, history, resume planning, subscriptions, rate limits.
+pub mod state;

@@ -1,0 +1,400 @@
+//! The client protocol: frames the server sends, messages clients send, the
+//! stable error codes, and the encoding of deliveries.
+//!
+//! A publication is serialized once ([`Publication::new`]); each session only
+//! adds its small `{"type":"message","seq":N,` prefix when a connection's
+//! writer encodes the frame, so fan-out copies pointers, not payloads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::session::payload;
+use tandem_protocol::Transport;
+
+pub use tandem_protocol::ErrorCode;
+
+/// A client error: a stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl From<payload::PayloadError> for ProtocolError {
+    fn from(e: payload::PayloadError) -> Self {
+        Self::new(ErrorCode::InvalidJson, e.to_string())
+    }
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// A message from a client (WebSocket text frame or SSE `POST` body).
+#[derive(Debug, Clone)]
+pub enum ClientMessage {
+    Subscribe { channel: String },
+    Unsubscribe { channel: String },
+    Publish { channel: String, event: String, data: Box<RawValue> },
+    Ping { id: Box<RawValue> },
+}
+
+impl ClientMessage {
+    /// Label for `tandem_messages_received_total{type}` (bounded).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Subscribe { .. } => "subscribe",
+            Self::Unsubscribe { .. } => "unsubscribe",
+            Self::Publish { .. } => "publish",
+            Self::Ping { .. } => "ping",
+        }
+    }
+
+    /// Parses one client message, telling apart bad JSON, an unknown `type`
+    /// and a missing or mistyped field, so each gets its own code.
+    pub fn parse(text: &[u8]) -> Result<Self, ProtocolError> {
+        #[derive(serde::Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow, rename = "type")]
+            kind: Option<&'a RawValue>,
+            #[serde(borrow)]
+            channel: Option<&'a RawValue>,
+            #[serde(borrow)]
+            event: Option<&'a RawValue>,
+            #[serde(borrow)]
+            data: Option<&'a RawValue>,
+            #[serde(borrow)]
+            id: Option<&'a RawValue>,
+        }
+        let env: Envelope<'_> = serde_json::from_slice(text)
+            .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("not a JSON object: {e}")))?;
+        let kind = match env.kind.map(|k| serde_json::from_str::<&str>(k.get())) {
+            Some(Ok(k)) => k,
+            _ => {
+                return Err(ProtocolError::new(ErrorCode::UnknownType, "missing or non-string `type`"));
+            }
+        };
+        let string = |field: &'static str, v: Option<&RawValue>| -> Result<String, ProtocolError> {
+            match v.map(|raw| serde_json::from_str::<String>(raw.get())) {
+                Some(Ok(s)) => Ok(s),
+                Some(Err(_)) => {
+                    Err(ProtocolError::new(ErrorCode::InvalidMessage, format!("`{field}` must be a string")))
+                }
+                None => Err(ProtocolError::new(
+                    ErrorCode::InvalidMessage,
+                    format!("`{field}` is required for `{kind}`"),
+                )),
+            }
+        };
+        // `data` and a ping's `id` are relayed: compact and checked once.
+        let relayed = |v: Option<&RawValue>| -> Result<Box<RawValue>, ProtocolError> {
+            Ok(v.map(payload::compact).transpose()?.unwrap_or_else(null_raw))
+        };
+        match kind {
+            "subscribe" => Ok(Self::Subscribe { channel: string("channel", env.channel)? }),
+            "unsubscribe" => Ok(Self::Unsubscribe { channel: string("channel", env.channel)? }),
+            "publish" => {
+                let channel = string("channel", env.channel)?;
+                let event = string("event", env.event)?;
+                validate_event(&event)?;
+                let data = relayed(env.data)?;
+                Ok(Self::Publish { channel, event, data })
+            }
+            "ping" => Ok(Self::Ping { id: relayed(env.id)? }),
+            other => Err(ProtocolError::new(
+                ErrorCode::UnknownType,
+                format!("unknown type `{}`", truncate(other, 32)),
+            )),
+        }
+    }
+}
+
+fn null_raw() -> Box<RawValue> {
+    RawValue::NULL.to_owned()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Event names: 1–64 characters, no control characters.
+pub fn validate_event(event: &str) -> Result<(), ProtocolError> {
+    if event.is_empty() || event.len() > 64 || event.chars().any(char::is_control) {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "`event` must be 1-64 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Epoch milliseconds now.
+pub fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Globally unique publication ids: a random per-process prefix and a counter.
+pub struct IdGenerator {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl IdGenerator {
+    pub fn new() -> Self {
+        Self { prefix: rand::random::<u64>(), counter: AtomicU64::new(0) }
+    }
+
+    pub fn next(&self, tag: char) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{tag}_{:016x}{n:x}", self.prefix)
+    }
+}
+
+impl Default for IdGenerator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A random, unguessable id (sessions can be joined by id, so they must not
+/// be predictable).
+pub fn random_id(tag: char) -> String {
+    format!("{tag}_{:032x}", rand::random::<u128>())
+}
+
+/// What every delivery frame starts with; the session's `seq` follows.
+const MESSAGE_PREFIX: &[u8] = b"{\"type\":\"message\",\"seq\":";
+
+/// A publication, serialized once and shared by every delivery of it.
+#[derive(Debug)]
+pub struct Publication {
+    pub id: Box<str>,
+    pub channel: Arc<str>,
+    pub accepted_at: Instant,
+    /// `"id":…,"channel":…,"event":…,"data":…,"ts":…}`: the frame after `seq`.
+    tail: Bytes,
+}
+
+impl Publication {
+    pub fn new(id: String, channel: Arc<str>, event: &str, data: &RawValue) -> Self {
+        #[derive(Serialize)]
+        struct Tail<'a> {
+            id: &'a str,
+            channel: &'a str,
+            event: &'a str,
+            data: &'a RawValue,
+            ts: u64,
+        }
+        let ts = epoch_ms(SystemTime::now());
+        let tail = Tail { id: &id, channel: &channel, event, data, ts };
+        // Serializing plain strings and a pre-validated RawValue cannot fail.
+        let json = serde_json::to_vec(&tail).unwrap_or_else(|_| b"{}".to_vec());
+        // Drop the leading `{`: the per-session prefix supplies it.
+        let tail = Bytes::from(json).slice(1..);
+        Self { id: id.into_boxed_str(), channel, accepted_at: Instant::now(), tail }
+    }
+
+    /// A publication accepted on another node: its id, channel and the
+    /// frame tail as that node serialized it (see `broker::wire`).
+    pub fn from_parts(id: Box<str>, channel: Arc<str>, tail: Bytes) -> Self {
+        Self { id, channel, accepted_at: Instant::now(), tail }
+    }
+
+    /// The serialized frame after `seq`, shared with other nodes as is.
+    pub fn tail(&self) -> &Bytes {
+        &self.tail
+    }
+
+    /// Length of [`Publication::encode_json`]'s output for `seq`.
+    pub fn json_len(&self, seq: u64) -> usize {
+        MESSAGE_PREFIX.len() + itoa::Buffer::new().format(seq).len() + 1 + self.tail.len()
+    }
+
+    /// The `message` frame as JSON text for sequence `seq`.
+    pub fn encode_json(&self, seq: u64, buf: &mut BytesMut) {
+        let mut n = itoa::Buffer::new();
+        buf.reserve(32 + self.tail.len());
+        buf.put_slice(MESSAGE_PREFIX);
+        buf.put_slice(n.format(seq).as_bytes());
+        buf.put_u8(b',');
+        buf.put_slice(&self.tail);
+    }
+
+    /// The SSE event carrying this delivery: `id: <seq>`, `event: message`.
+    pub fn encode_sse(&self, seq: u64, buf: &mut BytesMut) {
+        let mut n = itoa::Buffer::new();
+        let seq_str = n.format(seq);
+        buf.reserve(64 + self.tail.len());
+        buf.put_slice(b"id: ");
+        buf.put_slice(seq_str.as_bytes());
+        buf.put_slice(b"\nevent: message\ndata: ");
+        self.encode_json(seq, buf);
+        buf.put_slice(b"\n\n");
+    }
+}
+
+/// The first frame on every connection.
+#[derive(Debug, Serialize)]
+pub struct Welcome<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub session_id: &'a str,
+    pub connection_id: &'a str,
+    pub player_id: &'a str,
+    pub transport: Transport,
+    pub resumed: bool,
+    pub resync_required: bool,
+    pub last_seq: u64,
+    pub heartbeat_interval_ms: u64,
+    pub channels: Vec<&'a str>,
+}
+
+/// Small server frames other than deliveries.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply<'a> {
+    Subscribed {
+        channel: &'a str,
+    },
+    Unsubscribed {
+        channel: &'a str,
+    },
+    Published {
+        id: &'a str,
+        recipients: usize,
+    },
+    Pong {
+        id: &'a RawValue,
+        ts: u64,
+    },
+    Error {
+        code: &'static str,
+        message: &'a str,
+    },
+    Shutdown {
+        reconnect: bool,
+        retry_after_ms: u64,
+    },
+    /// Publications may have been missed (the broker lost its link to the
+    /// other nodes): the client should refetch what it shows.
+    Resync {
+        reason: &'a str,
+    },
+}
+
+/// JSON text of a frame. Frames hold only strings and numbers, so this
+/// cannot fail; the fallback keeps the signature infallible regardless.
+pub fn to_json<T: Serialize>(frame: &T) -> Bytes {
+    serde_json::to_vec(frame).map(Bytes::from).unwrap_or_else(|_| Bytes::from_static(b"{}"))
+}
+
+pub fn error_frame(err: &ProtocolError) -> Bytes {
+    to_json(&Reply::Error { code: err.code.as_str(), message: &err.message })
+}
+
+/// Wraps a non-delivery frame for SSE: `event: <type>` + `data: <json>`.
+pub fn sse_event(kind: &str, json: &[u8], buf: &mut BytesMut) {
+    buf.reserve(json.len() + kind.len() + 16);
+    buf.put_slice(b"event: ");
+    buf.put_slice(kind.as_bytes());
+    buf.put_slice(b"\ndata: ");
+    buf.put_slice(json);
+    buf.put_slice(b"\n\n");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_client_message() {
+        assert!(matches!(
+            ClientMessage::parse(br#"{"type":"subscribe","channel":"room:a"}"#).unwrap(),
+            ClientMessage::Subscribe { channel } if channel == "room:a"
+        ));
+        let p = ClientMessage::parse(
+            br#"{"type":"publish","channel":"room:a","event":"chat","data":{"x":[1,2]}}"#,
+        )
+        .unwrap();
+        match p {
+            ClientMessage::Publish { data, .. } => assert_eq!(data.get(), r#"{"x":[1,2]}"#),
+            other => panic!("{other:?}"),
+        }
+        match ClientMessage::parse(br#"{"type":"ping","id":7}"#).unwrap() {
+            ClientMessage::Ping { id } => assert_eq!(id.get(), "7"),
+            other => panic!("{other:?}"),
+        }
+        match ClientMessage::parse(br#"{"type":"ping"}"#).unwrap() {
+            ClientMessage::Ping { id } => assert_eq!(id.get(), "null"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bad_input_has_its_code() {
+        let code = |s: &str| ClientMessage::parse(s.as_bytes()).unwrap_err().code;
+        assert_eq!(code("nope"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"type":"subscribe""#), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"channel":"room:a"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":5}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"subscribe"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"subscribe","channel":5}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"publish","channel":"room:a"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"publish","channel":"room:a","event":""}"#), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn delivery_frames_share_one_serialization() {
+        let data = RawValue::from_string(r#"{"text":"hi \"you\""}"#.into()).unwrap();
+        let p = Publication::new("m_1".into(), Arc::from("room:tavern"), "chat", &data);
+        let mut buf = BytesMut::new();
+        p.encode_json(42, &mut buf);
+        assert_eq!(buf.len(), p.json_len(42));
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["seq"], 42);
+        assert_eq!(v["id"], "m_1");
+        assert_eq!(v["channel"], "room:tavern");
+        assert_eq!(v["event"], "chat");
+        assert_eq!(v["data"]["text"], "hi \"you\"");
+        assert!(v["ts"].as_u64().unwrap() > 1_600_000_000_000);
+
+        let mut sse = BytesMut::new();
+        p.encode_sse(42, &mut sse);
+        let text = std::str::from_utf8(&sse).unwrap();
+        assert!(text.starts_with("id: 42\nevent: message\ndata: {\"type\":\"message\",\"seq\":42,"));
+        assert!(text.ends_with("}\n\n"));
+        assert_eq!(text.matches('\n').count(), 4, "JSON must stay on one data line");
+    }
+
+    #[test]
+    fn replies_encode_as_documented() {
+        let id = RawValue::from_string("7".into()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&to_json(&Reply::Pong { id: &id, ts: 5 })).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"pong","id":7,"ts":5}));
+        let e = error_frame(&ProtocolError::new(ErrorCode::RateLimited, "slow down"));
+        let v: serde_json::Value = serde_json::from_slice(&e).unwrap();
+        assert_eq!(v, serde_json::json!({"type":"error","code":"rate_limited","message":"slow down"}));
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let g = IdGenerator::new();
+        assert_ne!(g.next('m'), g.next('m'));
+        assert_ne!(random_id('s'), random_id('s'));
+    }
+}

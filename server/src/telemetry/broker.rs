@@ -1,0 +1,57 @@
+//! Broker events: what crosses between nodes, and the link to Redis.
+
+use super::*;
+
+/// The broker refused a publication (it is down or its queue is full):
+/// it was delivered nowhere and the publisher is told so.
+pub fn broker_refused(source: &'static str, error: &dyn std::fmt::Display) {
+    counter!(BROKER_PUBLISHES_TOTAL, "outcome" => "refused").increment(1);
+    warn!(source, error = %error, "Publication refused: broker unavailable");
+}
+
+/// A backend publication was delivered here but not confirmed by the
+/// broker in time; the backend gets 503 `broker_unavailable`.
+pub fn broker_unconfirmed(id: &str, error: &dyn std::fmt::Display) {
+    warn!(id, error = %error, "Publication not confirmed by the broker");
+}
+
+/// The broker's publisher sent one publication to the other nodes (or
+/// failed to).
+pub fn broker_published(error: Option<&str>) {
+    match error {
+        None => counter!(BROKER_PUBLISHES_TOTAL, "outcome" => "ok").increment(1),
+        Some(error) => {
+            counter!(BROKER_PUBLISHES_TOTAL, "outcome" => "failed").increment(1);
+            warn!(error, "Broker publish failed");
+        }
+    }
+}
+
+/// A publication from another node arrived; `lag` from its acceptance.
+pub fn broker_received(lag: Duration) {
+    counter!(BROKER_RECEIVES_TOTAL).increment(1);
+    histogram!(BROKER_LAG_SECONDS).record(lag.as_secs_f64());
+}
+
+/// The broker link is up (`reconnect`: after a loss).
+pub fn broker_connected(kind: &'static str, node_id: &str, reconnect: bool) {
+    if reconnect {
+        counter!(BROKER_RECONNECTS_TOTAL).increment(1);
+    }
+    info!(broker = kind, node_id, reconnect, "Broker connected");
+}
+
+/// The broker link is down; it is retried after `retry_in`.
+pub fn broker_lost(tm: &Telemetry, kind: &'static str, error: &str, retry_in: Duration) {
+    warn!(broker = kind, error, retry_in_ms = retry_in.as_millis() as u64, "Broker link lost");
+    tm.track(
+        ErrorEvent::new(ErrorType::SystemError, Severity::High, format!("Broker link lost: {error}"))
+            .details(serde_json::json!({ "broker": kind, "retry_in_ms": retry_in.as_millis() as u64 })),
+    );
+}
+
+/// Local connections were told to resynchronise after a broker loss.
+pub fn resync_sent(reason: &'static str, connections: usize) {
+    counter!(RESYNC_NOTICES_TOTAL).increment(connections as u64);
+    warn!(reason, connections, "Connections told to resync: publications may have been missed");
+}
