@@ -57,7 +57,7 @@ cargo test --workspace
 # --- Prometheus rules and config (dashboards/prometheus): promtool checks
 # the scrape config (in a scratch copy, with a stand-in for the operator
 # token file it names), checks the alert rules and runs their unit tests.
-# The Prometheus e2e test (tests/tests/prometheus.rs) ran with cargo test.
+# The Prometheus e2e test (tests/tests/e2e/prometheus.rs) ran with cargo test.
 echo "--- promtool"
 promdir=$(mktemp -d)
 trap 'rm -rf "$promdir"' EXIT

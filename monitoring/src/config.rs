@@ -135,25 +135,43 @@ pub const MAX_CHECK_RETRIES: u32 = 10;
 /// Prometheus label value.
 pub const MAX_CHECK_NAME_LEN: usize = 64;
 
-/// Collects every problem of a section, so one run reports all of them.
-#[derive(Default)]
-struct Problems(Vec<ConfigProblem>);
+/// Collects every problem of a config section, so one run reports all of
+/// them. The server's sections use it too: one wording for each rule.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
-    fn invalid(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub fn invalid(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigProblem::new(key, message));
     }
 
-    fn at_least<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T) {
+    pub fn at_least<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T) {
         if value < min {
             self.invalid(key, format!("must be at least {min} (got {value})"));
         }
     }
 
-    fn at_most<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, max: T) {
+    pub fn at_most<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, max: T) {
         if value > max {
             self.invalid(key, format!("must be at most {max} (got {value})"));
         }
+    }
+
+    pub fn between<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T, max: T) {
+        if value < min {
+            self.at_least(key, value, min);
+        } else {
+            self.at_most(key, value, max);
+        }
+    }
+
+    /// Adds problems found elsewhere (another section's own check).
+    pub fn extend(&mut self, more: impl IntoIterator<Item = ConfigProblem>) {
+        self.0.extend(more);
+    }
+
+    pub fn into_vec(self) -> Vec<ConfigProblem> {
+        self.0
     }
 }
 

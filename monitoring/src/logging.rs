@@ -92,11 +92,21 @@ pub fn resolve(format: LogFormat, stdout_is_tty: bool) -> OutputFormat {
     }
 }
 
+/// What actix-server says at `info` (worker starts and stops, "Actix
+/// runtime found") is noise beside Tandem's own events: quieter unless the
+/// level names `actix_server` itself.
+const QUIET_ACTIX: &str = "actix_server=warn";
+
 /// Parses `logging.level`; empty means `info`.
 pub fn filter(level: &str) -> Result<EnvFilter, LoggingError> {
     let directive = if level.trim().is_empty() { "info" } else { level };
+    let with_quiet = if directive.contains("actix_server") {
+        directive.to_owned()
+    } else {
+        format!("{directive},{QUIET_ACTIX}")
+    };
     EnvFilter::builder()
-        .parse(directive)
+        .parse(&with_quiet)
         .map_err(|source| LoggingError::InvalidLevel { directive: directive.to_owned(), source })
 }
 
@@ -181,6 +191,15 @@ where
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
+
+    #[test]
+    fn actix_servers_info_chatter_is_quiet_unless_asked_for() {
+        let quiet = filter("info").unwrap().to_string();
+        assert!(quiet.contains("actix_server=warn"), "{quiet}");
+        let asked = filter("debug,actix_server=info").unwrap().to_string();
+        assert!(!asked.contains("actix_server=warn"), "{asked}");
+    }
+
     use std::sync::Arc;
 
     use parking_lot::Mutex;

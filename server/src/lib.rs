@@ -17,13 +17,13 @@
 //! | [`config`] | the configuration: layers, sections, validation | `session` |
 //! | [`session`] | the domain as plain synchronous code: sessions, connections, channels, frames, payloads | nothing |
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;
-pub mod http;
+pub(crate) mod http;
 pub mod manager;
 pub mod server;
 pub mod session;
 pub mod telemetry;
-pub mod transport;
+pub(crate) mod transport;

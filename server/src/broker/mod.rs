@@ -9,7 +9,7 @@
 
 pub mod memory;
 pub mod redis;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use tandem_monitoring::config::Problems;
+
 use super::{BrokerKind, Config, ConfigError};
 use crate::session::channels::{RESERVED_NAMESPACES, is_valid_namespace};
 
@@ -35,17 +37,26 @@ pub const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 86_400;
 impl Config {
     /// Checks every rule and reports every broken one, each naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |p: Problems| {
+            p.into_vec().into_iter().map(|q| ConfigError::Invalid { key: q.key, reason: q.message })
+        };
+        let mut errors = Vec::new();
         let mut p = Problems::default();
         self.validate_server(&mut p);
+        errors.extend(invalid(p));
+        if self.auth.secret.is_empty() && !is_loopback(self.server.bind) {
+            errors.push(ConfigError::SecretRequired { bind: self.server.bind });
+        }
+        let mut p = Problems::default();
         self.validate_auth(&mut p);
         self.validate_session(&mut p);
         self.validate_transport(&mut p);
         self.validate_channels(&mut p);
         self.validate_broker(&mut p);
-        for problem in self.monitoring.problems().into_iter().chain(self.logging.problems()) {
-            p.invalid(problem.key, problem.message);
-        }
-        ConfigError::from_problems(p.0)
+        p.extend(self.monitoring.problems());
+        p.extend(self.logging.problems());
+        errors.extend(invalid(p));
+        ConfigError::from_problems(errors)
     }
 
     fn validate_server(&self, p: &mut Problems) {
@@ -80,9 +91,6 @@ impl Config {
             if s.transports[..i].contains(t) {
                 p.invalid(format!("server.transports[{i}]"), format!("\"{}\" is listed twice", t.as_str()));
             }
-        }
-        if self.auth.secret.is_empty() && !is_loopback(s.bind) {
-            p.0.push(ConfigError::SecretRequired { bind: s.bind });
         }
     }
 
@@ -171,36 +179,6 @@ impl Config {
             } else if !is_valid_namespace(ns) {
                 p.invalid(key, format!("`{ns}` is not a namespace ([a-z][a-z0-9_-]{{0,31}})"));
             }
-        }
-    }
-}
-
-/// Collects validation problems so one run reports all of them.
-#[derive(Default)]
-struct Problems(Vec<ConfigError>);
-
-impl Problems {
-    fn invalid(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(ConfigError::Invalid { key: key.into(), reason: reason.into() });
-    }
-
-    fn at_least<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T) {
-        if value < min {
-            self.invalid(key, format!("must be at least {min} (got {value})"));
-        }
-    }
-
-    fn at_most<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, max: T) {
-        if value > max {
-            self.invalid(key, format!("must be at most {max} (got {value})"));
-        }
-    }
-
-    fn between<T: PartialOrd + std::fmt::Display>(&mut self, key: &str, value: T, min: T, max: T) {
-        if value < min {
-            self.at_least(key, value, min);
-        } else {
-            self.at_most(key, value, max);
         }
     }
 }

@@ -124,12 +124,11 @@ pub fn client(
     head: &RequestHead,
     transport: Transport,
     route: &str,
-) -> Result<(Identity, ConnectParams), HttpError> {
+) -> Result<Identity, HttpError> {
     transport_enabled(app, transport)?;
     origin(app, head, transport)?;
     let params = ConnectParams::parse(head.uri.query().unwrap_or_default())?;
-    let who = identity(app, head, route, &params)?;
-    Ok((who, params))
+    identity(app, head, route, &params)
 }
 
 /// An SSE client on an actix-web route: transport enabled, Origin allowed,
@@ -137,7 +136,6 @@ pub fn client(
 #[derive(Debug)]
 pub struct Client {
     pub who: Identity,
-    pub params: ConnectParams,
 }
 
 impl FromRequest for Client {
@@ -149,7 +147,7 @@ impl FromRequest for Client {
             return ready(Err(HttpError::new(ErrorCode::Internal, "no application state")));
         };
         let route = route_of(req);
-        ready(client(app, req.head(), Transport::Sse, &route).map(|(who, params)| Client { who, params }))
+        ready(client(app, req.head(), Transport::Sse, &route).map(|who| Client { who }))
     }
 }
 

@@ -22,7 +22,7 @@
 
 mod admission;
 mod clock;
-pub mod commands;
+pub(crate) mod commands;
 mod fanout;
 mod registry;
 mod sweeps;

@@ -6,11 +6,11 @@
 //! the HTTP server stops within `server.shutdown_grace_seconds`.
 
 /// The client listener: actix-server, actix-http, WebSocket upgrades.
-pub mod listener;
+pub(crate) mod listener;
 /// The route table.
-pub mod routes;
+pub(crate) mod routes;
 /// Background tasks restarted with backoff when they fail.
-pub mod supervisor;
+pub(crate) mod supervisor;
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use crate::auth::Authenticator;
 use crate::broker::memory::MemoryBroker;
 use crate::broker::redis::{BrokerCheck, RedisBroker, RedisHandle};
 use crate::broker::{Broker, BrokerError, LocalNode};
-use crate::config::{BrokerKind, Config};
+use crate::config::{BrokerKind, Config, ServerConfig};
 use crate::http::origin::OriginPolicy;
 use crate::http::state::AppState;
 use crate::manager::{ConnectionManager, Limits};
@@ -96,12 +96,10 @@ fn fit_connection_limit(config: &mut Config) {
     let configured = config.server.max_connections as u64;
     if configured > fits {
         config.server.max_connections = usize::try_from(fits).unwrap_or(usize::MAX);
-        tracing::warn!(
-            configured,
-            effective = fits,
-            open_file_limit = limit,
-            "server.max_connections lowered to fit the open-file limit (raise `ulimit -n` to allow more)"
-        );
+        // The built-in default asks for more than most machines allow:
+        // fitting it is routine; fitting an operator's own number is worth a warning.
+        let explicit = configured != ServerConfig::default().max_connections as u64;
+        ev::connection_limit_fitted(configured, fits, limit, explicit);
     }
 }
 

@@ -6,16 +6,16 @@
 //! Imports nothing else of this crate: every other layer builds on it.
 
 /// Channel names and who may subscribe or publish where.
-pub mod channels;
+pub(crate) mod channels;
 /// One link's bounded outbound queue, its close reason and counters.
 pub mod connection;
 /// Who a verified client is.
 pub mod identity;
 /// Relayed JSON (`data`, a ping's `id`), checked and compacted once.
-pub mod payload;
+pub(crate) mod payload;
 /// Frames the server sends, messages clients send, error codes, encoding.
-pub mod protocol;
+pub(crate) mod protocol;
 /// Plain snapshots of players, sessions and connections for the edges.
-pub mod snapshot;
+pub(crate) mod snapshot;
 /// One session: seq, history, resume planning, subscriptions, rate limits.
-pub mod state;
+pub(crate) mod state;

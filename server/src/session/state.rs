@@ -81,10 +81,6 @@ impl<T: Clone> SessionState<T> {
         self.subscriptions.iter()
     }
 
-    pub fn subscription_count(&self) -> usize {
-        self.subscriptions.len()
-    }
-
     pub fn is_subscribed(&self, channel: &str) -> bool {
         self.find(channel).is_ok()
     }
@@ -258,7 +254,7 @@ mod tests {
         let listed: Vec<&str> = s.subscriptions().map(|c| &**c).collect();
         assert_eq!(listed, ["player:a", "room:2", "room:3"], "sorted, like the set it replaced");
         assert_eq!(s.take_subscriptions().len(), 3);
-        assert_eq!(s.subscription_count(), 0);
+        assert_eq!(s.subscriptions().count(), 0);
     }
 
     #[test]

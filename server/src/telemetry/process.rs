@@ -33,6 +33,18 @@ pub fn task_failed(tm: &Telemetry, task: &'static str, error: &str, restart_in: 
     );
 }
 
+/// `server.max_connections` lowered to what the open-file limit holds: a
+/// warning when the operator set the number, routine for the default.
+pub fn connection_limit_fitted(configured: u64, effective: u64, open_file_limit: u64, explicit: bool) {
+    let message =
+        "server.max_connections lowered to fit the open-file limit (raise `ulimit -n` to allow more)";
+    if explicit {
+        warn!(configured, effective, open_file_limit, "{message}");
+    } else {
+        info!(configured, effective, open_file_limit, "{message}");
+    }
+}
+
 /// The admin listener (`server.admin_bind`) is bound.
 pub fn admin_listening(addr: &str) {
     info!(addr, "Admin listener");
