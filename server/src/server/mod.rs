@@ -4,6 +4,10 @@
 //! new connections refused (503 `draining`), clients told to reconnect
 //! (WebSocket close 1012, SSE `retry:` + `shutdown`), queues flushed, then
 //! the HTTP server stops within `server.shutdown_grace_seconds`.
+//!
+//! The server holds the broker only as `Arc<dyn Broker>`: a cluster
+//! broker's tasks, health component and cluster document come through the
+//! trait.
 
 /// The client listener: actix-server, actix-http, WebSocket upgrades.
 pub mod listener;
@@ -20,12 +24,11 @@ use serde_json::Value;
 use tandem_monitoring::{ConnectionOverview, ConnectionSample, ConnectionStatsSource, Monitoring};
 
 use crate::auth::Authenticator;
-use crate::broker::memory::MemoryBroker;
-use crate::broker::redis::{BrokerCheck, RedisBroker, RedisHandle};
-use crate::broker::{Broker, BrokerError, LocalNode};
-use crate::config::{BrokerKind, Config};
+use crate::broker::{self, BrokerError, LocalNode};
+use crate::config::Config;
 use crate::http::origin::OriginPolicy;
 use crate::http::state::AppState;
+use crate::http::views;
 use crate::manager::{ConnectionManager, Limits};
 use crate::server::supervisor::{every, supervise};
 use crate::telemetry::{self as ev, Telemetry};
@@ -56,7 +59,7 @@ pub enum ServeError {
 /// the monitoring bundle).
 struct Stats {
     manager: Weak<ConnectionManager>,
-    redis: Option<Arc<RedisBroker>>,
+    /// The client listener's address, once bound.
     addr: Arc<OnceLock<String>>,
 }
 
@@ -68,15 +71,16 @@ impl ConnectionStatsSource for Stats {
         self.manager.upgrade().map(|m| m.overview()).unwrap_or_default()
     }
     fn player_detail(&self, player_id: &str) -> Option<Value> {
-        crate::http::views::local_player_json(&self.manager.upgrade()?.player_snapshot(player_id)?)
+        let view = views::local_player_view(self.manager.upgrade()?.player_snapshot(player_id)?)?;
+        serde_json::to_value(view).ok()
     }
     fn last_activity(&self) -> Option<std::time::SystemTime> {
         self.manager.upgrade()?.last_activity()
     }
     fn cluster(&self) -> Option<Value> {
-        let redis = self.redis.as_ref()?;
+        let manager = self.manager.upgrade()?;
         let addr = self.addr.get().map_or("", String::as_str);
-        Some(redis.cluster_document(&self.overview(), addr))
+        serde_json::to_value(manager.broker().cluster(&manager.overview(), addr)?).ok()
     }
 }
 
@@ -113,18 +117,10 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
     tandem_monitoring::recorder::describe_all_with_version(VERSION);
     ev::register_metrics();
-    let redis = match config.broker.kind {
-        BrokerKind::Memory => None,
-        BrokerKind::Redis => Some(RedisBroker::new(&config.broker).map_err(ServeError::Broker)?),
-    };
-    let broker: Arc<dyn Broker> = match &redis {
-        Some(r) => Arc::new(RedisHandle(Arc::clone(r))),
-        None => Arc::new(MemoryBroker),
-    };
+    let broker = broker::from_config(&config.broker).map_err(ServeError::Broker)?;
     let addr_cell = Arc::new(OnceLock::new());
     let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {
-        let source =
-            Arc::new(Stats { manager: weak.clone(), redis: redis.clone(), addr: Arc::clone(&addr_cell) });
+        let source = Arc::new(Stats { manager: weak.clone(), addr: Arc::clone(&addr_cell) });
         let monitoring = Monitoring::new(&config.monitoring, VERSION, source, Some(prometheus));
         ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring), broker)
     });
@@ -152,9 +148,7 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
     let running = listener::serve(&state, listener, workers)?;
     ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
     let _ = addr_cell.set(addr.clone());
-    if let Some(r) = &redis {
-        spawn_broker(&manager, r, addr.clone());
-    }
+    start_broker(&manager, addr.clone());
 
     let admin = match config.server.admin_addr() {
         Some(addr) => Some(admin_server(&state, addr)?),
@@ -247,25 +241,22 @@ fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitorin
     supervise("system_sampler", report(manager), move || Arc::clone(&mon).run_sampler_loop());
 }
 
-/// The Redis broker's publisher, subscriber and heartbeat, each restarted
-/// if it fails, and its `/health` component.
-fn spawn_broker(manager: &Arc<ConnectionManager>, redis: &Arc<RedisBroker>, addr: String) {
-    manager.telemetry().monitoring.health.register(Box::new(BrokerCheck(Arc::clone(redis))));
-    let report = |m: &Arc<ConnectionManager>| {
-        let m = Arc::clone(m);
-        move |name: &'static str, err: &str, backoff: Duration| {
-            ev::task_failed(m.telemetry(), name, err, backoff)
-        }
+/// The broker's `/health` component and background tasks (a cluster
+/// broker's link, publisher and presence; nothing for a single node), once
+/// the client listener's address is known.
+fn start_broker(manager: &Arc<ConnectionManager>, addr: String) {
+    let broker = Arc::clone(manager.broker());
+    if let Some(check) = Arc::clone(&broker).health_check() {
+        manager.telemetry().monitoring.health.register(check);
+    }
+    let m = Arc::clone(manager);
+    let report = move |name: &'static str, err: &str, backoff: Duration| {
+        ev::task_failed(m.telemetry(), name, err, backoff)
     };
-    let r = Arc::clone(redis);
-    supervise("broker_publisher", report(manager), move || Arc::clone(&r).run_publisher());
     let node: Arc<dyn LocalNode> = Arc::clone(manager) as Arc<dyn LocalNode>;
-    let (r, m) = (Arc::clone(redis), Arc::clone(&node));
-    supervise("broker_subscriber", report(manager), move || Arc::clone(&r).run_subscriber(Arc::clone(&m)));
-    let (r, m) = (Arc::clone(redis), node);
-    supervise("broker_heartbeat", report(manager), move || {
-        Arc::clone(&r).run_heartbeat(Arc::clone(&m), addr.clone())
-    });
+    for task in broker.tasks(node, addr) {
+        supervise(task.name, report.clone(), task.run);
+    }
 }
 
 async fn wait_for_signal() {
