@@ -7,7 +7,9 @@
 //!
 //! The server holds the broker only as `Arc<dyn Broker>`: a cluster
 //! broker's tasks, health component and cluster document come through the
-//! trait.
+//! trait. Background tasks (sweeps, health loops, the broker's) run under
+//! one [`Supervisor`] and stop on its one signal once the listeners are
+//! closed; the process exits when they have ended.
 
 /// The client listener: actix-server, actix-http, WebSocket upgrades.
 pub mod listener;
@@ -17,7 +19,7 @@ pub mod routes;
 pub mod supervisor;
 
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{HttpServer, web};
 use serde_json::Value;
@@ -30,7 +32,7 @@ use crate::http::origin::OriginPolicy;
 use crate::http::state::AppState;
 use crate::http::views;
 use crate::manager::{ConnectionManager, Limits};
-use crate::server::supervisor::{every, supervise};
+use crate::server::supervisor::{Supervisor, every};
 use crate::telemetry::{self as ev, Telemetry};
 use listener::STOP_TIMEOUT_SECONDS;
 
@@ -42,6 +44,11 @@ pub const SHUTDOWN_RETRY_MS: u64 = 1000;
 
 /// How often detached sessions are checked for expiry.
 const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
+
+/// How long the process waits for its background tasks once they are told
+/// to stop. They stop at their next `.await`, so this only bounds one stuck
+/// in synchronous work.
+const TASKS_STOP_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -125,7 +132,8 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring), broker)
     });
     let monitoring = Arc::clone(&manager.telemetry().monitoring);
-    spawn_background(&manager, &monitoring);
+    let supervisor = supervisor_for(&manager);
+    spawn_background(&supervisor, &manager, &monitoring);
 
     let state = web::Data::new(AppState {
         auth: Authenticator::new(&config.auth),
@@ -148,7 +156,7 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
     let running = listener::serve(&state, listener, workers)?;
     ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
     let _ = addr_cell.set(addr.clone());
-    start_broker(&manager, addr.clone());
+    start_broker(&supervisor, &manager, addr.clone());
 
     let admin = match config.server.admin_addr() {
         Some(addr) => Some(admin_server(&state, addr)?),
@@ -166,10 +174,9 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         monitoring.set_draining();
         let n = drain_manager.begin_shutdown(SHUTDOWN_RETRY_MS);
         ev::shutdown_phase("draining", n);
-        let deadline = Instant::now() + grace;
-        while drain_manager.total_connections() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Until the last connection has gone (its goodbye written) or the
+        // grace is over, whichever comes first.
+        let _ = tokio::time::timeout(grace, drain_manager.drained()).await;
         // Phase 2, stopping: the client listener closes; the admin one
         // (still answering 503) closes last.
         ev::shutdown_phase("stopping", drain_manager.total_connections());
@@ -178,11 +185,19 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
             admin.stop(true).await;
         }
     });
-    running.await?;
-    manager.telemetry().monitoring.save_state();
-    if let Some(task) = admin_task {
-        task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    let served = async {
+        running.await?;
+        manager.telemetry().monitoring.save_state();
+        if let Some(task) = admin_task {
+            task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+        }
+        Ok::<_, ServeError>(())
     }
+    .await;
+    // The listeners are closed: the background tasks have nothing left to
+    // serve. They stop on their signal; the process waits for them.
+    supervisor.stop(TASKS_STOP_WAIT).await;
+    served?;
     ev::shutdown_phase("stopped", manager.total_connections());
     Ok(())
 }
@@ -207,16 +222,19 @@ fn admin_server(
     Ok(server.run())
 }
 
-fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitoring>) {
-    let report = |m: &Arc<ConnectionManager>| {
-        let m = Arc::clone(m);
-        move |name: &'static str, err: &str, backoff: Duration| {
-            ev::task_failed(m.telemetry(), name, err, backoff)
-        }
-    };
+/// The supervisor of the background tasks, reporting failures through the
+/// manager's telemetry (a critical `system_error` and a restart counted).
+fn supervisor_for(manager: &Arc<ConnectionManager>) -> Supervisor {
+    let m = Arc::clone(manager);
+    Supervisor::new(Arc::new(move |name: &'static str, err: &str, backoff: Duration| {
+        ev::task_failed(m.telemetry(), name, err, backoff)
+    }))
+}
+
+fn spawn_background(supervisor: &Supervisor, manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitoring>) {
     let m = Arc::clone(manager);
     let period = m.sweep_period();
-    supervise("heartbeat_sweep", report(manager), move || {
+    supervisor.supervise("heartbeat_sweep", move || {
         let m = Arc::clone(&m);
         async move {
             every(period, || {
@@ -226,7 +244,7 @@ fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitorin
         }
     });
     let m = Arc::clone(manager);
-    supervise("session_expiry", report(manager), move || {
+    supervisor.supervise("session_expiry", move || {
         let m = Arc::clone(&m);
         async move {
             every(EXPIRY_PERIOD, || {
@@ -236,26 +254,22 @@ fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitorin
         }
     });
     let mon = Arc::clone(monitoring);
-    supervise("health_checks", report(manager), move || Arc::clone(&mon).run_health_loop());
+    supervisor.supervise("health_checks", move || Arc::clone(&mon).run_health_loop());
     let mon = Arc::clone(monitoring);
-    supervise("system_sampler", report(manager), move || Arc::clone(&mon).run_sampler_loop());
+    supervisor.supervise("system_sampler", move || Arc::clone(&mon).run_sampler_loop());
 }
 
 /// The broker's `/health` component and background tasks (a cluster
 /// broker's link, publisher and presence; nothing for a single node), once
 /// the client listener's address is known.
-fn start_broker(manager: &Arc<ConnectionManager>, addr: String) {
+fn start_broker(supervisor: &Supervisor, manager: &Arc<ConnectionManager>, addr: String) {
     let broker = Arc::clone(manager.broker());
     if let Some(check) = Arc::clone(&broker).health_check() {
         manager.telemetry().monitoring.health.register(check);
     }
-    let m = Arc::clone(manager);
-    let report = move |name: &'static str, err: &str, backoff: Duration| {
-        ev::task_failed(m.telemetry(), name, err, backoff)
-    };
     let node: Arc<dyn LocalNode> = Arc::clone(manager) as Arc<dyn LocalNode>;
     for task in broker.tasks(node, addr) {
-        supervise(task.name, report.clone(), task.run);
+        supervisor.supervise(task.name, task.run);
     }
 }
 
