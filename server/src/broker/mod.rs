@@ -6,7 +6,13 @@
 //! - [`memory`]: one process, nothing to carry (the default).
 //! - [`redis`]: many nodes sharing one Redis: one `PUBLISH` per publication,
 //!   one subscriber per node, node and player presence in keys with expiry.
+//!
+//! The server holds a broker only as `Arc<dyn Broker>`: what a cluster
+//! broker needs at start-up (its background tasks, its `/health`
+//! component) and what it adds to monitoring (the cluster document) are
+//! trait methods, no-ops for the memory broker.
 
+pub mod document;
 pub mod memory;
 pub mod redis;
 pub(crate) mod wire;
@@ -15,13 +21,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tandem_monitoring::ConnectionOverview;
+use tandem_monitoring::{ConnectionOverview, HealthCheck};
 use tandem_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
+use crate::config::{BrokerConfig, BrokerKind};
 use crate::session::protocol::Publication;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
 use crate::telemetry::Telemetry;
+use document::ClusterDocument;
+
+/// The broker `broker.kind` asks for. Redis is only checked here (the URL);
+/// it connects in its background tasks ([`Broker::tasks`]).
+pub fn from_config(cfg: &BrokerConfig) -> Result<Arc<dyn Broker>, BrokerError> {
+    Ok(match cfg.kind {
+        BrokerKind::Memory => Arc::new(memory::MemoryBroker),
+        BrokerKind::Redis => redis::RedisBroker::new(cfg)?,
+    })
+}
 
 /// Who a publication is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +104,23 @@ pub trait LocalNode: Send + Sync {
     fn disconnect_player(&self, player_id: &str);
 }
 
+/// Makes one run of a background task; called again for each restart.
+pub type TaskFactory = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A background task a broker needs, for the server's supervisor to run,
+/// restart when it fails and stop at shutdown.
+pub struct BrokerTask {
+    /// Its name in `Background task … failed` and `tandem_task_restarts_total`.
+    pub name: &'static str,
+    pub run: TaskFactory,
+}
+
+impl std::fmt::Debug for BrokerTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTask").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
 /// Carries publications between nodes and answers cluster-wide questions.
 /// Publishing never waits: [`Broker::forward`] queues and returns an
 /// [`Ack`] to await where an answer can wait (the backend API).
@@ -113,8 +147,28 @@ pub trait Broker: Send + Sync {
     fn player_presence(&self, _player_id: &str, _snapshot: Option<PlayerSnapshot>) {}
 
     /// The player's sessions and connections on the other live nodes.
-    fn remote_player(&self, _player_id: &str) -> BoxFuture<'static, Result<RemotePlayer, BrokerError>> {
+    fn remote_player<'a>(&'a self, _player_id: &'a str) -> BoxFuture<'a, Result<RemotePlayer, BrokerError>> {
         Box::pin(async { Ok(RemotePlayer::default()) })
+    }
+
+    /// The background tasks that carry this broker, to be run under
+    /// supervision once the client listener is bound: `node` is this node's
+    /// manager, `addr` the listener's address (what the node advertises).
+    /// None for a single node.
+    fn tasks(self: Arc<Self>, _node: Arc<dyn LocalNode>, _addr: String) -> Vec<BrokerTask> {
+        Vec::new()
+    }
+
+    /// `/health`'s component for the link to the other nodes, if there is one.
+    fn health_check(self: Arc<Self>) -> Option<Box<dyn HealthCheck>> {
+        None
+    }
+
+    /// The `cluster` object of `/monitoring/connections`: this node's
+    /// counts (`local`, listening on `addr`) beside the other nodes'.
+    /// `None` for a single node.
+    fn cluster(&self, _local: &ConnectionOverview, _addr: &str) -> Option<ClusterDocument> {
+        None
     }
 }
 

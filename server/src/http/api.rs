@@ -8,7 +8,6 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::auth;
@@ -118,13 +117,13 @@ async fn confirmed(app: &AppState, published: Result<Published, ProtocolError>) 
 }
 
 /// The player's sessions on this node and every other live node.
-async fn player_everywhere(app: &AppState, player_id: &str) -> Result<Option<serde_json::Value>, HttpError> {
+async fn player_everywhere(app: &AppState, player_id: &str) -> Result<Option<views::PlayerView>, HttpError> {
     let remote = app.manager.broker().remote_player(player_id).await?;
     let local = app
         .manager
         .player_snapshot(player_id)
-        .map_or_else(RemotePlayer::default, |p| views::local_sessions(&p));
-    Ok(views::player_json(player_id, &[local, remote]))
+        .map_or_else(RemotePlayer::default, RemotePlayer::from_snapshot);
+    Ok(views::player_view(player_id, [local, remote]))
 }
 
 /// `POST /api/broadcast {event, data}`: every live session, channel `broadcast`.
@@ -187,9 +186,9 @@ async fn disconnect(path: web::Path<String>, app: web::Data<AppState>) -> Result
         return Err(player_not_found(&path));
     }
     let (sessions, connections) = local.unwrap_or((0, 0));
-    Ok(HttpResponse::Ok().json(json!({
-        "player_id": &*path,
-        "sessions": sessions + remote.sessions.len(),
-        "disconnected_connections": connections + remote.websocket + remote.sse,
-    })))
+    Ok(HttpResponse::Ok().json(views::DisconnectView {
+        disconnected_connections: connections + remote.connections(),
+        player_id: &path,
+        sessions: sessions + remote.sessions.len(),
+    }))
 }

@@ -137,9 +137,7 @@ impl ConnectionManager {
     /// Counts the connection against the global and per-player limits.
     fn reserve(&self, who: &Identity, t: Transport, remote: usize) -> Result<(), AttachError> {
         let total = self.total.fetch_add(1, Ordering::AcqRel);
-        let undo = || {
-            self.total.fetch_sub(1, Ordering::AcqRel);
-        };
+        let undo = || self.connection_gone();
         if let Err(e) = admit(self.is_draining(), total, self.limits.max_connections, 0, usize::MAX) {
             undo();
             return Err(e);
@@ -158,7 +156,7 @@ impl ConnectionManager {
     }
 
     pub(super) fn release(&self, player_id: &str, t: Transport) {
-        self.total.fetch_sub(1, Ordering::AcqRel);
+        self.connection_gone();
         let remove = match self.players.get_mut(player_id) {
             Some(mut p) => {
                 let before = ev::player_mode(p.websocket, p.sse);

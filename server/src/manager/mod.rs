@@ -9,7 +9,8 @@
 //!   uplink's rate limit;
 //! - [`fanout`]: accepting a publication, handing it to the [`Broker`], and
 //!   the local fan-out to this node's sessions;
-//! - [`sweeps`]: expiry, heartbeats and shutdown.
+//! - [`sweeps`]: expiry, heartbeats and shutdown (the farewell, and
+//!   [`ConnectionManager::drained`] to wait for the last connection).
 //!
 //! Each keeps its decisions as plain functions over an injected clock
 //! (`now_ms`), unit-tested beside them; the methods are the glue.
@@ -34,6 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use tandem_monitoring::{ConnectionOverview, ConnectionSample};
+use tokio::sync::Notify;
 
 pub use admission::{AttachError, AttachRequest, Attached, admit};
 pub use clock::Clock;
@@ -129,6 +131,8 @@ pub struct ConnectionManager {
     players: DashMap<Arc<str>, registry::PlayerEntry>,
     channels: DashMap<Arc<str>, registry::Members>,
     total: AtomicUsize,
+    /// Woken when `total` drops to zero (see [`ConnectionManager::drained`]).
+    idle: Notify,
     draining: AtomicBool,
     /// Epoch ms of the last client activity; 0 = none yet.
     last_activity: AtomicU64,
@@ -156,6 +160,7 @@ impl ConnectionManager {
             players: DashMap::new(),
             channels: DashMap::new(),
             total: AtomicUsize::new(0),
+            idle: Notify::new(),
             draining: AtomicBool::new(false),
             last_activity: AtomicU64::new(0),
             broker,
@@ -191,6 +196,31 @@ impl ConnectionManager {
 
     pub fn total_connections(&self) -> usize {
         self.total.load(Ordering::Relaxed)
+    }
+
+    /// One connection fewer; wakes [`Self::drained`] if it was the last.
+    fn connection_gone(&self) {
+        if self.total.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Resolves once no connection is left: at once if there is none, else
+    /// when the last one detaches. Shutdown waits on it (within its grace)
+    /// instead of polling the count. A connection attached meanwhile (none
+    /// is, while draining) only makes it wait for that one too.
+    pub async fn drained(&self) {
+        loop {
+            // Registered before the count is read, so a last detach between
+            // the two still wakes it.
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.total.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub fn is_draining(&self) -> bool {

@@ -350,6 +350,7 @@ impl ConnectionManager {
             last_seq: inner.state.last_seq(),
             subscriptions: inner.state.subscriptions().map(|c| c.to_string()).collect(),
             detached: inner.detached_at_ms.map(|t| Duration::from_millis(now.saturating_sub(t))),
+            node_id: None,
             connections,
         }
     }

@@ -191,6 +191,37 @@ mod tests {
         assert_eq!(att.conn.closing(), Some(CloseReason::HeartbeatTimeout));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn drained_waits_for_the_last_connection_and_no_longer() {
+        use futures_util::FutureExt;
+
+        let m = Arc::new(manager_with_clock(Clock::manual()));
+        assert!(m.drained().now_or_never().is_some(), "no connection: drained at once");
+
+        let (first, last) = (attach(&m, None), attach(&m, None));
+        let grace = Duration::from_secs(5);
+        assert!(
+            tokio::time::timeout(grace, m.drained()).await.is_err(),
+            "connections stay: the grace runs out"
+        );
+
+        let waiting = tokio::spawn({
+            let m = Arc::clone(&m);
+            async move { m.drained().await }
+        });
+        tokio::task::yield_now().await;
+        m.begin_shutdown(1000);
+        m.detach(&first, "shutdown");
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one connection is left");
+        m.detach(&last, "shutdown");
+        tokio::time::timeout(Duration::from_millis(1), waiting)
+            .await
+            .expect("woken by the last detach, not by time")
+            .unwrap();
+        assert!(m.drained().now_or_never().is_some());
+    }
+
     #[test]
     fn expiry_needs_no_connection_and_a_full_window() {
         assert!(!expiry_due(10_000, 1, Some(0), 5_000), "a connected session never expires");

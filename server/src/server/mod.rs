@@ -4,6 +4,12 @@
 //! new connections refused (503 `draining`), clients told to reconnect
 //! (WebSocket close 1012, SSE `retry:` + `shutdown`), queues flushed, then
 //! the HTTP server stops within `server.shutdown_grace_seconds`.
+//!
+//! The server holds the broker only as `Arc<dyn Broker>`: a cluster
+//! broker's tasks, health component and cluster document come through the
+//! trait. Background tasks (sweeps, health loops, the broker's) run under
+//! one [`Supervisor`] and stop on its one signal once the listeners are
+//! closed; the process exits when they have ended.
 
 /// The client listener: actix-server, actix-http, WebSocket upgrades.
 pub(crate) mod listener;
@@ -13,21 +19,20 @@ pub(crate) mod routes;
 pub(crate) mod supervisor;
 
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::{HttpServer, web};
 use serde_json::Value;
 use tandem_monitoring::{ConnectionOverview, ConnectionSample, ConnectionStatsSource, Monitoring};
 
 use crate::auth::Authenticator;
-use crate::broker::memory::MemoryBroker;
-use crate::broker::redis::{BrokerCheck, RedisBroker, RedisHandle};
-use crate::broker::{Broker, BrokerError, LocalNode};
-use crate::config::{BrokerKind, Config, ServerConfig};
+use crate::broker::{self, BrokerError, LocalNode};
+use crate::config::{Config, ServerConfig};
 use crate::http::origin::OriginPolicy;
 use crate::http::state::AppState;
+use crate::http::views;
 use crate::manager::{ConnectionManager, Limits};
-use crate::server::supervisor::{every, supervise};
+use crate::server::supervisor::{Supervisor, every};
 use crate::telemetry::{self as ev, Telemetry};
 use listener::STOP_TIMEOUT_SECONDS;
 
@@ -39,6 +44,11 @@ pub const SHUTDOWN_RETRY_MS: u64 = 1000;
 
 /// How often detached sessions are checked for expiry.
 const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
+
+/// How long the process waits for its background tasks once they are told
+/// to stop. They stop at their next `.await`, so this only bounds one stuck
+/// in synchronous work.
+const TASKS_STOP_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -56,7 +66,7 @@ pub enum ServeError {
 /// the monitoring bundle).
 struct Stats {
     manager: Weak<ConnectionManager>,
-    redis: Option<Arc<RedisBroker>>,
+    /// The client listener's address, once bound.
     addr: Arc<OnceLock<String>>,
 }
 
@@ -68,15 +78,16 @@ impl ConnectionStatsSource for Stats {
         self.manager.upgrade().map(|m| m.overview()).unwrap_or_default()
     }
     fn player_detail(&self, player_id: &str) -> Option<Value> {
-        crate::http::views::local_player_json(&self.manager.upgrade()?.player_snapshot(player_id)?)
+        let view = views::local_player_view(self.manager.upgrade()?.player_snapshot(player_id)?)?;
+        serde_json::to_value(view).ok()
     }
     fn last_activity(&self) -> Option<std::time::SystemTime> {
         self.manager.upgrade()?.last_activity()
     }
     fn cluster(&self) -> Option<Value> {
-        let redis = self.redis.as_ref()?;
+        let manager = self.manager.upgrade()?;
         let addr = self.addr.get().map_or("", String::as_str);
-        Some(redis.cluster_document(&self.overview(), addr))
+        serde_json::to_value(manager.broker().cluster(&manager.overview(), addr)?).ok()
     }
 }
 
@@ -111,23 +122,16 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
     tandem_monitoring::recorder::describe_all_with_version(VERSION);
     ev::register_metrics();
-    let redis = match config.broker.kind {
-        BrokerKind::Memory => None,
-        BrokerKind::Redis => Some(RedisBroker::new(&config.broker).map_err(ServeError::Broker)?),
-    };
-    let broker: Arc<dyn Broker> = match &redis {
-        Some(r) => Arc::new(RedisHandle(Arc::clone(r))),
-        None => Arc::new(MemoryBroker),
-    };
+    let broker = broker::from_config(&config.broker).map_err(ServeError::Broker)?;
     let addr_cell = Arc::new(OnceLock::new());
     let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {
-        let source =
-            Arc::new(Stats { manager: weak.clone(), redis: redis.clone(), addr: Arc::clone(&addr_cell) });
+        let source = Arc::new(Stats { manager: weak.clone(), addr: Arc::clone(&addr_cell) });
         let monitoring = Monitoring::new(&config.monitoring, VERSION, source, Some(prometheus));
         ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring), broker)
     });
     let monitoring = Arc::clone(&manager.telemetry().monitoring);
-    spawn_background(&manager, &monitoring);
+    let supervisor = supervisor_for(&manager);
+    spawn_background(&supervisor, &manager, &monitoring);
 
     let state = web::Data::new(AppState {
         auth: Authenticator::new(&config.auth),
@@ -150,9 +154,7 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
     let running = listener::serve(&state, listener, workers)?;
     ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
     let _ = addr_cell.set(addr.clone());
-    if let Some(r) = &redis {
-        spawn_broker(&manager, r, addr.clone());
-    }
+    start_broker(&supervisor, &manager, addr.clone());
 
     let admin = match config.server.admin_addr() {
         Some(addr) => Some(admin_server(&state, addr)?),
@@ -170,10 +172,9 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
         monitoring.set_draining();
         let n = drain_manager.begin_shutdown(SHUTDOWN_RETRY_MS);
         ev::shutdown_phase("draining", n);
-        let deadline = Instant::now() + grace;
-        while drain_manager.total_connections() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Until the last connection has gone (its goodbye written) or the
+        // grace is over, whichever comes first.
+        let _ = tokio::time::timeout(grace, drain_manager.drained()).await;
         // Phase 2, stopping: the client listener closes; the admin one
         // (still answering 503) closes last.
         ev::shutdown_phase("stopping", drain_manager.total_connections());
@@ -182,11 +183,19 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
             admin.stop(true).await;
         }
     });
-    running.await?;
-    manager.telemetry().monitoring.save_state();
-    if let Some(task) = admin_task {
-        task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+    let served = async {
+        running.await?;
+        manager.telemetry().monitoring.save_state();
+        if let Some(task) = admin_task {
+            task.await.map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+        }
+        Ok::<_, ServeError>(())
     }
+    .await;
+    // The listeners are closed: the background tasks have nothing left to
+    // serve. They stop on their signal; the process waits for them.
+    supervisor.stop(TASKS_STOP_WAIT).await;
+    served?;
     ev::shutdown_phase("stopped", manager.total_connections());
     Ok(())
 }
@@ -211,16 +220,19 @@ fn admin_server(
     Ok(server.run())
 }
 
-fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitoring>) {
-    let report = |m: &Arc<ConnectionManager>| {
-        let m = Arc::clone(m);
-        move |name: &'static str, err: &str, backoff: Duration| {
-            ev::task_failed(m.telemetry(), name, err, backoff)
-        }
-    };
+/// The supervisor of the background tasks, reporting failures through the
+/// manager's telemetry (a critical `system_error` and a restart counted).
+fn supervisor_for(manager: &Arc<ConnectionManager>) -> Supervisor {
+    let m = Arc::clone(manager);
+    Supervisor::new(Arc::new(move |name: &'static str, err: &str, backoff: Duration| {
+        ev::task_failed(m.telemetry(), name, err, backoff)
+    }))
+}
+
+fn spawn_background(supervisor: &Supervisor, manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitoring>) {
     let m = Arc::clone(manager);
     let period = m.sweep_period();
-    supervise("heartbeat_sweep", report(manager), move || {
+    supervisor.supervise("heartbeat_sweep", move || {
         let m = Arc::clone(&m);
         async move {
             every(period, || {
@@ -230,7 +242,7 @@ fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitorin
         }
     });
     let m = Arc::clone(manager);
-    supervise("session_expiry", report(manager), move || {
+    supervisor.supervise("session_expiry", move || {
         let m = Arc::clone(&m);
         async move {
             every(EXPIRY_PERIOD, || {
@@ -240,30 +252,23 @@ fn spawn_background(manager: &Arc<ConnectionManager>, monitoring: &Arc<Monitorin
         }
     });
     let mon = Arc::clone(monitoring);
-    supervise("health_checks", report(manager), move || Arc::clone(&mon).run_health_loop());
+    supervisor.supervise("health_checks", move || Arc::clone(&mon).run_health_loop());
     let mon = Arc::clone(monitoring);
-    supervise("system_sampler", report(manager), move || Arc::clone(&mon).run_sampler_loop());
+    supervisor.supervise("system_sampler", move || Arc::clone(&mon).run_sampler_loop());
 }
 
-/// The Redis broker's publisher, subscriber and heartbeat, each restarted
-/// if it fails, and its `/health` component.
-fn spawn_broker(manager: &Arc<ConnectionManager>, redis: &Arc<RedisBroker>, addr: String) {
-    manager.telemetry().monitoring.health.register(Box::new(BrokerCheck(Arc::clone(redis))));
-    let report = |m: &Arc<ConnectionManager>| {
-        let m = Arc::clone(m);
-        move |name: &'static str, err: &str, backoff: Duration| {
-            ev::task_failed(m.telemetry(), name, err, backoff)
-        }
-    };
-    let r = Arc::clone(redis);
-    supervise("broker_publisher", report(manager), move || Arc::clone(&r).run_publisher());
+/// The broker's `/health` component and background tasks (a cluster
+/// broker's link, publisher and presence; nothing for a single node), once
+/// the client listener's address is known.
+fn start_broker(supervisor: &Supervisor, manager: &Arc<ConnectionManager>, addr: String) {
+    let broker = Arc::clone(manager.broker());
+    if let Some(check) = Arc::clone(&broker).health_check() {
+        manager.telemetry().monitoring.health.register(check);
+    }
     let node: Arc<dyn LocalNode> = Arc::clone(manager) as Arc<dyn LocalNode>;
-    let (r, m) = (Arc::clone(redis), Arc::clone(&node));
-    supervise("broker_subscriber", report(manager), move || Arc::clone(&r).run_subscriber(Arc::clone(&m)));
-    let (r, m) = (Arc::clone(redis), node);
-    supervise("broker_heartbeat", report(manager), move || {
-        Arc::clone(&r).run_heartbeat(Arc::clone(&m), addr.clone())
-    });
+    for task in broker.tasks(node, addr) {
+        supervisor.supervise(task.name, task.run);
+    }
 }
 
 async fn wait_for_signal() {

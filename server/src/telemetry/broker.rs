@@ -55,3 +55,10 @@ pub fn resync_sent(reason: &'static str, connections: usize) {
     counter!(RESYNC_NOTICES_TOTAL).increment(connections as u64);
     warn!(reason, connections, "Connections told to resync: publications may have been missed");
 }
+
+/// A record another node wrote in the broker (`document`: `node` or
+/// `player`) was too large or not the expected shape: it is skipped, as if
+/// that node held nothing.
+pub fn broker_document_refused(document: &'static str, node_id: &str, error: &dyn std::fmt::Display) {
+    warn!(document, node_id, error = %error, "Broker document refused");
+}

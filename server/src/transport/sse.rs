@@ -157,12 +157,26 @@ fn put_close(reason: CloseReason, buf: &mut BytesMut) {
             protocol::sse_event("shutdown", &json, buf);
         }
         other => {
-            let json = serde_json::json!({
-                "type": "close", "code": other.code(), "reason": other.as_str(), "reconnect": other.reconnect()
-            });
-            protocol::sse_event("close", json.to_string().as_bytes(), buf);
+            let close = CloseEvent {
+                code: other.code(),
+                reason: other.as_str(),
+                reconnect: other.reconnect(),
+                kind: "close",
+            };
+            protocol::sse_event("close", &protocol::to_json(&close), buf);
         }
     }
+}
+
+/// The `close` event's data: what a WebSocket would have learnt from its
+/// close frame (fields in the order of their keys, as clients know it).
+#[derive(serde::Serialize)]
+struct CloseEvent {
+    code: u16,
+    reason: &'static str,
+    reconnect: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// `POST /sessions/{session_id}/messages`: a client message from an SSE
@@ -219,6 +233,16 @@ pub async fn post_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_close_event_says_what_a_websocket_close_would() {
+        let mut buf = BytesMut::new();
+        put_close(CloseReason::SlowConsumer, &mut buf);
+        assert_eq!(
+            &buf[..],
+            b"event: close\ndata: {\"code\":4008,\"reason\":\"slow_consumer\",\"reconnect\":true,\"type\":\"close\"}\n\n"
+        );
+    }
 
     #[test]
     fn heartbeat_events_only_when_asked() {

@@ -1,0 +1,315 @@
+//! The Redis broker: many Tandem nodes behind a load balancer, sharing one
+//! Redis (Debian's `redis-server`, nothing home-made).
+//!
+//! - Publications: the accepting node fans out locally and `PUBLISH`es the
+//!   publication once (one global `id`, [`super::wire`] format) on one
+//!   channel, `<prefix>:pub`. Every node holds one subscription to it and
+//!   fans out what other nodes published; its own it already delivered.
+//!   So each connection gets a publication exactly once, and Redis carries
+//!   it once per node, not per session.
+//! - Presence: `<prefix>:node:<id>` (this node's record, expiring after
+//!   three heartbeats) and `<prefix>:player:<player>` (a hash with one field
+//!   per node: that node's sessions of the player). Readers ignore fields of
+//!   nodes whose key has expired.
+//! - Loss: while the subscription is down, publishing is refused
+//!   (`broker_unavailable`: never a silent loss); the link is retried with
+//!   backoff, and when it is back every local connection gets a `resync`
+//!   frame, since publications from other nodes may have been missed.
+//!
+//! Every Redis call has `broker.command_timeout_ms`; nothing waits longer.
+//!
+//! This file holds the broker's state, its command link and key names, and
+//! its [`Broker`] face; each task has its own file:
+//! - [`publisher`]: the one writer of publications and player records;
+//! - [`subscriber`]: the one subscription, and resync after a loss;
+//! - [`presence`]: the heartbeat (this node's record, its players) and
+//!   the reads of other nodes (a player's sessions, the cluster);
+//! - [`health`]: the `broker` component of `/health`.
+
+mod health;
+mod presence;
+mod publisher;
+mod subscriber;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use tandem_monitoring::{ConnectionOverview, HealthCheck};
+use tokio::sync::{mpsc, oneshot};
+
+use super::document::{ClusterDocument, NodeDocument};
+use super::{Ack, Broker, BrokerError, BrokerTask, Envelope, LocalNode, wire};
+use crate::config::BrokerConfig;
+use crate::session::protocol;
+use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
+
+pub use presence::presence_ttl;
+
+/// Wall-clock microseconds, for the cross-node lag (nodes share a clock
+/// source in practice: NTP; on one machine, exactly).
+fn epoch_us() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Key names under `broker.key_prefix`.
+#[derive(Debug, Clone)]
+struct Keys(String);
+
+impl Keys {
+    fn publications(&self) -> String {
+        format!("{}:pub", self.0)
+    }
+    fn node(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.0)
+    }
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.0)
+    }
+    fn player(&self, id: &str) -> String {
+        format!("{}:player:{id}", self.0)
+    }
+}
+
+/// What the publisher writes, in the order it was asked.
+enum Job {
+    Publish {
+        message: Bytes,
+        ack: oneshot::Sender<Result<(), BrokerError>>,
+    },
+    /// This node's record of a player (`None`: it holds none of its sessions).
+    Presence {
+        player_id: String,
+        value: Option<String>,
+    },
+}
+
+pub struct RedisBroker {
+    node_id: String,
+    keys: Keys,
+    client: redis::Client,
+    timeout: Duration,
+    heartbeat: Duration,
+    jobs: mpsc::Sender<Job>,
+    /// Held by the publisher task for its lifetime; a restarted task takes
+    /// it over with whatever is queued.
+    jobs_rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    /// The command link (publisher, presence, queries); `None` = reconnect.
+    link: Mutex<Option<MultiplexedConnection>>,
+    /// The subscription is live: publications reach and leave this node.
+    up: AtomicBool,
+    /// It has been live at least once (before: `/health` says connecting).
+    ever_up: AtomicBool,
+    /// Last `PING` round trip in microseconds; `u64::MAX` = none.
+    rtt_us: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    started: SystemTime,
+    /// The other live nodes' records, as of the last heartbeat.
+    remote_nodes: Mutex<Vec<NodeDocument>>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+impl RedisBroker {
+    /// Checks the URL; connecting happens in the background tasks.
+    pub fn new(cfg: &BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        // The URL may hold a password: never echo it.
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|_| unavailable("broker.url is not a valid Redis URL"))?;
+        let (jobs, rx) = mpsc::channel(publisher::QUEUE);
+        Ok(Arc::new(Self {
+            node_id: protocol::random_id('n'),
+            keys: Keys(cfg.key_prefix.clone()),
+            client,
+            timeout: Duration::from_millis(cfg.command_timeout_ms),
+            heartbeat: Duration::from_secs(cfg.heartbeat_seconds),
+            jobs,
+            jobs_rx: tokio::sync::Mutex::new(rx),
+            link: Mutex::new(None),
+            up: AtomicBool::new(false),
+            ever_up: AtomicBool::new(false),
+            rtt_us: AtomicU64::new(u64::MAX),
+            last_error: Mutex::new(None),
+            started: SystemTime::now(),
+            remote_nodes: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub fn last_rtt(&self) -> Option<Duration> {
+        match self.rtt_us.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    /// Runs `f` within the command timeout.
+    async fn timed<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, BrokerError> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(BrokerError::Timeout(self.timeout)),
+        }
+    }
+
+    /// The command link, connecting if needed.
+    async fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+        if let Some(c) = self.link.lock().clone() {
+            return Ok(c);
+        }
+        let c = self.timed(self.client.get_multiplexed_async_connection()).await?;
+        *self.link.lock() = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one command or pipeline on the link; a failure drops the link
+    /// so the next call reconnects.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        run: impl FnOnce(MultiplexedConnection) -> BoxFuture<'static, redis::RedisResult<T>>,
+    ) -> Result<T, BrokerError> {
+        let c = self.conn().await?;
+        let out = self.timed(run(c)).await;
+        if let Err(e) = &out {
+            *self.link.lock() = None;
+            *self.last_error.lock() = Some(e.to_string());
+        }
+        out
+    }
+}
+
+/// The manager sees the broker through [`Broker`]; the server starts its
+/// tasks and registers its health check through it too.
+impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn forward(&self, envelope: &Envelope) -> Result<Option<Ack>, BrokerError> {
+        self.publish(|| wire::encode(&self.node_id, epoch_us(), envelope))
+    }
+
+    fn disconnect_player(&self, player_id: &str) -> Result<Option<Ack>, BrokerError> {
+        self.publish(|| wire::encode_disconnect(&self.node_id, epoch_us(), player_id))
+    }
+
+    fn wants_presence(&self) -> bool {
+        true
+    }
+
+    fn player_presence(&self, player_id: &str, snapshot: Option<PlayerSnapshot>) {
+        self.write_player(player_id, snapshot);
+    }
+
+    fn remote_player<'a>(&'a self, player_id: &'a str) -> BoxFuture<'a, Result<RemotePlayer, BrokerError>> {
+        Box::pin(self.read_player(player_id))
+    }
+
+    /// Publisher, subscriber and heartbeat, under the names operators know
+    /// from `Background task … failed`.
+    fn tasks(self: Arc<Self>, node: Arc<dyn LocalNode>, addr: String) -> Vec<BrokerTask> {
+        let b = Arc::clone(&self);
+        let publisher = BrokerTask {
+            name: "broker_publisher",
+            run: Box::new(move || Box::pin(Arc::clone(&b).run_publisher())),
+        };
+        let (b, n) = (Arc::clone(&self), Arc::clone(&node));
+        let subscriber = BrokerTask {
+            name: "broker_subscriber",
+            run: Box::new(move || Box::pin(Arc::clone(&b).run_subscriber(Arc::clone(&n)))),
+        };
+        let heartbeat = BrokerTask {
+            name: "broker_heartbeat",
+            run: Box::new(move || Box::pin(Arc::clone(&self).run_heartbeat(Arc::clone(&node), addr.clone()))),
+        };
+        vec![publisher, subscriber, heartbeat]
+    }
+
+    fn health_check(self: Arc<Self>) -> Option<Box<dyn HealthCheck>> {
+        Some(Box::new(health::BrokerCheck(self)))
+    }
+
+    fn cluster(&self, local: &ConnectionOverview, addr: &str) -> Option<ClusterDocument> {
+        Some(self.cluster_document(local, addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        let cfg = BrokerConfig { url: "redis://:secret@[bad".into(), ..BrokerConfig::default() };
+        let err = RedisBroker::new(&cfg).expect_err("not a URL");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn keys_share_the_prefix() {
+        let k = Keys("t".into());
+        assert_eq!(k.publications(), "t:pub");
+        assert_eq!(k.node("n_1"), "t:node:n_1");
+        assert_eq!(k.player("p"), "t:player:p");
+        assert_eq!(k.nodes(), "t:nodes");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_published_while_the_link_is_down() {
+        let b = RedisBroker::new(&BrokerConfig::default()).expect("a valid URL");
+        assert!(matches!(b.disconnect_player("alice"), Err(BrokerError::Unavailable(_))));
+        let names: Vec<_> =
+            Arc::clone(&b).tasks(Arc::new(NoNode), "127.0.0.1:1".into()).iter().map(|t| t.name).collect();
+        assert_eq!(names, ["broker_publisher", "broker_subscriber", "broker_heartbeat"]);
+        assert_eq!(b.health_check().map(|c| c.name().to_owned()).as_deref(), Some("broker"));
+    }
+
+    /// A node with nothing on it.
+    pub(super) struct NoNode;
+
+    impl LocalNode for NoNode {
+        fn fan_out_local(&self, _envelope: &Envelope) {}
+        fn resync_all(&self, _reason: &'static str) -> usize {
+            0
+        }
+        fn overview(&self) -> ConnectionOverview {
+            ConnectionOverview::default()
+        }
+        fn total_connections(&self) -> usize {
+            0
+        }
+        fn local_players(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn player_snapshot(&self, _player_id: &str) -> Option<PlayerSnapshot> {
+            None
+        }
+        fn telemetry(&self) -> &crate::telemetry::Telemetry {
+            unreachable!("not read by these tests")
+        }
+        fn disconnect_player(&self, _player_id: &str) {}
+    }
+}

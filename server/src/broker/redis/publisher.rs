@@ -1,0 +1,87 @@
+//! The publisher: the one task that writes to Redis on behalf of the rest
+//! of the node. Publications and player records share one bounded queue,
+//! drained in order and in pipelines (one round trip for up to [`BATCH`]
+//! jobs), so a burst of publications costs Redis a few round trips, and
+//! nobody who publishes ever waits on Redis itself: the request gets an
+//! [`Ack`] to await if it can.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{Job, RedisBroker, presence_ttl, unavailable};
+use crate::broker::{Ack, BrokerError};
+use crate::telemetry as ev;
+
+/// Jobs waiting for the publisher; beyond this, publishing is refused.
+pub(super) const QUEUE: usize = 8192;
+/// Jobs sent to Redis in one pipeline.
+const BATCH: usize = 256;
+
+impl RedisBroker {
+    /// Queues one message for the other nodes. Refused (never dropped
+    /// silently) while the subscription is down, since then nothing this
+    /// node sends is known to arrive, and when the queue is full.
+    pub(super) fn publish(&self, encode: impl FnOnce() -> Bytes) -> Result<Option<Ack>, BrokerError> {
+        if !self.is_up() {
+            return Err(unavailable("the Redis link is down"));
+        }
+        let (ack, rx) = oneshot::channel();
+        self.jobs
+            .try_send(Job::Publish { message: encode(), ack })
+            .map_err(|_| unavailable("the publish queue is full"))?;
+        Ok(Some(rx))
+    }
+
+    /// Queues this node's record of a player (`None`: remove it). Dropped
+    /// when the queue is full or the link is down: the heartbeat rewrites
+    /// every player after a loss.
+    pub(super) fn queue_presence(&self, player_id: &str, value: Option<String>) {
+        let _ = self.jobs.try_send(Job::Presence { player_id: player_id.to_owned(), value });
+    }
+
+    /// The publisher: drains the job queue in pipelines, in order, and
+    /// answers each publication's [`Ack`].
+    pub async fn run_publisher(self: Arc<Self>) {
+        let mut rx = self.jobs_rx.lock().await;
+        let channel = self.keys.publications();
+        let ttl = presence_ttl(self.heartbeat).as_secs();
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut pipe = redis::pipe();
+            for job in &batch {
+                match job {
+                    Job::Publish { message, .. } => {
+                        pipe.cmd("PUBLISH").arg(&channel).arg(message.as_ref()).ignore();
+                    }
+                    Job::Presence { player_id, value: Some(v) } => {
+                        let key = self.keys.player(player_id);
+                        pipe.cmd("HSET").arg(&key).arg(&self.node_id).arg(v).ignore();
+                        pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+                    }
+                    Job::Presence { player_id, value: None } => {
+                        pipe.cmd("HDEL").arg(self.keys.player(player_id)).arg(&self.node_id).ignore();
+                    }
+                }
+            }
+            let result = if self.is_up() {
+                self.query(move |mut c| Box::pin(async move { pipe.query_async::<()>(&mut c).await })).await
+            } else {
+                Err(unavailable("the Redis link is down"))
+            };
+            for job in batch {
+                if let Job::Publish { ack, .. } = job {
+                    ev::broker_published(result.as_ref().err().map(ToString::to_string).as_deref());
+                    let _ = ack.send(result.clone());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The subscriber: this node's one subscription to `<prefix>:pub`, through
+//! which publications (and backend disconnects) of the other nodes arrive.
+//!
+//! It is also what says whether the node is part of the cluster: while the
+//! subscription is live the broker is "up" and publishing is allowed; when
+//! it drops, publishing is refused until it is back, and then every local
+//! connection is told to resync, since what was published meanwhile never
+//! reached this node.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tandem_monitoring::backoff::Backoff;
+
+use super::{RedisBroker, epoch_us};
+use crate::broker::{BrokerError, LocalNode, wire};
+use crate::telemetry as ev;
+
+/// Backoff between reconnect attempts: 100 ms doubling to at most 5 s; the
+/// caller adds up to 50 ms of jitter.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+impl RedisBroker {
+    /// Subscribes, fans out what arrives, and reconnects with backoff when
+    /// the subscription ends; runs until the task is stopped.
+    pub async fn run_subscriber(self: Arc<Self>, manager: Arc<dyn LocalNode>) {
+        let channel = self.keys.publications();
+        let mut attempt: u32 = 0;
+        let mut first = true;
+        loop {
+            let subscribed = async {
+                let mut ps = self.timed(self.client.get_async_pubsub()).await?;
+                self.timed(ps.subscribe(&channel)).await?;
+                Ok::<_, BrokerError>(ps)
+            }
+            .await;
+            match subscribed {
+                Ok(ps) => {
+                    let reconnect = !first || attempt > 0;
+                    // The command link may be a dead one from before.
+                    *self.link.lock() = None;
+                    self.up.store(true, Ordering::Relaxed);
+                    self.ever_up.store(true, Ordering::Relaxed);
+                    ev::broker_connected("redis", &self.node_id, reconnect);
+                    if reconnect {
+                        let told = manager.resync_all("broker_reconnected");
+                        ev::resync_sent("broker_reconnected", told);
+                    }
+                    first = false;
+                    attempt = 0;
+                    let mut messages = ps.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        self.receive(&*manager, Bytes::copy_from_slice(msg.get_payload_bytes()));
+                    }
+                    self.up.store(false, Ordering::Relaxed);
+                    *self.last_error.lock() = Some("the subscription ended".into());
+                }
+                Err(e) => {
+                    self.up.store(false, Ordering::Relaxed);
+                    *self.last_error.lock() = Some(e.to_string());
+                }
+            }
+            let wait = RECONNECT.delay(attempt) + Duration::from_millis(rand::random_range(0..=50));
+            attempt = attempt.saturating_add(1);
+            let error = self.last_error().unwrap_or_default();
+            ev::broker_lost(manager.telemetry(), "redis", &error, wait);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One message from the channel: another node's publication or
+    /// disconnect, handed to the manager; this node's own (already
+    /// delivered here) and anything not in the [`wire`] format are skipped.
+    fn receive(&self, manager: &dyn LocalNode, message: Bytes) {
+        let Some(received) = wire::decode(message) else { return };
+        if received.origin == self.node_id {
+            return;
+        }
+        match received.payload {
+            wire::Payload::Publication(envelope) => {
+                let lag = epoch_us().saturating_sub(received.sent_us);
+                ev::broker_received(Duration::from_micros(lag));
+                manager.fan_out_local(&envelope);
+            }
+            wire::Payload::Disconnect(player_id) => manager.disconnect_player(&player_id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        assert_eq!(RECONNECT.delay(0), Duration::from_millis(100));
+        assert_eq!(RECONNECT.delay(1), Duration::from_millis(200));
+        assert_eq!(RECONNECT.delay(5), Duration::from_millis(3200));
+        assert_eq!(RECONNECT.delay(6), Duration::from_secs(5));
+        assert_eq!(RECONNECT.delay(u32::MAX), Duration::from_secs(5));
+    }
+}
