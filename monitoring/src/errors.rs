@@ -29,16 +29,19 @@ pub enum ErrorType {
     MessageDeliveryError,
     SystemError,
     ValidationError,
+    /// The game backend failed a command, a hook or an event.
+    BackendError,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 6] = [
+    pub const ALL: [ErrorType; 7] = [
         ErrorType::ConnectionError,
         ErrorType::AuthenticationError,
         ErrorType::SessionError,
         ErrorType::MessageDeliveryError,
         ErrorType::SystemError,
         ErrorType::ValidationError,
+        ErrorType::BackendError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl ErrorType {
             ErrorType::MessageDeliveryError => "message_delivery_error",
             ErrorType::SystemError => "system_error",
             ErrorType::ValidationError => "validation_error",
+            ErrorType::BackendError => "backend_error",
         }
     }
 

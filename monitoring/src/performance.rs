@@ -208,10 +208,42 @@ struct Shard {
     delivery: Windowed,
     heartbeat: Windowed,
     http: Windowed,
+    /// Game backend round trips of commands.
+    backend: Windowed,
     delivery_buckets: Buckets,
     delivery_failures: u64,
     /// `(unix second, requests in it)`, indexed by `second % RATE_SECS`.
     requests: [(u64, u64); RATE_SECS],
+    /// The same for commands.
+    commands: [(u64, u64); RATE_SECS],
+    /// Commands by outcome, in [`COMMAND_OUTCOMES`] order.
+    command_outcomes: [u64; COMMAND_OUTCOMES.len()],
+}
+
+/// The outcomes of a command (`tandem_commands_total{outcome}`); all but
+/// `reply` and `cached` are errors.
+pub const COMMAND_OUTCOMES: [&str; 9] = [
+    "reply",
+    "cached",
+    "refused",
+    "backend_timeout",
+    "backend_unavailable",
+    "backend_error",
+    "no_backend",
+    "rate_limited",
+    "conflict",
+];
+
+fn count_second(slots: &mut [(u64, u64); RATE_SECS], secs: u64) {
+    let slot = &mut slots[(secs % RATE_SECS as u64) as usize];
+    if slot.0 != secs {
+        *slot = (secs, 0);
+    }
+    slot.1 = slot.1.saturating_add(1);
+}
+
+fn last_minute(slots: &[(u64, u64); RATE_SECS], secs: u64) -> u64 {
+    slots.iter().filter(|(sec, _)| *sec <= secs && secs - sec < RATE_SECS as u64).map(|(_, n)| n).sum()
 }
 
 impl Default for Shard {
@@ -222,9 +254,12 @@ impl Default for Shard {
             delivery: Windowed::default(),
             heartbeat: Windowed::default(),
             http: Windowed::default(),
+            backend: Windowed::default(),
             delivery_buckets: Buckets::default(),
             delivery_failures: 0,
             requests: [(0, 0); RATE_SECS],
+            commands: [(0, 0); RATE_SECS],
+            command_outcomes: [0; COMMAND_OUTCOMES.len()],
         }
     }
 }
@@ -276,6 +311,8 @@ pub struct PerformanceMonitor {
     shards: Box<[Padded]>,
     sampler: Arc<SystemSampler>,
     handles: Handles,
+    /// Lifecycle events waiting to be sent to the game backend.
+    events_queued: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for PerformanceMonitor {
@@ -311,6 +348,7 @@ impl PerformanceMonitor {
             shards: (0..shards).map(|_| Padded::default()).collect(),
             sampler,
             handles: Handles::new(),
+            events_queued: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -395,6 +433,26 @@ impl PerformanceMonitor {
             .record(d.as_secs_f64());
     }
 
+    /// One command answered: its outcome (a [`COMMAND_OUTCOMES`] label)
+    /// and, when the game was called, how long it took.
+    pub fn record_command(&self, outcome: &str, backend: Option<Duration>) {
+        let i = COMMAND_OUTCOMES.iter().position(|o| *o == outcome);
+        self.with_shard(|s, secs| {
+            count_second(&mut s.commands, secs);
+            if let Some(i) = i {
+                s.command_outcomes[i] = s.command_outcomes[i].saturating_add(1);
+            }
+            if let Some(d) = backend {
+                s.backend.record(secs / WINDOW_SECS, micros(d));
+            }
+        });
+    }
+
+    /// Lifecycle events queued (`+1`) or sent or given up (`-1`).
+    pub fn add_events_queued(&self, delta: i64) {
+        self.events_queued.fetch_add(delta, Ordering::Relaxed);
+    }
+
     /// Merges every shard at `secs`.
     fn merged(&self, secs: u64) -> Snapshot {
         let epoch = secs / WINDOW_SECS;
@@ -406,6 +464,12 @@ impl PerformanceMonitor {
             s.delivery.merge_into(epoch, &mut out.delivery);
             s.heartbeat.merge_into(epoch, &mut out.heartbeat);
             s.http.merge_into(epoch, &mut out.http);
+            s.backend.merge_into(epoch, &mut out.backend);
+            out.commands_last_minute =
+                out.commands_last_minute.saturating_add(last_minute(&s.commands, secs));
+            for (a, b) in out.command_outcomes.iter_mut().zip(s.command_outcomes) {
+                *a = a.saturating_add(b);
+            }
             out.delivery_failures = out.delivery_failures.saturating_add(s.delivery_failures);
             out.requests_last_minute = out.requests_last_minute.saturating_add(
                 s.requests
@@ -463,6 +527,7 @@ impl PerformanceMonitor {
         let delivery = snap.delivery.summary();
         let heartbeat = snap.heartbeat.summary();
         let http = snap.http.summary();
+        let backend = snap.backend.summary();
         let successes = snap.delivery.count;
         let failures = snap.delivery_failures;
         let sent = successes.saturating_add(failures);
@@ -518,10 +583,47 @@ impl PerformanceMonitor {
                 p95_ms: heartbeat.p95_ms,
                 p99_ms: heartbeat.p99_ms,
             },
+            backend: BackendStats {
+                commands_total: snap.command_outcomes.iter().sum(),
+                commands_per_second: self.rate(snap.commands_last_minute, now),
+                avg_backend_ms: backend.avg_ms,
+                max_backend_ms: backend.max_ms,
+                p50_backend_ms: backend.p50_ms,
+                p95_backend_ms: backend.p95_ms,
+                p99_backend_ms: backend.p99_ms,
+                errors: COMMAND_OUTCOMES
+                    .iter()
+                    .zip(snap.command_outcomes)
+                    .filter(|(o, n)| !matches!(**o, "reply" | "cached") && *n > 0)
+                    .map(|(o, n)| (*o, n))
+                    .collect(),
+                lifecycle_events_queued: self.events_queued.load(Ordering::Relaxed).max(0) as u64,
+                window_samples: backend.samples,
+            },
             window_seconds: WINDOW_SECS * 2,
             timestamp: clock::rfc3339(now),
         }
     }
+}
+
+/// `backend`: players' commands and the game backend answering them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackendStats {
+    /// Commands answered since start, every outcome.
+    pub commands_total: u64,
+    /// Over the last 60 s (or since start when younger).
+    pub commands_per_second: f64,
+    /// The game's round trip for a command (HTTP or embedded).
+    pub avg_backend_ms: f64,
+    pub max_backend_ms: f64,
+    pub p50_backend_ms: f64,
+    pub p95_backend_ms: f64,
+    pub p99_backend_ms: f64,
+    /// Commands answered with an error since start, by code.
+    pub errors: std::collections::BTreeMap<&'static str, u64>,
+    /// Lifecycle events waiting to be sent.
+    pub lifecycle_events_queued: u64,
+    pub window_samples: u64,
 }
 
 /// The `/monitoring/performance` document. Durations are milliseconds
@@ -534,6 +636,7 @@ pub struct PerformanceStats {
     pub message_delivery: DeliveryStats,
     pub system_performance: SystemStats,
     pub heartbeat_rtt: HeartbeatStats,
+    pub backend: BackendStats,
     /// Longest span the window figures cover.
     pub window_seconds: u64,
     /// RFC 3339, now.
@@ -610,8 +713,11 @@ struct Snapshot {
     delivery: Merged,
     heartbeat: Merged,
     http: Merged,
+    backend: Merged,
     delivery_failures: u64,
     requests_last_minute: u64,
+    commands_last_minute: u64,
+    command_outcomes: [u64; COMMAND_OUTCOMES.len()],
 }
 
 /// Common methods as static labels (no allocation); anything else as given.
@@ -690,6 +796,28 @@ mod tests {
         assert_eq!(s["message_delivery"]["avg_delivery_time_ms"], 0.0);
         assert_eq!(s["connection_establishment"]["total_connections"], 0);
         assert_eq!(s["system_performance"]["requests_per_second"], 0.0);
+    }
+
+    #[test]
+    fn commands_report_rate_backend_latency_errors_and_queue() {
+        let (m, clock) = monitor();
+        for ms in 1..=100 {
+            m.record_command("reply", Some(Duration::from_millis(ms)));
+        }
+        m.record_command("cached", None);
+        m.record_command("backend_timeout", Some(Duration::from_millis(1000)));
+        m.record_command("rate_limited", None);
+        m.add_events_queued(3);
+        m.add_events_queued(-1);
+        clock.advance(Duration::from_secs(10));
+        let b = &stats(&m, 0)["backend"];
+        assert_eq!(b["commands_total"], 103);
+        close(&b["commands_per_second"], 10.3, 0.01);
+        close(&b["p50_backend_ms"], 51.0, 0.1);
+        close(&b["max_backend_ms"], 1000.0, 1.0);
+        assert_eq!(b["errors"], serde_json::json!({"backend_timeout": 1, "rate_limited": 1}));
+        assert_eq!(b["lifecycle_events_queued"], 2);
+        assert_eq!(b["window_samples"], 101);
     }
 
     #[test]

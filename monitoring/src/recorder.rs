@@ -65,6 +65,7 @@ pub mod names {
     pub const BUILD_INFO: &str = "tandem_build_info";
     pub const HEALTH_STATUS_CHANGES_TOTAL: &str = "tandem_health_status_changes_total";
     pub const COMPONENT_HEALTHY: &str = "tandem_component_healthy";
+    pub const BACKEND_REQUEST_SECONDS: &str = "tandem_backend_request_seconds";
     /// Prefix of the process metrics (`tandem_process_cpu_seconds_total`, …).
     pub const PROCESS_PREFIX: &str = "tandem_";
 }
@@ -89,6 +90,7 @@ pub fn builder() -> Result<PrometheusBuilder, RecorderError> {
         names::CONNECTION_ESTABLISHMENT_SECONDS,
         names::HTTP_REQUEST_DURATION_SECONDS,
         names::HEARTBEAT_RTT_SECONDS,
+        names::BACKEND_REQUEST_SECONDS,
     ];
     let mut b = PrometheusBuilder::new();
     for name in latency {

@@ -85,6 +85,16 @@ error_codes! {
     Draining => "draining",
     /// The cluster broker cannot carry the publication.
     BrokerUnavailable => "broker_unavailable",
+    /// A command or hook: the game backend did not answer in time.
+    BackendTimeout => "backend_timeout",
+    /// A command or hook: the game backend could not be reached.
+    BackendUnavailable => "backend_unavailable",
+    /// A command or hook: the game backend answered 3xx, 5xx or out of contract.
+    BackendError => "backend_error",
+    /// A command with no `backend.command_url` and no embedded handler.
+    NoBackend => "no_backend",
+    /// A command `id` already used in this session for another command.
+    Conflict => "conflict",
     /// A bug, logged as a `system_error`.
     Internal => "internal",
 }

@@ -38,6 +38,7 @@ fn attach(m: &ConnectionManager, i: usize) -> Attached {
         session_id: None,
         last_seq: None,
         channels: vec![CHANNEL.to_owned()],
+        granted: Vec::new(),
         started: Instant::now(),
         remote_connections: 0,
     };

@@ -48,6 +48,7 @@ fn request(transport: Transport, session_id: Option<String>, channels: Vec<Strin
         session_id,
         last_seq: None,
         channels,
+        granted: Vec::new(),
         started: Instant::now(),
         remote_connections: 0,
     }

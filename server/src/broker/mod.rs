@@ -138,6 +138,13 @@ pub trait Broker: Send + Sync {
         Ok(None)
     }
 
+    /// Claims the right to send a session's `player_left`, so one node of
+    /// the cluster sends it; the future says whether this node won. `None`:
+    /// no other node could, send it.
+    fn claim_departure(&self, _session_id: &str) -> Option<BoxFuture<'static, bool>> {
+        None
+    }
+
     /// Whether [`Broker::player_presence`] is wanted (snapshots cost).
     fn wants_presence(&self) -> bool {
         false

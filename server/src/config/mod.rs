@@ -23,8 +23,8 @@ use tandem_monitoring::{LoggingConfig, MonitoringConfig};
 pub use error::ConfigError;
 pub use load::{DEFAULT_TOML, ENV_PREFIX, ENV_SEPARATOR};
 pub use sections::{
-    AuthConfig, BrokerConfig, BrokerKind, ChannelsConfig, DualDelivery, ServerConfig, SessionConfig,
-    TransportConfig,
+    AuthConfig, BackendConfig, BrokerConfig, BrokerKind, ChannelsConfig, DualDelivery, HookFailure,
+    ServerConfig, SessionConfig, TransportConfig,
 };
 pub use validate::{
     MAX_HISTORY_SIZE, MAX_MESSAGE_BYTES, MAX_OUTBOUND_QUEUE_SIZE, MAX_REQUEST_HEAD_BYTES, MAX_SECONDS,
@@ -44,6 +44,7 @@ pub struct Config {
     pub monitoring: MonitoringConfig,
     pub logging: LoggingConfig,
     pub broker: BrokerConfig,
+    pub backend: BackendConfig,
 }
 
 impl Config {
@@ -65,6 +66,7 @@ impl Config {
         copy.auth.api_keys.iter_mut().for_each(mask);
         mask(&mut copy.monitoring.token);
         copy.broker.url = mask_url_password(&copy.broker.url);
+        mask(&mut copy.backend.secret);
         copy
     }
 

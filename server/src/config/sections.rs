@@ -231,3 +231,99 @@ pub enum BrokerKind {
     /// Many nodes sharing one Redis (pub/sub and keys with expiry).
     Redis,
 }
+
+/// `[backend]`: the game's own HTTP endpoints (docs/backend.md). Every URL
+/// is optional; an empty one turns its feature off.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Where client commands are POSTed; empty = `no_backend` (unless an
+    /// embedded `CommandHandler` is registered).
+    pub command_url: String,
+    /// Asked before a connection is accepted; empty = no hook.
+    pub connect_url: String,
+    /// Asked before each subscription; empty = no hook.
+    pub subscribe_url: String,
+    /// Lifecycle events (`session_started`, `session_resumed`, `player_left`); empty = none.
+    pub events_url: String,
+    /// HMAC-SHA256 key signing every request (`X-Tandem-Signature`); empty = unsigned.
+    pub secret: String,
+    /// Milliseconds a command or an event POST waits for the backend.
+    pub timeout_ms: u64,
+    /// Milliseconds a hook waits for the backend.
+    pub hook_timeout_ms: u64,
+    /// What a hook that fails (timeout, unreachable, out of contract) decides.
+    pub hook_failure: HookFailure,
+    /// Seconds a hook's answer is reused for the same player and request.
+    pub hook_cache_seconds: u64,
+    /// Hook answers cached at most.
+    pub hook_cache_size: usize,
+    /// Commands waiting for the backend, all players together.
+    pub max_in_flight: usize,
+    /// Commands waiting for the backend, per player.
+    pub max_in_flight_per_player: usize,
+    /// Commands per second per player, and the burst above it.
+    pub commands_per_second: u32,
+    pub commands_burst: u32,
+    /// Largest backend answer read; a larger one is `backend_error`.
+    pub max_response_bytes: usize,
+    /// Answers each session keeps so a resent command id is not run twice.
+    pub reply_cache_size: usize,
+    /// Seconds an answer stays in the reply cache.
+    pub reply_cache_seconds: u64,
+    /// Idle keep-alive connections kept to the backend.
+    pub pool_idle_per_host: usize,
+    /// Lifecycle events waiting to be sent; past it new ones are dropped (counted).
+    pub events_queue_size: usize,
+    /// Lifecycle events sent at once (each session's in order).
+    pub events_concurrency: usize,
+    /// Longest pause between two tries of one event.
+    pub events_retry_max_ms: u64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            command_url: String::new(),
+            connect_url: String::new(),
+            subscribe_url: String::new(),
+            events_url: String::new(),
+            secret: String::new(),
+            timeout_ms: 1000,
+            hook_timeout_ms: 500,
+            hook_failure: HookFailure::Deny,
+            hook_cache_seconds: 5,
+            hook_cache_size: 10_000,
+            max_in_flight: 1024,
+            max_in_flight_per_player: 8,
+            commands_per_second: 10,
+            commands_burst: 20,
+            max_response_bytes: 65_536,
+            reply_cache_size: 32,
+            reply_cache_seconds: 300,
+            pool_idle_per_host: 32,
+            events_queue_size: 10_000,
+            events_concurrency: 4,
+            events_retry_max_ms: 30_000,
+        }
+    }
+}
+
+impl BackendConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn hook_timeout(&self) -> Duration {
+        Duration::from_millis(self.hook_timeout_ms)
+    }
+}
+
+/// A hook that could not answer: refuse (`deny`) or let the client in (`allow`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFailure {
+    #[default]
+    Deny,
+    Allow,
+}

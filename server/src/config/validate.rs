@@ -31,6 +31,12 @@ pub const MIN_REQUEST_HEAD_BYTES: usize = 1024;
 /// Largest `server.max_request_head_bytes`: actix's HTTP/1 parser refuses
 /// heads past 128 KiB on its own.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 128 * 1024;
+/// Shortest `backend.secret`: an HMAC key shorter than this is guessable.
+pub const MIN_BACKEND_SECRET_BYTES: usize = 16;
+/// Longest wait for the backend (a minute): callers hold a slot meanwhile.
+pub const MAX_BACKEND_WAIT_MS: u64 = 60_000;
+/// Upper bound of the backend's caches, queues and caps.
+pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
 /// Upper bound of `auth.token_ttl_seconds` (one year).
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 86_400;
 
@@ -53,6 +59,7 @@ impl Config {
         self.validate_transport(&mut p);
         self.validate_channels(&mut p);
         self.validate_broker(&mut p);
+        self.validate_backend(&mut p);
         p.extend(self.monitoring.problems());
         p.extend(self.logging.problems());
         errors.extend(invalid(p));
@@ -171,6 +178,46 @@ impl Config {
         }
     }
 
+    fn validate_backend(&self, p: &mut Problems) {
+        let b = &self.backend;
+        for (key, url) in [
+            ("backend.command_url", &b.command_url),
+            ("backend.connect_url", &b.connect_url),
+            ("backend.subscribe_url", &b.subscribe_url),
+            ("backend.events_url", &b.events_url),
+        ] {
+            if let Err(reason) = check_backend_url(url) {
+                p.invalid(key, reason);
+            }
+        }
+        if !b.secret.is_empty() && b.secret.len() < MIN_BACKEND_SECRET_BYTES {
+            p.invalid(
+                "backend.secret",
+                format!(
+                    "must be empty (unsigned) or at least {MIN_BACKEND_SECRET_BYTES} bytes (got {})",
+                    b.secret.len()
+                ),
+            );
+        }
+        p.between("backend.timeout_ms", b.timeout_ms, 1, MAX_BACKEND_WAIT_MS);
+        p.between("backend.hook_timeout_ms", b.hook_timeout_ms, 1, MAX_BACKEND_WAIT_MS);
+        p.at_most("backend.hook_cache_seconds", b.hook_cache_seconds, MAX_SECONDS);
+        p.at_most("backend.hook_cache_size", b.hook_cache_size, MAX_CACHE_ENTRIES);
+        p.between("backend.max_in_flight", b.max_in_flight, 1, MAX_CACHE_ENTRIES);
+        p.between("backend.max_in_flight_per_player", b.max_in_flight_per_player, 1, b.max_in_flight.max(1));
+        p.at_least("backend.commands_per_second", b.commands_per_second, 1);
+        p.at_least("backend.commands_burst", b.commands_burst, 1);
+        p.between("backend.max_response_bytes", b.max_response_bytes, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES);
+        // Each command in flight holds a cache entry: a smaller cache could
+        // not remember them all.
+        p.between("backend.reply_cache_size", b.reply_cache_size, b.max_in_flight_per_player, 4096);
+        p.between("backend.reply_cache_seconds", b.reply_cache_seconds, 1, MAX_SECONDS);
+        p.at_most("backend.pool_idle_per_host", b.pool_idle_per_host, 4096);
+        p.between("backend.events_queue_size", b.events_queue_size, 1, MAX_CACHE_ENTRIES);
+        p.between("backend.events_concurrency", b.events_concurrency, 1, 256);
+        p.between("backend.events_retry_max_ms", b.events_retry_max_ms, 100, MAX_SECONDS * 1000);
+    }
+
     fn validate_channels(&self, p: &mut Problems) {
         for (i, ns) in self.channels.client_publish.iter().enumerate() {
             let key = format!("channels.client_publish[{i}]");
@@ -180,6 +227,23 @@ impl Config {
                 p.invalid(key, format!("`{ns}` is not a namespace ([a-z][a-z0-9_-]{{0,31}})"));
             }
         }
+    }
+}
+
+/// A backend URL: empty (off) or `http://host[:port]/path`. Plain HTTP
+/// only: game backends sit beside Tandem on a private network, and Tandem
+/// carries no TLS client.
+fn check_backend_url(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(u) if u.scheme() == "https" => {
+            Err("must be an http:// URL (Tandem calls its backend over plain HTTP on a private network)"
+                .into())
+        }
+        _ => Err("must be empty or an http://host[:port]/path URL".into()),
     }
 }
 

@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::auth::AuthError;
+use crate::backend::Refusal;
 use crate::broker::BrokerError;
 use crate::manager::AttachError;
 use crate::session::protocol::{ErrorCode, ProtocolError};
@@ -15,6 +16,9 @@ use serde::Serialize;
 pub struct HttpError {
     pub code: ErrorCode,
     pub message: String,
+    /// The game's own refusal (a hook): its status, code and `retry`
+    /// replace the code's own in the answer.
+    pub refusal: Option<Box<Refusal>>,
 }
 
 /// The one JSON shape of every error body.
@@ -25,13 +29,21 @@ struct Body<'a> {
 
 #[derive(Serialize)]
 struct Detail<'a> {
-    code: ErrorCode,
+    code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry: Option<bool>,
 }
 
 impl HttpError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), refusal: None }
+    }
+
+    /// A game hook's refusal, answered with the game's code and `retry`.
+    pub fn refused(r: Refusal) -> Self {
+        let code = if r.status >= 500 { ErrorCode::BackendUnavailable } else { ErrorCode::Forbidden };
+        Self { code, message: r.message.clone(), refusal: Some(Box::new(r)) }
     }
 
     pub fn not_found() -> Self {
@@ -40,7 +52,7 @@ impl HttpError {
 
     /// The HTTP status of the error's code.
     pub fn status(&self) -> u16 {
-        status_of(self.code)
+        self.refusal.as_ref().map_or_else(|| status_of(self.code), |r| r.status)
     }
 }
 
@@ -58,7 +70,11 @@ pub fn status_of(code: ErrorCode) -> u16 {
         C::TooManyConnections | C::RateLimited => 429,
         C::RequestHeadTooLarge => 431,
         C::Internal => 500,
-        C::ServerFull | C::Draining | C::BrokerUnavailable => 503,
+        C::ServerFull | C::Draining | C::BrokerUnavailable | C::BackendUnavailable => 503,
+        C::BackendError => 502,
+        C::BackendTimeout => 504,
+        C::NoBackend => 501,
+        C::Conflict => 409,
         C::InvalidJson
         | C::InvalidBody
         | C::UnknownType
@@ -80,7 +96,11 @@ impl ResponseError for HttpError {
         if self.status() == 401 {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        res.json(Body { error: Detail { code: self.code, message: &self.message } })
+        let (code, retry) = match &self.refusal {
+            Some(r) => (r.code.as_str(), Some(r.retry)),
+            None => (self.code.as_str(), None),
+        };
+        res.json(Body { error: Detail { code, message: &self.message, retry } })
     }
 }
 

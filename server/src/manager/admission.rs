@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{ConnectionManager, Session};
+use crate::backend::EventKind;
 use crate::session::channels;
 use crate::session::connection::{Connection, Outbound};
 use crate::session::identity::Identity;
@@ -48,6 +49,9 @@ pub struct AttachRequest {
     pub session_id: Option<String>,
     pub last_seq: Option<u64>,
     pub channels: Vec<String>,
+    /// Channels the game's connect hook added: valid names, but no claim
+    /// or namespace check (the game granted them).
+    pub granted: Vec<String>,
     pub started: Instant,
     /// Connections the player holds on other nodes (cluster brokers), so
     /// `session.max_connections_per_player` counts the whole cluster.
@@ -121,7 +125,10 @@ impl ConnectionManager {
         for ch in &req.channels {
             channels::check_subscribe(who, ch).map_err(AttachError::Protocol)?;
         }
-        if req.channels.len() > self.limits.max_subscriptions {
+        for ch in &req.granted {
+            channels::namespace(ch).map_err(AttachError::Protocol)?;
+        }
+        if req.channels.len() + req.granted.len() > self.limits.max_subscriptions {
             return Err(AttachError::Protocol(too_many_subs(self.limits.max_subscriptions)));
         }
         self.reserve(who, req.transport, req.remote_connections)?;
@@ -201,7 +208,7 @@ impl ConnectionManager {
                 Some(s) => (s, false),
                 None => (self.create_session(who), true),
             };
-            for ch in &req.channels {
+            for ch in req.channels.iter().chain(&req.granted) {
                 self.subscribe_checked(&s, ch, false).map_err(AttachError::Protocol)?;
             }
             if let Some(att) = self.link(req, &s, fresh, &conn) {
@@ -243,6 +250,7 @@ impl ConnectionManager {
         for (seq, publication) in replay {
             conn.push_unbounded(Outbound::Delivery { seq, publication });
         }
+        let came_back = !fresh && inner.connections.is_empty();
         // Most sessions hold one connection: no room for four.
         inner.connections.reserve_exact(1);
         inner.connections.push(Arc::clone(conn));
@@ -257,6 +265,11 @@ impl ConnectionManager {
             Transport::Sse => (ws, sse.saturating_sub(1)),
         };
         let att = Attached { session: Arc::clone(s), conn: Arc::clone(conn) };
+        if fresh {
+            self.session_event(EventKind::SessionStarted, s);
+        } else if came_back {
+            self.session_event(EventKind::SessionResumed, s);
+        }
         ev::Connected {
             ids: att.ids(),
             establishment: req.started.elapsed(),

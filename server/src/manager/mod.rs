@@ -25,6 +25,7 @@ mod admission;
 mod clock;
 pub(crate) mod commands;
 mod fanout;
+mod lifecycle;
 mod registry;
 mod sweeps;
 
@@ -42,6 +43,8 @@ pub use clock::Clock;
 pub use fanout::{Fanout, Published, delivery_target};
 pub use sweeps::{HeartbeatAction, expiry_due, heartbeat_action};
 
+use crate::backend::Backend;
+use crate::backend::reply_cache::{Answer, ReplyCache};
 use crate::broker::Broker;
 use crate::config::{Config, DualDelivery};
 use crate::session::connection::Connection;
@@ -112,7 +115,12 @@ struct SessionInner {
     /// Rate limit of `POST /sessions/{id}/messages`: boxed on the first
     /// post, so sessions that never post (every WebSocket one) do not carry it.
     post_limit: Option<Box<RateGate>>,
+    /// Answers to this session's commands (boxed on the first command).
+    commands: Option<Box<ReplyCache<CommandWaiters>>>,
 }
+
+/// Those waiting for a command still in flight (resends of its id).
+pub(crate) type CommandWaiters = tokio::sync::watch::Sender<Option<Answer>>;
 
 impl Session {
     pub fn is_closed(&self) -> bool {
@@ -137,6 +145,7 @@ pub struct ConnectionManager {
     /// Epoch ms of the last client activity; 0 = none yet.
     last_activity: AtomicU64,
     broker: Arc<dyn Broker>,
+    backend: Backend,
     telemetry: Telemetry,
 }
 
@@ -164,8 +173,20 @@ impl ConnectionManager {
             draining: AtomicBool::new(false),
             last_activity: AtomicU64::new(0),
             broker,
+            backend: Backend::disabled(telemetry.clone()),
             telemetry,
         }
+    }
+
+    /// The game backend this manager asks (commands, hooks, events);
+    /// without one, commands get `no_backend`.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     pub fn limits(&self) -> &Limits {

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use super::admission::too_many_subs;
 use super::{Attached, ConnectionManager, Session, SessionInner};
+use crate::backend::LeftReason;
 use crate::session::channels;
 use crate::session::connection::{CloseReason, Connection};
 use crate::session::identity::Identity;
@@ -130,6 +131,7 @@ impl ConnectionManager {
                 closed: false,
                 left_a_channel: false,
                 post_limit: None,
+                commands: None,
             }),
             subs_lock: Mutex::new(()),
         });
@@ -276,7 +278,17 @@ impl ConnectionManager {
             (inner.state.take_subscriptions(), inner.connections.clone())
         };
         for c in &conns {
-            self.force_close(&Attached { session: Arc::clone(s), conn: Arc::clone(c) }, conn_reason);
+            let att = Attached { session: Arc::clone(s), conn: Arc::clone(c) };
+            // A session ended by its client says goodbye after what is queued
+            // (its `session_ended` answer); any other end is at once.
+            if conn_reason == CloseReason::SessionEnded {
+                if c.close(conn_reason, true) {
+                    ev::closing(&self.telemetry, att.ids(), conn_reason);
+                }
+                self.detach(&att, conn_reason.as_str());
+            } else {
+                self.force_close(&att, conn_reason);
+            }
         }
         for ch in &subs {
             self.remove_from_channel(ch, &s.id);
@@ -290,7 +302,19 @@ impl ConnectionManager {
         self.players.remove_if(&*s.player_id, |_, p| p.sessions.is_empty() && p.websocket + p.sse == 0);
         ev::session_ended(&s.id, &s.player_id, expired);
         self.presence_changed(&s.player_id);
+        let reason = match (expired, conn_reason) {
+            (true, _) => LeftReason::Expired,
+            (false, CloseReason::SessionEnded) => LeftReason::Ended,
+            (false, _) => LeftReason::Disconnected,
+        };
+        self.player_left(s, reason);
         conns.len()
+    }
+
+    /// `end_session` from a client: the session ends now (no resume) and
+    /// the game hears `player_left`.
+    pub fn end_session_by_client(&self, s: &Arc<Session>) -> usize {
+        self.end_session(s, false, CloseReason::SessionEnded)
     }
 
     /// Closes the session's connections of one transport (the SSE uplink's

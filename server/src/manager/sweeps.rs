@@ -137,6 +137,7 @@ mod tests {
             session_id: session_id.map(str::to_owned),
             last_seq: None,
             channels: Vec::new(),
+            granted: Vec::new(),
             started: Instant::now(),
             remote_connections: 0,
         };

@@ -26,6 +26,7 @@ use serde_json::Value;
 use tandem_monitoring::{ConnectionOverview, ConnectionSample, ConnectionStatsSource, Monitoring};
 
 use crate::auth::Authenticator;
+use crate::backend::{Backend, BackendError, CommandHandler};
 use crate::broker::{self, BrokerError, LocalNode};
 use crate::config::{Config, ServerConfig};
 use crate::http::origin::OriginPolicy;
@@ -60,6 +61,8 @@ pub enum ServeError {
     Recorder(String),
     #[error("broker: {0}")]
     Broker(BrokerError),
+    #[error("{0}")]
+    Backend(BackendError),
 }
 
 /// Lets monitoring read the manager without owning it (the manager owns
@@ -115,7 +118,16 @@ fn fit_connection_limit(config: &mut Config) {
 }
 
 /// Serves until a shutdown signal; returns once drained.
-pub async fn run(mut config: Config) -> Result<(), ServeError> {
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    run_with(config, None).await
+}
+
+/// [`run`], with a game that handles commands in process: `handler`
+/// answers them instead of `backend.command_url` (docs/backend.md).
+pub async fn run_with(
+    mut config: Config,
+    handler: Option<Arc<dyn CommandHandler>>,
+) -> Result<(), ServeError> {
     fit_connection_limit(&mut config);
     let config = Arc::new(config);
     let prometheus =
@@ -124,11 +136,21 @@ pub async fn run(mut config: Config) -> Result<(), ServeError> {
     ev::register_metrics();
     let broker = broker::from_config(&config.broker).map_err(ServeError::Broker)?;
     let addr_cell = Arc::new(OnceLock::new());
+    let mut backend_error = None;
     let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {
         let source = Arc::new(Stats { manager: weak.clone(), addr: Arc::clone(&addr_cell) });
         let monitoring = Monitoring::new(&config.monitoring, VERSION, source, Some(prometheus));
-        ConnectionManager::new(Limits::from_config(&config), Telemetry::new(monitoring), broker)
+        let telemetry = Telemetry::new(monitoring);
+        let backend =
+            Backend::new(&config.backend, VERSION, handler, telemetry.clone()).unwrap_or_else(|e| {
+                backend_error = Some(e);
+                Backend::disabled(telemetry.clone())
+            });
+        ConnectionManager::new(Limits::from_config(&config), telemetry, broker).with_backend(backend)
     });
+    if let Some(e) = backend_error {
+        return Err(ServeError::Backend(e));
+    }
     let monitoring = Arc::clone(&manager.telemetry().monitoring);
     let supervisor = supervisor_for(&manager);
     spawn_background(&supervisor, &manager, &monitoring);
@@ -247,10 +269,14 @@ fn spawn_background(supervisor: &Supervisor, manager: &Arc<ConnectionManager>, m
         async move {
             every(EXPIRY_PERIOD, || {
                 m.expire_sessions();
+                m.backend().sweep(m.now_ms());
             })
             .await
         }
     });
+    for sender in manager.backend().events.senders() {
+        supervisor.supervise("lifecycle_events", sender);
+    }
     let mon = Arc::clone(monitoring);
     supervisor.supervise("health_checks", move || Arc::clone(&mon).run_health_loop());
     let mon = Arc::clone(monitoring);

@@ -35,6 +35,8 @@ pub enum CloseReason {
     },
     HeartbeatTimeout,
     Disconnected,
+    /// The client ended its session (`end_session`): no resume.
+    SessionEnded,
     SlowConsumer,
     RateLimited,
 }
@@ -49,6 +51,7 @@ impl CloseReason {
             Self::Shutdown { .. } => 1012,
             Self::HeartbeatTimeout => 4000,
             Self::Disconnected => 4001,
+            Self::SessionEnded => 4002,
             Self::SlowConsumer => 4008,
             Self::RateLimited => 4029,
         }
@@ -64,13 +67,14 @@ impl CloseReason {
             Self::Shutdown { .. } => "shutdown",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::Disconnected => "disconnected",
+            Self::SessionEnded => "session_ended",
             Self::SlowConsumer => "slow_consumer",
             Self::RateLimited => "rate_limited",
         }
     }
 
     pub fn reconnect(self) -> bool {
-        !matches!(self, Self::Disconnected)
+        !matches!(self, Self::Disconnected | Self::SessionEnded)
     }
 }
 

@@ -41,10 +41,28 @@ impl ProtocolError {
 /// A message from a client (WebSocket text frame or SSE `POST` body).
 #[derive(Debug, Clone)]
 pub enum ClientMessage {
-    Subscribe { channel: String },
-    Unsubscribe { channel: String },
-    Publish { channel: String, event: String, data: Box<RawValue> },
-    Ping { id: Box<RawValue> },
+    Subscribe {
+        channel: String,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        event: String,
+        data: Box<RawValue>,
+    },
+    Ping {
+        id: Box<RawValue>,
+    },
+    /// A command for the game (`backend.command_url` or an embedded handler).
+    Command {
+        id: String,
+        name: String,
+        data: Box<RawValue>,
+    },
+    /// Ends the session now: no resume, the game hears `player_left`.
+    EndSession,
 }
 
 impl ClientMessage {
@@ -55,6 +73,8 @@ impl ClientMessage {
             Self::Unsubscribe { .. } => "unsubscribe",
             Self::Publish { .. } => "publish",
             Self::Ping { .. } => "ping",
+            Self::Command { .. } => "command",
+            Self::EndSession => "end_session",
         }
     }
 
@@ -73,6 +93,8 @@ impl ClientMessage {
             data: Option<&'a RawValue>,
             #[serde(borrow)]
             id: Option<&'a RawValue>,
+            #[serde(borrow)]
+            name: Option<&'a RawValue>,
         }
         let env: Envelope<'_> = serde_json::from_slice(text)
             .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("not a JSON object: {e}")))?;
@@ -109,6 +131,14 @@ impl ClientMessage {
                 Ok(Self::Publish { channel, event, data })
             }
             "ping" => Ok(Self::Ping { id: relayed(env.id)? }),
+            "command" => {
+                let id = string("id", env.id)?;
+                validate_command_id(&id)?;
+                let name = string("name", env.name)?;
+                validate_name("name", &name)?;
+                Ok(Self::Command { id, name, data: relayed(env.data)? })
+            }
+            "end_session" => Ok(Self::EndSession),
             other => Err(ProtocolError::new(
                 ErrorCode::UnknownType,
                 format!("unknown type `{}`", truncate(other, 32)),
@@ -130,10 +160,20 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// Event names: 1–64 characters, no control characters.
 pub fn validate_event(event: &str) -> Result<(), ProtocolError> {
-    if event.is_empty() || event.len() > 64 || event.chars().any(char::is_control) {
+    validate_name("event", event)
+}
+
+/// Command ids: 1–64 characters, no control characters (the client's own).
+pub fn validate_command_id(id: &str) -> Result<(), ProtocolError> {
+    validate_name("id", id)
+}
+
+/// Event and command names, command ids: 1–64 bytes, no control characters.
+fn validate_name(field: &str, value: &str) -> Result<(), ProtocolError> {
+    if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
         return Err(ProtocolError::new(
             ErrorCode::InvalidMessage,
-            "`event` must be 1-64 characters without control characters",
+            format!("`{field}` must be 1-64 characters without control characters"),
         ));
     }
     Ok(())
@@ -291,6 +331,8 @@ pub enum Reply<'a> {
     Resync {
         reason: &'a str,
     },
+    /// The answer to `end_session`, before the connections close (4002).
+    SessionEnded,
 }
 
 /// JSON text of a frame. Frames hold only strings and numbers, so this
@@ -355,6 +397,32 @@ mod tests {
         assert_eq!(code(r#"{"type":"subscribe","channel":5}"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"type":"publish","channel":"room:a"}"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"type":"publish","channel":"room:a","event":""}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"command","name":"move"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"command","id":7,"name":"move"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"command","id":"","name":"move"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"command","id":"c1"}"#), ErrorCode::InvalidMessage);
+        let long = format!(r#"{{"type":"command","id":"c1","name":"{}"}}"#, "n".repeat(65));
+        assert_eq!(code(&long), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn parses_commands_and_end_session() {
+        match ClientMessage::parse(br#"{"type":"command","id":"c1","name":"move","data":{ "x" : 1 }}"#)
+            .unwrap()
+        {
+            ClientMessage::Command { id, name, data } => {
+                assert_eq!((id.as_str(), name.as_str(), data.get()), ("c1", "move", r#"{"x":1}"#));
+            }
+            other => panic!("{other:?}"),
+        }
+        match ClientMessage::parse(br#"{"type":"command","id":"c2","name":"roll"}"#).unwrap() {
+            ClientMessage::Command { data, .. } => assert_eq!(data.get(), "null"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ClientMessage::parse(br#"{"type":"end_session"}"#).unwrap(),
+            ClientMessage::EndSession
+        ));
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
                 format!("{} closed on a client protocol error: {r}", title(ids.transport)),
             ));
         }
-        CloseReason::Shutdown { .. } | CloseReason::Disconnected => {}
+        CloseReason::Shutdown { .. } | CloseReason::Disconnected | CloseReason::SessionEnded => {}
     }
     counter!(SERVER_CLOSES_TOTAL, "transport" => label(ids.transport), "reason" => r).increment(1);
     debug!(

@@ -7,11 +7,13 @@
 //! `connection_id`, `connection_type`, `establishment_time_ms`,
 //! `delivery_time_ms`, `is_dual_connection`, `total_connections`.
 
+mod backend;
 mod broker;
 mod connection;
 mod delivery;
 mod process;
 
+pub use backend::*;
 pub use broker::*;
 pub use connection::*;
 pub use delivery::*;
@@ -20,7 +22,9 @@ pub use process::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Unit, counter, describe_counter, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use tandem_monitoring::recorder::names;
 use tandem_monitoring::{ErrorEvent, ErrorType, Monitoring, Severity};
 use tracing::{debug, info, warn};
@@ -49,7 +53,7 @@ pub fn register_metrics() {
     describe_counter!(
         PUBLICATIONS_TOTAL,
         Unit::Count,
-        "Publications accepted, by source (api, client, broadcast)."
+        "Publications accepted, by source (api, client, broadcast, game)."
     );
     describe_counter!(
         SERVER_CLOSES_TOTAL,
@@ -107,9 +111,10 @@ pub fn register_metrics() {
     counter!(names::HEARTBEAT_TIMEOUTS_TOTAL).absolute(0);
     gauge!(names::SESSIONS_ACTIVE).set(0.0);
     gauge!(names::SUBSCRIPTIONS_ACTIVE).set(0.0);
-    for source in ["api", "client", "broadcast"] {
+    for source in ["api", "client", "broadcast", "game"] {
         counter!(PUBLICATIONS_TOTAL, "source" => source).absolute(0);
     }
+    register_backend_metrics();
 }
 
 /// Handles of hot-path metrics, registered once; plus the monitoring bundle.
@@ -118,6 +123,12 @@ pub fn register_metrics() {
 pub struct Telemetry {
     pub monitoring: Arc<Monitoring>,
     delivered: [Counter; 2],
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
 }
 
 fn idx(t: Transport) -> usize {

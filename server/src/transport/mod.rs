@@ -11,11 +11,62 @@ use actix_web::dev::RequestHead;
 use tandem_protocol::Transport;
 
 use crate::auth::Identity;
+use crate::backend::ConnectAsk;
 use crate::http::error::HttpError;
 use crate::http::extract::{self, ConnectParams};
 use crate::http::state::AppState;
 use crate::manager::{AttachRequest, Attached};
 use crate::telemetry as ev;
+
+/// The session id a client's refusal probe posts to: `POST
+/// /sessions/-/messages` runs the token check and the connect hook, opens
+/// nothing, and answers as a connect would have been answered.
+pub const PROBE_SESSION: &str = "-";
+
+/// The game's hooks on a connect: the connect hook (which may add
+/// channels), then the subscribe hook for each channel asked for. Tandem's
+/// own checks run first, in `attach`, for what the client asked; granted
+/// channels are the game's.
+async fn ask_the_game(
+    app: &AppState,
+    who: &Identity,
+    transport: Transport,
+    session_id: Option<&str>,
+    channels: &[String],
+) -> Result<Vec<String>, HttpError> {
+    let m = &app.manager;
+    let hooks = &m.backend().hooks;
+    let ask = ConnectAsk {
+        player_id: &who.player_id,
+        session_id,
+        transport,
+        channels,
+        resume: session_id.is_some(),
+    };
+    let refused = |r: crate::backend::Refusal| {
+        // A bounded label: the game's own code is in the answer, not the metric.
+        let reason = if r.status >= 500 { "backend_unavailable" } else { "refused_by_game" };
+        ev::connection_refused(&app.telemetry, transport, reason, Some(&who.player_id));
+        HttpError::refused(r)
+    };
+    let granted = hooks.connect(&ask, m.now_ms()).await.map_err(refused)?;
+    for ch in channels {
+        hooks.subscribe(&who.player_id, session_id.unwrap_or(""), ch, m.now_ms()).await.map_err(refused)?;
+    }
+    Ok(granted)
+}
+
+/// Answers a refusal probe ([`PROBE_SESSION`]) for `who`.
+pub async fn probe(app: &AppState, who: &Identity) -> Result<actix_web::HttpResponse, HttpError> {
+    ask_the_game(app, who, Transport::Sse, None, &[]).await?;
+    let pong = crate::session::protocol::Reply::Pong {
+        id: serde_json::value::RawValue::NULL,
+        ts: crate::session::protocol::epoch_ms(std::time::SystemTime::now()),
+    };
+    Ok(actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::session::protocol::to_json(&pong)))
+}
 
 /// Origin check, authentication and attach: everything a connect does
 /// before its transport takes over. Errors are HTTP answers.
@@ -39,11 +90,13 @@ pub async fn open(
     // `/health` component says it is down.
     let remote_connections =
         app.manager.broker().remote_player(&who.player_id).await.map_or(0, |p| p.websocket + p.sse);
+    let granted = ask_the_game(app, &who, transport, params.session_id.as_deref(), &params.channels).await?;
     let request = AttachRequest {
         transport,
         session_id: params.session_id,
         last_seq: last_event_id.or(params.last_seq),
         channels: params.channels,
+        granted,
         started,
         remote_connections,
     };

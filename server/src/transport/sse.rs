@@ -22,7 +22,7 @@ use crate::http::error::{self, HttpError};
 use crate::http::extract::{self, Client};
 use crate::http::state::AppState;
 use crate::manager::Attached;
-use crate::manager::commands;
+use crate::manager::commands::{self, Handled, ReplyTo};
 use crate::session::connection::{CloseReason, Next, Outbound};
 use crate::session::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
 use crate::session::state::RateVerdict;
@@ -190,6 +190,9 @@ pub async fn post_message(
 ) -> Result<HttpResponse, HttpError> {
     let mgr = &app.manager;
     let who = client.who;
+    if path.as_str() == super::PROBE_SESSION {
+        return super::probe(&app, &who).await;
+    }
     let session = mgr
         .session(&path)
         .ok_or_else(|| HttpError::new(ErrorCode::SessionNotFound, "no such session (it may have expired)"))?;
@@ -226,8 +229,29 @@ pub async fn post_message(
         })?;
     let parsed = ClientMessage::parse(&body);
     ev::message_received(Transport::Sse, parsed.as_ref().map_or("invalid", ClientMessage::kind));
-    let (_, json) = parsed.and_then(|m| commands::handle(mgr, &session, &who, m)).map_err(reject)?;
+    let json = match parsed
+        .and_then(|m| commands::handle(mgr, &session, &who, Transport::Sse, m))
+        .map_err(reject)?
+    {
+        Handled::Now((_, json)) => json,
+        Handled::Later(work) => work.await.map_err(reject)?.1,
+        Handled::Command(task) => {
+            // Taken: the answer arrives on the session's SSE streams.
+            let accepted = protocol::to_json(&Accepted { accepted: true, id: &task.id });
+            tokio::spawn(task.run(ReplyTo::Streams));
+            return Ok(HttpResponse::Accepted()
+                .insert_header((CONTENT_TYPE, "application/json"))
+                .body(accepted));
+        }
+    };
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(json))
+}
+
+/// `202` to a POSTed command.
+#[derive(serde::Serialize)]
+struct Accepted<'a> {
+    accepted: bool,
+    id: &'a str,
 }
 
 #[cfg(test)]

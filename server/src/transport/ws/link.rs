@@ -26,7 +26,7 @@ use super::frame;
 use super::inbound::{Inbound, Step};
 use crate::http::state::AppState;
 use crate::manager::Attached;
-use crate::manager::commands;
+use crate::manager::commands::{self, Handled, ReplyTo};
 use crate::session::connection::{CloseReason, Next, Outbound, Push};
 use crate::session::identity::Identity;
 use crate::session::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
@@ -433,8 +433,14 @@ impl Link {
         }
         let parsed = ClientMessage::parse(&text);
         ev::message_received(Transport::WebSocket, parsed.as_ref().map_or("invalid", ClientMessage::kind));
-        match parsed.and_then(|m| commands::handle(mgr, &self.att.session, &self.who, m)) {
-            Ok((kind, json)) => self.push(kind, json),
+        match parsed
+            .and_then(|m| commands::handle(mgr, &self.att.session, &self.who, Transport::WebSocket, m))
+        {
+            Ok(Handled::Now((kind, json))) => self.push(kind, json),
+            Ok(Handled::Later(work)) => commands::answer_later(mgr, &self.att, work),
+            Ok(Handled::Command(task)) => {
+                tokio::spawn(task.run(ReplyTo::Connection(Arc::clone(&self.att.conn))));
+            }
             Err(e) => self.reject(&e),
         }
     }
