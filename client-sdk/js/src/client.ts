@@ -1,16 +1,18 @@
 /**
  * The browser glue: native `WebSocket`, `EventSource`, `fetch` and timers
- * around the decisions of `planner.ts`, `sequencer.ts`, `liveness.ts` and
- * `backoff.ts`. Every socket is a `Link`; a link that ends is detached
- * (its handlers go with it, its pending calls are rejected) and never
- * reused, so handlers cannot pile up across reconnects.
+ * around the decisions of `planner.ts`, `sequencer.ts`, `liveness.ts`,
+ * `backoff.ts` and `calls.ts`. Every socket is a `Link`; a link that ends is
+ * detached (its handlers go with it, its pending requests are rejected, its
+ * unanswered game commands wait for the next link) and never reused, so
+ * handlers cannot pile up across reconnects.
  */
 
 import { type ReconnectOptions, DEFAULT_RECONNECT, backoffDelay, retryAfterDelay } from './backoff.js';
+import { type CommandFrame, type Settlement, Calls } from './calls.js';
 import { TandemError } from './errors.js';
 import { type ClientMessage, type Message, type Reply, type TransportName, type Welcome, parseFrame } from './frames.js';
 import { checkLiveness } from './liveness.js';
-import { type Mode, Planner, closeVerdict, isAuthRefusal } from './planner.js';
+import { type Mode, Planner, closeVerdict, isFinalRefusal } from './planner.js';
 import { type ResyncInfo, Sequencer } from './sequencer.js';
 
 export interface TandemOptions {
@@ -33,7 +35,7 @@ export interface TandemOptions {
   wsFailuresBeforeFallback?: number;
   /** `auto` on SSE: how often WebSocket is tried again (default 60000). */
   wsProbeIntervalMs?: number;
-  /** How long a call waits for a link and its reply; also bounds resync hooks (default 10000). */
+  /** How long a call waits for a link and its reply (`call()`'s default `timeoutMs`); also bounds resync hooks (default 10000). */
   callTimeoutMs?: number;
   /** Randomness for the jitter, in `[0, 1]` (tests pin it). */
   random?: () => number;
@@ -44,6 +46,12 @@ export type Status =
   | { state: 'connected'; transport: TransportName; transports: TransportName[] }
   | { state: 'reconnecting'; attempt: number; delayMs: number }
   | { state: 'disconnected'; code: number | string; reason: string };
+
+/** Options of one `call()`. */
+export interface CallOptions {
+  /** How long the command may wait for a link and its reply, resends included (default `callTimeoutMs`). */
+  timeoutMs?: number;
+}
 
 export type MessageHandler = (message: Message) => void;
 /** Runs on a gap, before live delivery resumes: reload the application's state here. */
@@ -58,6 +66,20 @@ interface Pending {
   done: boolean;
 }
 
+interface CallWaiter {
+  resolve: (value: unknown) => void;
+  reject: (e: TandemError) => void;
+  timer: ReturnType<typeof setTimeout>;
+  deadline: number;
+}
+
+interface EndWaiter {
+  resolve: () => void;
+  reject: (e: TandemError) => void;
+}
+
+let linkKeys = 0;
+
 interface EndInfo {
   code: number;
   reason: string;
@@ -70,6 +92,8 @@ interface EndInfo {
 }
 
 class Link {
+  /** Names the link in the command bookkeeping (`calls.ts`). */
+  readonly key = ++linkKeys;
   welcomed = false;
   dead = false;
   lastReceivedAt: number;
@@ -121,6 +145,12 @@ export class TandemClient {
   private readonly resyncHooks = new Set<ResyncHook>();
   private waiters: { resolve: (l: Link) => void; reject: (e: TandemError) => void }[] = [];
   private resyncGeneration = 0;
+  private readonly calls: Calls;
+  private readonly callWaiters = new Map<string, CallWaiter>();
+  private readonly endWaiters = new Set<EndWaiter>();
+  private resendTimer: ReturnType<typeof setTimeout> | null = null;
+  private resendAttempt = 0;
+  private flushQueued = false;
   private checkedAt = -1;
   private pings = 0;
   private readonly onNetworkChange = (): void => this.check();
@@ -135,6 +165,7 @@ export class TandemClient {
       callTimeoutMs: options.callTimeoutMs ?? 10_000,
     };
     this.random = options.random ?? Math.random;
+    this.calls = new Calls(this.o.callTimeoutMs);
     this.planner = new Planner(options.mode ?? 'auto', {
       wsFailuresBeforeFallback: options.wsFailuresBeforeFallback ?? 2,
       wsProbeIntervalMs: options.wsProbeIntervalMs ?? 60_000,
@@ -181,26 +212,91 @@ export class TandemClient {
 
   /** Subscribes, and keeps the subscription across new sessions. */
   async subscribe(channel: string): Promise<Reply> {
-    const reply = await this.call({ type: 'subscribe', channel });
+    const reply = await this.request({ type: 'subscribe', channel });
     this.channels.add(channel);
     return reply;
   }
 
   async unsubscribe(channel: string): Promise<Reply> {
-    const reply = await this.call({ type: 'unsubscribe', channel });
+    const reply = await this.request({ type: 'unsubscribe', channel });
     this.channels.delete(channel);
     return reply;
   }
 
   /** Publishes; resolves to the server's `published` reply (`id`, `recipients`). */
   publish(channel: string, event: string, data?: unknown): Promise<Reply> {
-    return this.call({ type: 'publish', channel, event, data });
+    return this.request({ type: 'publish', channel, event, data });
+  }
+
+  /**
+   * Sends a game command (docs/backend.md) and resolves with its reply's
+   * `data`; rejects with a `TandemError` carrying the game's code, Tandem's
+   * (`backend_timeout`, `rate_limited`…) or the client's (`timeout`,
+   * `closed`, `session_lost`). A command whose link drops before its answer
+   * is sent again, with the same id, on the next link (the server answers a
+   * resent id from its reply cache, so it runs at most once).
+   */
+  call(name: string, data?: unknown, opts: CallOptions = {}): Promise<unknown> {
+    if (this.closed) return Promise.reject(new TandemError('closed', 'the client is closed'));
+    try {
+      JSON.stringify(data);
+    } catch (e) {
+      return Promise.reject(new TandemError('invalid_message', `data is not JSON: ${String(e)}`));
+    }
+    const timeoutMs = opts.timeoutMs ?? this.o.callTimeoutMs;
+    const { id, deadline } = this.calls.start(name, data, now(), timeoutMs);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // Never before the deadline, even when a timer fires a little early.
+        for (const s of this.calls.expired(Math.max(now(), deadline))) this.finish(s);
+      }, timeoutMs);
+      this.callWaiters.set(id, { resolve, reject, timer, deadline });
+      this.flush();
+    });
+  }
+
+  /**
+   * Ends the session for good (the game gets `player_left`, reason
+   * `ended`): the server closes every connection of the session with 4002
+   * `session_ended`, and the client stops and forgets the session
+   * (`reconnect()` would start a new one). Pending calls are rejected with
+   * `session_lost`.
+   */
+  endSession(): Promise<void> {
+    if (this.closed) {
+      return this.seq.sessionId === null ? Promise.resolve() : Promise.reject(new TandemError('closed', 'the client is closed'));
+    }
+    return this.ready().then(
+      (link) =>
+        new Promise<void>((resolve, reject) => {
+          let settled = false;
+          const done = (e: TandemError | null): void => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            this.endWaiters.delete(waiter);
+            if (e) reject(e);
+            else resolve();
+          };
+          const timer = setTimeout(
+            () => done(new TandemError('timeout', `no reply within ${this.o.callTimeoutMs} ms`)),
+            this.o.callTimeoutMs,
+          );
+          const waiter: EndWaiter = { resolve: () => done(null), reject: done };
+          this.endWaiters.add(waiter);
+          if (link.transport === 'websocket') {
+            this.sendOn(link, { type: 'end_session' }, { resolve: () => {}, reject: done, done: false });
+          } else {
+            this.post({ type: 'end_session' }, this.o.callTimeoutMs).then(() => this.sessionEnded(), done);
+          }
+        }),
+    );
   }
 
   /** Round trip to the server, in ms. */
   async ping(): Promise<number> {
     const started = now();
-    await this.call({ type: 'ping', id: ++this.pings });
+    await this.request({ type: 'ping', id: ++this.pings });
     return now() - started;
   }
 
@@ -314,12 +410,19 @@ export class TandemClient {
   }
 
   private stop(code: number | string, reason: string): void {
+    const ended = code === 4002;
     this.closed = true;
+    if (ended) this.seq.reset();
     const g = globalThis as { removeEventListener?: (t: string, f: () => void) => void };
     g.removeEventListener?.('online', this.onNetworkChange);
     g.removeEventListener?.('offline', this.onNetworkChange);
     this.retireAll();
     for (const w of this.waiters.splice(0)) w.reject(new TandemError('closed', reason));
+    if (this.resendTimer) clearTimeout(this.resendTimer);
+    this.resendTimer = null;
+    // The server's reply cache dies with an ended session.
+    this.failCalls(ended ? 'session_lost' : 'closed', ended ? 'the session ended' : reason);
+    this.settleEnd(ended ? null : new TandemError('closed', reason));
     this.setStatus({ state: 'disconnected', code, reason });
   }
 
@@ -398,7 +501,10 @@ export class TandemClient {
         const es = new EventSource(`${this.base}/sse?${query}&heartbeat=event`);
         link.es = es;
         const onEvent = (ev: MessageEvent): void => this.frame(link, ev.data);
-        for (const type of ['welcome', 'message', 'shutdown', 'close', 'heartbeat']) es.addEventListener(type, onEvent);
+        // `error` also fires for a failed stream, without data: `frame()` skips it.
+        for (const type of ['welcome', 'message', 'shutdown', 'close', 'heartbeat', 'reply', 'error', 'session_ended']) {
+          es.addEventListener(type, onEvent);
+        }
         es.onerror = () => this.end(link, { code: 1006, reason: 'stream_error' });
       }
     } catch (e) {
@@ -442,10 +548,14 @@ export class TandemClient {
       link.es.onerror = null;
       link.es.close();
     }
+    // The session ended (4002): that answers a pending `endSession()`.
+    if (info.code === 4002 && !info.retire) this.settleEnd(null);
     for (const p of link.pending.splice(0)) {
       if (!p.done) p.reject(new TandemError('connection_lost', `the ${link.transport} link dropped before the reply`));
       p.done = true;
     }
+    // Unanswered commands go again, same id, on the next welcomed link.
+    if (this.calls.dropped(link.key).length) this.flushSoon();
     if (link.probe) {
       if (this.probeLink === link) this.probeLink = null;
       if (!link.welcomed && !info.retire) this.planner.wsFailed(now());
@@ -534,14 +644,18 @@ export class TandemClient {
     this.scheduleProbe();
   }
 
-  /** Asks the server whether our credentials are refused (401/403), without opening anything. */
+  /**
+   * Asks the server whether the connect is refused, without opening
+   * anything: a 401/403 for the token or from the game's connect hook stops
+   * the client unless its body says `retry: true` (docs/backend.md).
+   */
   private async authRefusal(): Promise<{ code: string; message: string } | null> {
     try {
       await this.post({ type: 'ping', id: 'auth' }, this.o.callTimeoutMs, this.seq.sessionId ?? '-');
       return null;
     } catch (e) {
       const err = e as TandemError;
-      return err.status !== undefined && isAuthRefusal(err.status) ? { code: err.code, message: err.message } : null;
+      return err.status !== undefined && isFinalRefusal(err.status, err.retry) ? { code: err.code, message: err.message } : null;
     }
   }
 
@@ -565,10 +679,26 @@ export class TandemClient {
       case 'close':
         this.end(link, { code: f.code, reason: f.reason, serverReconnect: f.reconnect });
         break;
+      case 'reply':
+        this.settleCall(f);
+        break;
       case 'error': {
+        // With an `id` it answers a game command (a repeat, or one for an
+        // unknown id, is ignored); without, the oldest pending request.
+        if (f.id !== undefined) {
+          this.settleCall(f);
+          break;
+        }
         const p = link.pending.shift();
         if (p && !p.done) p.reject(new TandemError(f.code, f.message));
         if (p) p.done = true;
+        break;
+      }
+      case 'session_ended': {
+        const p = link.pending.shift();
+        if (p && !p.done) p.resolve({ type: 'pong', ts: Date.now() });
+        if (p) p.done = true;
+        this.sessionEnded();
         break;
       }
       case 'subscribed':
@@ -601,11 +731,16 @@ export class TandemClient {
       link.probe = false;
     }
     const outcome = this.seq.welcome(w);
+    // A new session: the old one's reply cache is gone, its commands with it.
+    if (outcome.resync?.reason === 'session_expired') {
+      this.failCalls('session_lost', `session ${outcome.resync.previousSessionId} was replaced`);
+    }
     if (outcome.resync) void this.resync(outcome.resync);
     this.watch(link);
     for (const waiter of this.waiters.splice(0)) waiter.resolve(link);
     this.fill();
     this.scheduleProbe();
+    this.flush();
   }
 
   private async resync(info: ResyncInfo): Promise<void> {
@@ -696,7 +831,7 @@ export class TandemClient {
 
   // --- calls ------------------------------------------------------------------
 
-  private async call(msg: ClientMessage): Promise<Reply> {
+  private async request(msg: ClientMessage): Promise<Reply> {
     const link = await this.ready();
     if (link.transport === 'sse') return this.post(msg, this.o.callTimeoutMs);
     return new Promise<Reply>((resolve, reject) => {
@@ -715,6 +850,101 @@ export class TandemClient {
       p.reject = settle(reject);
       this.sendOn(link, msg, p);
     });
+  }
+
+  // --- game commands ------------------------------------------------------------
+
+  /** Sends every command waiting for a link on the best welcomed one (WebSocket first). */
+  private flush(): void {
+    if (this.closed) return;
+    const frames = this.calls.toResend();
+    if (!frames.length) return;
+    const up = this.links().filter((l) => l.welcomed && !l.probe && !l.dead);
+    const link = up.find((l) => l.transport === 'websocket') ?? up[0];
+    if (!link) return;
+    for (const f of frames) {
+      if (link.dead) return;
+      this.sendCommand(link, f);
+    }
+  }
+
+  /** `flush()` once the current event is handled (a link just ended: the others may take over). */
+  private flushSoon(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  private sendCommand(link: Link, f: CommandFrame): void {
+    this.calls.sent(f.id, link.key);
+    if (link.transport === 'websocket') {
+      try {
+        link.ws?.send(JSON.stringify(f));
+      } catch {
+        this.end(link, { code: 1006, reason: 'send_failed' });
+      }
+      return;
+    }
+    // SSE: 202 `accepted`, the answer comes on the stream.
+    const left = Math.max(1, (this.callWaiters.get(f.id)?.deadline ?? now()) - now());
+    this.post(f, left).then(
+      (body) => {
+        this.resendAttempt = 0;
+        this.settleCall(body);
+      },
+      (e: TandemError) => {
+        if (e.code === 'connection_lost' || e.status === 503) {
+          // Not taken: try again on a later link, or this one after a pause.
+          if (this.calls.unsent(f.id, link.key)) this.resendLater();
+        } else if (e.status !== undefined) {
+          this.finish(this.calls.fail(f.id, e.code, e.message));
+        }
+        // A `timeout` here is the call's own deadline: its timer rejects it.
+      },
+    );
+  }
+
+  private resendLater(): void {
+    if (this.resendTimer || this.closed) return;
+    const delayMs = Math.max(50, backoffDelay(this.resendAttempt++, this.o.reconnect, this.random));
+    this.resendTimer = setTimeout(() => {
+      this.resendTimer = null;
+      this.flush();
+    }, delayMs);
+  }
+
+  private settleCall(frame: unknown): void {
+    this.finish(this.calls.settle(frame));
+  }
+
+  private finish(s: Settlement | null): void {
+    if (!s) return;
+    const w = this.callWaiters.get(s.id);
+    if (!w) return;
+    this.callWaiters.delete(s.id);
+    clearTimeout(w.timer);
+    if (s.ok) w.resolve(s.value);
+    else w.reject(new TandemError(s.error.code, s.error.message));
+  }
+
+  private failCalls(code: string, message: string): void {
+    for (const s of this.calls.failAll(code, message)) this.finish(s);
+  }
+
+  /** The session ended (`session_ended`, or a POSTed `end_session` was answered). */
+  private sessionEnded(): void {
+    if (this.closed) this.settleEnd(null);
+    else this.stop(4002, 'session_ended');
+  }
+
+  private settleEnd(error: TandemError | null): void {
+    for (const w of [...this.endWaiters]) {
+      if (error) w.reject(error);
+      else w.resolve();
+    }
   }
 
   /** A welcomed link, WebSocket first; waits up to `callTimeoutMs` for one. */
@@ -751,7 +981,7 @@ export class TandemClient {
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), timeoutMs);
     let res: Response;
-    let body: { error?: { code?: string; message?: string } } & Partial<Reply>;
+    let body: { error?: { code?: string; message?: string; retry?: boolean } } & Partial<Reply>;
     try {
       res = await fetch(`${this.base}/sessions/${encodeURIComponent(sessionId)}/messages?${q}`, {
         method: 'POST',
@@ -768,7 +998,8 @@ export class TandemClient {
       clearTimeout(timer);
     }
     if (!res.ok) {
-      throw new TandemError(body.error?.code ?? `http_${res.status}`, body.error?.message ?? res.statusText, res.status);
+      const retry = typeof body.error?.retry === 'boolean' ? body.error.retry : undefined;
+      throw new TandemError(body.error?.code ?? `http_${res.status}`, body.error?.message ?? res.statusText, res.status, retry);
     }
     return body as Reply;
   }

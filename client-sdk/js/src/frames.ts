@@ -1,5 +1,7 @@
 /** The protocol's frames (docs/protocol.md), as the client reads and sends them. */
 
+import type { CommandFrame } from './calls.js';
+
 export type TransportName = 'websocket' | 'sse';
 
 export interface Welcome {
@@ -42,8 +44,22 @@ export interface SseClose {
 
 export interface ErrorFrame {
   type: 'error';
+  /** The command's `id` when the error answers a command. */
+  id?: string;
   code: string;
   message: string;
+}
+
+/** A game command's answer: the backend's `data` (docs/backend.md). */
+export interface CommandReply {
+  type: 'reply';
+  id: string;
+  data: unknown;
+}
+
+/** The answer to `end_session`; every connection of the session then closes with 4002. */
+export interface SessionEnded {
+  type: 'session_ended';
 }
 
 export type Reply =
@@ -57,13 +73,15 @@ export interface Heartbeat {
   type: 'heartbeat';
 }
 
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | Heartbeat;
+export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat;
 
 export type ClientMessage =
   | { type: 'subscribe'; channel: string }
   | { type: 'unsubscribe'; channel: string }
   | { type: 'publish'; channel: string; event: string; data?: unknown }
-  | { type: 'ping'; id?: unknown };
+  | { type: 'ping'; id?: unknown }
+  | { type: 'end_session' }
+  | CommandFrame;
 
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */
 export function parseFrame(text: string): ServerFrame | null {

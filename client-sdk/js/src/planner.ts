@@ -84,8 +84,12 @@ export class Planner {
   }
 }
 
-/** Close codes after which the client must not reconnect (docs/protocol.md). */
-const FINAL_CLOSE_CODES = new Set([4001]);
+/**
+ * Close codes after which the client must not reconnect (docs/protocol.md):
+ * 4001 `disconnected` (by the backend), 4002 `session_ended` (the client's
+ * `end_session`).
+ */
+const FINAL_CLOSE_CODES = new Set([4001, 4002]);
 
 /** What a link's end means for reconnecting. */
 export type CloseVerdict =
@@ -112,4 +116,14 @@ export function closeVerdict(
 /** HTTP statuses of a refused connect that retrying cannot fix. */
 export function isAuthRefusal(status: number): boolean {
   return status === 401 || status === 403;
+}
+
+/**
+ * Whether the answer to the probe after a failed connect stops the client:
+ * a 401/403 (a bad token, or the game's connect hook refusing the player)
+ * unless its body says `retry: true`. Anything else (a 503
+ * `backend_unavailable`, a network error) is retried with backoff.
+ */
+export function isFinalRefusal(status: number, retry: boolean | undefined): boolean {
+  return isAuthRefusal(status) && retry !== true;
 }

@@ -90,6 +90,14 @@ export class Sequencer {
     return this.drain();
   }
 
+  /** Forgets the session (it ended): the next welcome starts a new one, with no resync. */
+  reset(): void {
+    this.sessionId = null;
+    this.lastSeq = 0;
+    this.holding = false;
+    this.held.clear();
+  }
+
   /** Whether deliveries wait for a gap that only a resume can fill. */
   get waiting(): number {
     return this.held.size;

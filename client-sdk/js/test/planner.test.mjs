@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Planner, closeVerdict, isAuthRefusal } from '../.build/planner.js';
+import { Planner, closeVerdict, isAuthRefusal, isFinalRefusal } from '../.build/planner.js';
 
 const opts = { wsFailuresBeforeFallback: 2, wsProbeIntervalMs: 60_000 };
 
@@ -55,8 +55,10 @@ test('a mode switch starts auto again from WebSocket', () => {
   assert.deepEqual(p.transports(), ['websocket']);
 });
 
-test('close codes: 4001 and reconnect:false stop; shutdown waits retry_after_ms; the rest retry', () => {
+test('close codes: 4001, 4002 and reconnect:false stop; shutdown waits retry_after_ms; the rest retry', () => {
   assert.deepEqual(closeVerdict(4001, 'disconnected', null, null), { kind: 'stop', code: 4001, reason: 'disconnected' });
+  assert.deepEqual(closeVerdict(4002, 'session_ended', null, null), { kind: 'stop', code: 4002, reason: 'session_ended' });
+  assert.deepEqual(closeVerdict(4002, 'session_ended', false, null), { kind: 'stop', code: 4002, reason: 'session_ended' });
   assert.deepEqual(closeVerdict(4008, 'slow_consumer', false, null), { kind: 'stop', code: 4008, reason: 'slow_consumer' });
   assert.deepEqual(closeVerdict(1012, 'shutdown', null, 1500), { kind: 'retry', retryAfterMs: 1500 });
   for (const code of [1000, 1006, 1009, 1011, 4000, 4008, 4029]) {
@@ -67,4 +69,19 @@ test('close codes: 4001 and reconnect:false stop; shutdown waits retry_after_ms;
 
 test('401 and 403 are refusals; 404, 429, 503 are not', () => {
   assert.deepEqual([401, 403, 404, 429, 503].map(isAuthRefusal), [true, true, false, false, false]);
+});
+
+test('the probe after a failed connect: 401/403 stop unless retry is true; 503 and the rest retry', () => {
+  // Auth refusals carry no retry flag: they stop, as before.
+  assert.equal(isFinalRefusal(401, undefined), true);
+  assert.equal(isFinalRefusal(403, undefined), true);
+  // The game's connect hook: `retry` says whether to try again.
+  assert.equal(isFinalRefusal(403, false), true);
+  assert.equal(isFinalRefusal(403, true), false);
+  assert.equal(isFinalRefusal(401, true), false);
+  // backend_unavailable (hook failed, deny) and other statuses: keep retrying.
+  assert.equal(isFinalRefusal(503, true), false);
+  assert.equal(isFinalRefusal(503, undefined), false);
+  assert.equal(isFinalRefusal(404, false), false);
+  assert.equal(isFinalRefusal(429, undefined), false);
 });

@@ -83,3 +83,16 @@ test('resync_required on the same session: continue after its last_seq', () => {
   s.accept(msg(501));
   assert.deepEqual(s.release().map((m) => m.seq), [501]);
 });
+
+test('reset (the session ended): the next welcome is a first one, with no resync', () => {
+  const s = new Sequencer();
+  s.welcome(welcome('s1', 0));
+  s.accept(msg(1));
+  s.accept(msg(3));
+  s.reset();
+  assert.equal(s.sessionId, null);
+  assert.equal(s.lastSeq, 0);
+  assert.equal(s.waiting, 0);
+  assert.deepEqual(s.welcome(welcome('s2', 0)), { first: true, resync: null });
+  assert.deepEqual(seqs(s.accept(msg(1))), [1]);
+});

@@ -1,9 +1,10 @@
 /**
  * The browser glue: native `WebSocket`, `EventSource`, `fetch` and timers
- * around the decisions of `planner.ts`, `sequencer.ts`, `liveness.ts` and
- * `backoff.ts`. Every socket is a `Link`; a link that ends is detached
- * (its handlers go with it, its pending calls are rejected) and never
- * reused, so handlers cannot pile up across reconnects.
+ * around the decisions of `planner.ts`, `sequencer.ts`, `liveness.ts`,
+ * `backoff.ts` and `calls.ts`. Every socket is a `Link`; a link that ends is
+ * detached (its handlers go with it, its pending requests are rejected, its
+ * unanswered game commands wait for the next link) and never reused, so
+ * handlers cannot pile up across reconnects.
  */
 import { type ReconnectOptions } from './backoff.js';
 import { type Message, type Reply, type TransportName } from './frames.js';
@@ -29,7 +30,7 @@ export interface TandemOptions {
     wsFailuresBeforeFallback?: number;
     /** `auto` on SSE: how often WebSocket is tried again (default 60000). */
     wsProbeIntervalMs?: number;
-    /** How long a call waits for a link and its reply; also bounds resync hooks (default 10000). */
+    /** How long a call waits for a link and its reply (`call()`'s default `timeoutMs`); also bounds resync hooks (default 10000). */
     callTimeoutMs?: number;
     /** Randomness for the jitter, in `[0, 1]` (tests pin it). */
     random?: () => number;
@@ -49,6 +50,11 @@ export type Status = {
     code: number | string;
     reason: string;
 };
+/** Options of one `call()`. */
+export interface CallOptions {
+    /** How long the command may wait for a link and its reply, resends included (default `callTimeoutMs`). */
+    timeoutMs?: number;
+}
 export type MessageHandler = (message: Message) => void;
 /** Runs on a gap, before live delivery resumes: reload the application's state here. */
 export type ResyncHook = (info: ResyncInfo) => void | Promise<void>;
@@ -73,6 +79,12 @@ export declare class TandemClient {
     private readonly resyncHooks;
     private waiters;
     private resyncGeneration;
+    private readonly calls;
+    private readonly callWaiters;
+    private readonly endWaiters;
+    private resendTimer;
+    private resendAttempt;
+    private flushQueued;
     private checkedAt;
     private pings;
     private readonly onNetworkChange;
@@ -92,6 +104,23 @@ export declare class TandemClient {
     unsubscribe(channel: string): Promise<Reply>;
     /** Publishes; resolves to the server's `published` reply (`id`, `recipients`). */
     publish(channel: string, event: string, data?: unknown): Promise<Reply>;
+    /**
+     * Sends a game command (docs/backend.md) and resolves with its reply's
+     * `data`; rejects with a `TandemError` carrying the game's code, Tandem's
+     * (`backend_timeout`, `rate_limited`…) or the client's (`timeout`,
+     * `closed`, `session_lost`). A command whose link drops before its answer
+     * is sent again, with the same id, on the next link (the server answers a
+     * resent id from its reply cache, so it runs at most once).
+     */
+    call(name: string, data?: unknown, opts?: CallOptions): Promise<unknown>;
+    /**
+     * Ends the session for good (the game gets `player_left`, reason
+     * `ended`): the server closes every connection of the session with 4002
+     * `session_ended`, and the client stops and forgets the session
+     * (`reconnect()` would start a new one). Pending calls are rejected with
+     * `session_lost`.
+     */
+    endSession(): Promise<void>;
     /** Round trip to the server, in ms. */
     ping(): Promise<number>;
     /**
@@ -139,7 +168,11 @@ export declare class TandemClient {
     private schedule;
     private scheduleProbe;
     private scheduleProbeLater;
-    /** Asks the server whether our credentials are refused (401/403), without opening anything. */
+    /**
+     * Asks the server whether the connect is refused, without opening
+     * anything: a 401/403 for the token or from the game's connect hook stops
+     * the client unless its body says `retry: true` (docs/backend.md).
+     */
     private authRefusal;
     private frame;
     private welcome;
@@ -154,7 +187,19 @@ export declare class TandemClient {
     private watch;
     private sendPing;
     private sendOn;
-    private call;
+    private request;
+    /** Sends every command waiting for a link on the best welcomed one (WebSocket first). */
+    private flush;
+    /** `flush()` once the current event is handled (a link just ended: the others may take over). */
+    private flushSoon;
+    private sendCommand;
+    private resendLater;
+    private settleCall;
+    private finish;
+    private failCalls;
+    /** The session ended (`session_ended`, or a POSTed `end_session` was answered). */
+    private sessionEnded;
+    private settleEnd;
     /** A welcomed link, WebSocket first; waits up to `callTimeoutMs` for one. */
     private ready;
     /** `POST /sessions/{id}/messages`: how an SSE client talks back. */

@@ -1,4 +1,5 @@
 /** The protocol's frames (docs/protocol.md), as the client reads and sends them. */
+import type { CommandFrame } from './calls.js';
 export type TransportName = 'websocket' | 'sse';
 export interface Welcome {
     type: 'welcome';
@@ -36,8 +37,20 @@ export interface SseClose {
 }
 export interface ErrorFrame {
     type: 'error';
+    /** The command's `id` when the error answers a command. */
+    id?: string;
     code: string;
     message: string;
+}
+/** A game command's answer: the backend's `data` (docs/backend.md). */
+export interface CommandReply {
+    type: 'reply';
+    id: string;
+    data: unknown;
+}
+/** The answer to `end_session`; every connection of the session then closes with 4002. */
+export interface SessionEnded {
+    type: 'session_ended';
 }
 export type Reply = {
     type: 'subscribed';
@@ -58,7 +71,7 @@ export type Reply = {
 export interface Heartbeat {
     type: 'heartbeat';
 }
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | Heartbeat;
+export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat;
 export type ClientMessage = {
     type: 'subscribe';
     channel: string;
@@ -73,6 +86,8 @@ export type ClientMessage = {
 } | {
     type: 'ping';
     id?: unknown;
-};
+} | {
+    type: 'end_session';
+} | CommandFrame;
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */
 export declare function parseFrame(text: string): ServerFrame | null;

@@ -54,3 +54,10 @@ export type CloseVerdict = {
 export declare function closeVerdict(code: number, reason: string, serverSaysReconnect: boolean | null, shutdownRetryAfterMs: number | null): CloseVerdict;
 /** HTTP statuses of a refused connect that retrying cannot fix. */
 export declare function isAuthRefusal(status: number): boolean;
+/**
+ * Whether the answer to the probe after a failed connect stops the client:
+ * a 401/403 (a bad token, or the game's connect hook refusing the player)
+ * unless its body says `retry: true`. Anything else (a 503
+ * `backend_unavailable`, a network error) is retried with backoff.
+ */
+export declare function isFinalRefusal(status: number, retry: boolean | undefined): boolean;

@@ -48,6 +48,8 @@ export declare class Sequencer {
     };
     /** Ends holding after the resync hooks; returns the held deliveries now due. */
     release(): Message[];
+    /** Forgets the session (it ended): the next welcome starts a new one, with no resync. */
+    reset(): void;
     /** Whether deliveries wait for a gap that only a resume can fill. */
     get waiting(): number;
     private drain;
