@@ -78,10 +78,25 @@ pub enum ServerFrame {
         id: Value,
         ts: u64,
     },
+    /// A refusal. `id` names the command it answers (a `command`'s error
+    /// frame carries it, and so does an `invalid_message` about a frame
+    /// that had one); other refusals have none.
     Error {
         code: String,
         message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
     },
+    /// The answer to a `command`: the game backend's `data` (`null` when it
+    /// sent none).
+    Reply {
+        id: String,
+        #[serde(default)]
+        data: Value,
+    },
+    /// The answer to `end_session`: the session is over, every connection
+    /// of it is closed next (4002 `session_ended`).
+    SessionEnded {},
     Shutdown {
         reconnect: bool,
         retry_after_ms: u64,
@@ -105,7 +120,7 @@ pub enum ServerFrame {
 }
 
 /// The `type`s of the known variants of [`ServerFrame`], as on the wire.
-const KNOWN_TYPES: [&str; 10] = [
+const KNOWN_TYPES: [&str; 12] = [
     "welcome",
     "message",
     "subscribed",
@@ -113,6 +128,8 @@ const KNOWN_TYPES: [&str; 10] = [
     "published",
     "pong",
     "error",
+    "reply",
+    "session_ended",
     "shutdown",
     "resync",
     "close",
@@ -141,6 +158,8 @@ impl ServerFrame {
             Self::Published { .. } => "published",
             Self::Pong { .. } => "pong",
             Self::Error { .. } => "error",
+            Self::Reply { .. } => "reply",
+            Self::SessionEnded {} => "session_ended",
             Self::Shutdown { .. } => "shutdown",
             Self::Resync { .. } => "resync",
             Self::Close { .. } => "close",
@@ -170,10 +189,30 @@ impl Serialize for ServerFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    Subscribe { channel: String },
-    Unsubscribe { channel: String },
-    Publish { channel: String, event: String, data: Value },
-    Ping { id: Value },
+    Subscribe {
+        channel: String,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        event: String,
+        data: Value,
+    },
+    Ping {
+        id: Value,
+    },
+    /// A command for the game backend; `id` names it for the whole session
+    /// (a resend with the same `id` is answered from the server's reply
+    /// cache, never run twice).
+    Command {
+        id: String,
+        name: String,
+        data: Value,
+    },
+    /// Ends the session for good (answered by `session_ended`).
+    EndSession,
 }
 
 impl ClientMessage {
@@ -191,6 +230,10 @@ impl ClientMessage {
 
     pub fn ping(id: impl Into<Value>) -> Self {
         Self::Ping { id: id.into() }
+    }
+
+    pub fn command(id: impl Into<String>, name: impl Into<String>, data: Value) -> Self {
+        Self::Command { id: id.into(), name: name.into(), data }
     }
 
     /// The JSON text sent on the wire.
@@ -259,8 +302,30 @@ mod tests {
             (r#"{"type":"pong","ts":5}"#, ServerFrame::Pong { id: Value::Null, ts: 5 }),
             (
                 r#"{"type":"error","code":"forbidden","message":"no"}"#,
-                ServerFrame::Error { code: "forbidden".into(), message: "no".into() },
+                ServerFrame::Error { code: "forbidden".into(), message: "no".into(), id: None },
             ),
+            (
+                r#"{"type":"error","id":"c1","code":"illegal_move","message":"not your turn"}"#,
+                ServerFrame::Error {
+                    code: "illegal_move".into(),
+                    message: "not your turn".into(),
+                    id: Some(json!("c1")),
+                },
+            ),
+            (
+                r#"{"type":"error","id":5,"code":"invalid_message","message":"id"}"#,
+                ServerFrame::Error {
+                    code: "invalid_message".into(),
+                    message: "id".into(),
+                    id: Some(json!(5)),
+                },
+            ),
+            (
+                r#"{"type":"reply","id":"c1","data":{"ok":true}}"#,
+                ServerFrame::Reply { id: "c1".into(), data: json!({"ok": true}) },
+            ),
+            (r#"{"type":"reply","id":"c2"}"#, ServerFrame::Reply { id: "c2".into(), data: Value::Null }),
+            (r#"{"type":"session_ended"}"#, ServerFrame::SessionEnded {}),
             (
                 r#"{"type":"shutdown","reconnect":true,"retry_after_ms":1500}"#,
                 ServerFrame::Shutdown { reconnect: true, retry_after_ms: 1500 },
@@ -315,7 +380,9 @@ mod tests {
             ServerFrame::Unsubscribed { channel: "room:x".into() },
             ServerFrame::Published { id: "m_1".into(), recipients: 2 },
             ServerFrame::Pong { id: json!("check"), ts: 5 },
-            ServerFrame::Error { code: "forbidden".into(), message: "no".into() },
+            ServerFrame::Error { code: "forbidden".into(), message: "no".into(), id: None },
+            ServerFrame::Reply { id: "c1".into(), data: json!([1]) },
+            ServerFrame::SessionEnded {},
             ServerFrame::Shutdown { reconnect: true, retry_after_ms: 1500 },
             ServerFrame::Resync { reason: "broker_reconnected".into() },
             ServerFrame::Close { code: 4001, reason: "disconnected".into(), reconnect: false },
@@ -358,6 +425,11 @@ mod tests {
                 json!({"type":"publish","channel":"room:tavern","event":"chat","data":{"text":"hi"}}),
             ),
             (ClientMessage::ping(7), json!({"type":"ping","id":7})),
+            (
+                ClientMessage::command("c1", "move", json!({"x": 1, "y": 2})),
+                json!({"type":"command","id":"c1","name":"move","data":{"x":1,"y":2}}),
+            ),
+            (ClientMessage::EndSession, json!({"type":"end_session"})),
         ];
         for (msg, want) in cases {
             let got: Value = serde_json::from_str(&msg.to_json()).unwrap();

@@ -26,10 +26,31 @@ pub struct Resync {
     pub last_seq: u64,
 }
 
-/// Why a call (`subscribe`, `unsubscribe`, `publish`, `ping`) failed.
+/// Why a call (`call`, `subscribe`, `unsubscribe`, `publish`, `ping`,
+/// `end_session`) failed.
+///
+/// A refusal carries the server's `code`, to match on:
+///
+/// ```no_run
+/// # use tandem_client::{CallError, Client};
+/// # async fn play(client: &Client) {
+/// match client.call("move", serde_json::json!({"x": 1, "y": 2})).await {
+///     Ok(state) => println!("moved: {state}"),
+///     // The game's own refusal.
+///     Err(CallError::Server { code, message }) if code == "illegal_move" => println!("no: {message}"),
+///     // Tandem's: the game did not answer in time (it may have run the move).
+///     Err(e) if e.code() == Some("backend_timeout") => println!("the game is slow"),
+///     Err(CallError::SessionLost) => println!("the session was replaced: reload, then decide"),
+///     Err(e) => println!("failed: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// The server refused it with this error `code` (docs/protocol.md).
+    /// The server refused it with this error `code`: for a command, the
+    /// game backend's own (`illegal_move`…) or Tandem's (`backend_timeout`,
+    /// `backend_unavailable`, `backend_error`, `no_backend`, `rate_limited`,
+    /// `conflict`; docs/backend.md); for the other calls, docs/protocol.md's.
     #[error("server error {code}: {message}")]
     Server { code: String, message: String },
     /// No link is open right now (connecting or reconnecting).
@@ -48,6 +69,16 @@ pub enum CallError {
     /// The server answered with a frame that does not fit the call.
     #[error("unexpected reply: {0}")]
     Protocol(String),
+    /// The client was closed, or stopped for good (refused, gave up), before
+    /// the answer came.
+    #[error("client closed")]
+    Closed,
+    /// The session the command was sent to is gone (it expired and a new
+    /// one replaced it, or the server ended it) before the answer came: the
+    /// command may or may not have run, and its answer was lost with the
+    /// session's reply cache.
+    #[error("session lost before the answer")]
+    SessionLost,
 }
 
 impl CallError {

@@ -79,7 +79,9 @@ impl Link {
 /// What a transport error means for the decision logic.
 pub(crate) fn end_of(error: &ClientError) -> End {
     match error {
-        ClientError::Http { status, code, .. } => End::Refused { status: *status, code: code.clone() },
+        ClientError::Http { status, code, message, retry } => {
+            End::Refused { status: *status, code: code.clone(), message: message.clone(), retry: *retry }
+        }
         ClientError::Closed { code, reason } => End::Closed { code: *code, reason: reason.clone() },
         ClientError::Timeout => End::TimedOut,
         other => End::Failed(other.to_string()),

@@ -60,8 +60,9 @@ pub struct ClientOptions {
     /// `Auto` on SSE tries WebSocket again after this long (default 60 s),
     /// and switches back when it welcomes.
     pub ws_probe_interval: Duration,
-    /// How long `subscribe`, `unsubscribe`, `publish` and `ping` wait for
-    /// the reply (default 10 s).
+    /// How long `subscribe`, `unsubscribe`, `publish`, `ping`,
+    /// `end_session` and `call` wait for the answer (default 10 s;
+    /// `call_with_timeout` sets its own).
     pub call_timeout: Duration,
     /// Awaited after a resync, before live delivery resumes.
     pub on_resync: Option<ResyncHook>,

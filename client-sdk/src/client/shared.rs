@@ -1,18 +1,25 @@
 //! The state every connection slot of one client shares: the delivery gate
 //! (exactly-once, in order), the listeners, the subscriptions, the open
-//! links' call queues and the status.
+//! links' call queues, the pending commands and the status.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::events::{CallError, ClientEvent, Resync};
 use super::options::ClientOptions;
+use crate::error::ClientError;
 use crate::frames::{ClientMessage, Delivery, ServerFrame, Welcome};
+use crate::machine::calls::{Answer, Calls, Command, DEFAULT_MAX_PENDING, LinkId};
 use crate::machine::sequence::{Accept, ResyncReason, SeqGate, WelcomeOutcome};
 use crate::machine::status::{Status, combine};
 use crate::machine::transport_plan::Transport;
+use crate::machine::verdict::{CLOSE_DISCONNECTED, CLOSE_SESSION_ENDED};
 
 /// How many items a listener may lag behind before delivery waits for it
 /// (backpressure up to the server, which closes a consumer that stays slow
@@ -30,12 +37,28 @@ pub(crate) struct Call {
     pub(crate) reply: oneshot::Sender<Result<ServerFrame, CallError>>,
 }
 
-/// The call queue of one open link.
+/// Where a command's answer goes.
+pub(crate) type CommandWaiter = oneshot::Sender<Result<Value, CallError>>;
+
+/// The queues of one open link: calls (answered in order), and commands
+/// (answered by id, whenever the game is done).
 #[derive(Debug)]
-struct Caller {
-    slot: usize,
-    transport: Transport,
-    calls: mpsc::Sender<Call>,
+pub(crate) struct Caller {
+    pub(crate) slot: usize,
+    pub(crate) transport: Transport,
+    pub(crate) link: LinkId,
+    pub(crate) calls: mpsc::Sender<Call>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+}
+
+/// The refusal that stopped the client, kept to hand out as a
+/// [`ClientError::Http`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) retry: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +82,10 @@ pub(crate) struct Shared {
     listeners: Mutex<Listeners>,
     subscriptions: Mutex<BTreeSet<String>>,
     callers: Mutex<Vec<Caller>>,
+    /// Locked after `callers` when both are.
+    commands: Mutex<Calls<CommandWaiter>>,
+    links: AtomicU64,
+    refusal: Mutex<Option<Refusal>>,
     slots: Mutex<Vec<Status>>,
     status: watch::Sender<Status>,
     /// Set once: the client stops, every slot ends with this status.
@@ -83,6 +110,9 @@ impl Shared {
             listeners: Mutex::new(Listeners::default()),
             subscriptions: Mutex::new(subscriptions),
             callers: Mutex::new(Vec::new()),
+            commands: Mutex::new(Calls::new(format!("c{:08x}-", rand::random::<u32>()), DEFAULT_MAX_PENDING)),
+            links: AtomicU64::new(1),
+            refusal: Mutex::new(None),
             slots: Mutex::new(vec![Status::Connecting; slots]),
             status: watch::channel(Status::Connecting).0,
             stop: watch::channel(None).0,
@@ -277,10 +307,10 @@ impl Shared {
 
     // --- calls ---
 
-    pub(crate) fn register_caller(&self, slot: usize, transport: Transport, calls: mpsc::Sender<Call>) {
+    pub(crate) fn register_caller(&self, caller: Caller) {
         let mut callers = lock(&self.callers);
-        callers.retain(|c| c.slot != slot);
-        callers.push(Caller { slot, transport, calls });
+        callers.retain(|c| c.slot != caller.slot);
+        callers.push(caller);
     }
 
     pub(crate) fn unregister_caller(&self, slot: usize) {
@@ -292,6 +322,127 @@ impl Shared {
     pub(crate) fn caller(&self) -> Option<mpsc::Sender<Call>> {
         let callers = lock(&self.callers);
         callers.iter().filter(|c| !c.calls.is_closed()).min_by_key(|c| c.transport).map(|c| c.calls.clone())
+    }
+
+    // --- commands ---
+
+    /// A fresh id for a link about to be served.
+    pub(crate) fn new_link(&self) -> LinkId {
+        self.links.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new command, sent at once when a link is up, else when one is.
+    pub(crate) fn issue_command(
+        &self,
+        name: &str,
+        data: Value,
+        waiter: CommandWaiter,
+        timeout: Duration,
+    ) -> Result<String, CallError> {
+        let id = lock(&self.commands).issue(name, data, waiter, Instant::now(), timeout)?;
+        self.dispatch_commands();
+        Ok(id)
+    }
+
+    /// Hands every command waiting for a link to the best open one
+    /// (WebSocket first: the answer comes on the socket).
+    pub(crate) fn dispatch_commands(&self) {
+        let callers = lock(&self.callers);
+        let Some(best) = callers.iter().filter(|c| !c.commands.is_closed()).min_by_key(|c| c.transport)
+        else {
+            return;
+        };
+        let mut book = lock(&self.commands);
+        for command in book.take_unsent(best.link) {
+            let id = command.id.clone();
+            if best.commands.send(command).is_err() {
+                book.send_failed(&id, best.link);
+            }
+        }
+    }
+
+    /// A link was welcomed to `session`: commands the old session may have
+    /// seen fail when it was replaced; the rest go out (again).
+    pub(crate) fn link_up(&self, link: LinkId, session: &str) {
+        let lost = lock(&self.commands).link_up(link, session);
+        settle(lost);
+        self.dispatch_commands();
+    }
+
+    /// A link ended: its commands go out again on the next one (at once,
+    /// when another link is up).
+    pub(crate) fn link_down(&self, link: LinkId) {
+        lock(&self.commands).link_down(link);
+        self.dispatch_commands();
+    }
+
+    /// A command handed to `link` did not get out.
+    pub(crate) fn command_send_failed(&self, id: &str, link: LinkId) {
+        lock(&self.commands).send_failed(id, link);
+    }
+
+    /// Whether `id` names a command of this client's.
+    pub(crate) fn owns_command(&self, id: &str) -> bool {
+        lock(&self.commands).owns(id)
+    }
+
+    /// An answer for command `id`: the first one settles it.
+    pub(crate) fn command_answered(&self, id: &str, outcome: Result<Value, CallError>) {
+        let answer = lock(&self.commands).answer(id);
+        if let Answer::Settled(waiter) = answer {
+            let _ = waiter.send(outcome);
+        }
+    }
+
+    /// The caller stopped waiting for `id`.
+    pub(crate) fn cancel_command(&self, id: &str) {
+        let waiter = lock(&self.commands).cancel(id);
+        drop(waiter);
+    }
+
+    /// Fails every command due by `now` with `Timeout`.
+    pub(crate) fn expire_commands(&self, now: Instant) {
+        let due = lock(&self.commands).expire(now);
+        settle(due);
+    }
+
+    /// The client stopped on its own: the pending commands fail (with
+    /// `SessionLost` when the server ended the session).
+    pub(crate) fn stopped_commands(&self, code: Option<u16>) {
+        let error = match code {
+            Some(CLOSE_DISCONNECTED | CLOSE_SESSION_ENDED) => CallError::SessionLost,
+            _ => CallError::Closed,
+        };
+        let failed = lock(&self.commands).fail_all(&error);
+        settle(failed);
+    }
+
+    /// The client was closed: every command, pending or later, fails.
+    pub(crate) fn close_commands(&self) {
+        let failed = lock(&self.commands).close();
+        settle(failed);
+    }
+
+    // --- refusal ---
+
+    pub(crate) fn set_refusal(&self, refusal: Option<Refusal>) {
+        *lock(&self.refusal) = refusal;
+    }
+
+    pub(crate) fn refusal(&self) -> Option<ClientError> {
+        lock(&self.refusal).clone().map(|r| ClientError::Http {
+            status: r.status,
+            code: r.code,
+            message: r.message,
+            retry: r.retry,
+        })
+    }
+}
+
+/// Hands failures to their waiters (outside the book's lock).
+fn settle(failed: Vec<(CommandWaiter, CallError)>) {
+    for (waiter, error) in failed {
+        let _ = waiter.send(Err(error));
     }
 }
 

@@ -7,15 +7,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::events::CallError;
 use super::link::{Link, end_of};
-use super::shared::{Call, Shared, StopReason};
+use super::shared::{Call, Caller, Refusal, Shared, StopReason};
 use crate::error::ClientError;
 use crate::frames::{ClientMessage, ServerFrame};
+use crate::machine::calls::{Command, LinkId};
 use crate::machine::connection::{Connection, Step};
 use crate::machine::liveness::Liveness;
 use crate::machine::sequence::Accept;
@@ -54,6 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, plan: TransportPlan) {
     let mut ready: Option<Link> = None;
     loop {
         if let Some((code, reason)) = stopped(&stop) {
+            shared.stopped_commands(code);
             conn.stop(code, reason);
             shared.set_status(slot, conn.status().clone());
             return;
@@ -87,6 +90,9 @@ pub(crate) async fn run(shared: Arc<Shared>, slot: usize, plan: TransportPlan) {
                     Ok(link) => link,
                     Err(end) => {
                         if conn.attempt_failed(transport, &end, Instant::now()).is_some() {
+                            if let End::Refused { status, code, message, retry } = end {
+                                shared.set_refusal(Some(Refusal { status, code, message, retry }));
+                            }
                             return stop_all(&shared, slot, conn.status());
                         }
                         continue;
@@ -112,9 +118,11 @@ fn stopped(stop: &watch::Receiver<Option<StopReason>>) -> Option<StopReason> {
     stop.borrow().clone()
 }
 
-/// This slot was told to stop by the server: so is every other slot.
+/// This slot was told to stop by the server: so is every other slot, and
+/// the pending commands fail.
 fn stop_all(shared: &Shared, slot: usize, status: &Status) {
     if let Status::Disconnected { code, reason } = status {
+        shared.stopped_commands(*code);
         let reason: StopReason = (*code, reason.clone());
         shared.stop.send_if_modified(|current| {
             if current.is_none() {
@@ -174,13 +182,36 @@ async fn serve(
 ) -> LinkEnd {
     let call_timeout = shared.options.call_timeout;
     let (calls_tx, calls_rx) = mpsc::channel::<Call>(CALL_QUEUE);
+    // Bounded by the pending commands of the book.
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel::<Command>();
+    // An SSE worker's word that a POST could not get through.
+    let (trouble_tx, mut trouble) = mpsc::unbounded_channel::<String>();
+    let link_id = shared.new_link();
     // WebSocket calls go out on the socket and their replies come back in
     // order on it; SSE calls are POSTs, sent one at a time by a worker.
-    let (mut ws_calls, poster) = match &link {
-        Link::Ws(_) => (Some(calls_rx), None),
-        Link::Sse(sse) => (None, Some(spawn_poster(sse.poster(), calls_rx))),
+    // Commands go out the same ways; their answers come by id.
+    let (mut ws_calls, mut ws_commands, poster) = match &link {
+        Link::Ws(_) => (Some(calls_rx), Some(commands_rx), None),
+        Link::Sse(sse) => {
+            let worker = Poster {
+                poster: sse.poster(),
+                shared: Arc::clone(shared),
+                link: link_id,
+                trouble: trouble_tx,
+            };
+            (None, None, Some(spawn_poster(worker, calls_rx, commands_rx)))
+        }
     };
-    shared.register_caller(slot, link.transport(), calls_tx.clone());
+    shared.register_caller(Caller {
+        slot,
+        transport: link.transport(),
+        link: link_id,
+        calls: calls_tx.clone(),
+        commands: commands_tx,
+    });
+    // Resends what waits for an answer (same ids), or fails it when the
+    // session it went to was replaced.
+    shared.link_up(link_id, &link.welcome().session_id);
     let mut pending: VecDeque<oneshot::Sender<Result<ServerFrame, CallError>>> = VecDeque::new();
     let mut liveness = Liveness::new(
         link.welcome().heartbeat_interval_ms,
@@ -223,10 +254,17 @@ async fn serve(
                         break LinkEnd::Ended { end: End::Gap, hint: None };
                     }
                 }
+                Ok(ServerFrame::Reply { id, data }) => shared.command_answered(&id, Ok(data)),
+                Ok(ServerFrame::Error { code, message, id: Some(Value::String(id)) })
+                    if shared.owns_command(&id) =>
+                {
+                    shared.command_answered(&id, Err(CallError::Server { code, message }));
+                }
                 Ok(reply @ (ServerFrame::Subscribed { .. }
                 | ServerFrame::Unsubscribed { .. }
                 | ServerFrame::Published { .. }
                 | ServerFrame::Pong { .. }
+                | ServerFrame::SessionEnded {}
                 | ServerFrame::Error { .. })) => {
                     if let Some(tx) = pending.pop_front() {
                         let _ = tx.send(Ok(reply));
@@ -252,6 +290,23 @@ async fn serve(
                     break LinkEnd::Ended { end, hint };
                 }
             },
+            Some(reason) = trouble.recv() => {
+                break LinkEnd::Ended { end: End::Failed(reason), hint: None };
+            }
+            command = maybe_recv_unbounded(ws_commands.as_mut()) => {
+                let Some(command) = command else {
+                    ws_commands = None;
+                    continue;
+                };
+                let Link::Ws(ws) = &mut link else { continue };
+                // On failure the link ends, and the command goes out again
+                // on the next one.
+                match timeout(call_timeout, ws.send(&command.message())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break LinkEnd::Ended { end: end_of(&e), hint: None },
+                    Err(_) => break LinkEnd::Ended { end: End::TimedOut, hint: None },
+                }
+            }
             call = maybe_recv(ws_calls.as_mut()) => {
                 let Some(call) = call else {
                     ws_calls = None;
@@ -284,6 +339,8 @@ async fn serve(
     };
 
     shared.unregister_caller(slot);
+    // Its commands go out again on the next link (or the other one).
+    shared.link_down(link_id);
     if let Some(probe) = probe {
         probe.abort();
     }
@@ -300,26 +357,79 @@ async fn serve(
     // Dropping the queues fails every waiting call with ConnectionLost.
     drop(pending);
     drop(ws_calls);
+    drop(ws_commands);
     if let LinkEnd::Stopped = outcome {
         link.close().await;
     }
     outcome
 }
 
-/// Sends an SSE link's calls one at a time, so their order holds.
-fn spawn_poster(poster: crate::sse::SsePoster, mut calls: mpsc::Receiver<Call>) -> JoinHandle<()> {
+/// What an SSE link's worker needs to POST its calls and commands.
+struct Poster {
+    poster: crate::sse::SsePoster,
+    shared: Arc<Shared>,
+    link: LinkId,
+    trouble: mpsc::UnboundedSender<String>,
+}
+
+/// Sends an SSE link's calls and commands one at a time, so their order
+/// holds. Ends when both queues are closed and empty.
+fn spawn_poster(
+    worker: Poster,
+    calls: mpsc::Receiver<Call>,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(call) = calls.recv().await {
-            let result = match poster.post(&call.message).await {
-                Ok(frame) => Ok(frame),
-                Err(ClientError::Http { code, message, .. }) if !code.is_empty() => {
-                    Err(CallError::Server { code, message })
-                }
-                Err(_) => Err(CallError::ConnectionLost),
-            };
-            let _ = call.reply.send(result);
+        let (mut calls, mut commands) = (Some(calls), Some(commands));
+        while calls.is_some() || commands.is_some() {
+            tokio::select! {
+                call = maybe_recv(calls.as_mut()) => match call {
+                    Some(call) => {
+                        let result = match worker.poster.post(&call.message).await {
+                            Ok(frame) => Ok(frame),
+                            Err(ClientError::Http { code, message, .. }) if !code.is_empty() => {
+                                Err(CallError::Server { code, message })
+                            }
+                            Err(_) => Err(CallError::ConnectionLost),
+                        };
+                        let _ = call.reply.send(result);
+                    }
+                    None => calls = None,
+                },
+                command = maybe_recv_unbounded(commands.as_mut()) => match command {
+                    Some(command) => worker.command(command).await,
+                    None => commands = None,
+                },
+            }
         }
     })
+}
+
+impl Poster {
+    /// POSTs one command. `202 {"accepted":true}`: its answer comes on the
+    /// stream. A refusal with a code (`too_large`, `rate_limited`…) is the
+    /// command's answer. Anything else (the session not found, a 5xx, no
+    /// answer at all) means the link is in trouble: the command waits for
+    /// the next link and this one is replaced.
+    async fn command(&self, command: Command) {
+        let outcome = self.poster.post(&command.message()).await;
+        match outcome {
+            Ok(ServerFrame::Reply { id, data }) => self.shared.command_answered(&id, Ok(data)),
+            Ok(ServerFrame::Error { code, message, .. }) => {
+                self.shared.command_answered(&command.id, Err(CallError::Server { code, message }));
+            }
+            Ok(_) => {}
+            Err(ClientError::Http { status, code, message, .. })
+                if (400..500).contains(&status) && !code.is_empty() && code != "session_not_found" =>
+            {
+                self.shared.command_answered(&command.id, Err(CallError::Server { code, message }));
+            }
+            Err(e) => {
+                self.shared.command_send_failed(&command.id, self.link);
+                let _ = self.trouble.send(format!("command POST failed: {e}"));
+            }
+        }
+    }
 }
 
 async fn maybe<T>(rx: Option<&mut oneshot::Receiver<T>>) -> Result<T, oneshot::error::RecvError> {
@@ -330,6 +440,13 @@ async fn maybe<T>(rx: Option<&mut oneshot::Receiver<T>>) -> Result<T, oneshot::e
 }
 
 async fn maybe_recv<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn maybe_recv_unbounded<T>(rx: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -170,7 +170,11 @@ mod tests {
         assert_eq!(c.next_step(0.5), Step::Wait { delay: 50 * MS });
         assert_eq!(c.status(), &Status::Reconnecting { attempt: 1, delay: 50 * MS });
         assert_eq!(c.transport(t0), Transport::WebSocket);
-        c.attempt_failed(Transport::WebSocket, &End::Refused { status: 502, code: String::new() }, t0);
+        c.attempt_failed(
+            Transport::WebSocket,
+            &End::Refused { status: 502, code: String::new(), message: String::new(), retry: None },
+            t0,
+        );
         assert_eq!(c.next_step(0.5), Step::Wait { delay: 100 * MS });
         assert_eq!(c.status(), &Status::Reconnecting { attempt: 2, delay: 100 * MS });
         assert_eq!(c.transport(t0), Transport::Sse, "fell back after two WebSocket failures");
@@ -218,7 +222,8 @@ mod tests {
 
         let mut c = Connection::new(TransportPlan::auto(2, Duration::from_secs(60)), policy(None));
         c.next_step(0.0);
-        let refused = End::Refused { status: 401, code: "invalid_token".into() };
+        let refused =
+            End::Refused { status: 401, code: "invalid_token".into(), message: String::new(), retry: None };
         assert_eq!(c.attempt_failed(Transport::WebSocket, &refused, t0), Some(Step::Stop));
         assert_eq!(c.status(), &Status::Disconnected { code: Some(401), reason: "invalid_token".into() });
 

@@ -15,8 +15,12 @@
 //! - [`verdict`]: whether a failed attempt or an ended link is retried.
 //! - [`status`]: the observable status, and how two links of dual mode add
 //!   up to one.
+//! - [`calls`]: commands to the game backend: fresh ids, resends with the
+//!   same id on every link until answered, duplicate answers, timeouts and
+//!   a lost session.
 
 pub mod backoff;
+pub mod calls;
 pub mod connection;
 pub mod liveness;
 pub mod sequence;

@@ -5,8 +5,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
     /// The connect was refused with an HTTP status and the body's error
-    /// `code` (empty when the body had none).
-    Refused { status: u16, code: String },
+    /// `code` (empty when the body had none), `message`, and `retry` when
+    /// the body said whether to try again (the game's connect hook does).
+    Refused { status: u16, code: String, message: String, retry: Option<bool> },
     /// A WebSocket close frame or an SSE `close` event (`code` set), or a
     /// socket or stream that just ended (`None`).
     Closed { code: Option<u16>, reason: String },
@@ -35,19 +36,27 @@ pub enum Verdict {
 /// Close code 4001: the backend disconnected the player on purpose.
 pub const CLOSE_DISCONNECTED: u16 = 4001;
 
-/// Judges an end. Stops on: an auth refusal (401, 403: a new attempt with
+/// Close code 4002: the client ended its session (`end_session`).
+pub const CLOSE_SESSION_ENDED: u16 = 4002;
+
+/// Judges an end. Stops on: a refusal that says `"retry": false`; an auth
+/// refusal (401, 403) that does not say `"retry": true` (a new attempt with
 /// the same player would be refused again, and a token callback that could
 /// fix it is already called on every attempt, so a refusal after it is
-/// final), a connect request the server calls invalid (400: the same
-/// request would fail again), close 4001 `disconnected`, and an explicit
-/// "do not reconnect". Everything else is retried.
+/// final); a connect request the server calls invalid (400: the same
+/// request would fail again); close 4001 `disconnected` and 4002
+/// `session_ended`; and an explicit "do not reconnect". Everything else,
+/// a refusal with `"retry": true` included (the game's connect hook could
+/// not be asked: 503 `backend_unavailable`), is retried.
 pub fn judge(end: &End) -> Verdict {
     match end {
-        End::Refused { status: status @ (400 | 401 | 403), code } => {
+        End::Refused { retry: Some(true), .. } => Verdict::Retry,
+        End::Refused { status, code, retry: Some(false), .. }
+        | End::Refused { status: status @ (400 | 401 | 403), code, retry: None, .. } => {
             Verdict::Stop { code: Some(*status), reason: code.clone() }
         }
-        End::Closed { code: Some(CLOSE_DISCONNECTED), reason } => {
-            Verdict::Stop { code: Some(CLOSE_DISCONNECTED), reason: reason.clone() }
+        End::Closed { code: Some(code @ (CLOSE_DISCONNECTED | CLOSE_SESSION_ENDED)), reason } => {
+            Verdict::Stop { code: Some(*code), reason: reason.clone() }
         }
         End::NoReconnect { code, reason } => Verdict::Stop { code: *code, reason: reason.clone() },
         End::Refused { .. } | End::Closed { .. } | End::TimedOut | End::Failed(_) | End::Gap => {
@@ -61,7 +70,11 @@ mod tests {
     use super::*;
 
     fn refused(status: u16, code: &str) -> End {
-        End::Refused { status, code: code.into() }
+        End::Refused { status, code: code.into(), message: String::new(), retry: None }
+    }
+
+    fn refused_retry(status: u16, code: &str, retry: bool) -> End {
+        End::Refused { status, code: code.into(), message: "m".into(), retry: Some(retry) }
     }
 
     fn closed(code: Option<u16>, reason: &str) -> End {
@@ -85,6 +98,23 @@ mod tests {
     }
 
     #[test]
+    fn a_connect_hook_refusal_follows_its_retry() {
+        assert_eq!(
+            judge(&refused_retry(403, "banned", false)),
+            Verdict::Stop { code: Some(403), reason: "banned".into() }
+        );
+        assert_eq!(judge(&refused_retry(403, "queue_full", true)), Verdict::Retry);
+        assert_eq!(judge(&refused_retry(401, "try_later", true)), Verdict::Retry);
+        assert_eq!(judge(&refused_retry(503, "backend_unavailable", true)), Verdict::Retry);
+        assert_eq!(judge(&refused(503, "backend_unavailable")), Verdict::Retry);
+        assert_eq!(
+            judge(&refused_retry(503, "closed_for_maintenance", false)),
+            Verdict::Stop { code: Some(503), reason: "closed_for_maintenance".into() },
+            "an explicit retry: false stops whatever the status"
+        );
+    }
+
+    #[test]
     fn busy_or_broken_servers_are_retried() {
         for status in [404, 429, 500, 502, 503] {
             assert_eq!(judge(&refused(status, "x")), Verdict::Retry, "{status}");
@@ -100,6 +130,10 @@ mod tests {
         assert_eq!(
             judge(&closed(Some(4001), "disconnected")),
             Verdict::Stop { code: Some(4001), reason: "disconnected".into() }
+        );
+        assert_eq!(
+            judge(&closed(Some(4002), "session_ended")),
+            Verdict::Stop { code: Some(4002), reason: "session_ended".into() }
         );
     }
 
