@@ -89,6 +89,20 @@ async function player(origin, name, seat) {
   return page;
 }
 
+/**
+ * Cuts the page's link and refuses new ones until its client knows (status
+ * `reconnecting`), runs `meanwhile`, then lets it reconnect at once (as a
+ * browser's `online` event would).
+ */
+async function cutUntilNoticed(page, link, meanwhile = async () => {}) {
+  link.refuse(true);
+  link.cut();
+  await page.waitForFunction(() => window.tandem.status().state === 'reconnecting', null, { timeout: WAIT_MS });
+  await meanwhile();
+  link.refuse(false);
+  await page.evaluate(() => window.tandem.reconnect());
+}
+
 /** Polls the backend's lifecycle events until `pred` holds for them (deadline `WAIT_MS`). */
 async function eventsUntil(backend, pred, what) {
   const deadline = Date.now() + WAIT_MS + RESUME_WINDOW_SECONDS * 1000;
@@ -150,14 +164,15 @@ test('tic-tac-toe: two tabs play through the game backend; cuts lose no command;
     for (const page of [alice, bob]) await seesBoard(page, 'O.X.X....');
 
     // Bob's link goes silent right after his move left: the backend runs it
-    // (alice sees it) but the reply cannot reach him. Then the link is cut;
-    // his client resumes the session and asks again with the same command
-    // id: Tandem answers from its reply cache, nothing runs twice.
+    // (alice sees it) but the reply cannot reach him. Then the link is cut
+    // (and stays down until his client noticed); his client resumes the
+    // session and asks again with the same command id: Tandem answers from
+    // its reply cache, nothing runs twice.
     bobLink.freeze();
     await cell(bob, 6);
     await seesBoard(alice, 'O.X.X.O..');
     assert.equal(await bob.evaluate(() => window.ttt.pending), 1, 'the reply has not reached bob');
-    bobLink.cut();
+    await cutUntilNoticed(bob, bobLink);
     await callsDone(bob, 4);
     await seesBoard(bob, 'O.X.X.O..');
     await seesText(bob, 'ttt-turn', 'X to move');
@@ -165,13 +180,10 @@ test('tic-tac-toe: two tabs play through the game backend; cuts lose no command;
 
     // Alice loses her link and cannot reconnect for a moment; the move she
     // makes meanwhile waits for the link and goes once it is back.
-    aliceLink.refuse(true);
-    aliceLink.cut();
-    await alice.waitForFunction(() => window.tandem.status().state === 'reconnecting', null, { timeout: WAIT_MS });
-    await cell(alice, 8);
-    assert.equal(await alice.evaluate(() => window.ttt.pending), 1);
-    aliceLink.refuse(false);
-    await alice.evaluate(() => window.tandem.reconnect());
+    await cutUntilNoticed(alice, aliceLink, async () => {
+      await cell(alice, 8);
+      assert.equal(await alice.evaluate(() => window.ttt.pending), 1);
+    });
     await callsDone(alice, 5);
     for (const page of [alice, bob]) await seesBoard(page, 'O.X.X.O.X');
     assert.equal(await alice.evaluate(() => window.tandem.sessionId), aliceSession, 'alice resumed her session');
