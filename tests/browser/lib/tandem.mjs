@@ -34,9 +34,12 @@ export function toml(value) {
 /**
  * Starts tandem with `config` (`{section: {key: value}}`, merged over a
  * loopback bind on port 0 and the test API key) and resolves once it
- * listens. `logs` holds every JSON log line it printed, parsed.
+ * listens. `logs` holds every JSON log line it printed, parsed. `env` adds
+ * environment variables (e.g. `TANDEM_BACKEND__COMMAND_URL`: the last
+ * layer of the configuration, over the file); the test runner's own
+ * `TANDEM_*` variables are never passed on.
  */
-export async function startTandem(config = {}) {
+export async function startTandem(config = {}, { env: extraEnv = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-browser-'));
   const merged = {
     server: { bind: '127.0.0.1:0' },
@@ -52,7 +55,10 @@ export async function startTandem(config = {}) {
   const configPath = join(dir, 'tandem.toml');
   writeFileSync(configPath, text);
 
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TANDEM_')));
+  const env = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TANDEM_'))),
+    ...extraEnv,
+  };
   const child = spawn(tandemBin(), ['--config', configPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = [];
   const stderr = [];
