@@ -73,6 +73,11 @@ promtool check rules dashboards/prometheus/alerts.yml
 echo "--- browser client: build check and unit tests"
 (cd client-sdk/js && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check-dist && npm test)
 
+# --- the example game's HTTP backend (examples/tictactoe/node-backend):
+# its rules and its service, no dependencies beyond Node.
+echo "--- example game: Node backend unit tests"
+(cd examples/tictactoe/node-backend && node --test)
+
 # --- browser suites (tests/browser): Debian's Chromium via playwright-core,
 # against the tandem binary built by the Rust tests above.
 echo "--- browser tests"

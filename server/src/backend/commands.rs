@@ -243,7 +243,9 @@ fn outcome_of(answer: Answer) -> Outcome {
                 #[serde(borrow)]
                 data: Option<&'a RawValue>,
             }
-            match serde_json::from_slice::<Body<'_>>(&body) {
+            // An object only: serde would also read `[x]` into the struct.
+            let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            match serde_json::from_slice::<Body<'_>>(&body).ok().filter(|_| is_object).ok_or(()) {
                 Ok(Body { data: None }) => Outcome::Reply(RawValue::NULL.to_owned()),
                 // Checked like a client's payload: it goes to a client.
                 Ok(Body { data: Some(raw) }) => match payload::compact(raw) {

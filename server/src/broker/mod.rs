@@ -102,6 +102,12 @@ pub trait LocalNode: Send + Sync {
     fn telemetry(&self) -> &Telemetry;
     /// Ends every session of a player here (a `disconnect` from another node).
     fn disconnect_player(&self, player_id: &str);
+    /// This node's sessions, `(session id, player id)`.
+    fn local_sessions(&self) -> Vec<(String, String)>;
+    /// Sessions a dead node held: their `player_left` is due after `after`.
+    fn sessions_lost(&self, sessions: Vec<(String, String)>, after: Duration);
+    /// How long a session without a connection may be resumed.
+    fn resume_window(&self) -> Duration;
 }
 
 /// Makes one run of a background task; called again for each restart.
@@ -137,6 +143,13 @@ pub trait Broker: Send + Sync {
     fn disconnect_player(&self, _player_id: &str) -> Result<Option<Ack>, BrokerError> {
         Ok(None)
     }
+
+    /// A session started on this node (cluster brokers record it, so a
+    /// survivor can end it if this node dies).
+    fn session_opened(&self, _session_id: &str, _player_id: &str) {}
+
+    /// A session of this node ended.
+    fn session_closed(&self, _session_id: &str) {}
 
     /// Claims the right to send a session's `player_left`, so one node of
     /// the cluster sends it; the future says whether this node won. `None`:

@@ -211,6 +211,15 @@ impl crate::broker::LocalNode for ConnectionManager {
     fn disconnect_player(&self, player_id: &str) {
         ConnectionManager::disconnect_player(self, player_id);
     }
+    fn local_sessions(&self) -> Vec<(String, String)> {
+        self.sessions.iter().map(|s| (s.id.to_string(), s.player_id.to_string())).collect()
+    }
+    fn sessions_lost(&self, sessions: Vec<(String, String)>, after: std::time::Duration) {
+        ConnectionManager::sessions_lost(self, sessions, after);
+    }
+    fn resume_window(&self) -> std::time::Duration {
+        self.limits.resume_window
+    }
 }
 
 #[cfg(test)]

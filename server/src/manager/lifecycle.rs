@@ -4,6 +4,7 @@
 //! sends it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{ConnectionManager, Session};
 use crate::backend::{EventKind, LeftReason, LifecycleEvent};
@@ -19,6 +20,29 @@ impl ConnectionManager {
     /// `player_left`: the session ended for `reason`.
     pub(super) fn player_left(&self, s: &Session, reason: LeftReason) {
         self.session_left(&s.id, &s.player_id, reason);
+    }
+
+    /// Sessions a dead node held (found by the cluster broker): their
+    /// `player_left` goes out once their resume window has passed, `after`
+    /// from now.
+    pub fn sessions_lost(&self, sessions: Vec<(String, String)>, after: Duration) {
+        if !self.backend.events.enabled() || sessions.is_empty() {
+            return;
+        }
+        let (events, broker) = (Arc::clone(&self.backend.events), Arc::clone(&self.broker));
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            for (session_id, player_id) in sessions {
+                let event = LifecycleEvent::new(EventKind::PlayerLeft, &player_id, &session_id, Some(LeftReason::NodeLost));
+                let won = match broker.claim_departure(&session_id) {
+                    Some(claim) => claim.await,
+                    None => true,
+                };
+                if won {
+                    events.emit(event);
+                }
+            }
+        });
     }
 
     /// `player_left` for a session by id (also one another node held).

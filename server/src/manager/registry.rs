@@ -143,6 +143,7 @@ impl ConnectionManager {
         player.sessions.push(Arc::clone(&s));
         drop(player);
         ev::session_created(&s.id, &s.player_id);
+        self.broker.session_opened(&s.id, &s.player_id);
         let personal = channels::personal_channel(&who.player_id);
         // The personal channel is implicit and not counted against the limit.
         let _ = self.subscribe_checked(&s, &personal, true);
@@ -301,6 +302,7 @@ impl ConnectionManager {
         }
         self.players.remove_if(&*s.player_id, |_, p| p.sessions.is_empty() && p.websocket + p.sse == 0);
         ev::session_ended(&s.id, &s.player_id, expired);
+        self.broker.session_closed(&s.id);
         self.presence_changed(&s.player_id);
         let reason = match (expired, conn_reason) {
             (true, _) => LeftReason::Expired,

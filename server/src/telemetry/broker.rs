@@ -62,3 +62,9 @@ pub fn resync_sent(reason: &'static str, connections: usize) {
 pub fn broker_document_refused(document: &'static str, node_id: &str, error: &dyn std::fmt::Display) {
     warn!(document, node_id, error = %error, "Broker document refused");
 }
+
+/// A node stopped beating: this node took over its sessions, whose
+/// `player_left` follows once their resume window has passed.
+pub fn node_reaped(node_id: &str, sessions: usize) {
+    warn!(node_id, sessions, "Cluster node lost: its sessions will end after the resume window");
+}

@@ -29,6 +29,7 @@
 mod health;
 mod presence;
 mod publisher;
+mod sessions;
 mod subscriber;
 
 use std::sync::Arc;
@@ -73,6 +74,15 @@ impl Keys {
     fn player(&self, id: &str) -> String {
         format!("{}:player:{id}", self.0)
     }
+    fn sessions(&self, node: &str) -> String {
+        format!("{}:sessions:{node}", self.0)
+    }
+    fn left(&self, session: &str) -> String {
+        format!("{}:left:{session}", self.0)
+    }
+    fn reap(&self, node: &str) -> String {
+        format!("{}:reap:{node}", self.0)
+    }
 }
 
 /// What the publisher writes, in the order it was asked.
@@ -85,6 +95,11 @@ enum Job {
     Presence {
         player_id: String,
         value: Option<String>,
+    },
+    /// This node's record of a session (`None`: it ended here).
+    Session {
+        session_id: String,
+        player_id: Option<String>,
     },
 }
 
@@ -110,6 +125,8 @@ pub struct RedisBroker {
     started: SystemTime,
     /// The other live nodes' records, as of the last heartbeat.
     remote_nodes: Mutex<Vec<NodeDocument>>,
+    /// Itself, for the futures that outlive a call (`claim_departure`).
+    me: std::sync::Weak<RedisBroker>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -129,7 +146,7 @@ impl RedisBroker {
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|_| unavailable("broker.url is not a valid Redis URL"))?;
         let (jobs, rx) = mpsc::channel(publisher::QUEUE);
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             node_id: protocol::random_id('n'),
             keys: Keys(cfg.key_prefix.clone()),
             client,
@@ -144,6 +161,7 @@ impl RedisBroker {
             last_error: Mutex::new(None),
             started: SystemTime::now(),
             remote_nodes: Mutex::new(Vec::new()),
+            me: me.clone(),
         }))
     }
 
@@ -220,6 +238,20 @@ impl Broker for RedisBroker {
         true
     }
 
+    fn session_opened(&self, session_id: &str, player_id: &str) {
+        self.queue_session(session_id, Some(player_id));
+    }
+
+    fn session_closed(&self, session_id: &str) {
+        self.queue_session(session_id, None);
+    }
+
+    fn claim_departure(&self, session_id: &str) -> Option<BoxFuture<'static, bool>> {
+        let me = self.me.upgrade()?;
+        let session_id = session_id.to_owned();
+        Some(Box::pin(async move { me.claim_left(&session_id).await }))
+    }
+
     fn player_presence(&self, player_id: &str, snapshot: Option<PlayerSnapshot>) {
         self.write_player(player_id, snapshot);
     }
@@ -275,6 +307,9 @@ mod tests {
         assert_eq!(k.node("n_1"), "t:node:n_1");
         assert_eq!(k.player("p"), "t:player:p");
         assert_eq!(k.nodes(), "t:nodes");
+        assert_eq!(k.sessions("n_1"), "t:sessions:n_1");
+        assert_eq!(k.left("s_1"), "t:left:s_1");
+        assert_eq!(k.reap("n_1"), "t:reap:n_1");
     }
 
     #[tokio::test]
@@ -311,5 +346,12 @@ mod tests {
             unreachable!("not read by these tests")
         }
         fn disconnect_player(&self, _player_id: &str) {}
+        fn local_sessions(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+        fn sessions_lost(&self, _sessions: Vec<(String, String)>, _after: Duration) {}
+        fn resume_window(&self) -> Duration {
+            Duration::from_secs(1)
+        }
     }
 }

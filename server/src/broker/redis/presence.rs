@@ -76,7 +76,9 @@ impl RedisBroker {
                 for player in manager.local_players() {
                     self.write_player(&player, manager.player_snapshot(&player));
                 }
+                self.write_sessions(&*manager).await;
             }
+            self.reap_dead_nodes(&*manager, manager.resume_window()).await;
             was_up = true;
             beat = beat.wrapping_add(1);
         }

@@ -69,6 +69,14 @@ impl RedisBroker {
                     Job::Presence { player_id, value: None } => {
                         pipe.cmd("HDEL").arg(self.keys.player(player_id)).arg(&self.node_id).ignore();
                     }
+                    Job::Session { session_id, player_id: Some(player) } => {
+                        let key = self.keys.sessions(&self.node_id);
+                        pipe.cmd("HSET").arg(&key).arg(session_id).arg(player).ignore();
+                        pipe.cmd("EXPIRE").arg(&key).arg(super::sessions::CLAIM_TTL_SECONDS).ignore();
+                    }
+                    Job::Session { session_id, player_id: None } => {
+                        pipe.cmd("HDEL").arg(self.keys.sessions(&self.node_id)).arg(session_id).ignore();
+                    }
                 }
             }
             let result = if self.is_up() {

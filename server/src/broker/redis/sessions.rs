@@ -1,0 +1,141 @@
+//! Who sends a session's `player_left` in a cluster: exactly one node.
+//!
+//! - Each node keeps its sessions in `<prefix>:sessions:<node>` (a hash,
+//!   session id → player id), written through the publisher's queue when a
+//!   session starts or ends and rewritten now and then by the heartbeat.
+//!   It outlives the node, so a survivor can find a dead node's sessions.
+//! - A node claims a `player_left` before sending it:
+//!   `SET <prefix>:left:<session> <node> NX` — whoever wins sends.
+//! - When a node stops beating for three heartbeats, one survivor claims
+//!   it (`SET <prefix>:reap:<node> NX`), takes its sessions hash, and once
+//!   their resume window has passed since the node's last beat, sends
+//!   their `player_left` (`node_lost`), each claimed as above.
+
+use std::time::{Duration, SystemTime};
+
+use super::{Job, RedisBroker};
+use crate::broker::LocalNode;
+use crate::session::protocol;
+
+/// How long claims and session hashes are kept: far longer than any resume
+/// window, short enough that keys of a cluster gone for good disappear.
+pub(super) const CLAIM_TTL_SECONDS: u64 = 86_400;
+
+impl RedisBroker {
+    /// Queues this node's record of a session (`None`: it ended).
+    pub(super) fn queue_session(&self, session_id: &str, player_id: Option<&str>) {
+        let _ = self
+            .jobs
+            .try_send(Job::Session { session_id: session_id.to_owned(), player_id: player_id.map(str::to_owned) });
+    }
+
+    /// Claims the `player_left` of a session. If Redis cannot answer, this
+    /// node sends anyway: a duplicate is better than a lost departure.
+    pub(super) async fn claim_left(&self, session_id: &str) -> bool {
+        let (key, node) = (self.keys.left(session_id), self.node_id.clone());
+        let claimed: Result<Option<String>, _> = self
+            .query(move |mut c| {
+                Box::pin(async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(node)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(CLAIM_TTL_SECONDS)
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await;
+        claimed.map_or(true, |ok| ok.is_some())
+    }
+
+    /// Rewrites every local session (after a loss of the link the hash may
+    /// lack some).
+    pub(super) async fn write_sessions(&self, manager: &dyn LocalNode) {
+        let sessions = manager.local_sessions();
+        if sessions.is_empty() {
+            return;
+        }
+        let key = self.keys.sessions(&self.node_id);
+        let _ = self
+            .query(move |mut c| {
+                Box::pin(async move {
+                    let mut pipe = redis::pipe();
+                    for (session, player) in &sessions {
+                        pipe.cmd("HSET").arg(&key).arg(session).arg(player).ignore();
+                    }
+                    pipe.cmd("EXPIRE").arg(&key).arg(CLAIM_TTL_SECONDS).ignore();
+                    pipe.query_async::<()>(&mut c).await
+                })
+            })
+            .await;
+    }
+
+    /// Finds nodes that stopped beating, claims each, and hands their
+    /// sessions to `manager` to end once their resume window has passed.
+    pub(super) async fn reap_dead_nodes(&self, manager: &dyn LocalNode, resume_window: Duration) {
+        let now = protocol::epoch_ms(SystemTime::now());
+        let dead_before = now.saturating_sub((self.heartbeat * 3).as_millis() as u64);
+        let nodes_key = self.keys.nodes();
+        let dead: Result<Vec<(String, u64)>, _> = self
+            .query(move |mut c| {
+                Box::pin(async move {
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(nodes_key)
+                        .arg("-inf")
+                        .arg(format!("({dead_before}"))
+                        .arg("WITHSCORES")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(16)
+                        .query_async(&mut c)
+                        .await
+                })
+            })
+            .await;
+        for (node, last_beat_ms) in dead.unwrap_or_default() {
+            if node == self.node_id {
+                continue;
+            }
+            let (reap, sessions_key, nodes_key, me) =
+                (self.keys.reap(&node), self.keys.sessions(&node), self.keys.nodes(), self.node_id.clone());
+            let node_id = node.clone();
+            let taken: Result<(Option<String>, Vec<(String, String)>), _> = self
+                .query(move |mut c| {
+                    Box::pin(async move {
+                        let won: Option<String> = redis::cmd("SET")
+                            .arg(&reap)
+                            .arg(me)
+                            .arg("NX")
+                            .arg("EX")
+                            .arg(CLAIM_TTL_SECONDS)
+                            .query_async(&mut c)
+                            .await?;
+                        if won.is_none() {
+                            return Ok((None, Vec::new()));
+                        }
+                        let (sessions,): (std::collections::HashMap<String, String>,) = redis::pipe()
+                            .cmd("HGETALL")
+                            .arg(&sessions_key)
+                            .cmd("DEL")
+                            .arg(&sessions_key)
+                            .ignore()
+                            .cmd("ZREM")
+                            .arg(&nodes_key)
+                            .arg(&node_id)
+                            .ignore()
+                            .query_async(&mut c)
+                            .await?;
+                        let sessions: Vec<(String, String)> = sessions.into_iter().collect();
+                        Ok((won, sessions))
+                    })
+                })
+                .await;
+            let Ok((Some(_), sessions)) = taken else { continue };
+            let since_beat = Duration::from_millis(now.saturating_sub(last_beat_ms));
+            crate::telemetry::node_reaped(&node, sessions.len());
+            manager.sessions_lost(sessions, resume_window.saturating_sub(since_beat));
+        }
+    }
+}
