@@ -33,7 +33,12 @@ impl ConnectionManager {
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             for (session_id, player_id) in sessions {
-                let event = LifecycleEvent::new(EventKind::PlayerLeft, &player_id, &session_id, Some(LeftReason::NodeLost));
+                let event = LifecycleEvent::new(
+                    EventKind::PlayerLeft,
+                    &player_id,
+                    &session_id,
+                    Some(LeftReason::NodeLost),
+                );
                 let won = match broker.claim_departure(&session_id) {
                     Some(claim) => claim.await,
                     None => true,

@@ -21,12 +21,16 @@ use crate::session::protocol;
 /// window, short enough that keys of a cluster gone for good disappear.
 pub(super) const CLAIM_TTL_SECONDS: u64 = 86_400;
 
+/// `(session id, player id)` pairs.
+type Sessions = Vec<(String, String)>;
+
 impl RedisBroker {
     /// Queues this node's record of a session (`None`: it ended).
     pub(super) fn queue_session(&self, session_id: &str, player_id: Option<&str>) {
-        let _ = self
-            .jobs
-            .try_send(Job::Session { session_id: session_id.to_owned(), player_id: player_id.map(str::to_owned) });
+        let _ = self.jobs.try_send(Job::Session {
+            session_id: session_id.to_owned(),
+            player_id: player_id.map(str::to_owned),
+        });
     }
 
     /// Claims the `player_left` of a session. If Redis cannot answer, this
@@ -101,7 +105,7 @@ impl RedisBroker {
             let (reap, sessions_key, nodes_key, me) =
                 (self.keys.reap(&node), self.keys.sessions(&node), self.keys.nodes(), self.node_id.clone());
             let node_id = node.clone();
-            let taken: Result<(Option<String>, Vec<(String, String)>), _> = self
+            let taken: Result<(Option<String>, Sessions), _> = self
                 .query(move |mut c| {
                     Box::pin(async move {
                         let won: Option<String> = redis::cmd("SET")
@@ -127,7 +131,7 @@ impl RedisBroker {
                             .ignore()
                             .query_async(&mut c)
                             .await?;
-                        let sessions: Vec<(String, String)> = sessions.into_iter().collect();
+                        let sessions: Sessions = sessions.into_iter().collect();
                         Ok((won, sessions))
                     })
                 })
