@@ -42,6 +42,7 @@ mod cluster;
 mod cors;
 mod draining;
 mod dual_delivery;
+mod example_game;
 mod fanout;
 mod hardening;
 mod heartbeat;
