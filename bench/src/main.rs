@@ -16,6 +16,9 @@
 //! - `cluster`: nodes sharing one Redis (`broker.kind = "redis"`): the p50
 //!   and p99 delivery latency to a subscriber on the publishing node and on
 //!   another node, then a fan-out across every node.
+//! - `commands`: players' commands through Tandem to a game backend that
+//!   answers at once (in this process), against the same requests sent to
+//!   it directly: commands per second and the latency Tandem adds.
 //! - `churn`: the long soak — connections opened and closed for
 //!   `--minutes` with publications flowing, RSS and descriptors sampled,
 //!   every gauge compared with its idle value at the end (PASS/FAIL).
@@ -29,6 +32,7 @@
 //! and time.
 
 mod churn;
+mod commands;
 mod procfs;
 
 use std::sync::Arc;
@@ -154,6 +158,9 @@ enum Cmd {
         idle_seconds: u64,
     },
     Cluster(ClusterArgs),
+    /// Commands through Tandem to an in-process game backend that answers
+    /// at once, against the same requests sent to it directly.
+    Commands(commands::CommandsArgs),
     /// The long soak: connect/disconnect churn with traffic on both
     /// transports, RSS and descriptors sampled, every gauge back at idle
     /// at the end; exits non-zero when a check fails.
@@ -763,6 +770,7 @@ async fn main() {
             soak(&addr, cli.pid, connections, rounds.min(100), Duration::from_secs(idle_seconds)).await
         }
         Cmd::Cluster(args) => cluster(base, args).await,
+        Cmd::Commands(args) => commands::commands(&addr, cli.pid, args).await,
         Cmd::Churn(args) => {
             if !churn::churn(base, &addr, cli.pid, args).await {
                 std::process::exit(1);

@@ -24,6 +24,8 @@ use std::sync::Arc;
 pub use commands::{Command, CommandError, CommandHandler, Hub, Publisher};
 pub use events::{EventKind, LeftReason, LifecycleEvent};
 pub use hooks::{ConnectAsk, Hook, Refusal};
+/// What a [`Publisher`] refuses with (a code and a message).
+pub use crate::session::protocol::ProtocolError;
 
 use crate::config::BackendConfig;
 use crate::telemetry::Telemetry;
