@@ -44,7 +44,7 @@ fn answers(frame: &ServerFrame, id: &str) -> bool {
 }
 
 /// `reply` or the error code of an answer.
-fn outcome(frame: &ServerFrame) -> &str {
+pub(crate) fn outcome(frame: &ServerFrame) -> &str {
     match frame {
         ServerFrame::Reply { .. } => "reply",
         ServerFrame::Error { code, .. } => code,
@@ -78,7 +78,7 @@ async fn send(peer: &mut Peer, id: &str, name: &str, data: Value) {
 }
 
 /// Sends command `id` and waits for its answer.
-async fn command(peer: &mut Peer, id: &str, name: &str, data: Value) -> ServerFrame {
+pub(crate) async fn command(peer: &mut Peer, id: &str, name: &str, data: Value) -> ServerFrame {
     send(peer, id, name, data).await;
     answer(peer, id).await
 }
