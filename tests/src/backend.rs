@@ -300,7 +300,12 @@ impl TestBackend {
     ///
     /// # Panics
     /// When it does not within `wait`; the message shows every request.
-    pub async fn wait_for<T>(&self, what: &str, wait: Duration, probe: impl Fn(&[Recorded]) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        wait: Duration,
+        probe: impl Fn(&[Recorded]) -> Option<T>,
+    ) -> T {
         let deadline = Deadline::new(what, wait);
         let mut tick = self.state.tick.subscribe();
         loop {

@@ -304,7 +304,8 @@ pub fn answer_later(
             }
             Err(Refused::Game(r)) => {
                 // A bounded label: the game's own code is in the frame, not the metric.
-                let label = if r.status >= 500 { ErrorCode::BackendUnavailable } else { ErrorCode::Forbidden };
+                let label =
+                    if r.status >= 500 { ErrorCode::BackendUnavailable } else { ErrorCode::Forbidden };
                 ev::client_error(m.telemetry(), att.ids(), label.as_str(), &r.message);
                 #[derive(serde::Serialize)]
                 struct GameError<'a> {

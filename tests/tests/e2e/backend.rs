@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tandem_client::{
-    CallError, Client, ClientError, ClientMessage, ClientOptions, Mode, Reconnect, ServerFrame,
-    Status,
+    CallError, Client, ClientError, ClientMessage, ClientOptions, Mode, Reconnect, ServerFrame, Status,
 };
 use tandem_e2e::backend::{self, Behaviour, COMMAND, CONNECT, EVENTS, SUBSCRIBE, TestBackend};
 use tandem_e2e::cut_proxy::CutProxy;
@@ -116,7 +115,10 @@ async fn replies_are_relayed_with_the_command_id_over_both_transports() {
         assert!(asked.header(backend::SIGNATURE_HEADER).is_none(), "no secret, no signature");
         // Data defaults to null.
         let reply = command(&mut peer, "c2", "look", Value::Null).await;
-        assert_eq!(reply, ServerFrame::Reply { id: "c2".into(), data: json!({"name": "look", "echo": null}) });
+        assert_eq!(
+            reply,
+            ServerFrame::Reply { id: "c2".into(), data: json!({"name": "look", "echo": null}) }
+        );
     }
 }
 
@@ -128,9 +130,15 @@ async fn backend_failures_become_error_codes() {
     let refused = command(&mut peer, "r1", "refuse", json!({})).await;
     assert_eq!(
         refused,
-        ServerFrame::Error { code: "illegal_move".into(), message: "not your turn".into(), id: Some(json!("r1")) }
+        ServerFrame::Error {
+            code: "illegal_move".into(),
+            message: "not your turn".into(),
+            id: Some(json!("r1"))
+        }
     );
-    for (id, name) in [("e1", "fail"), ("e2", "redirect"), ("e3", "garbage"), ("e4", "huge"), ("e5", "bad_code")] {
+    for (id, name) in
+        [("e1", "fail"), ("e2", "redirect"), ("e3", "garbage"), ("e4", "huge"), ("e5", "bad_code")]
+    {
         let got = command(&mut peer, id, name, json!({})).await;
         assert_eq!(outcome(&got), "backend_error", "{name}: {got:?}");
     }
@@ -193,7 +201,11 @@ async fn a_backend_that_never_answers_holds_no_other_player() {
         Ok(ServerFrame::Pong { id, .. }) => assert_eq!(id, json!(7)),
         other => panic!("the stuck player's ping: {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "all of it while the hang lasts: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "all of it while the hang lasts: {:?}",
+        started.elapsed()
+    );
 
     let got = answer(&mut stuck, "h1").await;
     assert_eq!(outcome(&got), "backend_timeout", "{got:?}");
@@ -216,9 +228,8 @@ async fn a_command_id_runs_once_across_resends_resumes_and_transport_switches() 
     first.close().await;
 
     // After a resume on a new WebSocket.
-    let mut again = Peer::connect(Transport::WebSocket, &server.dev("once").session(&session))
-        .await
-        .expect("resume");
+    let mut again =
+        Peer::connect(Transport::WebSocket, &server.dev("once").session(&session)).await.expect("resume");
     assert_eq!(again.session_id(), session);
     assert_eq!(command(&mut again, "c1", "move", data.clone()).await, reply);
     assert_eq!(game.calls("c1"), 1);
@@ -317,12 +328,18 @@ async fn caps_answer_rate_limited() {
 #[tokio::test]
 async fn every_backend_request_is_signed() {
     let game = TestBackend::start().await;
-    let server = point(point(point(with_commands(&game), "connect_url", &game, CONNECT), "subscribe_url", &game, SUBSCRIBE), "events_url", &game, EVENTS)
-        .set("backend", "secret", &toml_string(SECRET))
-        .start()
-        .await;
-    let mut peer =
-        Peer::connect(Transport::WebSocket, &server.dev("signed").channels(&["room:1"])).await.expect("connect");
+    let server = point(
+        point(point(with_commands(&game), "connect_url", &game, CONNECT), "subscribe_url", &game, SUBSCRIBE),
+        "events_url",
+        &game,
+        EVENTS,
+    )
+    .set("backend", "secret", &toml_string(SECRET))
+    .start()
+    .await;
+    let mut peer = Peer::connect(Transport::WebSocket, &server.dev("signed").channels(&["room:1"]))
+        .await
+        .expect("connect");
     assert_eq!(outcome(&command(&mut peer, "c1", "move", json!({"x": 1})).await), "reply");
     let sub = peer.request(&ClientMessage::subscribe("room:2")).await;
     assert!(matches!(sub, Ok(ServerFrame::Subscribed { .. })), "{sub:?}");
@@ -366,7 +383,12 @@ async fn a_connect_hook_refusal_reaches_every_door() {
     let game = TestBackend::start().await;
     game.route(CONNECT, |r| {
         if r.json()["player_id"] == "banned" {
-            Behaviour::Refuse { status: 403, code: "banned".into(), message: "go away".into(), retry: Some(false) }
+            Behaviour::Refuse {
+                status: 403,
+                code: "banned".into(),
+                message: "go away".into(),
+                retry: Some(false),
+            }
         } else {
             Behaviour::ok()
         }
@@ -411,8 +433,9 @@ async fn a_connect_hook_may_add_channels_and_is_asked_what_the_client_asks() {
             json!({"player_id": player, "session_id": null, "transport": transport.as_str(),
                    "channels": ["room:lobby"], "resume": false})
         );
-        let (status, body) =
-            server.api_post("/api/publish", json!({"channel": "room:42", "event": "news", "data": {"n": 1}})).await;
+        let (status, body) = server
+            .api_post("/api/publish", json!({"channel": "room:42", "event": "news", "data": {"n": 1}}))
+            .await;
         assert_eq!(status, 200, "{body}");
         let delivery = peer.expect_delivery().await;
         assert_eq!((delivery.channel.as_str(), delivery.event.as_str()), ("room:42", "news"));
@@ -496,7 +519,10 @@ async fn a_subscribe_hook_refusal_is_an_error_frame() {
     let ok = peer.request(&ClientMessage::subscribe("room:open")).await;
     assert!(matches!(ok, Ok(ServerFrame::Subscribed { .. })), "{ok:?}");
     let asked = game.requests(SUBSCRIBE).iter().map(|r| r.json()).collect::<Vec<_>>();
-    assert_eq!(asked[0], json!({"player_id": "curious", "session_id": peer.session_id(), "channel": "room:secret"}));
+    assert_eq!(
+        asked[0],
+        json!({"player_id": "curious", "session_id": peer.session_id(), "channel": "room:secret"})
+    );
     // A connect asking for the channel is refused with the game's code.
     match Peer::connect(Transport::Sse, &server.dev("curious2").channels(&["room:secret"])).await {
         Err(ClientError::Http { status: 403, code, .. }) => assert_eq!(code, "members_only"),
@@ -539,9 +565,7 @@ async fn lifecycle_events_follow_the_session() {
         .await;
     let ws = connect(Transport::WebSocket, &server, "alice").await;
     let session = ws.session_id().to_owned();
-    let started = game
-        .wait_event("session_started", WAIT, |e| e["session_id"] == session.as_str())
-        .await;
+    let started = game.wait_event("session_started", WAIT, |e| e["session_id"] == session.as_str()).await;
     assert_eq!(started["type"], "session_started");
     assert_eq!(started["player_id"], "alice");
     assert!(started["id"].as_str().is_some_and(|id| id.starts_with("e_")), "{started}");
@@ -558,17 +582,22 @@ async fn lifecycle_events_follow_the_session() {
     // A drop resumed in time: session_resumed, no player_left.
     ws.close().await;
     wait_connection_count(&server, "alice", 0, WAIT).await;
-    let again = Peer::connect(Transport::WebSocket, &server.dev("alice").session(&session)).await.expect("resume");
+    let again =
+        Peer::connect(Transport::WebSocket, &server.dev("alice").session(&session)).await.expect("resume");
     assert_eq!(again.session_id(), session);
-    game.wait_event("session_resumed", WAIT, |e| e["session_id"] == session.as_str() && e["type"] == "session_resumed")
-        .await;
+    game.wait_event("session_resumed", WAIT, |e| {
+        e["session_id"] == session.as_str() && e["type"] == "session_resumed"
+    })
+    .await;
     flush(&game, &server, "barrier-2").await;
     assert_eq!(kinds_of(&game, &session), ["session_started", "session_resumed"]);
 
     // Dropped for good: player_left (expired) once the window passed.
     again.close().await;
     let left = game
-        .wait_event("player_left expired", WAIT, |e| e["session_id"] == session.as_str() && e["type"] == "player_left")
+        .wait_event("player_left expired", WAIT, |e| {
+            e["session_id"] == session.as_str() && e["type"] == "player_left"
+        })
         .await;
     assert_eq!(left["reason"], "expired", "{left}");
 
@@ -584,7 +613,9 @@ async fn lifecycle_events_follow_the_session() {
     let (_, code) = tandem_e2e::frames_until_closed(&mut bob_sse, 10).await;
     assert_eq!(code, Some(4002), "the SSE stream's close event");
     let left = game
-        .wait_event("player_left ended", WAIT, |e| e["session_id"] == bob_session.as_str() && e["type"] == "player_left")
+        .wait_event("player_left ended", WAIT, |e| {
+            e["session_id"] == bob_session.as_str() && e["type"] == "player_left"
+        })
         .await;
     assert_eq!(left["reason"], "ended", "{left}");
     assert_eq!(left["player_id"], "bob");
@@ -604,7 +635,10 @@ async fn lifecycle_events_follow_the_session() {
 async fn events_are_retried_until_the_endpoint_recovers() {
     let game = TestBackend::start().await;
     let outage_until = Instant::now() + Duration::from_millis(1500);
-    game.route(EVENTS, move |_| if Instant::now() < outage_until { Behaviour::Status(503) } else { Behaviour::ok() });
+    game.route(
+        EVENTS,
+        move |_| if Instant::now() < outage_until { Behaviour::Status(503) } else { Behaviour::ok() },
+    );
     let server = point(TestServer::builder(), "events_url", &game, EVENTS)
         .set("backend", "events_retry_max_ms", "200")
         .start()
@@ -624,7 +658,10 @@ async fn events_are_retried_until_the_endpoint_recovers() {
             let mut got: BTreeMap<(String, String), usize> = BTreeMap::new();
             for r in all.iter().filter(|r| r.path == EVENTS && r.status == Some(200)) {
                 let e = r.json();
-                let key = (e["session_id"].as_str().unwrap_or("").to_owned(), e["type"].as_str().unwrap_or("").to_owned());
+                let key = (
+                    e["session_id"].as_str().unwrap_or("").to_owned(),
+                    e["type"].as_str().unwrap_or("").to_owned(),
+                );
                 *got.entry(key).or_default() += 1;
             }
             (got.len() == 5).then_some(got)
@@ -637,21 +674,24 @@ async fn events_are_retried_until_the_endpoint_recovers() {
     let failed = game.requests(EVENTS).iter().filter(|r| r.status == Some(503)).count();
     assert!(failed >= 1, "the outage was seen");
     // Every event id tried is delivered, each at least once.
-    let tried: BTreeSet<String> = game.events().iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
+    let tried: BTreeSet<String> =
+        game.events().iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
     let acked: BTreeSet<String> =
         game.delivered_events().iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect();
     assert_eq!(tried, acked);
     assert_eq!(acked.len(), 5);
     assert!(metric(&server, "tandem_lifecycle_event_retries_total", &[]).await >= 1.0);
-    wait_metric_at_least(&server, "tandem_lifecycle_events_total", &[("outcome", "delivered")], 5.0, WAIT).await;
+    wait_metric_at_least(&server, "tandem_lifecycle_events_total", &[("outcome", "delivered")], 5.0, WAIT)
+        .await;
 }
 
 #[tokio::test]
 async fn commands_and_events_show_in_metrics_and_performance() {
     let game = TestBackend::start().await;
-    let server = point(point(with_commands(&game), "events_url", &game, EVENTS), "connect_url", &game, CONNECT)
-        .start()
-        .await;
+    let server =
+        point(point(with_commands(&game), "events_url", &game, EVENTS), "connect_url", &game, CONNECT)
+            .start()
+            .await;
     let mut peer = connect(Transport::WebSocket, &server, "counted").await;
     assert_eq!(outcome(&command(&mut peer, "c1", "move", json!({})).await), "reply");
     assert_eq!(outcome(&command(&mut peer, "c1", "move", json!({})).await), "reply");
@@ -667,13 +707,20 @@ async fn commands_and_events_show_in_metrics_and_performance() {
         assert!(sum(&body, "tandem_commands_total", &labels) >= min, "{labels:?}: {body}");
     }
     assert_eq!(sum(&body, "tandem_backend_requests_total", &[("endpoint", "command")]), 3.0, "{body}");
-    assert!(sum(&body, "tandem_backend_requests_total", &[("endpoint", "command"), ("outcome", "ok")]) >= 1.0);
-    assert!(sum(&body, "tandem_backend_requests_total", &[("endpoint", "connect"), ("outcome", "ok")]) >= 1.0);
     assert!(
-        sum(&body, "tandem_backend_request_seconds_bucket", &[("endpoint", "command"), ("le", "+Inf")]) >= 3.0,
+        sum(&body, "tandem_backend_requests_total", &[("endpoint", "command"), ("outcome", "ok")]) >= 1.0
+    );
+    assert!(
+        sum(&body, "tandem_backend_requests_total", &[("endpoint", "connect"), ("outcome", "ok")]) >= 1.0
+    );
+    assert!(
+        sum(&body, "tandem_backend_request_seconds_bucket", &[("endpoint", "command"), ("le", "+Inf")])
+            >= 3.0,
         "{body}"
     );
-    assert!(sum(&body, "tandem_hook_decisions_total", &[("hook", "connect"), ("decision", "allowed")]) >= 1.0);
+    assert!(
+        sum(&body, "tandem_hook_decisions_total", &[("hook", "connect"), ("decision", "allowed")]) >= 1.0
+    );
     wait_metric_at_least(
         &server,
         "tandem_lifecycle_events_total",
@@ -682,7 +729,8 @@ async fn commands_and_events_show_in_metrics_and_performance() {
         WAIT,
     )
     .await;
-    let (status, perf) = server.api_request(reqwest::Method::GET, "/monitoring/performance", None, None).await;
+    let (status, perf) =
+        server.api_request(reqwest::Method::GET, "/monitoring/performance", None, None).await;
     assert_eq!(status, 200, "{perf}");
     let b = &perf["backend"];
     assert!(b["commands_total"].as_u64().is_some_and(|n| n >= 4), "{perf}");
@@ -691,7 +739,11 @@ async fn commands_and_events_show_in_metrics_and_performance() {
 }
 
 fn quick() -> Reconnect {
-    Reconnect { base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200), max_attempts: None }
+    Reconnect {
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_attempts: None,
+    }
 }
 
 #[tokio::test]
