@@ -5,7 +5,8 @@
 //! as programmed. Unprogrammed, it is a small game:
 //!
 //! - `/command` dispatches on the command's `name`: `refuse` (422
-//!   `illegal_move`), `bad_code` (400 with a code out of contract), `fail` (500), `redirect` (302), `garbage` (200, not
+//!   `illegal_move`), `bad_code` (400 with a code out of contract), `array`
+//!   (200 `[1]`), `refuse_array` (409, a JSON array), `fail` (500), `redirect` (302), `garbage` (200, not
 //!   JSON), `huge` (200, a body over the default `backend.max_response_bytes`),
 //!   `slow` (waits `data.ms` milliseconds, then answers), `hang` (never
 //!   answers); any other name is answered `{"data":{"name":…,"echo":data}}`;
@@ -201,6 +202,8 @@ fn game(request: &Recorded) -> Behaviour {
         "bad_code" => Behaviour::refuse(400, "Not A Code"),
         "redirect" => Behaviour::Redirect(302, "http://127.0.0.1:9/elsewhere".into()),
         "garbage" => Behaviour::Raw(200, Bytes::from_static(b"<html>not json</html>")),
+        "array" => Behaviour::Json(200, json!([1])),
+        "refuse_array" => Behaviour::Json(409, json!([{"code": "cell_taken", "message": "taken"}])),
         "huge" => Behaviour::Huge(HUGE_BYTES),
         "slow" => Behaviour::Delay(
             Duration::from_millis(data["ms"].as_u64().unwrap_or(200)),

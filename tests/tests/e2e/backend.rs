@@ -136,9 +136,15 @@ async fn backend_failures_become_error_codes() {
             id: Some(json!("r1"))
         }
     );
-    for (id, name) in
-        [("e1", "fail"), ("e2", "redirect"), ("e3", "garbage"), ("e4", "huge"), ("e5", "bad_code")]
-    {
+    for (id, name) in [
+        ("e1", "fail"),
+        ("e2", "redirect"),
+        ("e3", "garbage"),
+        ("e4", "huge"),
+        ("e5", "bad_code"),
+        ("e6", "array"),
+        ("e7", "refuse_array"),
+    ] {
         let got = command(&mut peer, id, name, json!({})).await;
         assert_eq!(outcome(&got), "backend_error", "{name}: {got:?}");
     }
@@ -470,6 +476,15 @@ async fn hook_failure_follows_the_policy_and_answers_are_cached() {
     }
     let (status, body) = probe(&deny, "denied").await;
     assert_eq!((status, &body["error"]["code"]), (503, &json!("backend_unavailable")), "{body}");
+
+    // An answer out of contract (an array, not an object) is a failure too.
+    let odd = TestBackend::start().await;
+    odd.always(CONNECT, Behaviour::Json(200, json!([])));
+    let out_of_contract = point(TestServer::builder(), "connect_url", &odd, CONNECT).start().await;
+    match Peer::connect(Transport::WebSocket, &out_of_contract.dev("odd")).await {
+        Err(ClientError::Http { status: 503, code, .. }) => assert_eq!(code, "backend_unavailable"),
+        other => panic!("an array from the connect hook: {other:?}"),
+    }
 
     let allow = TestServer::builder()
         .set("backend", "connect_url", &toml_string(&closed))
