@@ -187,7 +187,7 @@ async fn an_unreachable_backend_is_unavailable_and_none_at_all_is_no_backend() {
 #[tokio::test]
 async fn a_backend_that_never_answers_holds_no_other_player() {
     let game = TestBackend::start().await;
-    let server = with_commands(&game).set("backend", "timeout_ms", "4000").start().await;
+    let server = with_commands(&game).set("backend", "timeout_ms", "5000").start().await;
     let mut stuck = connect(Transport::WebSocket, &server, "stuck").await;
     let mut free = connect(Transport::WebSocket, &server, "free").await;
     let mut free_sse = connect(Transport::Sse, &server, "free-sse").await;
@@ -207,15 +207,12 @@ async fn a_backend_that_never_answers_holds_no_other_player() {
         Ok(ServerFrame::Pong { id, .. }) => assert_eq!(id, json!(7)),
         other => panic!("the stuck player's ping: {other:?}"),
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "all of it while the hang lasts: {:?}",
-        started.elapsed()
-    );
+    let meanwhile = started.elapsed();
+    assert!(meanwhile < Duration::from_secs(4), "all of it while the hang lasts: {meanwhile:?}");
 
     let got = answer(&mut stuck, "h1").await;
     assert_eq!(outcome(&got), "backend_timeout", "{got:?}");
-    assert!(started.elapsed() >= Duration::from_millis(3900), "{:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(4900), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -322,7 +319,7 @@ async fn caps_answer_rate_limited() {
     // Rate: a burst of three, then one per second.
     let mut spammer = connect(Transport::Sse, &server, "spammer").await;
     let mut outcomes = Vec::new();
-    for n in 0..5 {
+    for n in 0..6 {
         let got = command(&mut spammer, &format!("s{n}"), "move", json!({})).await;
         outcomes.push(outcome(&got).to_owned());
     }
@@ -571,7 +568,7 @@ async fn lifecycle_events_follow_the_session() {
     let server = point(TestServer::builder(), "events_url", &game, EVENTS)
         .set("backend", "secret", &toml_string(SECRET))
         .set("backend", "events_concurrency", "1")
-        .set("session", "resume_window_seconds", "1")
+        .set("session", "resume_window_seconds", "2")
         // A dropped SSE stream is noticed at the next write: heartbeats
         // every second, and a timeout far beyond the test.
         .set("transport", "heartbeat_interval_seconds", "1")
