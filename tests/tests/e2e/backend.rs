@@ -803,3 +803,73 @@ async fn the_client_sdk_calls_the_backend_once_across_a_cut_link() {
     let after = client.call("move", json!({})).await;
     assert!(after.is_err(), "no call after the end: {after:?}");
 }
+
+#[tokio::test]
+async fn commands_that_break_the_frame_rules_are_invalid_messages() {
+    let game = TestBackend::start().await;
+    let server = with_commands(&game).start().await;
+    let mut peer = connect(Transport::WebSocket, &server, "sloppy").await;
+    let long_id = "x".repeat(65);
+    let cases = [
+        (r#"{"type":"command","name":"move","data":{}}"#.to_owned(), None),
+        (r#"{"type":"command","id":"b1","name":"","data":{}}"#.to_owned(), Some("b1")),
+        (r#"{"type":"command","id":"b2","name":"bad\u0001name","data":{}}"#.to_owned(), Some("b2")),
+        (format!(r#"{{"type":"command","id":"b3","name":"{long_id}"}}"#), Some("b3")),
+        (r#"{"type":"command","id":"b4","name":7}"#.to_owned(), Some("b4")),
+        (format!(r#"{{"type":"command","id":"{long_id}","name":"move"}}"#), None),
+    ];
+    for (raw, id) in cases {
+        match peer.request_raw(&raw).await {
+            Ok(ServerFrame::Error { code, id: got, .. }) => {
+                assert_eq!(code, "invalid_message", "{raw}");
+                if let Some(id) = id {
+                    assert_eq!(got, Some(json!(id)), "{raw}");
+                }
+            }
+            other => panic!("{raw}: {other:?}"),
+        }
+    }
+    assert_eq!(game.count(COMMAND), 0, "the game is never asked");
+}
+
+#[tokio::test]
+async fn an_answer_for_a_dropped_connection_waits_in_the_cache() {
+    let game = TestBackend::start().await;
+    let server = with_commands(&game).start().await;
+    let mut first = connect(Transport::WebSocket, &server, "flaky").await;
+    let session = first.session_id().to_owned();
+    send(&mut first, "w1", "slow", json!({"ms": 300})).await;
+    game.wait_count(COMMAND, 1, WAIT).await;
+    first.close().await;
+    // The answer comes while nobody listens; the resend after a resume
+    // gets it without a second call.
+    let expected = ServerFrame::Reply { id: "w1".into(), data: json!({"slow": true, "echo": {"ms": 300}}) };
+    let mut again =
+        Peer::connect(Transport::Sse, &server.dev("flaky").session(&session)).await.expect("resume over SSE");
+    assert_eq!(again.session_id(), session);
+    assert_eq!(command(&mut again, "w1", "slow", json!({"ms": 300})).await, expected);
+    assert_eq!(game.calls("w1"), 1);
+}
+
+#[tokio::test]
+async fn events_refused_for_good_are_not_retried() {
+    let game = TestBackend::start().await;
+    game.always(EVENTS, Behaviour::refuse(400, "unknown_event"));
+    let server = point(TestServer::builder(), "events_url", &game, EVENTS)
+        .set("backend", "events_retry_max_ms", "100")
+        .start()
+        .await;
+    // Over SSE, end_session is the POST's answer and the stream's close.
+    let mut peer = connect(Transport::Sse, &server, "refused").await;
+    let ended = peer.sse().expect("SSE").post(&ClientMessage::EndSession).await;
+    assert_eq!(ended.expect("answered"), ServerFrame::SessionEnded {});
+    let (_, code) = tandem_e2e::frames_until_closed(&mut peer, 10).await;
+    assert_eq!(code, Some(4002));
+    wait_metric_at_least(&server, "tandem_lifecycle_events_total", &[("outcome", "rejected")], 2.0, WAIT)
+        .await;
+    let body = scrape(&server).await;
+    assert_eq!(sum(&body, "tandem_lifecycle_event_retries_total", &[]), 0.0, "{body}");
+    assert_eq!(sum(&body, "tandem_lifecycle_events_total", &[("outcome", "delivered")]), 0.0, "{body}");
+    let kinds: Vec<Value> = game.events().iter().map(|e| e["type"].clone()).collect();
+    assert_eq!(kinds, [json!("session_started"), json!("player_left")], "each tried once");
+}
