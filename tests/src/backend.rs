@@ -236,7 +236,11 @@ impl TestBackend {
         let accepting = Arc::clone(&state);
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of descriptors, say: try again shortly, never spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 let conn_state = Arc::clone(&accepting);
                 let conn = tokio::spawn(async move {
                     let service = service_fn(move |req| handle(Arc::clone(&conn_state), req));
