@@ -149,7 +149,8 @@ pub async fn commands(addr: &str, pid: u32, args: CommandsArgs) {
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build().unwrap_or_default();
     let url: Arc<str> = Arc::from(backend.as_str());
-    let runs = (0..args.clients).map(|i| tokio::spawn(direct(client.clone(), Arc::clone(&url), i, args.commands)));
+    let runs =
+        (0..args.clients).map(|i| tokio::spawn(direct(client.clone(), Arc::clone(&url), i, args.commands)));
     let mut straight = Vec::new();
     for t in futures_util::future::join_all(runs).await.into_iter().flatten() {
         straight.extend(t);

@@ -1,6 +1,8 @@
 //! Black-box test support for Tandem: start the real `tandem` binary as a
 //! process and talk to it over real sockets with the real client.
 //!
+//! - [`backend`]: [`TestBackend`](backend::TestBackend), a real HTTP game
+//!   backend (commands, hooks, lifecycle events) that records every request.
 //! - [`binary`]: finds or builds the `tandem` executable once per process.
 //! - [`server`]: [`TestServer`], a running server with its config, logs and
 //!   backend API helpers.
@@ -17,6 +19,7 @@
 //! - [`ports`]: loopback ports for children told their port up front, never
 //!   handed to two tests of the one test process.
 
+pub mod backend;
 pub mod binary;
 pub mod client_stream;
 pub mod cut_proxy;

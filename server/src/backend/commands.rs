@@ -220,8 +220,17 @@ pub(super) struct RefusalDetail {
     pub retry: bool,
 }
 
+/// Whether `body` is a JSON object (serde's derived structs also read
+/// arrays, which the contract does not allow).
+pub(super) fn is_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// Reads a game's 4xx body; `None` when it is not the contract.
 pub(super) fn parse_refusal(body: &[u8]) -> Option<RefusalDetail> {
+    if !is_object(body) {
+        return None;
+    }
     let b: RefusalBody = serde_json::from_slice(body).ok()?;
     is_valid_code(&b.error.code)
         .then_some(RefusalDetail { message: truncate(&b.error.message, 512).to_owned(), ..b.error })
@@ -243,16 +252,15 @@ fn outcome_of(answer: Answer) -> Outcome {
                 #[serde(borrow)]
                 data: Option<&'a RawValue>,
             }
-            // An object only: serde would also read `[x]` into the struct.
-            let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-            match serde_json::from_slice::<Body<'_>>(&body).ok().filter(|_| is_object).ok_or(()) {
-                Ok(Body { data: None }) => Outcome::Reply(RawValue::NULL.to_owned()),
+            let parsed = if is_object(&body) { serde_json::from_slice::<Body<'_>>(&body).ok() } else { None };
+            match parsed {
+                Some(Body { data: None }) => Outcome::Reply(RawValue::NULL.to_owned()),
                 // Checked like a client's payload: it goes to a client.
-                Ok(Body { data: Some(raw) }) => match payload::compact(raw) {
+                Some(Body { data: Some(raw) }) => match payload::compact(raw) {
                     Ok(data) => Outcome::Reply(data),
                     Err(e) => Outcome::Error(format!("the game's `data` is not valid: {e}")),
                 },
-                Err(_) => Outcome::Error("the game's answer is not {\"data\": …}".into()),
+                None => Outcome::Error("the game's answer is not {\"data\": …}".into()),
             }
         }
         Answer::Refused { status, body } => match parse_refusal(&body) {

@@ -205,6 +205,9 @@ impl Hooks {
                     #[serde(default)]
                     channels: Vec<String>,
                 }
+                if !super::commands::is_object(&body) {
+                    return None;
+                }
                 let allowed: Allowed = serde_json::from_slice(&body).ok()?;
                 Some(Ok(match hook {
                     Hook::Connect => allowed.channels,

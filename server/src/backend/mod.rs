@@ -21,11 +21,11 @@ pub mod signature;
 
 use std::sync::Arc;
 
+/// What a [`Publisher`] refuses with (a code and a message).
+pub use crate::session::protocol::ProtocolError;
 pub use commands::{Command, CommandError, CommandHandler, Hub, Publisher};
 pub use events::{EventKind, LeftReason, LifecycleEvent};
 pub use hooks::{ConnectAsk, Hook, Refusal};
-/// What a [`Publisher`] refuses with (a code and a message).
-pub use crate::session::protocol::ProtocolError;
 
 use crate::config::BackendConfig;
 use crate::telemetry::Telemetry;

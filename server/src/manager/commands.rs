@@ -32,10 +32,14 @@ pub enum Handled {
     /// Answered at once.
     Now(ReplyFrame),
     /// A subscribe waiting on the game's subscribe hook.
-    Later(BoxFuture<'static, Result<ReplyFrame, ProtocolError>>),
+    Later(BoxFuture<'static, Result<ReplyFrame, Refused>>),
     /// A command: run it with [`CommandTask::run`]; its answer goes where
     /// the transport says.
     Command(CommandTask),
+    /// `end_session`: answer with this frame first, then end the session
+    /// with [`ConnectionManager::end_session_by_client`] (its connections
+    /// close after what is queued, so the answer is not lost).
+    EndSession(ReplyFrame),
 }
 
 impl std::fmt::Debug for Handled {
@@ -44,7 +48,22 @@ impl std::fmt::Debug for Handled {
             Self::Now((kind, _)) => write!(f, "Now({kind})"),
             Self::Later(_) => f.write_str("Later"),
             Self::Command(c) => write!(f, "Command({})", c.id),
+            Self::EndSession(_) => f.write_str("EndSession"),
         }
+    }
+}
+
+/// Why a [`Handled::Later`] was refused: by Tandem, or by the game with
+/// its own code (which the client's error frame carries).
+#[derive(Debug)]
+pub enum Refused {
+    Protocol(ProtocolError),
+    Game(crate::backend::Refusal),
+}
+
+impl From<ProtocolError> for Refused {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
     }
 }
 
@@ -71,7 +90,7 @@ pub fn handle(
                     .hooks
                     .subscribe(&s.player_id, &s.id, &channel, now_ms)
                     .await
-                    .map_err(|r| ProtocolError::new(game_code(&r.code), r.message))?;
+                    .map_err(Refused::Game)?;
                 m.subscribe(&s, &who, &channel)?;
                 Ok(("subscribed", protocol::to_json(&Reply::Subscribed { channel: &channel })))
             })))
@@ -107,17 +126,9 @@ pub fn handle(
             data,
         })),
         ClientMessage::EndSession => {
-            manager.end_session_by_client(session);
-            now(("session_ended", protocol::to_json(&Reply::SessionEnded)))
+            Ok(Handled::EndSession(("session_ended", protocol::to_json(&Reply::SessionEnded))))
         }
     }
-}
-
-/// A game's error code as an [`ErrorCode`] where Tandem has one; the
-/// game's own codes travel as `forbidden` in this path (a subscribe
-/// refusal), with the game's message.
-fn game_code(code: &str) -> ErrorCode {
-    ErrorCode::ALL.iter().copied().find(|c| c.as_str() == code).unwrap_or(ErrorCode::Forbidden)
 }
 
 /// Where a command's answer goes.
@@ -281,15 +292,29 @@ impl Publisher for ConnectionManager {
 pub fn answer_later(
     manager: &Arc<ConnectionManager>,
     att: &super::Attached,
-    work: BoxFuture<'static, Result<ReplyFrame, ProtocolError>>,
+    work: BoxFuture<'static, Result<ReplyFrame, Refused>>,
 ) {
     let (m, att) = (Arc::clone(manager), att.clone());
     tokio::spawn(async move {
         let (kind, json) = match work.await {
             Ok(frame) => frame,
-            Err(e) => {
+            Err(Refused::Protocol(e)) => {
                 ev::client_error(m.telemetry(), att.ids(), e.code.as_str(), &e.message);
                 ("error", protocol::error_frame(&e))
+            }
+            Err(Refused::Game(r)) => {
+                // A bounded label: the game's own code is in the frame, not the metric.
+                let label =
+                    if r.status >= 500 { ErrorCode::BackendUnavailable } else { ErrorCode::Forbidden };
+                ev::client_error(m.telemetry(), att.ids(), label.as_str(), &r.message);
+                #[derive(serde::Serialize)]
+                struct GameError<'a> {
+                    #[serde(rename = "type")]
+                    kind: &'static str,
+                    code: &'a str,
+                    message: &'a str,
+                }
+                ("error", protocol::to_json(&GameError { kind: "error", code: &r.code, message: &r.message }))
             }
         };
         if att.conn.push(Outbound::Frame { kind, json }) == Push::Full {

@@ -24,6 +24,8 @@ pub use tandem_protocol::ErrorCode;
 pub struct ProtocolError {
     pub code: ErrorCode,
     pub message: String,
+    /// The id of the command the refused frame was, when it had a valid one.
+    pub id: Option<String>,
 }
 
 impl From<payload::PayloadError> for ProtocolError {
@@ -34,7 +36,14 @@ impl From<payload::PayloadError> for ProtocolError {
 
 impl ProtocolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), id: None }
+    }
+
+    /// The same error about command `id` (its error frame carries the id).
+    #[must_use]
+    pub fn with_id(mut self, id: &str) -> Self {
+        self.id = Some(id.to_owned());
+        self
     }
 }
 
@@ -134,9 +143,12 @@ impl ClientMessage {
             "command" => {
                 let id = string("id", env.id)?;
                 validate_command_id(&id)?;
-                let name = string("name", env.name)?;
-                validate_name("name", &name)?;
-                Ok(Self::Command { id, name, data: relayed(env.data)? })
+                // Past a valid id, the error frame carries it.
+                let about = |e: ProtocolError| e.with_id(&id);
+                let name = string("name", env.name).map_err(about)?;
+                validate_name("name", &name).map_err(about)?;
+                let data = relayed(env.data).map_err(about)?;
+                Ok(Self::Command { id, name, data })
             }
             "end_session" => Ok(Self::EndSession),
             other => Err(ProtocolError::new(
@@ -321,6 +333,8 @@ pub enum Reply<'a> {
     Error {
         code: &'static str,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
     },
     Shutdown {
         reconnect: bool,
@@ -342,7 +356,7 @@ pub fn to_json<T: Serialize>(frame: &T) -> Bytes {
 }
 
 pub fn error_frame(err: &ProtocolError) -> Bytes {
-    to_json(&Reply::Error { code: err.code.as_str(), message: &err.message })
+    to_json(&Reply::Error { code: err.code.as_str(), message: &err.message, id: err.id.as_deref() })
 }
 
 /// Wraps a non-delivery frame for SSE: `event: <type>` + `data: <json>`.

@@ -234,7 +234,15 @@ pub async fn post_message(
         .map_err(reject)?
     {
         Handled::Now((_, json)) => json,
-        Handled::Later(work) => work.await.map_err(reject)?.1,
+        Handled::EndSession((_, json)) => {
+            mgr.end_session_by_client(&session);
+            json
+        }
+        Handled::Later(work) => match work.await {
+            Ok((_, json)) => json,
+            Err(commands::Refused::Protocol(e)) => return Err(reject(e)),
+            Err(commands::Refused::Game(r)) => return Err(HttpError::refused(r)),
+        },
         Handled::Command(task) => {
             // Taken: the answer arrives on the session's SSE streams.
             let accepted = protocol::to_json(&Accepted { accepted: true, id: &task.id });

@@ -29,6 +29,7 @@ mod common_mon;
 mod admin_listener;
 mod api;
 mod auth;
+mod backend;
 mod backpressure;
 mod bad_input;
 mod channels;

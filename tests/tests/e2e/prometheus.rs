@@ -7,6 +7,10 @@
 //! return data; connection counts must equal what the test opened; every
 //! metric name they use must be one Tandem exports; every alert rule must
 //! evaluate without error. A missing `prometheus` fails the test.
+//!
+//! The server has a real game backend ([`TestBackend`]): commands answered
+//! and failing, connect and subscribe hooks, and an events endpoint that
+//! fails at first (retries), so the "Game backend" row has data too.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tandem_client::{ClientError, SseClient, WsClient};
+use tandem_e2e::backend::{self, Behaviour, TestBackend};
 use tandem_e2e::ports::free_port;
 use tandem_e2e::server::toml_string;
 use tandem_e2e::wait::Deadline;
@@ -201,6 +206,15 @@ async fn short_connections(server: &TestServer) {
     sse.close();
 }
 
+/// Commands to the game backend: answered, refused by the game, failing.
+async fn commands(traffic: &mut Traffic, wave: u32) {
+    for (name, expected) in [("move", "reply"), ("refuse", "illegal_move"), ("fail", "backend_error")] {
+        let id = format!("{name}-{wave}");
+        let got = crate::backend::command(&mut traffic.bob_ws, &id, name, json!({"wave": wave})).await;
+        assert_eq!(crate::backend::outcome(&got), expected, "{got:?}");
+    }
+}
+
 /// More traffic after Prometheus has seen the first, so every rate and
 /// histogram has an increase inside its window: connections opened and
 /// closed on both transports, a delivery, a refused token, a refused origin.
@@ -212,13 +226,30 @@ async fn second_wave(server: &TestServer, traffic: &mut Traffic) {
     let foreign = SseClient::connect(&server.dev("mallory").origin("http://evil.example")).await;
     assert!(matches!(foreign, Err(ClientError::Http { status: 403, .. })), "{foreign:?}");
     traffic.malformed_frame().await;
+    commands(traffic, 2).await;
 }
 
 #[tokio::test]
 async fn dashboards_and_alerts_evaluate_on_real_prometheus() {
     let state_dir = tempfile::tempdir().expect("a temporary directory");
     let state_file = state_dir.path().join("state.json");
+    // The game: the events endpoint is down for its first requests.
+    let game = TestBackend::start().await;
+    let events_seen = std::sync::atomic::AtomicU32::new(0);
+    game.route(backend::EVENTS, move |_| {
+        if events_seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            Behaviour::Status(503)
+        } else {
+            Behaviour::ok()
+        }
+    });
+    let url = |path: &str| toml_string(&game.url(path));
     let server = common_mon::builder()
+        .set("backend", "command_url", &url(backend::COMMAND))
+        .set("backend", "connect_url", &url(backend::CONNECT))
+        .set("backend", "subscribe_url", &url(backend::SUBSCRIBE))
+        .set("backend", "events_url", &url(backend::EVENTS))
+        .set("backend", "events_retry_max_ms", "200")
         .set("monitoring", "token", &toml_string(TOKEN))
         .set("monitoring", "state_file", &toml_string(&state_file.to_string_lossy()))
         .set("server", "allowed_origins", "[\"http://good.example\"]")
@@ -242,6 +273,7 @@ async fn dashboards_and_alerts_evaluate_on_real_prometheus() {
     }
 
     let mut traffic = Traffic::generate(&server).await;
+    commands(&mut traffic, 1).await;
     let carol = SseClient::connect(&server.dev("carol")).await.expect("carol connects over SSE");
     short_connections(&server).await;
     // Wait until Prometheus has scraped the first wave's new series.

@@ -437,6 +437,12 @@ impl Link {
             .and_then(|m| commands::handle(mgr, &self.att.session, &self.who, Transport::WebSocket, m))
         {
             Ok(Handled::Now((kind, json))) => self.push(kind, json),
+            Ok(Handled::EndSession((kind, json))) => {
+                // Queued before the session ends: its connections close
+                // after what is queued, so the answer goes out first.
+                self.push(kind, json);
+                mgr.end_session_by_client(&self.att.session);
+            }
             Ok(Handled::Later(work)) => commands::answer_later(mgr, &self.att, work),
             Ok(Handled::Command(task)) => {
                 tokio::spawn(task.run(ReplyTo::Connection(Arc::clone(&self.att.conn))));
