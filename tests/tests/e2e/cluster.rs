@@ -295,3 +295,75 @@ async fn a_dead_nodes_clients_reconnect_elsewhere_and_are_told_to_resync() {
     let view = player_connections(&c, "erin", 1).await;
     assert_eq!(view["sessions"].as_array().map(Vec::len), Some(1), "{view}");
 }
+
+/// A node of a cluster whose lifecycle events go to `game`.
+async fn node_with_events(
+    redis: &RedisServer,
+    prefix: &str,
+    game: &tandem_e2e::backend::TestBackend,
+) -> TestServer {
+    let server = TestServer::builder()
+        .set("broker", "kind", "\"redis\"")
+        .set("broker", "url", &format!("\"{}\"", redis.url()))
+        .set("broker", "key_prefix", &format!("\"{prefix}\""))
+        .set("broker", "heartbeat_seconds", "1")
+        .set("broker", "command_timeout_ms", "300")
+        .set("session", "resume_window_seconds", "2")
+        .set("backend", "events_url", &format!("\"{}\"", game.url(tandem_e2e::backend::EVENTS)))
+        .start()
+        .await;
+    server.wait_for_log(|l| l["message"] == "Broker connected", WAIT).await;
+    server
+}
+
+/// The `player_left` events the game took for `session`.
+fn departures(game: &tandem_e2e::backend::TestBackend, session: &str) -> Vec<Value> {
+    game.delivered_events()
+        .into_iter()
+        .filter(|e| e["type"] == "player_left" && e["session_id"] == session)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_player_left_per_session_in_a_cluster_also_when_its_node_dies() {
+    let game = tandem_e2e::backend::TestBackend::start().await;
+    let redis = RedisServer::start().await;
+    let a = node_with_events(&redis, "t5", &game).await;
+    let b = node_with_events(&redis, "t5", &game).await;
+    let _c = node_with_events(&redis, "t5", &game).await;
+
+    // On B, a session that simply expires: its own node sends one `expired`.
+    let on_b = Peer::connect(Transport::WebSocket, &b.dev("mia")).await.expect("on B");
+    let expiring = on_b.session_id().to_owned();
+    on_b.close().await;
+    // On A, a session whose node is killed: a survivor sends one `node_lost`
+    // once the resume window has passed since A's last beat.
+    let on_a = Peer::connect(Transport::WebSocket, &a.dev("lara")).await.expect("on A");
+    let orphan = on_a.session_id().to_owned();
+    game.wait_event("session_started on A", WAIT, |e| e["session_id"] == orphan.as_str()).await;
+    // A's publisher writes the session record before the player's presence
+    // (one queue, in order): once B sees lara, the record is in Redis.
+    player_connections(&b, "lara", 1).await;
+    a.send_signal(Signal::Kill);
+    a.wait_exit(WAIT).await;
+
+    let left = game.wait_event("player_left for B's expired session", WAIT, |e| {
+        e["type"] == "player_left" && e["session_id"] == expiring.as_str()
+    });
+    assert_eq!(left.await["reason"], "expired");
+    let lost = game
+        .wait_event("player_left for the dead node's session", Duration::from_secs(30), |e| {
+            e["type"] == "player_left" && e["session_id"] == orphan.as_str()
+        })
+        .await;
+    assert_eq!(lost["reason"], "node_lost", "{lost}");
+    assert_eq!(lost["player_id"], "lara");
+    // Two surviving nodes, each beating every second: give a second claim
+    // three heartbeats to show up. None does.
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        assert_eq!(departures(&game, &orphan).len(), 1, "{:?}", departures(&game, &orphan));
+        assert_eq!(departures(&game, &expiring).len(), 1, "{:?}", departures(&game, &expiring));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
