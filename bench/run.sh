@@ -40,11 +40,13 @@ if [ "$QUICK" = 1 ]; then
   SUBS_FAST=200 RATE_FAST=100 MSGS_FAST=300    # 3 s
   SUBS_WIDE=1000 RATE_WIDE=10 MSGS_WIDE=30     # 3 s
   SUBS_BURST=200 MSGS_BURST=200
+  CMD_CLIENTS=20 CMD_EACH=100
 else
   IDLE=10000
   SUBS_FAST=1000 RATE_FAST=100 MSGS_FAST=1000  # 10 s
   SUBS_WIDE=10000 RATE_WIDE=10 MSGS_WIDE=100   # 10 s
   SUBS_BURST=1000 MSGS_BURST=1000
+  CMD_CLIENTS=50 CMD_EACH=400
 fi
 BIG_IDLE=19000
 
@@ -89,6 +91,8 @@ fi
 
 WORK=$(mktemp -d)
 PID=""
+# Extra environment of the tandem under test (the commands measurement).
+TANDEM_ENV=""
 cleanup() {
   stop_server
   rm -rf "$WORK"
@@ -129,7 +133,8 @@ try_start() {
   URL="http://127.0.0.1:$port"
   case "$kind" in
     tandem)
-      TANDEM_SERVER__BIND="127.0.0.1:$port" TANDEM_AUTH__API_KEYS="[\"$KEY\"]" \
+      # shellcheck disable=SC2086 # TANDEM_ENV: one VAR=value a word
+      env $TANDEM_ENV TANDEM_SERVER__BIND="127.0.0.1:$port" TANDEM_AUTH__API_KEYS="[\"$KEY\"]" \
         TANDEM_LOGGING__LEVEL=warn "$BIN/tandem" >"$WORK/$kind.log" 2>&1 &
       ;;
     reference) "$BIN/tandem-reference" --port "$port" --workers "$CORES" >"$WORK/$kind.log" 2>&1 & ;;
@@ -246,6 +251,16 @@ for kind in $KINDS_RATE; do
     --messages "$MSGS_BURST" --api-key "$KEY" "${stamp[@]}"
 done
 
+# Commands through Tandem to a game backend that answers at once (inside
+# tandem-bench), against the same requests sent to that backend directly.
+# Limits are raised above the load: this measures the path, not the caps.
+BACKEND_PORT=$(free_port)
+TANDEM_ENV="TANDEM_BACKEND__COMMAND_URL=http://127.0.0.1:$BACKEND_PORT/command \
+TANDEM_BACKEND__COMMANDS_PER_SECOND=1000000 TANDEM_BACKEND__COMMANDS_BURST=1000000 \
+TANDEM_TRANSPORT__INBOUND_RATE_PER_SECOND=1000000 TANDEM_TRANSPORT__INBOUND_BURST=1000000"
+measure commands-tandem tandem commands --backend-port "$BACKEND_PORT" --clients "$CMD_CLIENTS" --commands "$CMD_EACH"
+TANDEM_ENV=""
+
 k() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 # cells FIELD KEY-PREFIX KINDS…: one table cell per server, – where a
 # server was not measured in that row.
@@ -324,6 +339,7 @@ x=$(ratio_num "$(rate idle-ws-tandem)" "$(rate idle-ws-reference)")
 echo "- accepts ≥ 0.9× the reference: $(or_dash "$x")×, $(verdict "$x" 0.9 ge)"
 x=$(ratio_num "$(per_s burst-ws-tandem)" "$(per_s burst-ws-reference)")
 echo "- burst throughput ≥ 0.8× the reference: $(or_dash "$x")×, $(verdict "$x" 0.8 ge)"
+echo "- commands through Tandem: $(or_dash "$(sed -n 's/.*s (\([0-9]*\)\/s).*/\1/p' "$WORK/commands-tandem" 2>/dev/null)")/s; $(or_dash "$(sed -n 's/.*\(added p50 [0-9.]* ms p99 [0-9.]* ms\).*/\1/p' "$WORK/commands-tandem" 2>/dev/null)") over the backend's own round trip"
 if [ "$BIG" = 1 ]; then
   echo "- 19,000 WebSocket connections held: $(or_dash "$(conns big-ws-tandem)") held, $(kib big-ws-tandem) KiB each"
 fi
