@@ -228,7 +228,7 @@ pub struct ErrorFilter {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
     #[error(
-        "unknown error type `{0}` (expected connection_error, authentication_error, session_error, message_delivery_error, system_error or validation_error)"
+        "unknown error type `{0}` (expected connection_error, authentication_error, session_error, message_delivery_error, system_error, validation_error or backend_error)"
     )]
     UnknownType(String),
     #[error("unknown severity `{0}` (expected low, medium, high or critical)")]
