@@ -33,6 +33,18 @@ pub struct Command {
     pub transport: Transport,
 }
 
+/// A command on its way to the game: what `backend.command_url` is POSTed
+/// (serialized as is), borrowed from the task that runs it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Call<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub data: &'a RawValue,
+    pub player_id: &'a str,
+    pub session_id: &'a str,
+    pub transport: Transport,
+}
+
 /// A game's refusal of a command: its own `code` reaches the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -386,35 +398,26 @@ impl Commands {
     }
 
     /// Calls the game, at most the timeout. `data` is compact JSON.
-    pub async fn call(&self, command: Command, data: &RawValue, hub: impl FnOnce() -> Hub) -> Outcome {
+    pub async fn call(&self, call: Call<'_>, hub: impl FnOnce() -> Hub) -> Outcome {
         let started = Instant::now();
         let outcome = match &self.target {
             Target::None => return Outcome::NoBackend,
             Target::Http(client, url) => {
-                #[derive(Serialize)]
-                struct Body<'a> {
-                    id: &'a str,
-                    name: &'a str,
-                    data: &'a RawValue,
-                    player_id: &'a str,
-                    session_id: &'a str,
-                    transport: Transport,
-                }
-                let body = protocol::to_json(&Body {
-                    id: &command.id,
-                    name: &command.name,
-                    data,
-                    player_id: &command.player_id,
-                    session_id: &command.session_id,
-                    transport: command.transport,
-                });
-                let (answer, took) = client.post(url, body, self.timeout).await;
+                // The body is the call itself: `data` goes out as received.
+                let (answer, took) = client.post(url, protocol::to_json(&call), self.timeout).await;
                 ev::backend_request(Endpoint::Command, answer.outcome(), took);
                 return outcome_of(answer);
             }
             Target::Embedded(handler) => {
-                let hub = hub();
-                let call = handler.handle(command, hub);
+                let command = Command {
+                    id: call.id.to_owned(),
+                    name: call.name.to_owned(),
+                    data: serde_json::from_str(call.data.get()).unwrap_or(serde_json::Value::Null),
+                    player_id: call.player_id.to_owned(),
+                    session_id: call.session_id.to_owned(),
+                    transport: call.transport,
+                };
+                let call = handler.handle(command, hub());
                 match tokio::time::timeout(self.timeout, call).await {
                     Ok(Ok(value)) => match serde_json::value::to_raw_value(&value) {
                         Ok(raw) => Outcome::Reply(raw),

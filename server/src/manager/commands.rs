@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use serde_json::value::RawValue;
 use tandem_protocol::Transport;
 
-use crate::backend::commands::{Command, Hub, Outcome, Publisher};
+use crate::backend::commands::{Call, Hub, Outcome, Publisher};
 use crate::backend::reply_cache::{self, Answer, Lookup, ReplyCache};
 use crate::manager::{CommandWaiters, ConnectionManager, Session};
 use crate::session::channels;
@@ -212,17 +212,17 @@ impl CommandTask {
                     .refused(Outcome::RateLimited("the session's reply cache is full of running commands"));
             }
         }
-        let command = Command {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            data: serde_json::from_str(self.data.get()).unwrap_or(serde_json::Value::Null),
-            player_id: self.session.player_id.to_string(),
-            session_id: self.session.id.to_string(),
+        let call = Call {
+            id: &self.id,
+            name: &self.name,
+            data: &self.data,
+            player_id: &self.session.player_id,
+            session_id: &self.session.id,
             transport: self.transport,
         };
         let started = Instant::now();
         let publisher: Arc<dyn Publisher> = Arc::clone(m) as Arc<dyn Publisher>;
-        let outcome = m.backend().commands.call(command, &self.data, || Hub::new(publisher)).await;
+        let outcome = m.backend().commands.call(call, || Hub::new(publisher)).await;
         let took = started.elapsed();
         drop(slot);
         let answer = outcome.answer(&self.id);
