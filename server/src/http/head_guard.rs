@@ -31,7 +31,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub const REFUSED_PATH: &str = "/_tandem/request-head-too-large";
 
 /// What the parser is given instead of a refused head.
-const REFUSED_REQUEST: &[u8] = b"GET /_tandem/request-head-too-large HTTP/1.1\r\nconnection: close\r\n\r\n";
+/// (HTTP/1.1 requires a `Host`.)
+const REFUSED_REQUEST: &[u8] =
+    b"GET /_tandem/request-head-too-large HTTP/1.1\r\nhost: tandem\r\nconnection: close\r\n\r\n";
 
 /// Headers a head may have: actix-http parses at most 96.
 pub const MAX_HEADERS: usize = 96;
@@ -376,6 +378,24 @@ mod tests {
         let most = most.replace(": v", ":v");
         assert!(most.len() <= LIMIT);
         assert_eq!(both_ways(most.as_bytes()), most.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn the_stand_in_is_a_request_actix_parses() {
+        use actix_codec::Decoder;
+        // actix's codec keeps its date on a local task.
+        tokio::task::LocalSet::new()
+            .run_until(async {
+                let mut buf = BytesMut::from(REFUSED_REQUEST);
+                match actix_http::h1::Codec::default().decode(&mut buf) {
+                    Ok(Some(actix_http::h1::Message::Item(req))) => {
+                        assert_eq!(req.path(), REFUSED_PATH);
+                        assert_eq!(req.head().connection_type(), actix_http::ConnectionType::Close);
+                    }
+                    other => panic!("not parsed: {other:?}"),
+                }
+            })
+            .await;
     }
 
     #[test]
