@@ -59,6 +59,8 @@ error_codes! {
     InvalidToken => "invalid_token",
     /// A token past its `exp`.
     ExpiredToken => "expired_token",
+    /// A token before its `nbf` (less `auth.leeway_seconds`).
+    TokenNotYetValid => "token_not_yet_valid",
     /// The backend API without a key.
     MissingApiKey => "missing_api_key",
     /// The backend API with a wrong key.

@@ -91,3 +91,26 @@ test('the demo page: two tabs chat while links drop and transports switch, nothi
     await tandem.stop();
   }
 });
+
+test('the demo page runs under its Content-Security-Policy: no violation, and it cannot be framed', async () => {
+  const tandem = await startTandem();
+  const page = await browser.newPage();
+  const violations = [];
+  page.on('console', (m) => {
+    if (m.text().includes('Content Security Policy')) violations.push(m.text());
+  });
+  try {
+    const res = await page.goto(`${tandem.url}/`);
+    assert.match(res.headers()['content-security-policy'], /frame-ancestors 'none'/);
+    assert.equal(res.headers()['x-frame-options'], 'DENY');
+    await join(page, 'carol');
+    await say(page, 'under the policy');
+    await sees(page, 'under the policy');
+    // The chat input keeps its layout from the stylesheet (no inline style).
+    assert.equal(await page.$eval('#text', (el) => getComputedStyle(el).flexGrow), '1');
+    assert.deepEqual(violations, []);
+  } finally {
+    await page.close();
+    await tandem.stop();
+  }
+});

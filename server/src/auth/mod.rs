@@ -14,10 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
 
-/// Clock skew tolerated on `exp` between the backend that minted a token and
-/// this server.
-pub const EXP_LEEWAY_SECONDS: u64 = 5;
-
 /// Longest token accepted: anything longer is refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -34,6 +30,9 @@ pub struct Claims {
     /// Issued at, Unix seconds.
     #[serde(default)]
     pub iat: u64,
+    /// Not before, Unix seconds: refused until then (less the leeway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// When present, the only namespaces or channels the holder may
     /// subscribe to (besides its own `player:` channel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +52,8 @@ pub enum AuthError {
     InvalidToken,
     #[error("the client token has expired")]
     ExpiredToken,
+    #[error("the client token is not valid yet (its nbf is in the future: check the clocks)")]
+    NotYetValidToken,
     #[error("not allowed")]
     Forbidden,
     #[error("an API key is required (header `Authorization: Bearer <key>`)")]
@@ -73,6 +74,7 @@ impl AuthError {
             AuthError::MissingToken => ErrorCode::MissingToken,
             AuthError::InvalidToken => ErrorCode::InvalidToken,
             AuthError::ExpiredToken => ErrorCode::ExpiredToken,
+            AuthError::NotYetValidToken => ErrorCode::TokenNotYetValid,
             AuthError::Forbidden => ErrorCode::Forbidden,
             AuthError::MissingApiKey => ErrorCode::MissingApiKey,
             AuthError::InvalidApiKey | AuthError::NoApiKeyConfigured => ErrorCode::InvalidApiKey,
@@ -90,6 +92,8 @@ pub struct Authenticator {
     /// `None` in development mode.
     keys: Option<(EncodingKey, DecodingKey)>,
     validation: Validation,
+    /// `auth.leeway_seconds`, on `exp` and `nbf`.
+    leeway: u64,
     api_keys: Vec<Box<[u8]>>,
 }
 
@@ -113,13 +117,14 @@ impl Authenticator {
         // `none` and every other algorithm are refused.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
-        // `exp` is checked in `authenticate_at` against an injectable clock.
+        // `exp` and `nbf` are checked in `authenticate_at` (see
+        // `check_times`) against an injectable clock, with the leeway.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.leeway = 0;
         let api_keys = cfg.api_keys.iter().map(|k| k.as_bytes().into()).collect();
-        Self { keys, validation, api_keys }
+        Self { keys, validation, leeway: cfg.leeway_seconds, api_keys }
     }
 
     /// No secret: clients are identified by `?player_id=`.
@@ -168,9 +173,7 @@ impl Authenticator {
                 _ => AuthError::InvalidToken,
             })?
             .claims;
-        if claims.exp.saturating_add(EXP_LEEWAY_SECONDS) < now {
-            return Err(AuthError::ExpiredToken);
-        }
+        check_times(&claims, now, self.leeway)?;
         if !is_valid_player_id(&claims.sub) {
             return Err(AuthError::InvalidToken);
         }
@@ -230,6 +233,7 @@ impl Authenticator {
             sub: player_id.to_owned(),
             exp: now.saturating_add(ttl.as_secs()),
             iat: now,
+            nbf: None,
             channels,
             publish,
         };
@@ -239,6 +243,18 @@ impl Authenticator {
 }
 
 /// `[A-Za-z0-9_.@-]{1,64}`: safe in channel names, URLs and logs.
+/// A token's time claims at `now` (Unix seconds), `leeway` seconds of clock
+/// skew either way: valid from `nbf - leeway` through `exp + leeway`.
+fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<(), AuthError> {
+    if claims.exp.saturating_add(leeway) < now {
+        return Err(AuthError::ExpiredToken);
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        return Err(AuthError::NotYetValidToken);
+    }
+    Ok(())
+}
+
 pub fn is_valid_player_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_PLAYER_ID_LEN
@@ -270,6 +286,7 @@ mod tests {
             secret: secret.to_owned(),
             api_keys: api_keys.iter().map(|k| (*k).to_owned()).collect(),
             token_ttl_seconds: 3600,
+            ..AuthConfig::default()
         })
     }
 
@@ -312,15 +329,55 @@ mod tests {
         );
     }
 
+    /// The default `auth.leeway_seconds`.
+    const LEEWAY: u64 = 2;
+
     #[test]
     fn expired_token_is_refused_after_the_leeway() {
+        assert_eq!(AuthConfig::default().leeway_seconds, LEEWAY);
         let token = sign(Algorithm::HS256, SECRET, &serde_json::json!({"sub": "alice", "exp": NOW}));
         let a = auth();
-        assert!(a.authenticate_at(Some(&token), None, NOW + EXP_LEEWAY_SECONDS).is_ok());
+        assert!(a.authenticate_at(Some(&token), None, NOW + LEEWAY).is_ok());
+        assert_eq!(a.authenticate_at(Some(&token), None, NOW + LEEWAY + 1), Err(AuthError::ExpiredToken));
+        assert_eq!(a.authenticate_at(Some(&token), None, NOW + 5), Err(AuthError::ExpiredToken));
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf_less_the_leeway() {
+        let claims = serde_json::json!({"sub": "alice", "exp": NOW + 600, "nbf": NOW + 60});
+        let token = sign(Algorithm::HS256, SECRET, &claims);
+        let a = auth();
+        assert_eq!(a.authenticate_at(Some(&token), None, NOW), Err(AuthError::NotYetValidToken));
         assert_eq!(
-            a.authenticate_at(Some(&token), None, NOW + EXP_LEEWAY_SECONDS + 1),
-            Err(AuthError::ExpiredToken)
+            a.authenticate_at(Some(&token), None, NOW + 60 - LEEWAY - 1),
+            Err(AuthError::NotYetValidToken)
         );
+        assert!(a.authenticate_at(Some(&token), None, NOW + 60 - LEEWAY).is_ok());
+        assert!(a.authenticate_at(Some(&token), None, NOW + 60).is_ok());
+        assert_eq!(AuthError::NotYetValidToken.code().as_str(), "token_not_yet_valid");
+        // A malformed nbf is a malformed token.
+        let bad =
+            sign(Algorithm::HS256, SECRET, &serde_json::json!({"sub": "a", "exp": NOW + 60, "nbf": "x"}));
+        assert_eq!(a.authenticate_at(Some(&bad), None, NOW), Err(AuthError::InvalidToken));
+    }
+
+    #[test]
+    fn the_leeway_is_the_configured_one_both_ways() {
+        let strict = Authenticator::new(&AuthConfig {
+            secret: SECRET.into(),
+            leeway_seconds: 0,
+            ..AuthConfig::default()
+        });
+        let expired = sign(Algorithm::HS256, SECRET, &serde_json::json!({"sub": "alice", "exp": NOW}));
+        assert!(strict.authenticate_at(Some(&expired), None, NOW).is_ok(), "valid through its exp second");
+        assert_eq!(strict.authenticate_at(Some(&expired), None, NOW + 1), Err(AuthError::ExpiredToken));
+        let early = sign(
+            Algorithm::HS256,
+            SECRET,
+            &serde_json::json!({"sub": "alice", "exp": NOW + 60, "nbf": NOW + 1}),
+        );
+        assert_eq!(strict.authenticate_at(Some(&early), None, NOW), Err(AuthError::NotYetValidToken));
+        assert!(strict.authenticate_at(Some(&early), None, NOW + 1).is_ok());
     }
 
     #[test]
@@ -432,7 +489,7 @@ mod tests {
         assert_eq!(id.channels, Some(vec!["admin".to_owned()]));
         assert_eq!(id.publish, None);
         assert_eq!(
-            a.authenticate_at(Some(&token), None, NOW + 60 + EXP_LEEWAY_SECONDS + 1),
+            a.authenticate_at(Some(&token), None, NOW + 60 + LEEWAY + 1),
             Err(AuthError::ExpiredToken)
         );
         // The real clock works too.

@@ -79,11 +79,14 @@ pub struct AuthConfig {
     pub api_keys: Vec<String>,
     /// Lifetime of tokens minted by `tandem token`.
     pub token_ttl_seconds: u64,
+    /// Clock skew tolerated on a client token's `exp` and `nbf`, between
+    /// the backend that minted it and this server.
+    pub leeway_seconds: u64,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { secret: String::new(), api_keys: Vec::new(), token_ttl_seconds: 3600 }
+        Self { secret: String::new(), api_keys: Vec::new(), token_ttl_seconds: 3600, leeway_seconds: 2 }
     }
 }
 

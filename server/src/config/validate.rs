@@ -37,6 +37,9 @@ pub const MIN_BACKEND_SECRET_BYTES: usize = 16;
 pub const MAX_BACKEND_WAIT_MS: u64 = 60_000;
 /// Upper bound of the backend's caches, queues and caps.
 pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
+/// Upper bound of `auth.leeway_seconds`: skew is corrected by NTP, not by
+/// accepting expired tokens for minutes.
+pub const MAX_AUTH_LEEWAY_SECONDS: u64 = 60;
 /// Upper bound of `auth.token_ttl_seconds` (one year).
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 86_400;
 
@@ -125,6 +128,7 @@ impl Config {
             }
         }
         p.between("auth.token_ttl_seconds", a.token_ttl_seconds, 1, MAX_TOKEN_TTL_SECONDS);
+        p.between("auth.leeway_seconds", a.leeway_seconds, 0, MAX_AUTH_LEEWAY_SECONDS);
     }
 
     fn validate_session(&self, p: &mut Problems) {

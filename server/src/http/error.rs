@@ -61,7 +61,12 @@ impl HttpError {
 pub fn status_of(code: ErrorCode) -> u16 {
     use ErrorCode as C;
     match code {
-        C::MissingToken | C::InvalidToken | C::ExpiredToken | C::MissingApiKey | C::InvalidApiKey => 401,
+        C::MissingToken
+        | C::InvalidToken
+        | C::ExpiredToken
+        | C::TokenNotYetValid
+        | C::MissingApiKey
+        | C::InvalidApiKey => 401,
         C::Unauthorized => 401,
         C::Forbidden | C::OriginNotAllowed => 403,
         C::SessionNotFound | C::PlayerNotFound | C::NotFound | C::TransportDisabled => 404,

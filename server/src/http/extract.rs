@@ -75,6 +75,22 @@ pub fn head_size(app: &AppState, head: &RequestHead) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// A head the client listener refused before parsing it: over
+/// `server.max_request_head_bytes`, or over the header count or request
+/// line the HTTP parser takes.
+pub fn head_refused(app: &AppState) -> HttpError {
+    let limit = app.config.server.max_request_head_bytes;
+    HttpError::new(
+        ErrorCode::RequestHeadTooLarge,
+        format!(
+            "request line and headers over {limit} bytes (server.max_request_head_bytes), over {} headers, \
+             or a request line over {} bytes",
+            crate::http::head_guard::MAX_HEADERS,
+            crate::http::head_guard::MAX_REQUEST_LINE,
+        ),
+    )
+}
+
 /// `server.transports`: a transport the operator turned off answers
 /// `transport_disabled` before anything else (no upgrade, no stream), so a
 /// client falls back to the other one at once.

@@ -12,6 +12,8 @@ pub mod error;
 /// The checks every client entry point shares: head size, transport,
 /// Origin, identity.
 pub mod extract;
+/// Request heads measured before actix-http parses them.
+pub mod head_guard;
 /// Which browser origins may connect.
 pub mod origin;
 /// What every handler can reach.

@@ -8,13 +8,14 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use actix_http::{HttpService, KeepAlive};
+use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_server::{Server, ServerBuilder};
-use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::dev::AppConfig;
 use actix_web::web;
 use tokio::net::TcpStream;
 
+use crate::http::head_guard::HeadGuard;
 use crate::http::state::AppState;
 use crate::server::routes;
 use crate::transport::ws;
@@ -55,20 +56,27 @@ pub fn serve(state: &web::Data<AppState>, listener: TcpListener, workers: usize)
         .max_concurrent_connections(config.server.max_connections.saturating_add(1024));
     let shutdown = builder.graceful_shutdown_signal();
     let state = state.clone();
+    let head_limit = config.server.max_request_head_bytes;
     builder
         .listen("tandem", listener, move || {
             let shutdown = shutdown.clone();
             let app = routes::build(state.clone()).into_factory().map_err(|e| e.error_response());
-            HttpService::build()
+            let http = HttpService::build()
                 .keep_alive(KeepAlive::default())
                 .client_request_timeout(REQUEST_TIMEOUT)
                 .client_disconnect_timeout(Duration::from_secs(1))
+                // A client's end of stream is its leaving: an SSE stream (or
+                // any response in progress) ends at once instead of at the
+                // first heartbeat that fails, so a reload is not refused by
+                // the connection it replaces. No HTTP/1 client Tandem serves
+                // half-closes and then waits for an answer.
+                .h1_allow_half_closed(false)
                 .graceful_shutdown_signal(move || {
                     let signal = shutdown.clone();
                     async move { signal.notified().await }
                 })
-                .on_connect_ext(move |io: &TcpStream, _ext| {
-                    let sock = socket2::SockRef::from(io);
+                .on_connect_ext(move |io: &HeadGuard<TcpStream>, _ext| {
+                    let sock = socket2::SockRef::from(io.get_ref());
                     // A peer that vanishes mid-write is dropped by the kernel
                     // once unacknowledged data is older than the heartbeat
                     // timeout; heartbeats make sure there is such data.
@@ -76,8 +84,18 @@ pub fn serve(state: &web::Data<AppState>, listener: TcpListener, workers: usize)
                     let _ = sock.set_tcp_nodelay(true);
                 })
                 .upgrade(ws::upgrade(state.clone()))
-                .finish(map_config(app, |()| AppConfig::default()))
-                .tcp()
+                .finish(map_config(app, |()| AppConfig::default()));
+            // Every request head is measured before actix-http parses it,
+            // so an oversized one gets Tandem's JSON 431 (http::head_guard).
+            fn_service(move |io: TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, actix_http::error::DispatchError>((
+                    HeadGuard::new(io, head_limit),
+                    Protocol::Http1,
+                    peer,
+                ))
+            })
+            .and_then(http)
         })
         .map(ServerBuilder::run)
 }

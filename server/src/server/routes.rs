@@ -15,6 +15,7 @@ use crate::http::api;
 use crate::http::demo;
 use crate::http::error::HttpError;
 use crate::http::extract;
+use crate::http::head_guard;
 use crate::http::origin::OriginPolicy;
 use crate::http::state::AppState;
 use crate::telemetry as ev;
@@ -32,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
                 .route("/{session_id}/messages", web::post().to(sse::post_message)),
         )
         .configure(api::configure)
-        .configure(demo::configure)
+        .configure(|c| demo::configure(c, cors(&state.origins)))
         .default_service(web::to(not_found));
 }
 
@@ -79,12 +80,19 @@ pub fn build_admin(
         .wrap(from_fn(http_metrics))
 }
 
-/// Refuses request heads over `server.max_request_head_bytes` with 431.
+/// Refuses request heads over `server.max_request_head_bytes` with 431,
+/// and answers the stand-in for a head the client listener's
+/// [`head_guard`] refused before parsing.
 async fn head_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let refused = req.app_data::<web::Data<AppState>>().and_then(|s| extract::head_size(s, req.head()).err());
+    let refused = req.app_data::<web::Data<AppState>>().and_then(|s| {
+        if req.path() == head_guard::REFUSED_PATH {
+            return Some(extract::head_refused(s));
+        }
+        extract::head_size(s, req.head()).err()
+    });
     if let Some(err) = refused {
         let res = actix_web::ResponseError::error_response(&err);
         return Ok(req.into_response(res).map_into_right_body());

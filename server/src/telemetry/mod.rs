@@ -102,7 +102,7 @@ pub fn register_metrics() {
             .absolute(0);
         gauge!(names::CONNECTIONS_ACTIVE, "transport" => t).set(0.0);
     }
-    for reason in ["missing_token", "invalid_token", "expired_token", "forbidden"] {
+    for reason in ["missing_token", "invalid_token", "expired_token", "token_not_yet_valid", "forbidden"] {
         counter!(names::AUTH_FAILURES_TOTAL, "reason" => reason).absolute(0);
     }
     for mode in ["websocket_only", "sse_only", "dual"] {

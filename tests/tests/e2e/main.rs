@@ -43,6 +43,7 @@ mod cluster;
 mod cors;
 mod draining;
 mod dual_delivery;
+mod edge;
 mod example_game;
 mod fanout;
 mod hardening;

@@ -49,6 +49,12 @@ const READS_PER_POLL: usize = 16;
 /// closing before the peer has read our close frame could reset it away).
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// How much a closed link reads and drops during its linger: enough for the
+/// frames a well-behaved client had in flight, not for a client that keeps
+/// streaming (a refused 1 GiB frame's payload). Past it the socket is
+/// closed, which resets the connection if the client still sends.
+const CLOSE_DISCARD_BYTES: usize = 8 * 1024;
+
 /// Where the link is in its life.
 enum Phase {
     Open,
@@ -57,6 +63,8 @@ enum Phase {
     Closing {
         fin_sent: bool,
         deadline: Pin<Box<Sleep>>,
+        /// Bytes read and dropped since; at most [`CLOSE_DISCARD_BYTES`].
+        discarded: usize,
     },
 }
 
@@ -158,6 +166,7 @@ impl Future for Link {
                     this.phase = Phase::Closing {
                         fin_sent: false,
                         deadline: Box::pin(tokio::time::sleep(CLOSE_LINGER)),
+                        discarded: 0,
                     };
                 }
             }
@@ -198,9 +207,12 @@ impl Link {
     }
 
     /// After our close frame: half-close, then drop what the client still
-    /// sends until it closes too, or the linger ends.
+    /// sends until it closes too, the linger ends or it sent more than
+    /// [`CLOSE_DISCARD_BYTES`].
     fn poll_closing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Phase::Closing { fin_sent, deadline } = &mut self.phase else { return Poll::Ready(()) };
+        let Phase::Closing { fin_sent, deadline, discarded } = &mut self.phase else {
+            return Poll::Ready(());
+        };
         if !*fin_sent {
             match Pin::new(&mut self.io).poll_shutdown(cx) {
                 Poll::Pending => {
@@ -223,7 +235,12 @@ impl Link {
             match self.io.poll_read_ready(cx) {
                 Poll::Ready(Ok(())) => match self.io.try_read(&mut sink) {
                     Ok(0) => return Poll::Ready(()),
-                    Ok(_) => {}
+                    Ok(n) => {
+                        *discarded += n;
+                        if *discarded > CLOSE_DISCARD_BYTES {
+                            return Poll::Ready(());
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return Poll::Ready(()),
                 },

@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 
 use crate::http::error::HttpError;
 use crate::http::extract;
+use crate::http::head_guard::HeadGuard;
 use crate::http::state::AppState;
 use crate::manager::Attached;
 use crate::session::identity::Identity;
@@ -46,7 +47,10 @@ pub const ROUTE: &str = "/ws";
 /// even that is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Upgrade = (Request, Framed<TcpStream, h1::Codec>);
+/// The client listener's socket, read through its head guard.
+type ClientIo = HeadGuard<TcpStream>;
+
+type Upgrade = (Request, Framed<ClientIo, h1::Codec>);
 
 /// actix-http's upgrade service: one call per upgrade request, living on as
 /// the connection's [`Link`] once accepted.
@@ -70,7 +74,7 @@ pub fn upgrade(
 async fn handshake(
     app: Arc<AppState>,
     req: Request,
-    mut framed: Framed<TcpStream, h1::Codec>,
+    mut framed: Framed<ClientIo, h1::Codec>,
 ) -> Option<Link> {
     let started = Instant::now();
     let route = if req.path() == ROUTE { ROUTE } else { "unmatched" };
@@ -88,7 +92,11 @@ async fn handshake(
             }
             // Only the socket and what the client already sent live on:
             // the HTTP codec and the write buffer are dropped here.
-            let FramedParts { io, read_buf, .. } = framed.into_parts();
+            let FramedParts { io, mut read_buf, .. } = framed.into_parts();
+            // What the guard read behind the upgrade request comes after
+            // what the HTTP codec already had.
+            let (io, held) = io.into_parts();
+            read_buf.extend_from_slice(&held);
             Some(Link::new(app, att, who, io, read_buf))
         }
         Err(e) => {
@@ -129,7 +137,7 @@ async fn error_response(e: &HttpError) -> (Response<()>, bytes::Bytes) {
 /// Writes the answer to the upgrade request; `false` if the client did not
 /// take it within [`ANSWER_TIMEOUT`]. The connection is closed after an error.
 async fn answer(
-    framed: &mut Framed<TcpStream, h1::Codec>,
+    framed: &mut Framed<ClientIo, h1::Codec>,
     head: Response<()>,
     body: Option<bytes::Bytes>,
 ) -> bool {
