@@ -59,6 +59,12 @@ error_codes! {
     InvalidToken => "invalid_token",
     /// A token past its `exp`.
     ExpiredToken => "expired_token",
+    /// A token revoked by the backend (`POST /api/tokens/revoke`).
+    RevokedToken => "revoked_token",
+    /// A `refresh` whose token names another player (`sub`).
+    SubjectChanged => "subject_changed",
+    /// A `refresh` in development mode, where there are no tokens.
+    TokensDisabled => "tokens_disabled",
     /// The backend API without a key.
     MissingApiKey => "missing_api_key",
     /// The backend API with a wrong key.
