@@ -66,8 +66,12 @@ pub enum ServerFrame {
     Subscribed {
         channel: String,
     },
+    /// The answer to `unsubscribe`; or, with `reason` (`claims`), the
+    /// server ended a subscription a refreshed token no longer allows.
     Unsubscribed {
         channel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Published {
         id: String,
@@ -106,6 +110,21 @@ pub enum ServerFrame {
     Resync {
         reason: String,
     },
+    /// The answer to `refresh`: the new token's `exp` (epoch ms).
+    Refreshed {
+        expires_at: u64,
+    },
+    /// The connection's token expires at `expires_at` (epoch ms): send a
+    /// `refresh` before then.
+    TokenExpiring {
+        expires_at: u64,
+    },
+    /// The backend disconnected the player, saying why; the close (4001)
+    /// follows. Do not reconnect.
+    Disconnected {
+        reason: String,
+        reconnect: bool,
+    },
     /// The last event of an SSE stream the server ends (not on shutdown):
     /// the code and reason a WebSocket would get in its close frame.
     Close {
@@ -120,7 +139,7 @@ pub enum ServerFrame {
 }
 
 /// The `type`s of the known variants of [`ServerFrame`], as on the wire.
-const KNOWN_TYPES: [&str; 12] = [
+const KNOWN_TYPES: [&str; 15] = [
     "welcome",
     "message",
     "subscribed",
@@ -133,6 +152,9 @@ const KNOWN_TYPES: [&str; 12] = [
     "shutdown",
     "resync",
     "close",
+    "refreshed",
+    "token_expiring",
+    "disconnected",
 ];
 
 impl ServerFrame {
@@ -163,6 +185,9 @@ impl ServerFrame {
             Self::Shutdown { .. } => "shutdown",
             Self::Resync { .. } => "resync",
             Self::Close { .. } => "close",
+            Self::Refreshed { .. } => "refreshed",
+            Self::TokenExpiring { .. } => "token_expiring",
+            Self::Disconnected { .. } => "disconnected",
             Self::Unknown(v) => v.get("type").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -213,6 +238,11 @@ pub enum ClientMessage {
     },
     /// Ends the session for good (answered by `session_ended`).
     EndSession,
+    /// Replaces the connection's token without reconnecting (answered by
+    /// `refreshed`).
+    Refresh {
+        token: String,
+    },
 }
 
 impl ClientMessage {
@@ -234,6 +264,10 @@ impl ClientMessage {
 
     pub fn command(id: impl Into<String>, name: impl Into<String>, data: Value) -> Self {
         Self::Command { id: id.into(), name: name.into(), data }
+    }
+
+    pub fn refresh(token: impl Into<String>) -> Self {
+        Self::Refresh { token: token.into() }
     }
 
     /// The JSON text sent on the wire.
@@ -292,7 +326,17 @@ mod tests {
             ),
             (
                 r#"{"type":"unsubscribed","channel":"room:x"}"#,
-                ServerFrame::Unsubscribed { channel: "room:x".into() },
+                ServerFrame::Unsubscribed { channel: "room:x".into(), reason: None },
+            ),
+            (
+                r#"{"type":"unsubscribed","channel":"room:x","reason":"claims"}"#,
+                ServerFrame::Unsubscribed { channel: "room:x".into(), reason: Some("claims".into()) },
+            ),
+            (r#"{"type":"refreshed","expires_at":5}"#, ServerFrame::Refreshed { expires_at: 5 }),
+            (r#"{"type":"token_expiring","expires_at":5}"#, ServerFrame::TokenExpiring { expires_at: 5 }),
+            (
+                r#"{"type":"disconnected","reason":"banned","reconnect":false}"#,
+                ServerFrame::Disconnected { reason: "banned".into(), reconnect: false },
             ),
             (
                 r#"{"type":"published","id":"m_9","recipients":3}"#,
@@ -377,7 +421,7 @@ mod tests {
                 ts: 5,
             }),
             ServerFrame::Subscribed { channel: "room:x".into() },
-            ServerFrame::Unsubscribed { channel: "room:x".into() },
+            ServerFrame::Unsubscribed { channel: "room:x".into(), reason: None },
             ServerFrame::Published { id: "m_1".into(), recipients: 2 },
             ServerFrame::Pong { id: json!("check"), ts: 5 },
             ServerFrame::Error { code: "forbidden".into(), message: "no".into(), id: None },
@@ -386,6 +430,9 @@ mod tests {
             ServerFrame::Shutdown { reconnect: true, retry_after_ms: 1500 },
             ServerFrame::Resync { reason: "broker_reconnected".into() },
             ServerFrame::Close { code: 4001, reason: "disconnected".into(), reconnect: false },
+            ServerFrame::Refreshed { expires_at: 9 },
+            ServerFrame::TokenExpiring { expires_at: 8 },
+            ServerFrame::Disconnected { reason: "banned".into(), reconnect: false },
         ];
         assert_eq!(frames.len(), KNOWN_TYPES.len());
         for frame in frames {
@@ -430,6 +477,7 @@ mod tests {
                 json!({"type":"command","id":"c1","name":"move","data":{"x":1,"y":2}}),
             ),
             (ClientMessage::EndSession, json!({"type":"end_session"})),
+            (ClientMessage::refresh("t"), json!({"type":"refresh","token":"t"})),
         ];
         for (msg, want) in cases {
             let got: Value = serde_json::from_str(&msg.to_json()).unwrap();

@@ -207,6 +207,11 @@ pub struct SsePoster {
 }
 
 impl SsePoster {
+    /// The token later POSTs carry (after a `refresh`).
+    pub fn set_token(&mut self, token: String) {
+        self.opts.token = Some(token);
+    }
+
     /// Sends a client message for this session; the reply frame on 200.
     pub async fn post(&self, message: &ClientMessage) -> Result<ServerFrame, ClientError> {
         self.post_raw(message.to_json()).await

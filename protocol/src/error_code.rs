@@ -61,6 +61,12 @@ error_codes! {
     ExpiredToken => "expired_token",
     /// A token before its `nbf` (less `auth.leeway_seconds`).
     TokenNotYetValid => "token_not_yet_valid",
+    /// A token revoked by the backend (`POST /api/tokens/revoke`).
+    RevokedToken => "revoked_token",
+    /// A `refresh` whose token names another player (`sub`).
+    SubjectChanged => "subject_changed",
+    /// A `refresh` in development mode, where there are no tokens.
+    TokensDisabled => "tokens_disabled",
     /// The backend API without a key.
     MissingApiKey => "missing_api_key",
     /// The backend API with a wrong key.

@@ -317,7 +317,7 @@ mod tests {
         let cfg = cfg_with_secret();
         let token =
             run_token(&cfg, "alice", Some(120), Some(vec!["room".into(), "".into()]), Some(vec![])).unwrap();
-        let id = Authenticator::new(&cfg.auth).authenticate(Some(&token), None).unwrap();
+        let id = Authenticator::new(&cfg.auth).verify(Some(&token), None).unwrap().0;
         assert_eq!(id.player_id, "alice");
         assert_eq!(id.channels, Some(vec!["room".to_owned()]));
         assert_eq!(id.publish, Some(vec![]));
@@ -369,7 +369,7 @@ mod tests {
         let token = out.trim_end();
         assert_eq!(token.split('.').count(), 3, "{token}");
         let auth = Authenticator::new(&cfg_with_secret().auth);
-        assert_eq!(auth.authenticate(Some(token), None).unwrap().player_id, "alice");
+        assert_eq!(auth.verify(Some(token), None).unwrap().0.player_id, "alice");
     }
 
     #[test]

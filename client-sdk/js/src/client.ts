@@ -100,6 +100,8 @@ class Link {
   pingSentAt: number | null = null;
   heartbeatMs = 0;
   shutdownRetryAfterMs: number | null = null;
+  /** The backend's reason from a `disconnected` frame: the close that follows is final. */
+  farewell: string | null = null;
   pending: Pending[] = [];
   welcomeTimer: ReturnType<typeof setTimeout> | undefined;
   timers: ReturnType<typeof setTimeout>[] = [];
@@ -502,7 +504,10 @@ export class TandemClient {
         link.es = es;
         const onEvent = (ev: MessageEvent): void => this.frame(link, ev.data);
         // `error` also fires for a failed stream, without data: `frame()` skips it.
-        for (const type of ['welcome', 'message', 'shutdown', 'close', 'heartbeat', 'reply', 'error', 'session_ended']) {
+        for (const type of [
+          'welcome', 'message', 'shutdown', 'close', 'heartbeat', 'reply', 'error', 'session_ended',
+          'token_expiring', 'unsubscribed', 'disconnected',
+        ]) {
           es.addEventListener(type, onEvent);
         }
         es.onerror = () => this.end(link, { code: 1006, reason: 'stream_error' });
@@ -569,7 +574,13 @@ export class TandemClient {
       this.refreshStatus();
       return;
     }
-    const verdict = closeVerdict(info.code, info.reason, info.serverReconnect ?? null, link.shutdownRetryAfterMs);
+    const verdict = closeVerdict(
+      info.code,
+      info.reason,
+      info.serverReconnect ?? null,
+      link.shutdownRetryAfterMs,
+      link.farewell,
+    );
     if (verdict.kind === 'stop') {
       this.stop(verdict.code, verdict.reason);
       return;
@@ -701,9 +712,22 @@ export class TandemClient {
         this.sessionEnded();
         break;
       }
-      case 'subscribed':
+      case 'token_expiring':
+        void this.refreshToken(link);
+        break;
+      case 'disconnected':
+        if (!f.reconnect) link.farewell = f.reason;
+        break;
       case 'unsubscribed':
+        // With a reason the server ended it (a refreshed token's claims): no call waits for it.
+        if (f.reason !== undefined) {
+          this.channels.delete(f.channel);
+          break;
+        }
+      // falls through
+      case 'subscribed':
       case 'published':
+      case 'refreshed':
       case 'pong': {
         const p = link.pending.shift();
         if (p && !p.done) p.resolve(f);
@@ -826,6 +850,31 @@ export class TandemClient {
       link.ws?.send(JSON.stringify(msg));
     } catch {
       this.end(link, { code: 1006, reason: 'send_failed' });
+    }
+  }
+
+  // --- token refresh ----------------------------------------------------------
+
+  /**
+   * `token_expiring`: a fresh token from the callback, sent as `refresh` on
+   * this link (SSE: POSTed, for the session's streams), so the link carries
+   * on without a reconnect. A failure changes nothing: past the grace the
+   * server closes (4003) and the reconnect asks the callback again.
+   */
+  private async refreshToken(link: Link): Promise<void> {
+    if (!this.options.token || link.dead) return;
+    try {
+      const token = await this.options.token();
+      if (link.dead) return;
+      const msg: ClientMessage = { type: 'refresh', token };
+      if (link.transport === 'sse') {
+        await this.post(msg, this.o.callTimeoutMs);
+      } else {
+        await new Promise<Reply>((resolve, reject) => this.sendOn(link, msg, { resolve, reject, done: false }));
+      }
+      this.token = token;
+    } catch {
+      // The close after the grace takes it from here.
     }
   }
 

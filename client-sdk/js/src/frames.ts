@@ -62,9 +62,25 @@ export interface SessionEnded {
   type: 'session_ended';
 }
 
+/** The connection's token expires at `expires_at` (epoch ms): send `refresh` before then. */
+export interface TokenExpiring {
+  type: 'token_expiring';
+  expires_at: number;
+}
+
+/** The backend disconnected the player, saying why; the close (4001) follows: do not reconnect. */
+export interface Disconnected {
+  type: 'disconnected';
+  reason: string;
+  reconnect: boolean;
+}
+
 export type Reply =
   | { type: 'subscribed'; channel: string }
-  | { type: 'unsubscribed'; channel: string }
+  /** With `reason` (`claims`): the server ended it, a refreshed token no longer allows it. */
+  | { type: 'unsubscribed'; channel: string; reason?: string }
+  /** The answer to `refresh`: the new token's `exp` (epoch ms). */
+  | { type: 'refreshed'; expires_at: number }
   | { type: 'published'; id: string; recipients: number }
   | { type: 'pong'; id?: unknown; ts: number };
 
@@ -73,7 +89,18 @@ export interface Heartbeat {
   type: 'heartbeat';
 }
 
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat;
+export type ServerFrame =
+  | Welcome
+  | Message
+  | Shutdown
+  | SseClose
+  | ErrorFrame
+  | Reply
+  | CommandReply
+  | SessionEnded
+  | Heartbeat
+  | TokenExpiring
+  | Disconnected;
 
 export type ClientMessage =
   | { type: 'subscribe'; channel: string }
@@ -81,6 +108,7 @@ export type ClientMessage =
   | { type: 'publish'; channel: string; event: string; data?: unknown }
   | { type: 'ping'; id?: unknown }
   | { type: 'end_session' }
+  | { type: 'refresh'; token: string }
   | CommandFrame;
 
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */

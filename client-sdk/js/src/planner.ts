@@ -105,7 +105,10 @@ export function closeVerdict(
   reason: string,
   serverSaysReconnect: boolean | null,
   shutdownRetryAfterMs: number | null,
+  farewell: string | null = null,
 ): CloseVerdict {
+  // A `disconnected` frame came first: stop, in the backend's words.
+  if (farewell !== null) return { kind: 'stop', code, reason: farewell };
   if (FINAL_CLOSE_CODES.has(code) || serverSaysReconnect === false) {
     return { kind: 'stop', code, reason: reason || 'closed by the server' };
   }

@@ -356,3 +356,53 @@ test('a refusal without retry (auth) stops; retry true and 503 backend_unavailab
     c.close();
   }
 });
+
+test('token_expiring over WebSocket: a fresh token from the callback goes out as refresh, no reconnect', async () => {
+  let n = 0;
+  const c = client({ mode: 'websocket', playerId: undefined, token: () => `t${++n}` });
+  await tick();
+  const ws = sockets[0];
+  assert.equal(ws.url.searchParams.get('token'), 't1');
+  ws.welcome();
+  ws.recv({ type: 'token_expiring', expires_at: 5000 });
+  await tick();
+  assert.deepEqual(ws.sent.at(-1), { type: 'refresh', token: 't2' });
+  ws.recv({ type: 'unsubscribed', channel: 'room:a', reason: 'claims' });
+  ws.recv({ type: 'refreshed', expires_at: 9000 });
+  await tick();
+  assert.equal(sockets.length, 1, 'the same link carries on');
+  assert.equal(c.status().state, 'connected');
+});
+
+test('token_expiring over SSE: the refresh is POSTed with the old token, later posts carry the new one', async () => {
+  let n = 0;
+  const c = client({ mode: 'sse', playerId: undefined, token: () => `t${++n}` });
+  const auth = [];
+  const fetch = globalThis.fetch;
+  globalThis.fetch = async (url, init) => {
+    auth.push(init.headers.authorization);
+    return fetch(url, init);
+  };
+  answer = (_u, msg) => (msg.type === 'refresh' ? respond(200, { type: 'refreshed', expires_at: 9 }) : respond(200, { type: 'pong', ts: 1 }));
+  await tick();
+  const es = streams[0];
+  es.welcome('s1', 0);
+  es.emit('token_expiring', { type: 'token_expiring', expires_at: 5000 });
+  await tick(5);
+  await c.ping();
+  assert.deepEqual(posts.map((x) => x.msg.type), ['refresh', 'ping']);
+  assert.deepEqual(posts[0].msg, { type: 'refresh', token: 't2' });
+  assert.deepEqual(auth, ['Bearer t1', 'Bearer t2']);
+  assert.equal(streams.length, 1);
+});
+
+test('a disconnected frame with a reason: the close 4001 stops the client with that reason', async () => {
+  const c = client({ mode: 'websocket' });
+  await tick();
+  sockets[0].welcome();
+  sockets[0].recv({ type: 'disconnected', reason: 'banned', reconnect: false });
+  sockets[0].drop(4001, 'disconnected');
+  assert.deepEqual(c.status(), { state: 'disconnected', code: 4001, reason: 'banned' });
+  await tick(20);
+  assert.equal(sockets.length, 1, 'no reconnect');
+});

@@ -67,6 +67,12 @@ test('close codes: 4001, 4002 and reconnect:false stop; shutdown waits retry_aft
   assert.deepEqual(closeVerdict(4008, 'slow_consumer', true, null), { kind: 'retry', retryAfterMs: null });
 });
 
+test('a disconnected frame (farewell) stops with its reason; token closes retry with a new token', () => {
+  assert.deepEqual(closeVerdict(4001, 'disconnected', null, null, 'banned'), { kind: 'stop', code: 4001, reason: 'banned' });
+  assert.deepEqual(closeVerdict(4003, 'token_expired', null, null), { kind: 'retry', retryAfterMs: null });
+  assert.deepEqual(closeVerdict(4004, 'token_revoked', null, null), { kind: 'retry', retryAfterMs: null });
+});
+
 test('401 and 403 are refusals; 404, 429, 503 are not', () => {
   assert.deepEqual([401, 403, 404, 429, 503].map(isAuthRefusal), [true, true, false, false, false]);
 });

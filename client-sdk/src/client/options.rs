@@ -116,7 +116,9 @@ impl ClientOptions {
     }
 
     /// The token callback, called before every connect and reconnect so a
-    /// short-lived token can be refreshed. A refusal of its token (401,
+    /// short-lived token can be refreshed, and when the server says the
+    /// link's token is expiring (`token_expiring`): that token is sent as
+    /// `refresh` on the live link, with no reconnect. A refusal of its token (401,
     /// 403) stops the client; an error from the callback is a failed
     /// attempt, retried with backoff.
     ///

@@ -23,7 +23,7 @@ use crate::machine::liveness::Liveness;
 use crate::machine::sequence::Accept;
 use crate::machine::status::Status;
 use crate::machine::transport_plan::{Transport, TransportPlan};
-use crate::machine::verdict::End;
+use crate::machine::verdict::{End, with_farewell};
 use crate::options::ConnectOptions;
 
 /// Calls queued on one link before `publish` and friends wait for room.
@@ -221,6 +221,8 @@ async fn serve(
     let mut check: Option<oneshot::Receiver<Result<ServerFrame, CallError>>> = None;
     let mut probe: Option<JoinHandle<Result<Link, End>>> = None;
     let mut shutdown_hint: Option<(bool, Duration)> = None;
+    // The backend's reason, from a `disconnected` frame, for the close that follows.
+    let mut farewell: Option<String> = None;
     checks.borrow_and_update();
 
     let outcome = loop {
@@ -255,6 +257,15 @@ async fn serve(
                     }
                 }
                 Ok(ServerFrame::Reply { id, data }) => shared.command_answered(&id, Ok(data)),
+                // The server ended a subscription (a refreshed token no
+                // longer allows it): not an answer to a call.
+                Ok(ServerFrame::Unsubscribed { channel, reason: Some(_) }) => shared.subscribed(&channel, false),
+                Ok(ServerFrame::TokenExpiring { .. }) => {
+                    if let Some(source) = shared.options.token.clone() {
+                        tokio::spawn(refresh(source, calls_tx.clone(), call_timeout));
+                    }
+                }
+                Ok(ServerFrame::Disconnected { reason, reconnect: false }) => farewell = Some(reason),
                 Ok(ServerFrame::Error { code, message, id: Some(Value::String(id)) })
                     if shared.owns_command(&id) =>
                 {
@@ -265,6 +276,7 @@ async fn serve(
                 | ServerFrame::Published { .. }
                 | ServerFrame::Pong { .. }
                 | ServerFrame::SessionEnded {}
+                | ServerFrame::Refreshed { .. }
                 | ServerFrame::Error { .. })) => {
                     if let Some(tx) = pending.pop_front() {
                         let _ = tx.send(Ok(reply));
@@ -274,7 +286,10 @@ async fn serve(
                     shutdown_hint = Some((reconnect, Duration::from_millis(retry_after_ms)));
                 }
                 Ok(ServerFrame::Resync { reason }) => shared.server_resync(reason).await,
-                Ok(ServerFrame::Welcome(_) | ServerFrame::Close { .. } | ServerFrame::Unknown(_)) => {}
+                Ok(ServerFrame::Welcome(_)
+                | ServerFrame::Close { .. }
+                | ServerFrame::Disconnected { .. }
+                | ServerFrame::Unknown(_)) => {}
                 Err(ClientError::Timeout) => {
                     liveness.received(link.last_received());
                     if liveness.is_dead(Instant::now()) {
@@ -286,6 +301,7 @@ async fn serve(
                         (End::Closed { code, reason }, Some((false, _))) => End::NoReconnect { code, reason },
                         (end, _) => end,
                     };
+                    let end = with_farewell(end, farewell.take());
                     let hint = shutdown_hint.map(|(_, h)| h).or_else(|| link.retry_hint());
                     break LinkEnd::Ended { end, hint };
                 }
@@ -379,6 +395,7 @@ fn spawn_poster(
     calls: mpsc::Receiver<Call>,
     commands: mpsc::UnboundedReceiver<Command>,
 ) -> JoinHandle<()> {
+    let mut worker = worker;
     tokio::spawn(async move {
         let (mut calls, mut commands) = (Some(calls), Some(commands));
         while calls.is_some() || commands.is_some() {
@@ -386,6 +403,13 @@ fn spawn_poster(
                 call = maybe_recv(calls.as_mut()) => match call {
                     Some(call) => {
                         let result = match worker.poster.post(&call.message).await {
+                            Ok(frame @ ServerFrame::Refreshed { .. }) => {
+                                // Later POSTs carry the token the streams now hold.
+                                if let ClientMessage::Refresh { token } = &call.message {
+                                    worker.poster.set_token(token.clone());
+                                }
+                                Ok(frame)
+                            }
                             Ok(frame) => Ok(frame),
                             Err(ClientError::Http { code, message, .. }) if !code.is_empty() => {
                                 Err(CallError::Server { code, message })
@@ -429,6 +453,18 @@ impl Poster {
                 let _ = self.trouble.send(format!("command POST failed: {e}"));
             }
         }
+    }
+}
+
+/// On `token_expiring`: a fresh token from the client's callback, sent as
+/// `refresh` on the live link (no reconnect). A callback that fails or a
+/// refused refresh changes nothing: past the grace the server closes the
+/// link (4003) and the reconnect asks the callback again.
+async fn refresh(source: super::options::TokenSource, calls: mpsc::Sender<Call>, wait: Duration) {
+    let Ok(Ok(token)) = timeout(wait, source()).await else { return };
+    let (tx, rx) = oneshot::channel();
+    if calls.send(Call { message: ClientMessage::refresh(token), reply: tx }).await.is_ok() {
+        let _ = timeout(wait, rx).await;
     }
 }
 

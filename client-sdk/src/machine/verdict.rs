@@ -65,6 +65,17 @@ pub fn judge(end: &End) -> Verdict {
     }
 }
 
+/// A close after the backend's `disconnected` frame (`farewell`, its
+/// reason): never reconnect, and say why in the backend's words.
+pub fn with_farewell(end: End, farewell: Option<String>) -> End {
+    match (end, farewell) {
+        (End::Closed { code, .. } | End::NoReconnect { code, .. }, Some(reason)) => {
+            End::NoReconnect { code, reason }
+        }
+        (end, _) => end,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +90,19 @@ mod tests {
 
     fn closed(code: Option<u16>, reason: &str) -> End {
         End::Closed { code, reason: reason.into() }
+    }
+
+    #[test]
+    fn a_farewell_stops_with_the_backends_reason() {
+        let end = with_farewell(closed(Some(4001), "disconnected"), Some("banned".into()));
+        assert_eq!(judge(&end), Verdict::Stop { code: Some(4001), reason: "banned".into() });
+        assert_eq!(
+            with_farewell(closed(Some(4003), "token_expired"), None),
+            closed(Some(4003), "token_expired")
+        );
+        assert_eq!(judge(&closed(Some(4003), "token_expired")), Verdict::Retry, "a new token, then again");
+        assert_eq!(judge(&closed(Some(4004), "token_revoked")), Verdict::Retry);
+        assert_eq!(with_farewell(End::TimedOut, Some("x".into())), End::TimedOut);
     }
 
     #[test]

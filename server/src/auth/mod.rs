@@ -40,6 +40,9 @@ pub struct Claims {
     /// When present, replaces `channels.client_publish` for the holder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Vec<String>>,
+    /// The token's id, what `POST /api/tokens/revoke {"jti"}` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// Why a request was not authenticated. [`AuthError::code`] is the wire
@@ -56,6 +59,8 @@ pub enum AuthError {
     NotYetValidToken,
     #[error("not allowed")]
     Forbidden,
+    #[error("the client token has been revoked")]
+    RevokedToken,
     #[error("an API key is required (header `Authorization: Bearer <key>`)")]
     MissingApiKey,
     #[error("the API key is invalid")]
@@ -76,13 +81,14 @@ impl AuthError {
             AuthError::ExpiredToken => ErrorCode::ExpiredToken,
             AuthError::NotYetValidToken => ErrorCode::TokenNotYetValid,
             AuthError::Forbidden => ErrorCode::Forbidden,
+            AuthError::RevokedToken => ErrorCode::RevokedToken,
             AuthError::MissingApiKey => ErrorCode::MissingApiKey,
             AuthError::InvalidApiKey | AuthError::NoApiKeyConfigured => ErrorCode::InvalidApiKey,
         }
     }
 }
 
-pub use crate::session::identity::Identity;
+pub use crate::session::identity::{Identity, TokenInfo};
 use tandem_protocol::ErrorCode;
 
 /// Verifies client tokens and API keys. Built once at start-up: keys and
@@ -134,12 +140,7 @@ impl Authenticator {
 
     /// `token` from `?token=` or `Authorization: Bearer`; `dev_player` from
     /// `?player_id=` (accepted only in dev mode, and only when no token is
-    /// given).
-    pub fn authenticate(&self, token: Option<&str>, dev_player: Option<&str>) -> Result<Identity, AuthError> {
-        self.authenticate_at(token, dev_player, unix_now())
-    }
-
-    /// [`Authenticator::authenticate`] at `now` (Unix seconds).
+    /// given), at `now` (Unix seconds).
     pub fn authenticate_at(
         &self,
         token: Option<&str>,
@@ -183,6 +184,37 @@ impl Authenticator {
             publish: claims.publish,
             dev_mode: false,
         })
+    }
+
+    /// A verified token's identity and what a connection keeps of it
+    /// (`exp`, `iat`, `jti`): [`Authenticator::authenticate_at`], then the
+    /// claims it already checked, read again without a second signature
+    /// check. `None` for the token info in development mode.
+    pub fn verify_at(
+        &self,
+        token: Option<&str>,
+        dev_player: Option<&str>,
+        now: u64,
+    ) -> Result<(Identity, Option<TokenInfo>), AuthError> {
+        let who = self.authenticate_at(token, dev_player, now)?;
+        if who.dev_mode {
+            return Ok((who, None));
+        }
+        let token = token.map(str::trim).unwrap_or_default();
+        let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
+            .map_err(|_| AuthError::InvalidToken)?
+            .claims;
+        let jti = claims.jti.filter(|j| is_valid_jti(j));
+        Ok((who, Some(TokenInfo { exp: claims.exp, iat: claims.iat, jti })))
+    }
+
+    /// [`Authenticator::verify_at`] now.
+    pub fn verify(
+        &self,
+        token: Option<&str>,
+        dev_player: Option<&str>,
+    ) -> Result<(Identity, Option<TokenInfo>), AuthError> {
+        self.verify_at(token, dev_player, unix_now())
     }
 
     /// Checks a backend's bearer key against every configured key in
@@ -236,6 +268,7 @@ impl Authenticator {
             nbf: None,
             channels,
             publish,
+            jti: Some(format!("{:032x}", rand::random::<u128>())),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, encoding)
             .map_err(|_| AuthError::InvalidToken)
@@ -259,6 +292,15 @@ pub fn is_valid_player_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_PLAYER_ID_LEN
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
+/// Longest `jti` honoured (a longer one is ignored: such a token can only
+/// be revoked by player).
+pub const MAX_JTI_LEN: usize = 128;
+
+/// `jti`: 1–128 characters, none of them a control character.
+pub fn is_valid_jti(jti: &str) -> bool {
+    !jti.is_empty() && jti.len() <= MAX_JTI_LEN && !jti.chars().any(char::is_control)
 }
 
 /// `"Bearer x"` → `"x"` (the scheme in any case); `None` for anything else.
@@ -494,7 +536,7 @@ mod tests {
         );
         // The real clock works too.
         let now_token = a.mint("carol", Duration::from_secs(3600), None, None).unwrap();
-        assert_eq!(a.authenticate(Some(&now_token), None).unwrap().player_id, "carol");
+        assert_eq!(a.verify(Some(&now_token), None).unwrap().0.player_id, "carol");
         // Optional claims are left out of the token, not sent as null.
         let raw = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&now_token).unwrap();
         assert_eq!(raw.claims.get("channels"), None);
@@ -527,6 +569,35 @@ mod tests {
         for (err, code) in all {
             assert_eq!(err.code().as_str(), code);
         }
+    }
+
+    #[test]
+    fn verify_gives_what_a_connection_keeps_of_its_token() {
+        let a = auth();
+        let token = sign(
+            Algorithm::HS256,
+            SECRET,
+            &serde_json::json!({"sub": "alice", "exp": NOW + 60, "iat": NOW - 5, "jti": "t-1"}),
+        );
+        let (who, info) = a.verify_at(Some(&token), None, NOW).unwrap();
+        assert_eq!(who.player_id, "alice");
+        assert_eq!(info, Some(TokenInfo { exp: NOW + 60, iat: NOW - 5, jti: Some("t-1".into()) }));
+        let long = sign(
+            Algorithm::HS256,
+            SECRET,
+            &serde_json::json!({"sub": "alice", "exp": NOW + 60, "jti": "j".repeat(MAX_JTI_LEN + 1)}),
+        );
+        assert_eq!(a.verify_at(Some(&long), None, NOW).unwrap().1.unwrap().jti, None, "too long: ignored");
+        let expired = sign(Algorithm::HS256, SECRET, &serde_json::json!({"sub": "alice", "exp": NOW - 60}));
+        assert_eq!(a.verify_at(Some(&expired), None, NOW), Err(AuthError::ExpiredToken));
+        let dev = auth_with("", &[]);
+        assert_eq!(dev.verify_at(None, Some("bob"), NOW).unwrap().1, None, "no token in development mode");
+        // Minted tokens carry a jti each.
+        let minted = a.mint_at("bob", Duration::from_secs(60), None, None, NOW).unwrap();
+        let other = a.mint_at("bob", Duration::from_secs(60), None, None, NOW).unwrap();
+        let jti = |t: &str| a.verify_at(Some(t), None, NOW).unwrap().1.unwrap().jti;
+        assert!(jti(&minted).is_some());
+        assert_ne!(jti(&minted), jti(&other));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{BrokerConfig, BrokerKind};
 use crate::session::protocol::Publication;
+use crate::session::revocation::Revocation;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
 use crate::telemetry::Telemetry;
 use document::ClusterDocument;
@@ -100,8 +101,12 @@ pub trait LocalNode: Send + Sync {
     fn local_players(&self) -> Vec<String>;
     fn player_snapshot(&self, player_id: &str) -> Option<PlayerSnapshot>;
     fn telemetry(&self) -> &Telemetry;
-    /// Ends every session of a player here (a `disconnect` from another node).
-    fn disconnect_player(&self, player_id: &str);
+    /// Ends every session of a player here (a `disconnect` from another
+    /// node), telling its clients `reason` when the backend gave one.
+    fn disconnect_player(&self, player_id: &str, reason: Option<&str>);
+    /// Applies a token revocation from another node (or from the store,
+    /// when the link to it comes up).
+    fn apply_revocation(&self, revocation: &Revocation);
     /// This node's sessions, `(session id, player id)`.
     fn local_sessions(&self) -> Vec<(String, String)>;
     /// Sessions a dead node held: their `player_left` is due after `after`.
@@ -139,8 +144,15 @@ pub trait Broker: Send + Sync {
     fn forward(&self, envelope: &Envelope) -> Result<Option<Ack>, BrokerError>;
 
     /// Tells the other nodes to end every session of `player_id` (backend
-    /// `disconnect`); `Ok(None)`: there are no other nodes.
-    fn disconnect_player(&self, _player_id: &str) -> Result<Option<Ack>, BrokerError> {
+    /// `disconnect`, with its `reason`); `Ok(None)`: there are no other nodes.
+    fn disconnect_player(&self, _player_id: &str, _reason: Option<&str>) -> Result<Option<Ack>, BrokerError> {
+        Ok(None)
+    }
+
+    /// Stores a token revocation (until no token it names is valid) and
+    /// tells the other nodes at once; the caller applies it here.
+    /// `Ok(None)`: there are no other nodes.
+    fn revoke(&self, _revocation: &Revocation) -> Result<Option<Ack>, BrokerError> {
         Ok(None)
     }
 

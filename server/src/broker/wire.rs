@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! T1\n<origin node>\n<c|b>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
-//! T1\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n
+//! T1\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n<reason, may be empty>
+//! T1\n<origin node>\nr\n<sent epoch µs>\nj\n<jti>\n<until epoch ms>
+//! T1\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
 //! ```
-//! The second line is a backend `disconnect` of one player, for every node.
+//! The second line is a backend `disconnect` of one player, for every node;
+//! the last two a token revocation (by `jti`, by player).
 //! Node ids, publication ids and channel names never hold a newline.
 
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Envelope, Scope};
 use crate::session::protocol::Publication;
+use crate::session::revocation::Revocation;
 
 const VERSION: &[u8] = b"T1";
 
@@ -22,8 +26,14 @@ const VERSION: &[u8] = b"T1";
 #[derive(Debug)]
 pub enum Payload {
     Publication(Envelope),
-    /// End every session of this player (backend `disconnect`).
-    Disconnect(String),
+    /// End every session of this player (backend `disconnect`), with the
+    /// backend's reason when it gave one.
+    Disconnect {
+        player_id: String,
+        reason: Option<String>,
+    },
+    /// A token revocation.
+    Revoke(Revocation),
 }
 
 /// A message received from the broker.
@@ -36,8 +46,9 @@ pub struct Received {
 
 /// A backend `disconnect` of `player_id` (no newline in it: player ids
 /// are checked before).
-pub fn encode_disconnect(origin: &str, sent_us: u64, player_id: &str) -> Bytes {
-    let mut buf = BytesMut::with_capacity(32 + origin.len() + player_id.len());
+pub fn encode_disconnect(origin: &str, sent_us: u64, player_id: &str, reason: Option<&str>) -> Bytes {
+    let reason = reason.unwrap_or_default();
+    let mut buf = BytesMut::with_capacity(32 + origin.len() + player_id.len() + reason.len());
     buf.put_slice(VERSION);
     buf.put_u8(b'\n');
     buf.put_slice(origin.as_bytes());
@@ -46,7 +57,47 @@ pub fn encode_disconnect(origin: &str, sent_us: u64, player_id: &str) -> Bytes {
     buf.put_slice(b"\n-\n");
     buf.put_slice(player_id.as_bytes());
     buf.put_u8(b'\n');
+    buf.put_slice(reason.as_bytes());
     buf.freeze()
+}
+
+/// A token revocation (a `jti` and a player id never hold a newline: both
+/// are checked before).
+pub fn encode_revocation(origin: &str, sent_us: u64, r: &Revocation) -> Bytes {
+    let (kind, name, rest) = match r {
+        Revocation::Jti { jti, until_ms } => ("j", jti.as_str(), until_ms.to_string()),
+        Revocation::Player { player_id, issued_before_ms, until_ms } => {
+            ("p", player_id.as_str(), format!("{issued_before_ms} {until_ms}"))
+        }
+    };
+    let mut buf = BytesMut::with_capacity(48 + origin.len() + name.len());
+    buf.put_slice(VERSION);
+    buf.put_u8(b'\n');
+    buf.put_slice(origin.as_bytes());
+    buf.put_slice(b"\nr\n");
+    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(kind.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(name.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(rest.as_bytes());
+    buf.freeze()
+}
+
+/// The revocation `kind` (`j`/`p`) naming `name` whose numbers are `rest`.
+pub fn decode_revocation(kind: &[u8], name: &str, rest: &str) -> Option<Revocation> {
+    let mut numbers = rest.split(' ').map(|n| n.parse::<u64>().ok());
+    let r = match kind {
+        b"j" => Revocation::Jti { jti: name.to_owned(), until_ms: numbers.next()?? },
+        b"p" => Revocation::Player {
+            player_id: name.to_owned(),
+            issued_before_ms: numbers.next()??,
+            until_ms: numbers.next()??,
+        },
+        _ => return None,
+    };
+    (numbers.next().is_none() && !name.is_empty()).then_some(r)
 }
 
 pub fn encode(origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
@@ -88,8 +139,18 @@ pub fn decode(msg: Bytes) -> Option<Received> {
     let sent_us = std::str::from_utf8(sent).ok()?.parse().ok()?;
     let origin = std::str::from_utf8(origin).ok()?.to_owned();
     if scope == b"d" {
-        let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty() && rest.is_empty())?;
-        return Some(Received { origin, sent_us, payload: Payload::Disconnect(player.to_owned()) });
+        let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty())?;
+        let reason = std::str::from_utf8(rest).ok()?;
+        let payload = Payload::Disconnect {
+            player_id: player.to_owned(),
+            reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        };
+        return Some(Received { origin, sent_us, payload });
+    }
+    if scope == b"r" {
+        let name = std::str::from_utf8(channel).ok()?;
+        let r = decode_revocation(id, name, std::str::from_utf8(rest).ok()?)?;
+        return Some(Received { origin, sent_us, payload: Payload::Revoke(r) });
     }
     if rest.first() != Some(&b'"') || rest.last() != Some(&b'}') {
         return None;
@@ -135,8 +196,22 @@ mod tests {
         let Payload::Publication(got) = decode(encode("n", 1, &env)).unwrap().payload else { panic!() };
         assert_eq!(got.scope, Scope::Broadcast);
 
-        let d = decode(encode_disconnect("n_x", 5, "alice")).unwrap();
-        assert!(matches!(d.payload, Payload::Disconnect(p) if p == "alice"));
+        let d = decode(encode_disconnect("n_x", 5, "alice", None)).unwrap();
+        assert!(matches!(d.payload, Payload::Disconnect { player_id, reason: None } if player_id == "alice"));
+        let d = decode(encode_disconnect("n_x", 5, "alice", Some("banned"))).unwrap();
+        assert!(matches!(d.payload, Payload::Disconnect { reason: Some(r), .. } if r == "banned"));
+
+        for r in [
+            Revocation::Jti { jti: "t-1".into(), until_ms: 99 },
+            Revocation::Player { player_id: "bob".into(), issued_before_ms: 5, until_ms: 77 },
+        ] {
+            let got = decode(encode_revocation("n_x", 5, &r)).unwrap();
+            assert!(matches!(got.payload, Payload::Revoke(ref g) if *g == r), "{r:?}");
+        }
+        assert!(decode_revocation(b"j", "x", "1 2").is_none());
+        assert!(decode_revocation(b"p", "x", "1").is_none());
+        assert!(decode_revocation(b"j", "", "1").is_none());
+        assert!(decode_revocation(b"q", "x", "1").is_none());
     }
 
     #[test]
@@ -152,6 +227,5 @@ mod tests {
         }
         assert!(decode(Bytes::from("T1\nn\nc\nNaN\nm\nr\n\"a\":1}")).is_none());
         assert!(decode(Bytes::from("T1\nn\nd\n1\n-\n\n")).is_none(), "no player");
-        assert!(decode(Bytes::from("T1\nn\nd\n1\n-\nalice\nextra")).is_none());
     }
 }

@@ -77,16 +77,33 @@ pub struct AuthConfig {
     pub secret: String,
     /// Keys for the backend API; empty = the API refuses every request.
     pub api_keys: Vec<String>,
-    /// Lifetime of tokens minted by `tandem token`.
+    /// Lifetime of tokens minted by `tandem token`; also the longest a
+    /// revocation without `expires_at` is kept.
     pub token_ttl_seconds: u64,
     /// Clock skew tolerated on a client token's `exp` and `nbf`, between
     /// the backend that minted it and this server.
     pub leeway_seconds: u64,
+    /// Seconds before a connection's token `exp` that it is sent
+    /// `token_expiring`.
+    pub expiry_warning_seconds: u64,
+    /// Seconds past a connection's token `exp`, without a `refresh`, before
+    /// it is closed with 4003 `token_expired`.
+    pub expiry_grace_seconds: u64,
+    /// Revocations each node keeps in memory (oldest-expiring dropped first).
+    pub max_revocations: usize,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { secret: String::new(), api_keys: Vec::new(), token_ttl_seconds: 3600, leeway_seconds: 2 }
+        Self {
+            secret: String::new(),
+            api_keys: Vec::new(),
+            token_ttl_seconds: 3600,
+            leeway_seconds: 2,
+            expiry_warning_seconds: 60,
+            expiry_grace_seconds: 10,
+            max_revocations: 10_000,
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
 pub const MAX_AUTH_LEEWAY_SECONDS: u64 = 60;
 /// Upper bound of `auth.token_ttl_seconds` (one year).
 pub const MAX_TOKEN_TTL_SECONDS: u64 = 365 * 86_400;
+/// Upper bound of `auth.max_revocations` (each entry is a few dozen bytes).
+pub const MAX_REVOCATIONS: usize = 1_000_000;
 
 impl Config {
     /// Checks every rule and reports every broken one, each naming its key.
@@ -129,6 +131,9 @@ impl Config {
         }
         p.between("auth.token_ttl_seconds", a.token_ttl_seconds, 1, MAX_TOKEN_TTL_SECONDS);
         p.between("auth.leeway_seconds", a.leeway_seconds, 0, MAX_AUTH_LEEWAY_SECONDS);
+        p.between("auth.expiry_warning_seconds", a.expiry_warning_seconds, 0, MAX_SECONDS);
+        p.between("auth.expiry_grace_seconds", a.expiry_grace_seconds, 0, MAX_SECONDS);
+        p.between("auth.max_revocations", a.max_revocations, 1, MAX_REVOCATIONS);
     }
 
     fn validate_session(&self, p: &mut Problems) {

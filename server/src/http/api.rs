@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::auth;
 use crate::broker;
+use crate::config::MAX_TOKEN_TTL_SECONDS;
 use crate::http::error::{self, HttpError};
 use crate::http::state::AppState;
 use crate::http::views;
@@ -19,6 +20,7 @@ use crate::manager::{Fanout, Published};
 use crate::session::channels;
 use crate::session::payload;
 use crate::session::protocol::{self, ProtocolError};
+use crate::session::revocation::Revocation;
 use crate::session::snapshot::RemotePlayer;
 use crate::telemetry::{self as ev, AuthSurface};
 use tandem_protocol::ErrorCode;
@@ -33,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/broadcast", web::post().to(broadcast))
             .route("/players/{player_id}", web::get().to(player))
             .route("/players/{player_id}/messages", web::post().to(player_message))
-            .route("/players/{player_id}/disconnect", web::post().to(disconnect)),
+            .route("/players/{player_id}/disconnect", web::post().to(disconnect))
+            .route("/tokens/revoke", web::post().to(revoke)),
     );
 }
 
@@ -167,9 +170,62 @@ async fn player(path: web::Path<String>, app: web::Data<AppState>) -> Result<Htt
     Ok(HttpResponse::Ok().json(detail))
 }
 
-/// `POST /api/players/{id}/disconnect`: ends every session of the player,
-/// on every node; its connections close with 4001 (do not reconnect).
-async fn disconnect(path: web::Path<String>, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+/// The optional body of `POST /api/players/{id}/disconnect`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    /// Told to the clients in a `disconnected` frame before the close.
+    reason: Option<String>,
+    /// Only `false`: a disconnected client never reconnects by itself.
+    reconnect: Option<bool>,
+}
+
+/// Longest `reason` a disconnect carries to its clients.
+const MAX_REASON_CHARS: usize = 128;
+
+/// The body, when one was sent: a request without `Content-Type` and
+/// without a body is the plain disconnect it always was.
+async fn disconnect_body(
+    app: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<DisconnectBody, HttpError> {
+    let headers = req.headers();
+    let empty = headers.get(actix_web::http::header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+        && !headers.contains_key(actix_web::http::header::TRANSFER_ENCODING);
+    if empty && !headers.contains_key(actix_web::http::header::CONTENT_TYPE) {
+        return Ok(DisconnectBody::default());
+    }
+    let b: DisconnectBody = body(app, req, payload).await?;
+    if let Some(r) = &b.reason
+        && (r.is_empty() || r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control))
+    {
+        return Err(HttpError::new(
+            ErrorCode::InvalidMessage,
+            format!("`reason` must be 1-{MAX_REASON_CHARS} characters without control characters"),
+        ));
+    }
+    if b.reconnect == Some(true) {
+        return Err(HttpError::new(
+            ErrorCode::InvalidMessage,
+            "`reconnect` can only be false: a disconnected client does not reconnect by itself",
+        ));
+    }
+    Ok(b)
+}
+
+/// `POST /api/players/{id}/disconnect` (optional body `{"reason","reconnect":false}`):
+/// ends every session of the player, on every node; its connections get a
+/// `disconnected` frame with the reason (when given), then close with 4001
+/// (do not reconnect).
+async fn disconnect(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let b = disconnect_body(&app, &req, payload).await?;
+    let reason = b.reason.as_deref();
     // Other nodes first: what they hold, then the order, confirmed like a
     // publication (a 200 never leaves a session running elsewhere).
     let remote = match auth::is_valid_player_id(&path) {
@@ -177,11 +233,11 @@ async fn disconnect(path: web::Path<String>, app: web::Data<AppState>) -> Result
         false => RemotePlayer::default(),
     };
     if !remote.sessions.is_empty() {
-        let ack = app.manager.broker().disconnect_player(&path)?;
+        let ack = app.manager.broker().disconnect_player(&path, reason)?;
         let timeout = std::time::Duration::from_millis(app.config.broker.publish_timeout_ms);
         broker::confirm(ack, timeout).await?;
     }
-    let local = app.manager.disconnect_player(&path);
+    let local = app.manager.disconnect_player(&path, reason);
     if local.is_none() && remote.sessions.is_empty() {
         return Err(player_not_found(&path));
     }
@@ -191,4 +247,109 @@ async fn disconnect(path: web::Path<String>, app: web::Data<AppState>) -> Result
         player_id: &path,
         sessions: sessions + remote.sessions.len(),
     }))
+}
+
+/// `POST /api/tokens/revoke`: `{"jti","expires_at"?}` or
+/// `{"player_id","issued_before"}` (epoch ms).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    jti: Option<String>,
+    expires_at: Option<u64>,
+    player_id: Option<String>,
+    issued_before: Option<u64>,
+}
+
+/// What a revoke body asks for, at `now_ms`: how long to keep it follows
+/// the token's `expires_at` when given, else the longest a token lives
+/// (`auth.token_ttl_seconds`), plus the `exp` leeway.
+fn revocation(b: RevokeBody, now_ms: u64, ttl_ms: u64, leeway_ms: u64) -> Result<Revocation, HttpError> {
+    let invalid = |m: &str| HttpError::new(ErrorCode::InvalidMessage, m.to_owned());
+    let max_until = now_ms.saturating_add(MAX_TOKEN_TTL_SECONDS * 1000);
+    match b {
+        RevokeBody { jti: Some(jti), expires_at, player_id: None, issued_before: None } => {
+            if !auth::is_valid_jti(&jti) {
+                return Err(invalid("`jti` must be 1-128 characters without control characters"));
+            }
+            let until_ms = expires_at.unwrap_or(now_ms.saturating_add(ttl_ms)).saturating_add(leeway_ms);
+            Ok(Revocation::Jti { jti, until_ms: until_ms.min(max_until) })
+        }
+        RevokeBody {
+            jti: None,
+            expires_at: None,
+            player_id: Some(player_id),
+            issued_before: Some(before),
+        } => {
+            if !auth::is_valid_player_id(&player_id) {
+                return Err(invalid("`player_id` is not a valid player id"));
+            }
+            let until_ms = before.saturating_add(ttl_ms).saturating_add(leeway_ms).min(max_until);
+            Ok(Revocation::Player { player_id, issued_before_ms: before, until_ms })
+        }
+        _ => Err(invalid(
+            "send either {\"jti\", \"expires_at\"?} or {\"player_id\", \"issued_before\"} (epoch ms)",
+        )),
+    }
+}
+
+/// `POST /api/tokens/revoke`: refused from now on at connect and at
+/// refresh on every node, and live connections holding such a token close
+/// with 4004. Applied here first; with Redis, stored and sent to the other
+/// nodes (503 `broker_unavailable`: applied on this node only, send again).
+async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let b: RevokeBody = body(&app, &req, payload).await?;
+    let now_ms = protocol::epoch_ms(std::time::SystemTime::now());
+    let r = revocation(
+        b,
+        now_ms,
+        app.config.auth.token_ttl_seconds.saturating_mul(1000),
+        app.config.auth.leeway_seconds.saturating_mul(1000),
+    )?;
+    let closed = app.manager.revoke(&r, "api");
+    let ack = app.manager.broker().revoke(&r)?;
+    let timeout = std::time::Duration::from_millis(app.config.broker.publish_timeout_ms);
+    broker::confirm(ack, timeout).await?;
+    Ok(HttpResponse::Ok().json(views::RevokedView { closed_connections: closed, until: r.until_ms() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: serde_json::Value) -> RevokeBody {
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_revocation_lasts_as_long_as_the_tokens_it_names() {
+        let r = revocation(body(serde_json::json!({"jti": "j", "expires_at": 9_000})), 1_000, 60_000, 5_000);
+        assert_eq!(r.ok(), Some(Revocation::Jti { jti: "j".into(), until_ms: 14_000 }));
+        let r = revocation(body(serde_json::json!({"jti": "j"})), 1_000, 60_000, 5_000);
+        assert_eq!(r.ok().map(|r| r.until_ms()), Some(66_000), "no expires_at: the longest token life");
+        let r = revocation(
+            body(serde_json::json!({"player_id": "bob", "issued_before": 500})),
+            1_000,
+            60_000,
+            5_000,
+        );
+        assert_eq!(
+            r.ok(),
+            Some(Revocation::Player { player_id: "bob".into(), issued_before_ms: 500, until_ms: 65_500 })
+        );
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"jti": "j", "player_id": "bob", "issued_before": 1}),
+            serde_json::json!({"player_id": "bob"}),
+            serde_json::json!({"player_id": "bad id", "issued_before": 1}),
+            serde_json::json!({"jti": ""}),
+            serde_json::json!({"player_id": "bob", "issued_before": 1, "expires_at": 2}),
+        ] {
+            let err = revocation(body(bad.clone()), 1_000, 60_000, 5_000).err();
+            assert_eq!(err.map(|e| e.code), Some(ErrorCode::InvalidMessage), "{bad}");
+        }
+    }
 }

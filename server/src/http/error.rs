@@ -67,6 +67,8 @@ pub fn status_of(code: ErrorCode) -> u16 {
         | C::TokenNotYetValid
         | C::MissingApiKey
         | C::InvalidApiKey => 401,
+        C::RevokedToken => 401,
+        C::SubjectChanged => 403,
         C::Unauthorized => 401,
         C::Forbidden | C::OriginNotAllowed => 403,
         C::SessionNotFound | C::PlayerNotFound | C::NotFound | C::TransportDisabled => 404,
@@ -87,6 +89,7 @@ pub fn status_of(code: ErrorCode) -> u16 {
         | C::InvalidChannel
         | C::UnsupportedFrame
         | C::TooManySubscriptions
+        | C::TokensDisabled
         | C::InvalidUpgrade => 400,
     }
 }

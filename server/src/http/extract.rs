@@ -13,7 +13,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 use tandem_protocol::{ErrorCode, Transport};
 
-use crate::auth::{self, Identity};
+use crate::auth::{self, Identity, TokenInfo};
 use crate::http::error::HttpError;
 use crate::http::state::AppState;
 use crate::telemetry::{self as ev, AuthSurface};
@@ -125,12 +125,31 @@ pub fn identity(
     route: &str,
     params: &ConnectParams,
 ) -> Result<Identity, HttpError> {
+    verified(app, head, route, params).map(|(who, _)| who)
+}
+
+/// [`identity`] and what a connection keeps of its token (`None` in
+/// development mode); a token this node knows to be revoked is refused
+/// (401 `revoked_token`).
+pub fn verified(
+    app: &AppState,
+    head: &RequestHead,
+    route: &str,
+    params: &ConnectParams,
+) -> Result<(Identity, Option<TokenInfo>), HttpError> {
     let header = head.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok());
     let token = auth::bearer(header).or(params.token.as_deref());
-    app.auth.authenticate(token, params.player_id.as_deref()).map_err(|e| {
+    let refused = |e: auth::AuthError| {
         ev::auth_failed(&app.telemetry, AuthSurface::Client, e.code().as_str(), route);
         HttpError::from(e)
-    })
+    };
+    let (who, info) = app.auth.verify(token, params.player_id.as_deref()).map_err(refused)?;
+    if let Some(t) = &info
+        && app.manager.is_revoked(&who.player_id, t)
+    {
+        return Err(refused(auth::AuthError::RevokedToken));
+    }
+    Ok((who, info))
 }
 
 /// Every check of a client request, in the order clients see refusals:

@@ -60,6 +60,14 @@ pub struct DisconnectView<'a> {
     pub sessions: usize,
 }
 
+/// `POST /api/tokens/revoke`'s answer: connections closed on this node,
+/// and until when (epoch ms) the revocation is kept.
+#[derive(Debug, Serialize)]
+pub struct RevokedView {
+    pub closed_connections: usize,
+    pub until: u64,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -40,6 +40,9 @@ pub enum Handled {
     /// with [`ConnectionManager::end_session_by_client`] (its connections
     /// close after what is queued, so the answer is not lost).
     EndSession(ReplyFrame),
+    /// `refresh`: the transport verifies the token (the manager sits below
+    /// `auth`) and applies it with [`ConnectionManager::refreshed`].
+    Refresh(String),
 }
 
 impl std::fmt::Debug for Handled {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Handled {
             Self::Later(_) => f.write_str("Later"),
             Self::Command(c) => write!(f, "Command({})", c.id),
             Self::EndSession(_) => f.write_str("EndSession"),
+            Self::Refresh(_) => f.write_str("Refresh"),
         }
     }
 }
@@ -101,7 +105,7 @@ pub fn handle(
         }
         ClientMessage::Unsubscribe { channel } => {
             manager.unsubscribe(session, &channel)?;
-            now(("unsubscribed", protocol::to_json(&Reply::Unsubscribed { channel: &channel })))
+            now(("unsubscribed", protocol::to_json(&Reply::Unsubscribed { channel: &channel, reason: None })))
         }
         ClientMessage::Publish { channel, event, data } => {
             channels::check_publish(who, &channel, &manager.limits().client_publish)?;
@@ -128,6 +132,7 @@ pub fn handle(
         ClientMessage::EndSession => {
             Ok(Handled::EndSession(("session_ended", protocol::to_json(&Reply::SessionEnded))))
         }
+        ClientMessage::Refresh { token } => Ok(Handled::Refresh(token)),
     }
 }
 

@@ -208,8 +208,11 @@ impl crate::broker::LocalNode for ConnectionManager {
     fn telemetry(&self) -> &crate::telemetry::Telemetry {
         &self.telemetry
     }
-    fn disconnect_player(&self, player_id: &str) {
-        ConnectionManager::disconnect_player(self, player_id);
+    fn disconnect_player(&self, player_id: &str, reason: Option<&str>) {
+        ConnectionManager::disconnect_player(self, player_id, reason);
+    }
+    fn apply_revocation(&self, revocation: &crate::session::revocation::Revocation) {
+        self.revoke(revocation, "broker");
     }
     fn local_sessions(&self) -> Vec<(String, String)> {
         self.sessions.iter().map(|s| (s.id.to_string(), s.player_id.to_string())).collect()

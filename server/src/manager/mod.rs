@@ -28,6 +28,7 @@ mod fanout;
 mod lifecycle;
 mod registry;
 mod sweeps;
+mod tokens;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -42,6 +43,7 @@ pub use admission::{AttachError, AttachRequest, Attached, admit};
 pub use clock::Clock;
 pub use fanout::{Fanout, Published, delivery_target};
 pub use sweeps::{HeartbeatAction, expiry_due, heartbeat_action};
+pub use tokens::{ExpiryAction, ExpiryPolicy, expiry_action};
 
 use crate::backend::Backend;
 use crate::backend::reply_cache::{Answer, ReplyCache};
@@ -49,6 +51,7 @@ use crate::broker::Broker;
 use crate::config::{Config, DualDelivery};
 use crate::session::connection::Connection;
 use crate::session::protocol::{self, IdGenerator, Publication};
+use crate::session::revocation::RevocationList;
 use crate::session::state::{RateGate, SessionState};
 use crate::telemetry::{self as ev, Telemetry};
 
@@ -69,6 +72,10 @@ pub struct Limits {
     pub client_publish: Vec<String>,
     /// `broker.route`: tag of this node's session ids (empty = none).
     pub session_route: String,
+    /// `auth.expiry_warning_seconds` / `auth.expiry_grace_seconds`.
+    pub token_expiry: ExpiryPolicy,
+    /// `auth.max_revocations`.
+    pub max_revocations: usize,
 }
 
 impl Limits {
@@ -87,6 +94,11 @@ impl Limits {
             inbound_burst: c.transport.inbound_burst,
             client_publish: c.channels.client_publish.clone(),
             session_route: c.broker.route.clone(),
+            token_expiry: ExpiryPolicy {
+                warning_ms: c.auth.expiry_warning_seconds.saturating_mul(1000),
+                grace_ms: c.auth.expiry_grace_seconds.saturating_mul(1000),
+            },
+            max_revocations: c.auth.max_revocations,
         }
     }
 }
@@ -126,6 +138,11 @@ impl Session {
     pub fn is_closed(&self) -> bool {
         self.inner.lock().closed
     }
+
+    /// Its live connections now.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.inner.lock().connections.clone()
+    }
 }
 
 pub struct ConnectionManager {
@@ -147,6 +164,8 @@ pub struct ConnectionManager {
     broker: Arc<dyn Broker>,
     backend: Backend,
     telemetry: Telemetry,
+    /// Revoked tokens this node knows (bounded by `auth.max_revocations`).
+    revocations: Mutex<RevocationList>,
 }
 
 fn wall_ms() -> u64 {
@@ -161,7 +180,6 @@ impl ConnectionManager {
     /// A manager whose time is `clock` (tests pass [`Clock::manual`]).
     pub fn with_clock(limits: Limits, telemetry: Telemetry, broker: Arc<dyn Broker>, clock: Clock) -> Self {
         Self {
-            limits,
             clock,
             ids: IdGenerator::new(),
             sessions: DashMap::new(),
@@ -175,6 +193,8 @@ impl ConnectionManager {
             broker,
             backend: Backend::disabled(telemetry.clone()),
             telemetry,
+            revocations: Mutex::new(RevocationList::new(limits.max_revocations)),
+            limits,
         }
     }
 

@@ -269,6 +269,18 @@ impl ConnectionManager {
 
     /// Ends a session now: closes its connections and drops its state.
     pub(super) fn end_session(&self, s: &Arc<Session>, expired: bool, conn_reason: CloseReason) -> usize {
+        self.end_session_with(s, expired, conn_reason, None)
+    }
+
+    /// [`Self::end_session`], first telling each connection `farewell` (a
+    /// frame written before the close).
+    fn end_session_with(
+        &self,
+        s: &Arc<Session>,
+        expired: bool,
+        conn_reason: CloseReason,
+        farewell: Option<(&'static str, &bytes::Bytes)>,
+    ) -> usize {
         let (subs, conns) = {
             let _serial = s.subs_lock.lock();
             let mut inner = s.inner.lock();
@@ -282,7 +294,11 @@ impl ConnectionManager {
             let att = Attached { session: Arc::clone(s), conn: Arc::clone(c) };
             // A session ended by its client says goodbye after what is queued
             // (its `session_ended` answer); any other end is at once.
-            if conn_reason == CloseReason::SessionEnded {
+            let told = farewell.is_some_and(|(kind, json)| {
+                c.push(crate::session::connection::Outbound::Frame { kind, json: json.clone() })
+                    == crate::session::connection::Push::Queued
+            });
+            if conn_reason == CloseReason::SessionEnded || told {
                 if c.close(conn_reason, true) {
                     ev::closing(&self.telemetry, att.ids(), conn_reason);
                 }
@@ -331,11 +347,20 @@ impl ConnectionManager {
     }
 
     /// Backend `disconnect`: ends every session of the player (no resume).
-    pub fn disconnect_player(&self, player_id: &str) -> Option<(usize, usize)> {
+    /// With a `reason`, each connection first gets a `disconnected` frame
+    /// carrying it (`reconnect: false`).
+    pub fn disconnect_player(&self, player_id: &str, reason: Option<&str>) -> Option<(usize, usize)> {
         let sessions = self.players.get(player_id).map(|p| p.sessions.clone())?;
+        let frame = reason.map(|reason| {
+            crate::session::protocol::to_json(&crate::session::protocol::Reply::Disconnected {
+                reason,
+                reconnect: false,
+            })
+        });
+        let farewell = frame.as_ref().map(|json| ("disconnected", json));
         let mut conns = 0;
         for s in &sessions {
-            conns += self.end_session(s, false, CloseReason::Disconnected);
+            conns += self.end_session_with(s, false, CloseReason::Disconnected, farewell);
         }
         Some((sessions.len(), conns))
     }

@@ -96,7 +96,7 @@ impl ConnectionManager {
                 HeartbeatAction::Nothing => c.release_idle_queue(),
             }
         }
-        closed
+        closed + self.token_sweep()
     }
 
     /// How often [`Self::heartbeat_sweep`] should run.

@@ -39,6 +39,10 @@ pub enum CloseReason {
     SessionEnded,
     SlowConsumer,
     RateLimited,
+    /// The token's `exp` passed, plus the grace, without a `refresh`.
+    TokenExpired,
+    /// The token was revoked (`POST /api/tokens/revoke`).
+    TokenRevoked,
 }
 
 impl CloseReason {
@@ -54,6 +58,8 @@ impl CloseReason {
             Self::SessionEnded => 4002,
             Self::SlowConsumer => 4008,
             Self::RateLimited => 4029,
+            Self::TokenExpired => 4003,
+            Self::TokenRevoked => 4004,
         }
     }
 
@@ -70,6 +76,8 @@ impl CloseReason {
             Self::SessionEnded => "session_ended",
             Self::SlowConsumer => "slow_consumer",
             Self::RateLimited => "rate_limited",
+            Self::TokenExpired => "token_expired",
+            Self::TokenRevoked => "token_revoked",
         }
     }
 
@@ -123,8 +131,8 @@ pub struct Connection {
     pub id: Box<str>,
     pub transport: Transport,
     pub connected_at: Instant,
-    /// `u32` so it packs beside `transport`: 192 bytes with the `Arc`
-    /// counts, one allocator size class below 224.
+    /// `u32` so it packs beside `transport`: 208 bytes with the `Arc`
+    /// counts and the 16 of [`TokenState`], inside the 224 size class.
     capacity: u32,
     queue: Mutex<Queue>,
     /// The writer (the WebSocket link or the SSE stream) to wake when there
@@ -144,6 +152,66 @@ pub struct Connection {
     pub ping_sent_us: AtomicU64,
     /// Monotonic ms when the last heartbeat was queued.
     pub heartbeat_ms: AtomicU64,
+    /// The token this connection holds (nothing in development mode).
+    pub token: TokenState,
+}
+
+/// What a connection keeps of its token, in 16 bytes: `exp` and `iat`
+/// (Unix seconds, as `u32`: enough until 2106) in one word; a hash of the
+/// `jti` and whether `token_expiring` was sent in the other. Written at
+/// connect and at each `refresh`; read by the expiry sweep and by
+/// revocations.
+#[derive(Debug, Default)]
+pub struct TokenState {
+    /// `exp << 32 | iat`; 0 = no token.
+    times: AtomicU64,
+    /// `hash(jti) << 1 | warned`; the hash is 0 without a `jti`.
+    tag: AtomicU64,
+}
+
+impl TokenState {
+    /// Holds a new token (`exp`, `iat` in Unix seconds); not yet warned.
+    pub fn set(&self, exp: u64, iat: u64, jti: Option<&str>) {
+        let clamp = |s: u64| u64::from(u32::try_from(s).unwrap_or(u32::MAX));
+        self.tag.store(jti.map_or(0, jti_hash) << 1, Ordering::Relaxed);
+        self.times.store(clamp(exp) << 32 | clamp(iat), Ordering::Relaxed);
+    }
+
+    /// `exp` in Unix seconds; `None` without a token.
+    pub fn exp(&self) -> Option<u64> {
+        match self.times.load(Ordering::Relaxed) >> 32 {
+            0 => None,
+            exp => Some(exp),
+        }
+    }
+
+    /// `iat` in Unix seconds.
+    pub fn iat(&self) -> u64 {
+        self.times.load(Ordering::Relaxed) & u64::from(u32::MAX)
+    }
+
+    /// Whether the token's `jti` is `jti`.
+    pub fn has_jti(&self, jti: &str) -> bool {
+        let h = self.tag.load(Ordering::Relaxed) >> 1;
+        h != 0 && h == jti_hash(jti)
+    }
+
+    /// Marks `token_expiring` sent; true the first time only (per token).
+    pub fn mark_warned(&self) -> bool {
+        self.tag.fetch_or(1, Ordering::Relaxed) & 1 == 0
+    }
+
+    pub fn warned(&self) -> bool {
+        self.tag.load(Ordering::Relaxed) & 1 == 1
+    }
+}
+
+/// 63 bits of a `jti`'s hash, never 0 (0 means "no jti").
+fn jti_hash(jti: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    jti.hash(&mut h);
+    (h.finish() >> 1).max(1)
 }
 
 impl Connection {
@@ -161,6 +229,7 @@ impl Connection {
             last_alive_ms: AtomicU64::new(now_ms),
             ping_sent_us: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(now_ms),
+            token: TokenState::default(),
         }
     }
 
@@ -328,11 +397,39 @@ mod tests {
     }
 
     #[test]
+    fn token_state_keeps_exp_iat_a_jti_hash_and_the_warning() {
+        let t = TokenState::default();
+        assert_eq!(t.exp(), None);
+        assert!(!t.has_jti(""));
+        t.set(1_800_000_000, 1_700_000_000, Some("j-1"));
+        assert_eq!((t.exp(), t.iat()), (Some(1_800_000_000), 1_700_000_000));
+        assert!(t.has_jti("j-1") && !t.has_jti("j-2"));
+        assert!(!t.warned());
+        assert!(t.mark_warned(), "first warning");
+        assert!(!t.mark_warned(), "once per token");
+        assert!(t.has_jti("j-1"), "the warning bit leaves the jti alone");
+        t.set(1_800_000_600, 1_700_000_500, None);
+        assert!(!t.warned(), "a new token is warned afresh");
+        assert!(!t.has_jti("j-1"));
+        t.set(u64::MAX, 0, None);
+        assert_eq!(t.exp(), Some(u64::from(u32::MAX)), "clamped, not wrapped");
+    }
+
+    #[test]
     fn close_codes_match_the_protocol_table() {
         assert_eq!(CloseReason::Shutdown { retry_after_ms: 1 }.code(), 1012);
         assert_eq!(CloseReason::SlowConsumer.code(), 4008);
         assert_eq!(CloseReason::HeartbeatTimeout.code(), 4000);
         assert!(!CloseReason::Disconnected.reconnect());
         assert!(CloseReason::SlowConsumer.reconnect());
+        assert_eq!(
+            (CloseReason::TokenExpired.code(), CloseReason::TokenExpired.as_str()),
+            (4003, "token_expired")
+        );
+        assert_eq!(
+            (CloseReason::TokenRevoked.code(), CloseReason::TokenRevoked.as_str()),
+            (4004, "token_revoked")
+        );
+        assert!(CloseReason::TokenExpired.reconnect() && CloseReason::TokenRevoked.reconnect());
     }
 }

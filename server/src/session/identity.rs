@@ -13,3 +13,15 @@ pub struct Identity {
     /// Identified by `?player_id=` in development mode, not by a token.
     pub dev_mode: bool,
 }
+
+/// What a connection remembers of the token it holds: enough to time its
+/// expiry and to match a revocation, nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenInfo {
+    /// `exp`, Unix seconds.
+    pub exp: u64,
+    /// `iat`, Unix seconds (0 when the token has none).
+    pub iat: u64,
+    /// `jti`, when the token has one.
+    pub jti: Option<String>,
+}

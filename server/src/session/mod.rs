@@ -15,6 +15,8 @@ pub mod identity;
 pub(crate) mod payload;
 /// Frames the server sends, messages clients send, error codes, encoding.
 pub(crate) mod protocol;
+/// Revoked tokens: what a revocation names and the bounded list of them.
+pub(crate) mod revocation;
 /// Plain snapshots of players, sessions and connections for the edges.
 pub(crate) mod snapshot;
 /// One session: seq, history, resume planning, subscriptions, rate limits.

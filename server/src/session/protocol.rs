@@ -72,6 +72,10 @@ pub enum ClientMessage {
     },
     /// Ends the session now: no resume, the game hears `player_left`.
     EndSession,
+    /// Replaces the connection's token without reconnecting.
+    Refresh {
+        token: String,
+    },
 }
 
 impl ClientMessage {
@@ -84,6 +88,7 @@ impl ClientMessage {
             Self::Ping { .. } => "ping",
             Self::Command { .. } => "command",
             Self::EndSession => "end_session",
+            Self::Refresh { .. } => "refresh",
         }
     }
 
@@ -104,6 +109,8 @@ impl ClientMessage {
             id: Option<&'a RawValue>,
             #[serde(borrow)]
             name: Option<&'a RawValue>,
+            #[serde(borrow)]
+            token: Option<&'a RawValue>,
         }
         let env: Envelope<'_> = serde_json::from_slice(text)
             .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("not a JSON object: {e}")))?;
@@ -151,6 +158,7 @@ impl ClientMessage {
                 Ok(Self::Command { id, name, data })
             }
             "end_session" => Ok(Self::EndSession),
+            "refresh" => Ok(Self::Refresh { token: string("token", env.token)? }),
             other => Err(ProtocolError::new(
                 ErrorCode::UnknownType,
                 format!("unknown type `{}`", truncate(other, 32)),
@@ -321,6 +329,10 @@ pub enum Reply<'a> {
     },
     Unsubscribed {
         channel: &'a str,
+        /// Why the server ended it (`claims`: a refreshed token no longer
+        /// allows it); absent when the client asked.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
     },
     Published {
         id: &'a str,
@@ -347,6 +359,20 @@ pub enum Reply<'a> {
     },
     /// The answer to `end_session`, before the connections close (4002).
     SessionEnded,
+    /// The answer to `refresh`: the new token's `exp` in epoch ms.
+    Refreshed {
+        expires_at: u64,
+    },
+    /// The connection's token expires at `expires_at` (epoch ms): send a
+    /// `refresh` before then.
+    TokenExpiring {
+        expires_at: u64,
+    },
+    /// The backend disconnected the player: do not reconnect.
+    Disconnected {
+        reason: &'a str,
+        reconnect: bool,
+    },
 }
 
 /// JSON text of a frame. Frames hold only strings and numbers, so this
@@ -396,6 +422,33 @@ mod tests {
             ClientMessage::Ping { id } => assert_eq!(id.get(), "null"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn parses_refresh_and_encodes_its_frames() {
+        match ClientMessage::parse(br#"{"type":"refresh","token":"abc"}"#).unwrap() {
+            ClientMessage::Refresh { token } => assert_eq!(token, "abc"),
+            other => panic!("{other:?}"),
+        }
+        let code = |s: &str| ClientMessage::parse(s.as_bytes()).unwrap_err().code;
+        assert_eq!(code(r#"{"type":"refresh"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"refresh","token":5}"#), ErrorCode::InvalidMessage);
+        assert_eq!(
+            &to_json(&Reply::Refreshed { expires_at: 5 })[..],
+            br#"{"type":"refreshed","expires_at":5}"#
+        );
+        assert_eq!(
+            &to_json(&Reply::TokenExpiring { expires_at: 5 })[..],
+            br#"{"type":"token_expiring","expires_at":5}"#
+        );
+        assert_eq!(
+            &to_json(&Reply::Unsubscribed { channel: "room:a", reason: Some("claims") })[..],
+            br#"{"type":"unsubscribed","channel":"room:a","reason":"claims"}"#
+        );
+        assert_eq!(
+            &to_json(&Reply::Unsubscribed { channel: "room:a", reason: None })[..],
+            br#"{"type":"unsubscribed","channel":"room:a"}"#
+        );
     }
 
     #[test]

@@ -181,7 +181,11 @@ pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
                 format!("{} closed on a client protocol error: {r}", title(ids.transport)),
             ));
         }
-        CloseReason::Shutdown { .. } | CloseReason::Disconnected | CloseReason::SessionEnded => {}
+        CloseReason::Shutdown { .. }
+        | CloseReason::Disconnected
+        | CloseReason::SessionEnded
+        | CloseReason::TokenExpired
+        | CloseReason::TokenRevoked => {}
     }
     counter!(SERVER_CLOSES_TOTAL, "transport" => label(ids.transport), "reason" => r).increment(1);
     debug!(

@@ -12,12 +12,14 @@ mod broker;
 mod connection;
 mod delivery;
 mod process;
+mod tokens;
 
 pub use backend::*;
 pub use broker::*;
 pub use connection::*;
 pub use delivery::*;
 pub use process::*;
+pub use tokens::*;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +117,7 @@ pub fn register_metrics() {
         counter!(PUBLICATIONS_TOTAL, "source" => source).absolute(0);
     }
     register_backend_metrics();
+    register_token_metrics();
 }
 
 /// Handles of hot-path metrics, registered once; plus the monitoring bundle.

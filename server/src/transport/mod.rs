@@ -5,6 +5,7 @@
 pub mod sse;
 pub mod ws;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::RequestHead;
@@ -15,7 +16,11 @@ use crate::backend::ConnectAsk;
 use crate::http::error::HttpError;
 use crate::http::extract::{self, ConnectParams};
 use crate::http::state::AppState;
+use crate::manager::Session;
+use crate::manager::commands::ReplyFrame;
 use crate::manager::{AttachRequest, Attached};
+use crate::session::connection::Connection;
+use crate::session::protocol::{ErrorCode, ProtocolError};
 use crate::telemetry as ev;
 
 /// The session id a client's refusal probe posts to: `POST
@@ -83,7 +88,7 @@ pub async fn open(
         Transport::WebSocket => ws::ROUTE,
         Transport::Sse => sse::ROUTE,
     };
-    let who = extract::identity(app, head, route, &params)?;
+    let (who, token) = extract::verified(app, head, route, &params)?;
     // The player's connections on other nodes count against its limit.
     // While the broker is down only this node's count is known: clients
     // still connect (a node must serve without Redis), and the broker's
@@ -101,10 +106,63 @@ pub async fn open(
         remote_connections,
     };
     match app.manager.attach(&who, request) {
-        Ok(att) => Ok((att, who)),
+        Ok(att) => {
+            app.manager.hold_token(&att, token.as_ref());
+            Ok((att, who))
+        }
         Err(e) => {
             ev::connection_refused(&app.telemetry, transport, e.code().as_str(), Some(&who.player_id));
             Err(e.into())
         }
     }
+}
+
+/// A client's `refresh`: `token` is checked as a connect would check it,
+/// must name the session's player and must not be revoked; then `conns`
+/// (the WebSocket that sent it, or the session's SSE streams) hold it.
+/// Returns the new identity (its claims) and the `refreshed` frame.
+pub fn refresh(
+    app: &AppState,
+    session: &Arc<Session>,
+    conns: &[Arc<Connection>],
+    token: &str,
+    ids: ev::Ids<'_>,
+) -> Result<(Identity, ReplyFrame), ProtocolError> {
+    let checked = check_refresh(app, session, token);
+    let (who, info) = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            ev::token_refreshed(ids, Some(e.code.as_str()), 0);
+            return Err(e);
+        }
+    };
+    let (ended, json) = app.manager.refreshed(session, conns, &who, &info);
+    ev::token_refreshed(ids, None, ended);
+    Ok((who, ("refreshed", json)))
+}
+
+fn check_refresh(
+    app: &AppState,
+    session: &Session,
+    token: &str,
+) -> Result<(Identity, crate::auth::TokenInfo), ProtocolError> {
+    if app.auth.dev_mode() {
+        return Err(ProtocolError::new(
+            ErrorCode::TokensDisabled,
+            "development mode (no auth.secret): there is no token to refresh",
+        ));
+    }
+    let auth_error = |e: crate::auth::AuthError| ProtocolError::new(e.code(), e.to_string());
+    let (who, info) = app.auth.verify(Some(token), None).map_err(auth_error)?;
+    let info = info.ok_or_else(|| ProtocolError::new(ErrorCode::InvalidToken, "no token"))?;
+    if *who.player_id != *session.player_id {
+        return Err(ProtocolError::new(
+            ErrorCode::SubjectChanged,
+            "a refreshed token must name the same player (`sub`); the connection keeps its token",
+        ));
+    }
+    if app.manager.is_revoked(&who.player_id, &info) {
+        return Err(auth_error(crate::auth::AuthError::RevokedToken));
+    }
+    Ok((who, info))
 }

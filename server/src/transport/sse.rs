@@ -243,6 +243,11 @@ pub async fn post_message(
             Err(commands::Refused::Protocol(e)) => return Err(reject(e)),
             Err(commands::Refused::Game(r)) => return Err(HttpError::refused(r)),
         },
+        Handled::Refresh(token) => {
+            let conns: Vec<_> =
+                session.connections().into_iter().filter(|c| c.transport == Transport::Sse).collect();
+            super::refresh(&app, &session, &conns, &token, ids).map_err(reject)?.1.1
+        }
         Handled::Command(task) => {
             // Taken: the answer arrives on the session's SSE streams.
             let accepted = protocol::to_json(&Accepted { accepted: true, id: &task.id });

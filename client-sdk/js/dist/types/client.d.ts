@@ -187,6 +187,13 @@ export declare class TandemClient {
     private watch;
     private sendPing;
     private sendOn;
+    /**
+     * `token_expiring`: a fresh token from the callback, sent as `refresh` on
+     * this link (SSE: POSTed, for the session's streams), so the link carries
+     * on without a reconnect. A failure changes nothing: past the grace the
+     * server closes (4003) and the reconnect asks the callback again.
+     */
+    private refreshToken;
     private request;
     /** Sends every command waiting for a link on the best welcomed one (WebSocket first). */
     private flush;

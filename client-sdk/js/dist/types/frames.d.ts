@@ -52,12 +52,31 @@ export interface CommandReply {
 export interface SessionEnded {
     type: 'session_ended';
 }
+/** The connection's token expires at `expires_at` (epoch ms): send `refresh` before then. */
+export interface TokenExpiring {
+    type: 'token_expiring';
+    expires_at: number;
+}
+/** The backend disconnected the player, saying why; the close (4001) follows: do not reconnect. */
+export interface Disconnected {
+    type: 'disconnected';
+    reason: string;
+    reconnect: boolean;
+}
 export type Reply = {
     type: 'subscribed';
     channel: string;
-} | {
+}
+/** With `reason` (`claims`): the server ended it, a refreshed token no longer allows it. */
+ | {
     type: 'unsubscribed';
     channel: string;
+    reason?: string;
+}
+/** The answer to `refresh`: the new token's `exp` (epoch ms). */
+ | {
+    type: 'refreshed';
+    expires_at: number;
 } | {
     type: 'published';
     id: string;
@@ -71,7 +90,7 @@ export type Reply = {
 export interface Heartbeat {
     type: 'heartbeat';
 }
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat;
+export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat | TokenExpiring | Disconnected;
 export type ClientMessage = {
     type: 'subscribe';
     channel: string;
@@ -88,6 +107,9 @@ export type ClientMessage = {
     id?: unknown;
 } | {
     type: 'end_session';
+} | {
+    type: 'refresh';
+    token: string;
 } | CommandFrame;
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */
 export declare function parseFrame(text: string): ServerFrame | null;

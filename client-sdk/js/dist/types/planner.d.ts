@@ -51,7 +51,7 @@ export type CloseVerdict = {
  * Decides from a close code (WebSocket close, or an SSE `close` event's
  * code and `reconnect` flag) and a preceding `shutdown` hint.
  */
-export declare function closeVerdict(code: number, reason: string, serverSaysReconnect: boolean | null, shutdownRetryAfterMs: number | null): CloseVerdict;
+export declare function closeVerdict(code: number, reason: string, serverSaysReconnect: boolean | null, shutdownRetryAfterMs: number | null, farewell?: string | null): CloseVerdict;
 /** HTTP statuses of a refused connect that retrying cannot fix. */
 export declare function isAuthRefusal(status: number): boolean;
 /**

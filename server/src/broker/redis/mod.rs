@@ -29,6 +29,7 @@
 mod health;
 mod presence;
 mod publisher;
+mod revocations;
 mod sessions;
 mod subscriber;
 
@@ -47,6 +48,7 @@ use super::document::{ClusterDocument, NodeDocument};
 use super::{Ack, Broker, BrokerError, BrokerTask, Envelope, LocalNode, wire};
 use crate::config::BrokerConfig;
 use crate::session::protocol;
+use crate::session::revocation::Revocation;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
 
 pub use presence::presence_ttl;
@@ -83,6 +85,15 @@ impl Keys {
     fn reap(&self, node: &str) -> String {
         format!("{}:reap:{node}", self.0)
     }
+    fn revoked_jti(&self, jti: &str) -> String {
+        format!("{}:revoked:jti:{jti}", self.0)
+    }
+    fn revoked_player(&self, player: &str) -> String {
+        format!("{}:revoked:player:{player}", self.0)
+    }
+    fn revoked_pattern(&self) -> String {
+        format!("{}:revoked:*", self.0)
+    }
 }
 
 /// What the publisher writes, in the order it was asked.
@@ -100,6 +111,14 @@ enum Job {
     Session {
         session_id: String,
         player_id: Option<String>,
+    },
+    /// A revocation: stored under `key` for `ttl_ms`, then published.
+    Revoke {
+        key: String,
+        value: String,
+        ttl_ms: u64,
+        message: Bytes,
+        ack: oneshot::Sender<Result<(), BrokerError>>,
     },
 }
 
@@ -230,8 +249,12 @@ impl Broker for RedisBroker {
         self.publish(|| wire::encode(&self.node_id, epoch_us(), envelope))
     }
 
-    fn disconnect_player(&self, player_id: &str) -> Result<Option<Ack>, BrokerError> {
-        self.publish(|| wire::encode_disconnect(&self.node_id, epoch_us(), player_id))
+    fn disconnect_player(&self, player_id: &str, reason: Option<&str>) -> Result<Option<Ack>, BrokerError> {
+        self.publish(|| wire::encode_disconnect(&self.node_id, epoch_us(), player_id, reason))
+    }
+
+    fn revoke(&self, revocation: &Revocation) -> Result<Option<Ack>, BrokerError> {
+        self.store_revocation(revocation)
     }
 
     fn wants_presence(&self) -> bool {
@@ -310,12 +333,17 @@ mod tests {
         assert_eq!(k.sessions("n_1"), "t:sessions:n_1");
         assert_eq!(k.left("s_1"), "t:left:s_1");
         assert_eq!(k.reap("n_1"), "t:reap:n_1");
+        assert_eq!(k.revoked_jti("j"), "t:revoked:jti:j");
+        assert_eq!(k.revoked_player("p"), "t:revoked:player:p");
+        assert_eq!(k.revoked_pattern(), "t:revoked:*");
     }
 
     #[tokio::test]
     async fn nothing_is_published_while_the_link_is_down() {
         let b = RedisBroker::new(&BrokerConfig::default()).expect("a valid URL");
-        assert!(matches!(b.disconnect_player("alice"), Err(BrokerError::Unavailable(_))));
+        assert!(matches!(b.disconnect_player("alice", None), Err(BrokerError::Unavailable(_))));
+        let r = Revocation::Jti { jti: "j".into(), until_ms: u64::MAX };
+        assert!(matches!(b.revoke(&r), Err(BrokerError::Unavailable(_))));
         let names: Vec<_> =
             Arc::clone(&b).tasks(Arc::new(NoNode), "127.0.0.1:1".into()).iter().map(|t| t.name).collect();
         assert_eq!(names, ["broker_publisher", "broker_subscriber", "broker_heartbeat"]);
@@ -345,7 +373,8 @@ mod tests {
         fn telemetry(&self) -> &crate::telemetry::Telemetry {
             unreachable!("not read by these tests")
         }
-        fn disconnect_player(&self, _player_id: &str) {}
+        fn disconnect_player(&self, _player_id: &str, _reason: Option<&str>) {}
+        fn apply_revocation(&self, _revocation: &Revocation) {}
         fn local_sessions(&self) -> Vec<(String, String)> {
             Vec::new()
         }

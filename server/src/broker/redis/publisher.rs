@@ -77,6 +77,10 @@ impl RedisBroker {
                     Job::Session { session_id, player_id: None } => {
                         pipe.cmd("HDEL").arg(self.keys.sessions(&self.node_id)).arg(session_id).ignore();
                     }
+                    Job::Revoke { key, value, ttl_ms, message, .. } => {
+                        pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(*ttl_ms).ignore();
+                        pipe.cmd("PUBLISH").arg(&channel).arg(message.as_ref()).ignore();
+                    }
                 }
             }
             let result = if self.is_up() {
@@ -85,9 +89,15 @@ impl RedisBroker {
                 Err(unavailable("the Redis link is down"))
             };
             for job in batch {
-                if let Job::Publish { ack, .. } = job {
-                    ev::broker_published(result.as_ref().err().map(ToString::to_string).as_deref());
-                    let _ = ack.send(result.clone());
+                match job {
+                    Job::Publish { ack, .. } => {
+                        ev::broker_published(result.as_ref().err().map(ToString::to_string).as_deref());
+                        let _ = ack.send(result.clone());
+                    }
+                    Job::Revoke { ack, .. } => {
+                        let _ = ack.send(result.clone());
+                    }
+                    Job::Presence { .. } | Job::Session { .. } => {}
                 }
             }
         }

@@ -42,6 +42,10 @@ impl RedisBroker {
                     let reconnect = !first || attempt > 0;
                     // The command link may be a dead one from before.
                     *self.link.lock() = None;
+                    // Revocations made while this node was away, before it
+                    // says it is connected (what arrives meanwhile waits in
+                    // the subscription).
+                    self.load_revocations(&*manager).await;
                     self.up.store(true, Ordering::Relaxed);
                     self.ever_up.store(true, Ordering::Relaxed);
                     ev::broker_connected("redis", &self.node_id, reconnect);
@@ -85,7 +89,10 @@ impl RedisBroker {
                 ev::broker_received(Duration::from_micros(lag));
                 manager.fan_out_local(&envelope);
             }
-            wire::Payload::Disconnect(player_id) => manager.disconnect_player(&player_id),
+            wire::Payload::Disconnect { player_id, reason } => {
+                manager.disconnect_player(&player_id, reason.as_deref());
+            }
+            wire::Payload::Revoke(r) => manager.apply_revocation(&r),
         }
     }
 }

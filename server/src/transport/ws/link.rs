@@ -464,6 +464,17 @@ impl Link {
             Ok(Handled::Command(task)) => {
                 tokio::spawn(task.run(ReplyTo::Connection(Arc::clone(&self.att.conn))));
             }
+            Ok(Handled::Refresh(token)) => {
+                let conns = [Arc::clone(&self.att.conn)];
+                match crate::transport::refresh(&self.app, &self.att.session, &conns, &token, self.att.ids())
+                {
+                    Ok((who, (kind, json))) => {
+                        self.who = who;
+                        self.push(kind, json);
+                    }
+                    Err(e) => self.reject(&e),
+                }
+            }
             Err(e) => self.reject(&e),
         }
     }
