@@ -1,4 +1,4 @@
-//! Locating the `tandem` executable under test.
+//! Locating the executables under test (`tandem`, the example game).
 //!
 //! `TANDEM_BIN` names a prebuilt one; otherwise it is built once per test
 //! process with the same profile as the tests themselves, so `cargo test`
@@ -20,7 +20,7 @@ static BINARY: OnceLock<PathBuf> = OnceLock::new();
 pub fn tandem_bin() -> &'static Path {
     BINARY.get_or_init(|| match std::env::var_os("TANDEM_BIN") {
         Some(path) => PathBuf::from(path),
-        None => build(),
+        None => build("tandem-server", "tandem"),
     })
 }
 
@@ -31,19 +31,23 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-fn build() -> PathBuf {
+/// Builds `bin` of `package` with the tests' profile and returns its path.
+///
+/// # Panics
+/// When the build fails or does not report the executable.
+pub fn build(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = workspace_root();
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&root)
-        .args(["build", "-p", "tandem-server", "--bin", "tandem"])
+        .args(["build", "-p", package, "--bin", bin])
         .arg("--message-format=json")
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"));
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cargo:?} to build tandem: {e}"));
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cargo:?} to build {bin}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let messages: Vec<Value> =
         stdout.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).collect();
@@ -55,7 +59,7 @@ fn build() -> PathBuf {
             .filter_map(|m| m["message"]["rendered"].as_str())
             .collect();
         panic!(
-            "building tandem failed ({}):\n{}\n{}",
+            "building {bin} failed ({}):\n{}\n{}",
             output.status,
             diagnostics.join("\n"),
             String::from_utf8_lossy(&output.stderr)
@@ -63,7 +67,7 @@ fn build() -> PathBuf {
     }
     messages
         .into_iter()
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "tandem")
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin)
         .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo build reported no tandem executable:\n{stdout}"))
+        .unwrap_or_else(|| panic!("cargo build reported no {bin} executable:\n{stdout}"))
 }

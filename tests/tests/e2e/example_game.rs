@@ -26,43 +26,8 @@ static BINARY: OnceLock<PathBuf> = OnceLock::new();
 fn example_bin() -> &'static Path {
     BINARY.get_or_init(|| match std::env::var_os("TANDEM_EXAMPLE_BIN") {
         Some(path) => PathBuf::from(path),
-        None => build(),
+        None => tandem_e2e::binary::build("tandem-example-tictactoe", "tictactoe"),
     })
-}
-
-fn build() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from(".."), Path::to_path_buf);
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&root)
-        .args(["build", "-p", "tandem-example-tictactoe", "--bin", "tictactoe", "--message-format=json"])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"));
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cargo:?} to build tictactoe: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let messages: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    if !output.status.success() {
-        let diagnostics: Vec<&str> = messages
-            .iter()
-            .filter(|m| m["reason"] == "compiler-message")
-            .filter_map(|m| m["message"]["rendered"].as_str())
-            .collect();
-        panic!(
-            "building tictactoe failed ({}):\n{}\n{}",
-            output.status,
-            diagnostics.join("\n"),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    messages
-        .into_iter()
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tictactoe")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo build reported no tictactoe executable:\n{stdout}"))
 }
 
 /// A running `tictactoe` with the harness's config (loopback port 0,
