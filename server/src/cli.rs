@@ -180,6 +180,43 @@ pub fn run_check_config(cfg: Result<Config, ConfigError>) -> Result<String, CliE
     Ok(format!("# Tandem effective configuration: valid, {mode}; secrets shown as \"***\".\n\n{body}"))
 }
 
+/// The whole `tandem` command line, for a `main` to return: parse the
+/// arguments, run `token` or `check-config`, or load the configuration,
+/// start logging, call `started` (logging is up) and serve, with `handler`
+/// answering commands in process when given (a game that links Tandem).
+pub fn main(
+    handler: Option<std::sync::Arc<dyn crate::backend::CommandHandler>>,
+    started: impl FnOnce(),
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let cli = Cli::parse();
+    if let Some(code) = execute(&cli, &mut std::io::stdout(), &mut std::io::stderr()) {
+        return ExitCode::from(code);
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            report_error(&e, &mut std::io::stderr());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let _logs = match tandem_monitoring::logging::init(&config.logging) {
+        Ok(guard) => guard,
+        Err(e) => {
+            report_error(&e, &mut std::io::stderr());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    started();
+    match actix_web::rt::System::new().block_on(crate::server::run_with(config, handler)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Tandem failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `token` and `check-config` and returns their exit code; `None` for
 /// `serve`, which the caller runs. Loads the configuration with the process
 /// environment.

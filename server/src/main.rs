@@ -8,34 +8,6 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use clap::Parser;
-use tandem_server::cli::{self, Cli};
-use tandem_server::config::Config;
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(code) = cli::execute(&cli, &mut std::io::stdout(), &mut std::io::stderr()) {
-        return ExitCode::from(code);
-    }
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            cli::report_error(&e, &mut std::io::stderr());
-            return ExitCode::from(2);
-        }
-    };
-    let _logs = match tandem_monitoring::logging::init(&config.logging) {
-        Ok(guard) => guard,
-        Err(e) => {
-            cli::report_error(&e, &mut std::io::stderr());
-            return ExitCode::from(2);
-        }
-    };
-    match actix_web::rt::System::new().block_on(tandem_server::server::run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "Tandem failed");
-            ExitCode::FAILURE
-        }
-    }
+    tandem_server::cli::main(None, || {})
 }
