@@ -33,6 +33,11 @@ fn main() -> ExitCode {
     };
     match actix_web::rt::System::new().block_on(tandem_server::server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(tandem_server::server::ServeError::Config(e)) => {
+            tracing::error!(error = %e, "Tandem failed");
+            cli::report_error(&e, &mut std::io::stderr());
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!(error = %e, "Tandem failed");
             ExitCode::FAILURE

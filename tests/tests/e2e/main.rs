@@ -56,6 +56,7 @@ mod prometheus;
 mod restarts;
 mod resume;
 mod shutdown;
+mod tls;
 mod transport_switch;
 mod transports;
 mod ws_upgrade;
