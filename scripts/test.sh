@@ -17,12 +17,15 @@ export DEBIAN_FRONTEND=noninteractive
 
 # --- Debian packages -------------------------------------------------------
 # jq: the log-analysis recipes; prometheus: promtool and the real Prometheus;
-# chromium: browser tests; redis-server: the multi-node tests.
+# chromium: browser tests; redis-server: the multi-node tests; curl and
+# openssl: the TLS tests (curl over https, a certificate for the browser).
 need=()
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if ((${#need[@]})); then
     echo "--- installing: ${need[*]}"
     sudo=()

@@ -15,6 +15,7 @@
 //! - [`frames`]: the JSON frames in both directions ([`ServerFrame`],
 //!   [`ClientMessage`]).
 //! - [`error`]: everything that can go wrong ([`ClientError`]).
+//! - [`tls`]: whom an `https://` server is trusted by ([`TlsTrust`]).
 //! - [`ws`]: the WebSocket transport ([`WsClient`]).
 //! - [`sse`]: the Server-Sent Events transport plus its POST side channel
 //!   ([`SseClient`]).
@@ -84,6 +85,7 @@ pub mod frames;
 pub mod machine;
 pub mod options;
 pub mod sse;
+pub mod tls;
 pub mod ws;
 
 #[cfg(test)]
@@ -100,4 +102,5 @@ pub use machine::status::Status;
 pub use machine::transport_plan::{Mode, Transport};
 pub use options::ConnectOptions;
 pub use sse::{SseClient, SsePoster};
+pub use tls::TlsTrust;
 pub use ws::WsClient;

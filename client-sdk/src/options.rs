@@ -8,6 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::error::ClientError;
+use crate::tls::TlsTrust;
 
 /// How long a connect (TCP, upgrade or SSE response head, welcome) may take
 /// unless [`ConnectOptions::connect_timeout`] says otherwise.
@@ -33,6 +34,9 @@ pub struct ConnectOptions {
     pub origin: Option<String>,
     /// Bound on connecting and receiving the welcome.
     pub connect_timeout: Duration,
+    /// Whom an `https://` server is trusted by (default: the system's
+    /// certificate authorities).
+    pub tls: TlsTrust,
 }
 
 impl ConnectOptions {
@@ -46,7 +50,19 @@ impl ConnectOptions {
             channels: Vec::new(),
             origin: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: TlsTrust::default(),
         }
+    }
+
+    /// Whom an `https://` server is trusted by.
+    pub fn tls(mut self, trust: TlsTrust) -> Self {
+        self.tls = trust;
+        self
+    }
+
+    /// Whether the connect goes over TLS (`https://`, hence `wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.base().is_ok_and(|u| u.scheme() == "https")
     }
 
     pub fn token(mut self, token: impl Into<String>) -> Self {

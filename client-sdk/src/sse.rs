@@ -54,7 +54,11 @@ impl SseClient {
     /// `Last-Event-ID` header a browser would send on its own.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let deadline = Instant::now() + opts.connect_timeout;
-        let http = reqwest::Client::builder().no_proxy().connect_timeout(opts.connect_timeout).build()?;
+        let mut builder = reqwest::Client::builder().no_proxy().connect_timeout(opts.connect_timeout);
+        if opts.is_tls() {
+            builder = builder.use_preconfigured_tls((*opts.tls.client_config()?).clone());
+        }
+        let http = builder.build()?;
         let mut request =
             with_credentials(http.get(opts.sse_url()?), opts).header(ACCEPT, "text/event-stream");
         if let Some(n) = opts.last_seq {

@@ -65,7 +65,12 @@ impl WsClient {
             headers.insert("origin", value);
         }
         // Nagle off: frames are small and latency is the point of realtime.
-        let upgrade = tokio_tungstenite::connect_async_with_config(request, None, true);
+        let connector = if opts.is_tls() {
+            Some(tokio_tungstenite::Connector::Rustls(opts.tls.client_config()?))
+        } else {
+            None
+        };
+        let upgrade = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
         let connected = timeout_at(deadline, upgrade).await.map_err(|_| ClientError::Timeout)?;
         let stream = match connected {
             Ok((stream, _response)) => stream,

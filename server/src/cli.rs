@@ -210,6 +210,11 @@ pub fn main(
     started();
     match actix_web::rt::System::new().block_on(crate::server::run_with(config, handler)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(crate::server::ServeError::Config(e)) => {
+            tracing::error!(error = %e, "Tandem failed");
+            report_error(&e, &mut std::io::stderr());
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!(error = %e, "Tandem failed");
             ExitCode::FAILURE

@@ -16,6 +16,9 @@ use tandem_protocol::Transport;
 
 use crate::WAIT;
 
+// One per connection: a WebSocket that may carry TLS state is large, and
+// boxing it would only move the size around.
+#[allow(clippy::large_enum_variant)]
 enum Link {
     Ws(WsClient),
     Sse(SseClient),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
-use tandem_client::ConnectOptions;
+use tandem_client::{ConnectOptions, TlsTrust};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout_at};
 
@@ -56,6 +56,9 @@ impl Signal {
 #[derive(Debug, Clone)]
 pub struct TestServerBuilder {
     sections: BTreeMap<String, BTreeMap<String, String>>,
+    /// The CA (PEM) a TLS server's certificate chains to: set when the
+    /// server serves `server.tls`, so the harness speaks https to it.
+    tls_ca: Option<String>,
 }
 
 impl Default for TestServerBuilder {
@@ -68,7 +71,7 @@ impl TestServerBuilder {
     /// Loopback on an ephemeral port and the test API key; the log file is
     /// added by [`start`](Self::start) or [`write_config`](Self::write_config).
     pub fn new() -> Self {
-        Self { sections: BTreeMap::new() }.set("server", "bind", "\"127.0.0.1:0\"").set(
+        Self { sections: BTreeMap::new(), tls_ca: None }.set("server", "bind", "\"127.0.0.1:0\"").set(
             "auth",
             "api_keys",
             &format!("[\"{API_KEY}\"]"),
@@ -78,6 +81,14 @@ impl TestServerBuilder {
     /// Sets `section.key = value` (a TOML literal).
     pub fn set(mut self, section: &str, key: &str, value: &str) -> Self {
         self.sections.entry(section.to_owned()).or_default().insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// The server serves TLS (`server.tls` set by the test) with a
+    /// certificate issued by `ca_pem`: the harness's HTTP client and
+    /// connect options trust it, and its URLs are `https://` and `wss://`.
+    pub fn tls_ca(mut self, ca_pem: &str) -> Self {
+        self.tls_ca = Some(ca_pem.to_owned());
         self
     }
 
@@ -134,9 +145,16 @@ impl TestServerBuilder {
         if let Some(stderr) = child.stderr.take() {
             drain_lines(stderr, Arc::clone(&output), Stream::Stderr);
         }
-        let http =
-            reqwest::Client::builder().no_proxy().timeout(crate::WAIT).build().expect("an HTTP client");
+        let mut http = reqwest::Client::builder().no_proxy().timeout(crate::WAIT);
+        let mut tls = None;
+        if let Some(ca) = &self.tls_ca {
+            let cert = reqwest::Certificate::from_pem(ca.as_bytes()).expect("a PEM CA");
+            http = http.add_root_certificate(cert);
+            tls = Some(TlsTrust::only_added().with_pem(ca.as_bytes()).expect("a PEM CA"));
+        }
+        let http = http.build().expect("an HTTP client");
         let mut server = TestServer {
+            tls,
             child: Mutex::new(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir,
@@ -250,6 +268,8 @@ pub struct TestServer {
     config_path: PathBuf,
     output: Arc<Captured>,
     http: reqwest::Client,
+    /// Set when the server serves TLS: whom its certificate chains to.
+    tls: Option<TlsTrust>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -317,14 +337,26 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://127.0.0.1:PORT` for a TLS server,
+    /// whose address its test certificate names).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            None => format!("http://{}", self.addr),
+            Some(_) => format!("https://{}", self.addr),
+        }
     }
 
-    /// `ws://127.0.0.1:PORT/ws`.
+    /// `ws://127.0.0.1:PORT/ws` (`wss://127.0.0.1:PORT/ws` for a TLS server).
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        match self.tls {
+            None => format!("ws://{}/ws", self.addr),
+            Some(_) => format!("wss://{}/ws", self.addr),
+        }
+    }
+
+    /// Whom a TLS server's certificate chains to (`None`: plain TCP).
+    pub fn tls_trust(&self) -> Option<&TlsTrust> {
+        self.tls.as_ref()
     }
 
     /// The backend API key the server was configured with.
@@ -354,12 +386,16 @@ impl TestServer {
 
     /// Connect options in development mode for `player`.
     pub fn dev(&self, player: &str) -> ConnectOptions {
-        ConnectOptions::new(self.base_url()).player(player)
+        self.anonymous().player(player)
     }
 
     /// Connect options with no credentials at all.
     pub fn anonymous(&self) -> ConnectOptions {
-        ConnectOptions::new(self.base_url())
+        let opts = ConnectOptions::new(self.base_url());
+        match &self.tls {
+            Some(trust) => opts.tls(trust.clone()),
+            None => opts,
+        }
     }
 
     /// A plain HTTP client for requests the helpers do not cover.

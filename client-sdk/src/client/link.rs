@@ -15,6 +15,9 @@ use crate::ws::WsClient;
 
 /// A welcomed link.
 #[derive(Debug)]
+// One per client: a WebSocket that may carry TLS state is large, and boxing
+// it would only move the size around.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Link {
     Ws(WsClient),
     Sse(SseClient),

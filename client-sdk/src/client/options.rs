@@ -11,6 +11,7 @@ use super::events::Resync;
 use crate::machine::backoff::Reconnect;
 use crate::machine::liveness::DEFAULT_LIVENESS_FACTOR;
 use crate::machine::transport_plan::{DEFAULT_WS_FAILURES_BEFORE_FALLBACK, DEFAULT_WS_PROBE_INTERVAL, Mode};
+use crate::tls::TlsTrust;
 
 /// Why a token callback could not produce a token.
 pub type TokenError = Box<dyn std::error::Error + Send + Sync>;
@@ -68,6 +69,9 @@ pub struct ClientOptions {
     pub on_resync: Option<ResyncHook>,
     /// A browser-like `Origin` header, for servers that check it.
     pub origin: Option<String>,
+    /// Whom an `https://` server is trusted by (default: the system's
+    /// certificate authorities; add a private CA with [`TlsTrust::with_pem`]).
+    pub tls: TlsTrust,
 }
 
 impl std::fmt::Debug for ClientOptions {
@@ -86,6 +90,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("call_timeout", &self.call_timeout)
             .field("on_resync", &self.on_resync.as_ref().map(|_| "<hook>"))
             .field("origin", &self.origin)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -107,6 +112,7 @@ impl ClientOptions {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             on_resync: None,
             origin: None,
+            tls: TlsTrust::default(),
         }
     }
 
@@ -202,6 +208,12 @@ impl ClientOptions {
 
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
         self.origin = Some(origin.into());
+        self
+    }
+
+    /// Whom an `https://` server is trusted by.
+    pub fn tls(mut self, trust: TlsTrust) -> Self {
+        self.tls = trust;
         self
     }
 }

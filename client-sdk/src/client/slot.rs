@@ -150,7 +150,7 @@ async fn open_welcomed(shared: &Shared, transport: Transport) -> Result<Link, En
 /// subscription, and the welcome within `welcome_timeout`.
 async fn open(shared: &Shared, transport: Transport) -> Result<Link, End> {
     let o = &shared.options;
-    let mut opts = ConnectOptions::new(o.url.clone()).connect_timeout(o.welcome_timeout);
+    let mut opts = ConnectOptions::new(o.url.clone()).connect_timeout(o.welcome_timeout).tls(o.tls.clone());
     if let Some(source) = &o.token {
         match timeout(o.welcome_timeout, source()).await {
             Ok(Ok(token)) => opts = opts.token(token),

@@ -24,7 +24,7 @@ pub use error::ConfigError;
 pub use load::{DEFAULT_TOML, ENV_PREFIX, ENV_SEPARATOR};
 pub use sections::{
     AuthConfig, BackendConfig, BrokerConfig, BrokerKind, ChannelsConfig, DualDelivery, HookFailure,
-    ServerConfig, SessionConfig, TransportConfig,
+    ServerConfig, SessionConfig, TlsConfig, TransportConfig,
 };
 pub use validate::{
     MAX_HISTORY_SIZE, MAX_MESSAGE_BYTES, MAX_OUTBOUND_QUEUE_SIZE, MAX_REQUEST_HEAD_BYTES, MAX_SECONDS,

@@ -35,6 +35,42 @@ pub struct ServerConfig {
     /// something in front of Tandem breaks it (a proxy that blocks
     /// upgrades); the other answers `transport_disabled`.
     pub transports: Vec<Transport>,
+    /// `[server.tls]`: TLS on the client listener (and optionally the admin one).
+    pub tls: TlsConfig,
+}
+
+/// `[server.tls]`: a certificate chain and its private key, both PEM.
+/// Both empty = plain TCP; both set = TLS 1.2 and 1.3 (ALPN `http/1.1`),
+/// the pair reloaded when its files change.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's own certificate first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_file: String,
+    /// How often the two files are checked for a change.
+    pub reload_interval_seconds: u64,
+    /// Serve the admin listener (`server.admin_bind`) with the same pair.
+    pub admin: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { cert_file: String::new(), key_file: String::new(), reload_interval_seconds: 5, admin: false }
+    }
+}
+
+impl TlsConfig {
+    /// Whether TLS is on (both files named; [`Config::validate`](super::Config::validate)
+    /// refuses one without the other).
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.trim().is_empty() && !self.key_file.trim().is_empty()
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs(self.reload_interval_seconds)
+    }
 }
 
 impl Default for ServerConfig {
@@ -48,6 +84,7 @@ impl Default for ServerConfig {
             admin_bind: String::new(),
             max_request_head_bytes: 16_384,
             transports: Transport::ALL.to_vec(),
+            tls: TlsConfig::default(),
         }
     }
 }

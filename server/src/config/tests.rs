@@ -485,3 +485,14 @@ fn production_example_loads_with_its_env_vars() {
     let err = in_jail(&vars[1..], |_| Config::load(Some(&path))).unwrap_err();
     assert!(matches!(err, ConfigError::SecretRequired { .. }), "{err}");
 }
+
+#[test]
+fn tls_needs_both_files_and_the_admin_flag_needs_tls_and_an_admin_listener() {
+    let err = load_str("[server.tls]\ncert_file = \"/c.pem\"\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("server.tls.key_file"), "{err}");
+    let err = load_str("[server.tls]\nkey_file = \"/k.pem\"\nadmin = true\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("server.tls.cert_file") && err.contains("server.tls.admin"), "{err}");
+    let cfg = load_str("[server.tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n", &[]).unwrap();
+    assert!(cfg.server.tls.enabled());
+    assert!(!Config::default().server.tls.enabled());
+}

@@ -104,6 +104,19 @@ impl Config {
                 p.invalid(format!("server.transports[{i}]"), format!("\"{}\" is listed twice", t.as_str()));
             }
         }
+        let tls = &s.tls;
+        match (tls.cert_file.trim().is_empty(), tls.key_file.trim().is_empty()) {
+            (false, true) => p.invalid("server.tls.key_file", "must be set when server.tls.cert_file is"),
+            (true, false) => p.invalid("server.tls.cert_file", "must be set when server.tls.key_file is"),
+            _ => {}
+        }
+        p.between("server.tls.reload_interval_seconds", tls.reload_interval_seconds, 1, MAX_SECONDS);
+        if tls.admin && !tls.enabled() {
+            p.invalid("server.tls.admin", "needs server.tls.cert_file and server.tls.key_file");
+        }
+        if tls.admin && s.admin_bind.trim().is_empty() {
+            p.invalid("server.tls.admin", "needs server.admin_bind");
+        }
     }
 
     fn validate_auth(&self, p: &mut Problems) {

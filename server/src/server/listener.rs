@@ -3,7 +3,11 @@
 //! with the socket, and every other request to the actix-web app.
 //!
 //! This is what `actix_web::HttpServer` assembles, with one addition it
-//! has no hook for: the upgrade service.
+//! has no hook for: the upgrade service. With `server.tls` the same
+//! service runs over rustls (`tls.rs`): the handshake happens before
+//! HTTP, so upgrades and SSE see a plain byte stream either way; without
+//! it the plain TCP service is built as before, with nothing of TLS on
+//! its path.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -11,6 +15,7 @@ use std::time::Duration;
 use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_server::{Server, ServerBuilder};
 use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
 use actix_web::dev::AppConfig;
 use actix_web::web;
 use tokio::net::TcpStream;
@@ -27,6 +32,9 @@ const BACKLOG: i32 = 4096;
 /// How long a client may take to send its request head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client may take to complete its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What actix's graceful stop waits for once clients are drained.
 pub const STOP_TIMEOUT_SECONDS: u64 = 1;
 
@@ -40,8 +48,75 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// The client server on `listener`, not yet running.
-pub fn serve(state: &web::Data<AppState>, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
+/// The TCP socket under a connection, for its socket options.
+trait Tcp {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Tcp for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Tcp for TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// The HTTP/1 service over a guarded socket of type `$io` (TCP, or TLS
+/// over TCP), with the WebSocket upgrade service in front of the actix-web
+/// app. A macro because the service's type names the socket and its
+/// closures, and only the two uses below need it.
+macro_rules! http_service {
+    ($state:expr, $shutdown:expr, $user_timeout:expr, $io:ty) => {{
+        let state = $state;
+        let shutdown = $shutdown;
+        let user_timeout = $user_timeout;
+        let app = routes::build(state.clone()).into_factory().map_err(|e| e.error_response());
+        HttpService::build()
+            .keep_alive(KeepAlive::default())
+            .client_request_timeout(REQUEST_TIMEOUT)
+            .client_disconnect_timeout(Duration::from_secs(1))
+            // A client's end of stream is its leaving: an SSE stream (or
+            // any response in progress) ends at once instead of at the
+            // first heartbeat that fails, so a reload is not refused by
+            // the connection it replaces. No HTTP/1 client Tandem serves
+            // half-closes and then waits for an answer.
+            .h1_allow_half_closed(false)
+            .graceful_shutdown_signal(move || {
+                let signal = shutdown.clone();
+                async move { signal.notified().await }
+            })
+            .on_connect_ext(move |io: &HeadGuard<$io>, _ext| {
+                let sock = socket2::SockRef::from(Tcp::tcp(io.get_ref()));
+                // A peer that vanishes mid-write is dropped by the kernel
+                // once unacknowledged data is older than the heartbeat
+                // timeout; heartbeats make sure there is such data.
+                let _ = sock.set_tcp_user_timeout(Some(user_timeout));
+                let _ = sock.set_tcp_nodelay(true);
+            })
+            .upgrade(ws::upgrade::<$io>(state))
+            .finish(map_config(app, |()| AppConfig::default()))
+    }};
+}
+
+/// Every request head is measured before actix-http parses it, so an
+/// oversized one gets Tandem's JSON 431 (`http::head_guard`).
+fn guarded<Io: Tcp>(io: Io, limit: usize) -> (HeadGuard<Io>, Protocol, Option<SocketAddr>) {
+    let peer = io.tcp().peer_addr().ok();
+    (HeadGuard::new(io, limit), Protocol::Http1, peer)
+}
+
+/// The client server on `listener`, not yet running; TLS over it when
+/// `tls` is given (`server.tls`), plain TCP otherwise.
+pub fn serve(
+    state: &web::Data<AppState>,
+    listener: TcpListener,
+    workers: usize,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let config = &state.config;
     let user_timeout = Duration::from_secs(config.transport.heartbeat_timeout_seconds);
     let builder = ServerBuilder::default()
@@ -56,46 +131,31 @@ pub fn serve(state: &web::Data<AppState>, listener: TcpListener, workers: usize)
         .max_concurrent_connections(config.server.max_connections.saturating_add(1024));
     let shutdown = builder.graceful_shutdown_signal();
     let state = state.clone();
-    let head_limit = config.server.max_request_head_bytes;
-    builder
-        .listen("tandem", listener, move || {
-            let shutdown = shutdown.clone();
-            let app = routes::build(state.clone()).into_factory().map_err(|e| e.error_response());
-            let http = HttpService::build()
-                .keep_alive(KeepAlive::default())
-                .client_request_timeout(REQUEST_TIMEOUT)
-                .client_disconnect_timeout(Duration::from_secs(1))
-                // A client's end of stream is its leaving: an SSE stream (or
-                // any response in progress) ends at once instead of at the
-                // first heartbeat that fails, so a reload is not refused by
-                // the connection it replaces. No HTTP/1 client Tandem serves
-                // half-closes and then waits for an answer.
-                .h1_allow_half_closed(false)
-                .graceful_shutdown_signal(move || {
-                    let signal = shutdown.clone();
-                    async move { signal.notified().await }
-                })
-                .on_connect_ext(move |io: &HeadGuard<TcpStream>, _ext| {
-                    let sock = socket2::SockRef::from(io.get_ref());
-                    // A peer that vanishes mid-write is dropped by the kernel
-                    // once unacknowledged data is older than the heartbeat
-                    // timeout; heartbeats make sure there is such data.
-                    let _ = sock.set_tcp_user_timeout(Some(user_timeout));
-                    let _ = sock.set_tcp_nodelay(true);
-                })
-                .upgrade(ws::upgrade(state.clone()))
-                .finish(map_config(app, |()| AppConfig::default()));
-            // Every request head is measured before actix-http parses it,
-            // so an oversized one gets Tandem's JSON 431 (http::head_guard).
+    let limit = config.server.max_request_head_bytes;
+    let builder = match tls {
+        None => builder.listen("tandem", listener, move || {
+            let http = http_service!(state.clone(), shutdown.clone(), user_timeout, TcpStream);
             fn_service(move |io: TcpStream| async move {
-                let peer = io.peer_addr().ok();
-                Ok::<_, actix_http::error::DispatchError>((
-                    HeadGuard::new(io, head_limit),
-                    Protocol::Http1,
-                    peer,
-                ))
+                Ok::<_, actix_http::error::DispatchError>(guarded(io, limit))
             })
             .and_then(http)
-        })
-        .map(ServerBuilder::run)
+        }),
+        Some(mut tls) => {
+            // HTTP/1.1 is all Tandem speaks; a client offering h2 alone is
+            // refused in the handshake instead of misread after it.
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder.listen("tandem-tls", listener, move || {
+                let http = http_service!(state.clone(), shutdown.clone(), user_timeout, TlsStream<TcpStream>);
+                let mut acceptor = Acceptor::new(tls.clone());
+                acceptor.set_handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
+                // A failed handshake or a broken connection ends here;
+                // neither has anyone to answer.
+                acceptor
+                    .map_err(|_| ())
+                    .map(move |io: TlsStream<TcpStream>| guarded(io, limit))
+                    .and_then(http.map_err(|_| ()))
+            })
+        }
+    };
+    builder.map(ServerBuilder::run)
 }

@@ -17,6 +17,8 @@ pub(crate) mod listener;
 pub(crate) mod routes;
 /// Background tasks restarted with backoff when they fail.
 pub(crate) mod supervisor;
+/// TLS: the certificate pair, its resolver and its reload.
+pub mod tls;
 
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use tandem_monitoring::{ConnectionOverview, ConnectionSample, ConnectionStatsSou
 use crate::auth::Authenticator;
 use crate::backend::{Backend, BackendError, CommandHandler};
 use crate::broker::{self, BrokerError, LocalNode};
-use crate::config::{Config, ServerConfig};
+use crate::config::{Config, ConfigError, ServerConfig};
 use crate::http::origin::OriginPolicy;
 use crate::http::state::AppState;
 use crate::http::views;
@@ -63,6 +65,34 @@ pub enum ServeError {
     Broker(BrokerError),
     #[error("{0}")]
     Backend(BackendError),
+    /// A configuration that validates but cannot be served (the TLS files).
+    #[error("{0}")]
+    Config(ConfigError),
+}
+
+/// The TLS set-up of `server.tls`, loaded at start-up: a bad pair stops
+/// Tandem here with the key named.
+struct TlsSetup {
+    store: Arc<tls::CertStore>,
+    stamps: tls::Stamps,
+    server: rustls::ServerConfig,
+}
+
+fn load_tls(config: &Config) -> Result<Option<TlsSetup>, ServeError> {
+    let c = &config.server.tls;
+    if !c.enabled() {
+        return Ok(None);
+    }
+    let invalid = |e: tls::TlsError| {
+        ServeError::Config(ConfigError::Invalid { key: e.key().to_owned(), reason: e.to_string() })
+    };
+    let provider = tls::provider();
+    // Stamped before reading: a change made meanwhile is seen by the watch.
+    let stamps = tls::stamps(c);
+    let store = Arc::new(tls::CertStore::new(tls::load_pair(c, &provider).map_err(invalid)?));
+    let server = tls::server_config(Arc::clone(&store), provider).map_err(invalid)?;
+    ev::tls_enabled(c.cert_file.trim(), c.key_file.trim(), c.admin);
+    Ok(Some(TlsSetup { store, stamps, server }))
 }
 
 /// Lets monitoring read the manager without owning it (the manager owns
@@ -129,6 +159,7 @@ pub async fn run_with(
     handler: Option<Arc<dyn CommandHandler>>,
 ) -> Result<(), ServeError> {
     fit_connection_limit(&mut config);
+    let tls = load_tls(&config)?;
     let config = Arc::new(config);
     let prometheus =
         tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
@@ -154,6 +185,12 @@ pub async fn run_with(
     let monitoring = Arc::clone(&manager.telemetry().monitoring);
     let supervisor = supervisor_for(&manager);
     spawn_background(&supervisor, &manager, &monitoring);
+    if let Some(t) = &tls {
+        let (c, store, stamps, tm) =
+            (config.server.tls.clone(), Arc::clone(&t.store), t.stamps, manager.telemetry().clone());
+        supervisor
+            .supervise("tls_reload", move || tls::watch(c.clone(), Arc::clone(&store), stamps, tm.clone()));
+    }
 
     let state = web::Data::new(AppState {
         auth: Authenticator::new(&config.auth),
@@ -173,13 +210,14 @@ pub async fn run_with(
         source,
     })?;
     let addr = listener.local_addr().map_or_else(|_| config.server.bind.to_string(), |a| a.to_string());
-    let running = listener::serve(&state, listener, workers)?;
+    let admin_tls = tls.as_ref().filter(|_| config.server.tls.admin).map(|t| t.server.clone());
+    let running = listener::serve(&state, listener, workers, tls.map(|t| t.server))?;
     ev::listening(&addr, state.auth.dev_mode(), workers, config.server.max_connections);
     let _ = addr_cell.set(addr.clone());
     start_broker(&supervisor, &manager, addr.clone());
 
     let admin = match config.server.admin_addr() {
-        Some(addr) => Some(admin_server(&state, addr)?),
+        Some(addr) => Some(admin_server(&state, addr, admin_tls)?),
         None => None,
     };
 
@@ -223,10 +261,12 @@ pub async fn run_with(
 }
 
 /// The admin listener (`server.admin_bind`): its own accept loop and one
-/// worker, serving the operator routes only.
+/// worker, serving the operator routes only; over TLS with the client
+/// listener's pair when `server.tls.admin` is on.
 fn admin_server(
     state: &web::Data<AppState>,
     addr: std::net::SocketAddr,
+    tls: Option<rustls::ServerConfig>,
 ) -> Result<actix_web::dev::Server, ServeError> {
     let admin_state = state.clone();
     let server = HttpServer::new(move || routes::build_admin(admin_state.clone()))
@@ -234,9 +274,16 @@ fn admin_server(
         .disable_signals()
         .shutdown_timeout(STOP_TIMEOUT_SECONDS)
         .backlog(1024)
-        .client_request_timeout(Duration::from_secs(10))
-        .bind(addr)
-        .map_err(|source| ServeError::Bind { key: "server.admin_bind", addr: addr.to_string(), source })?;
+        .client_request_timeout(Duration::from_secs(10));
+    let bound = match tls {
+        None => server.bind(addr),
+        Some(tls) => server.bind_rustls_0_23(addr, tls),
+    };
+    let server = bound.map_err(|source| ServeError::Bind {
+        key: "server.admin_bind",
+        addr: addr.to_string(),
+        source,
+    })?;
     let bound = server.addrs().first().map_or_else(|| addr.to_string(), ToString::to_string);
     ev::admin_listening(&bound);
     Ok(server.run())

@@ -46,6 +46,7 @@ pub const BROKER_RECEIVES_TOTAL: &str = "tandem_broker_receives_total";
 pub const BROKER_LAG_SECONDS: &str = "tandem_broker_lag_seconds";
 pub const BROKER_RECONNECTS_TOTAL: &str = "tandem_broker_reconnects_total";
 pub const RESYNC_NOTICES_TOTAL: &str = "tandem_resync_notices_total";
+pub const TLS_RELOADS_TOTAL: &str = "tandem_tls_reloads_total";
 
 const TRANSPORTS: [&str; 2] = ["websocket", "sse"];
 
@@ -90,6 +91,14 @@ pub fn register_metrics() {
         Unit::Count,
         "Connections told to resynchronise (`resync` frame) after a broker loss."
     );
+    describe_counter!(
+        TLS_RELOADS_TOTAL,
+        Unit::Count,
+        "Changed TLS certificate pairs seen, by outcome (ok = serving it, error = refused, the last good pair kept)."
+    );
+    for outcome in ["ok", "error"] {
+        counter!(TLS_RELOADS_TOTAL, "outcome" => outcome).absolute(0);
+    }
     for outcome in ["ok", "failed", "refused"] {
         counter!(BROKER_PUBLISHES_TOTAL, "outcome" => outcome).absolute(0);
     }

@@ -45,6 +45,33 @@ pub fn connection_limit_fitted(configured: u64, effective: u64, open_file_limit:
     }
 }
 
+/// TLS is on: the pair in these files serves new connections.
+pub fn tls_enabled(cert_file: &str, key_file: &str, admin: bool) {
+    info!(cert_file, key_file, admin, "TLS enabled");
+}
+
+/// The certificate files changed and the new pair now serves new
+/// connections (connections already open keep theirs).
+pub fn tls_reloaded(cert_file: &str) {
+    counter!(TLS_RELOADS_TOTAL, "outcome" => "ok").increment(1);
+    info!(cert_file, outcome = "ok", "TLS certificate reloaded");
+}
+
+/// The certificate files changed but the new pair was refused: the last
+/// good pair keeps serving. Tried again on the files' next change.
+pub fn tls_reload_failed(tm: &Telemetry, key: &'static str, error: &str) {
+    counter!(TLS_RELOADS_TOTAL, "outcome" => "error").increment(1);
+    warn!(key, error, outcome = "error", "TLS certificate reload refused; the last good pair keeps serving");
+    tm.track(
+        ErrorEvent::new(
+            ErrorType::SystemError,
+            Severity::High,
+            format!("TLS certificate reload refused: {error}"),
+        )
+        .details(serde_json::json!({ "key": key })),
+    );
+}
+
 /// The admin listener (`server.admin_bind`) is bound.
 pub fn admin_listening(addr: &str) {
     info!(addr, "Admin listener");

@@ -5,6 +5,7 @@
 // (scripts/test.sh builds it before the browser suites run).
 
 import { spawn } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -37,9 +38,11 @@ export function toml(value) {
  * listens. `logs` holds every JSON log line it printed, parsed. `env` adds
  * environment variables (e.g. `TANDEM_BACKEND__COMMAND_URL`: the last
  * layer of the configuration, over the file); the test runner's own
- * `TANDEM_*` variables are never passed on.
+ * `TANDEM_*` variables are never passed on. `ca` (PEM) is the authority a
+ * TLS server's certificate (`server.tls` in `config`) chains to: the url
+ * is then `https://` and `api()` trusts it.
  */
-export async function startTandem(config = {}, { env: extraEnv = {} } = {}) {
+export async function startTandem(config = {}, { env: extraEnv = {}, ca = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-browser-'));
   const merged = {
     server: { bind: '127.0.0.1:0' },
@@ -80,7 +83,7 @@ export async function startTandem(config = {}, { env: extraEnv = {} } = {}) {
       logs.push(event);
       if (event.message === 'Tandem listening' && typeof event.addr === 'string') {
         clearTimeout(timer);
-        resolveUrl(`http://${event.addr}`);
+        resolveUrl(`${merged['server.tls']?.cert_file ? 'https' : 'http'}://${event.addr}`);
       }
     });
   });
@@ -107,6 +110,7 @@ export async function startTandem(config = {}, { env: extraEnv = {} } = {}) {
     },
     /** POSTs JSON to the backend API with the test key. */
     async api(path, body) {
+      if (url.startsWith('https:')) return apiOverTls(url + path, body, ca);
       const res = await fetch(url + path, {
         method: 'POST',
         headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
@@ -115,4 +119,34 @@ export async function startTandem(config = {}, { env: extraEnv = {} } = {}) {
       return { status: res.status, body: await res.json() };
     },
   };
+}
+
+/** `api()` over https, trusting `ca` (fetch has no per-request CA). */
+function apiOverTls(target, body, ca) {
+  const payload = JSON.stringify(body);
+  return new Promise((resolveRes, reject) => {
+    const req = httpsRequest(
+      target,
+      {
+        method: 'POST',
+        ca: ca ?? undefined,
+        timeout: 10_000,
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            resolveRes({ status: res.statusCode, body: JSON.parse(Buffer.concat(chunks).toString()) });
+          } catch (e) {
+            reject(e);
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${target} timed out`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
 }

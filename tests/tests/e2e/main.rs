@@ -59,6 +59,7 @@ mod restarts;
 mod resume;
 mod revoke;
 mod shutdown;
+mod tls;
 mod transport_switch;
 mod transports;
 mod ws_upgrade;

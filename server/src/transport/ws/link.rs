@@ -18,12 +18,11 @@ use std::time::Duration;
 use actix_codec::Decoder;
 use actix_http::ws::{self as wsp, CloseCode, Codec, Frame, OpCode, Parser};
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
+use tokio::io::ReadBuf;
 use tokio::time::Sleep;
 
-use super::frame;
 use super::inbound::{Inbound, Step};
+use super::{Socket, frame};
 use crate::http::state::AppState;
 use crate::manager::Attached;
 use crate::manager::commands::{self, Handled, ReplyTo};
@@ -68,11 +67,13 @@ enum Phase {
     },
 }
 
-pub(super) struct Link {
+pub(super) struct Link<Io: Socket> {
     app: Arc<AppState>,
     att: Attached,
     who: Identity,
-    io: TcpStream,
+    /// The socket: TCP, or TLS over it (whose buffered plaintext is flushed
+    /// once caught up).
+    io: Io,
     /// A partial frame the client has sent; empty (no allocation) between frames.
     read_buf: BytesMut,
     /// Encoded frames the socket has not taken yet; empty (no allocation) when caught up.
@@ -95,21 +96,15 @@ pub(super) struct Link {
     end: &'static str,
 }
 
-impl Drop for Link {
+impl<Io: Socket> Drop for Link<Io> {
     fn drop(&mut self) {
         self.app.manager.detach(&self.att, self.end);
     }
 }
 
-impl Link {
+impl<Io: Socket> Link<Io> {
     /// `early`: bytes the client sent right behind its upgrade request.
-    pub(super) fn new(
-        app: Arc<AppState>,
-        att: Attached,
-        who: Identity,
-        io: TcpStream,
-        early: BytesMut,
-    ) -> Self {
+    pub(super) fn new(app: Arc<AppState>, att: Attached, who: Identity, io: Io, early: BytesMut) -> Self {
         let max = app.config.transport.max_message_bytes;
         Self {
             rate: app.manager.new_rate_gate(),
@@ -143,7 +138,7 @@ enum Written {
     Gone,
 }
 
-impl Future for Link {
+impl<Io: Socket> Future for Link<Io> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -175,7 +170,7 @@ impl Future for Link {
     }
 }
 
-impl Link {
+impl<Io: Socket> Link<Io> {
     /// Writes queued frames until the queue is empty, the socket is full or
     /// the close frame is out.
     fn write(&mut self, cx: &mut Context<'_>) -> Written {
@@ -183,13 +178,22 @@ impl Link {
             if self.outbound.is_empty() {
                 if self.close_queued {
                     self.outbound = BytesMut::new();
-                    return Written::Closed;
+                    return match Pin::new(&mut self.io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => Written::Closed,
+                        Poll::Ready(Err(_)) => Written::Gone,
+                        Poll::Pending => Written::Blocked,
+                    };
                 }
                 self.encode_queued();
                 if self.outbound.is_empty() {
-                    // Caught up: give the buffer back.
+                    // Caught up: give the buffer back, and push out what a
+                    // TLS layer still holds (a no-op on plain TCP).
                     self.outbound = BytesMut::new();
-                    return Written::CaughtUp;
+                    return match Pin::new(&mut self.io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => Written::CaughtUp,
+                        Poll::Ready(Err(_)) => Written::Gone,
+                        Poll::Pending => Written::Blocked,
+                    };
                 }
             }
             match Pin::new(&mut self.io).poll_write(cx, &self.outbound) {
@@ -232,19 +236,14 @@ impl Link {
                 cx.waker().wake_by_ref();
                 break;
             }
-            match self.io.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => match self.io.try_read(&mut sink) {
-                    Ok(0) => return Poll::Ready(()),
-                    Ok(n) => {
-                        *discarded += n;
-                        if *discarded > CLOSE_DISCARD_BYTES {
-                            return Poll::Ready(());
-                        }
+            match poll_read_some(&mut self.io, cx, &mut sink) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(n)) => {
+                    *discarded += n;
+                    if *discarded > CLOSE_DISCARD_BYTES {
+                        return Poll::Ready(());
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Poll::Ready(()),
-                },
-                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                }
                 Poll::Pending => break,
             }
         }
@@ -319,14 +318,9 @@ impl Link {
                 cx.waker().wake_by_ref();
                 break;
             }
-            match self.io.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => match self.io.try_read(&mut chunk) {
-                    Ok(0) => return Err(()),
-                    Ok(n) => self.read_buf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Err(()),
-                },
-                Poll::Ready(Err(_)) => return Err(()),
+            match poll_read_some(&mut self.io, cx, &mut chunk) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
+                Poll::Ready(Ok(n)) => self.read_buf.extend_from_slice(&chunk[..n]),
                 Poll::Pending => break,
             }
         }
@@ -494,6 +488,21 @@ impl Link {
     fn reject(&self, err: &ProtocolError) {
         ev::client_error(&self.app.telemetry, self.att.ids(), err.code.as_str(), &err.message);
         self.push("error", protocol::error_frame(err));
+    }
+}
+
+/// Reads what the socket has into `buf` (on the stack); `Ok(0)` = end of
+/// stream. On TCP this is a readiness check and one `read`, as before TLS.
+fn poll_read_some<Io: Socket>(
+    io: &mut Io,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<std::io::Result<usize>> {
+    let mut buf = ReadBuf::new(buf);
+    match Pin::new(io).poll_read(cx, &mut buf) {
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
     }
 }
 

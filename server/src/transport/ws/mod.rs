@@ -28,7 +28,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use futures_util::SinkExt;
 use futures_util::future::LocalBoxFuture;
 use tandem_protocol::ErrorCode;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::http::error::HttpError;
 use crate::http::extract;
@@ -47,17 +47,24 @@ pub const ROUTE: &str = "/ws";
 /// even that is dropped.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The client listener's socket, read through its head guard.
-type ClientIo = HeadGuard<TcpStream>;
+/// The socket a WebSocket connection lives on: plain TCP, or TLS over it
+/// (`server.tls`). Each is its own instance of the code, so the plain path
+/// pays nothing for TLS.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + 'static {}
 
-type Upgrade = (Request, Framed<ClientIo, h1::Codec>);
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Socket for T {}
+
+/// The upgrade request on the client listener's socket, read through its
+/// head guard until the link takes the socket back.
+type Upgrade<Io> = (Request, Framed<HeadGuard<Io>, h1::Codec>);
 
 /// actix-http's upgrade service: one call per upgrade request, living on as
 /// the connection's [`Link`] once accepted.
-pub fn upgrade(
+pub fn upgrade<Io: Socket>(
     app: web::Data<AppState>,
-) -> impl ServiceFactory<Upgrade, Config = (), Response = (), Error = Infallible, InitError = ()> + Clone {
-    fn_service(move |(req, framed): Upgrade| -> LocalBoxFuture<'static, Result<(), Infallible>> {
+) -> impl ServiceFactory<Upgrade<Io>, Config = (), Response = (), Error = Infallible, InitError = ()> + Clone
+{
+    fn_service(move |(req, framed): Upgrade<Io>| -> LocalBoxFuture<'static, Result<(), Infallible>> {
         let app = app.clone().into_inner();
         Box::pin(async move {
             // The handshake's state (request, HTTP codec, answer) lives in a
@@ -71,11 +78,11 @@ pub fn upgrade(
 }
 
 /// Answers the upgrade request; the link to run when it was accepted.
-async fn handshake(
+async fn handshake<Io: Socket>(
     app: Arc<AppState>,
     req: Request,
-    mut framed: Framed<ClientIo, h1::Codec>,
-) -> Option<Link> {
+    mut framed: Framed<HeadGuard<Io>, h1::Codec>,
+) -> Option<Link<Io>> {
     let started = Instant::now();
     let route = if req.path() == ROUTE { ROUTE } else { "unmatched" };
     let method = extract::method_label(req.method());
@@ -136,8 +143,8 @@ async fn error_response(e: &HttpError) -> (Response<()>, bytes::Bytes) {
 
 /// Writes the answer to the upgrade request; `false` if the client did not
 /// take it within [`ANSWER_TIMEOUT`]. The connection is closed after an error.
-async fn answer(
-    framed: &mut Framed<ClientIo, h1::Codec>,
+async fn answer<Io: Socket>(
+    framed: &mut Framed<HeadGuard<Io>, h1::Codec>,
     head: Response<()>,
     body: Option<bytes::Bytes>,
 ) -> bool {
