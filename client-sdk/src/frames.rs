@@ -106,6 +106,22 @@ pub enum ServerFrame {
     Resync {
         reason: String,
     },
+    /// The answer to `presence`: `count` is exact, `players` at most 1,000.
+    Presence {
+        channel: String,
+        count: u64,
+        players: Vec<PresenceEntry>,
+    },
+    /// Another player came into a channel (`channels.presence_events`).
+    Join {
+        channel: String,
+        player_id: String,
+    },
+    /// Another player left a channel.
+    Leave {
+        channel: String,
+        player_id: String,
+    },
     /// The last event of an SSE stream the server ends (not on shutdown):
     /// the code and reason a WebSocket would get in its close frame.
     Close {
@@ -120,7 +136,10 @@ pub enum ServerFrame {
 }
 
 /// The `type`s of the known variants of [`ServerFrame`], as on the wire.
-const KNOWN_TYPES: [&str; 12] = [
+const KNOWN_TYPES: [&str; 15] = [
+    "presence",
+    "join",
+    "leave",
     "welcome",
     "message",
     "subscribed",
@@ -163,6 +182,9 @@ impl ServerFrame {
             Self::Shutdown { .. } => "shutdown",
             Self::Resync { .. } => "resync",
             Self::Close { .. } => "close",
+            Self::Presence { .. } => "presence",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
             Self::Unknown(v) => v.get("type").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -213,6 +235,19 @@ pub enum ClientMessage {
     },
     /// Ends the session for good (answered by `session_ended`).
     EndSession,
+    /// Who is in a subscribed channel (answered by `presence`).
+    Presence {
+        channel: String,
+    },
+}
+
+/// One player in a channel: its subscribed sessions, and the transports
+/// (`websocket`, `sse`) it is connected with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub player_id: String,
+    pub sessions: u64,
+    pub transports: Vec<String>,
 }
 
 impl ClientMessage {

@@ -62,7 +62,30 @@ export interface SessionEnded {
   type: 'session_ended';
 }
 
+/** One player in a channel: its subscribed sessions and the transports it is connected with. */
+export interface PresenceEntry {
+  player_id: string;
+  sessions: number;
+  transports: TransportName[];
+}
+
+/** The answer to `presence`: `count` is exact, `players` at most 1,000. */
+export interface PresenceReply {
+  type: 'presence';
+  channel: string;
+  count: number;
+  players: PresenceEntry[];
+}
+
+/** A player came into (`join`) or left (`leave`) a channel (`channels.presence_events`). */
+export interface PresenceChange {
+  type: 'join' | 'leave';
+  channel: string;
+  player_id: string;
+}
+
 export type Reply =
+  | PresenceReply
   | { type: 'subscribed'; channel: string }
   | { type: 'unsubscribed'; channel: string }
   | { type: 'published'; id: string; recipients: number }
@@ -73,7 +96,7 @@ export interface Heartbeat {
   type: 'heartbeat';
 }
 
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat;
+export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat | PresenceChange;
 
 export type ClientMessage =
   | { type: 'subscribe'; channel: string }
@@ -81,6 +104,7 @@ export type ClientMessage =
   | { type: 'publish'; channel: string; event: string; data?: unknown }
   | { type: 'ping'; id?: unknown }
   | { type: 'end_session' }
+  | { type: 'presence'; channel: string }
   | CommandFrame;
 
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */

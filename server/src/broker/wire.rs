@@ -6,7 +6,12 @@
 //! T1\n<origin node>\n<c|b>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
 //! T1\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n
 //! ```
-//! The second line is a backend `disconnect` of one player, for every node.
+//! T1\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
+//! ```
+//! The second line is a backend `disconnect` of one player, for every node;
+//! the third a player's `join` or `leave` of a channel decided on the
+//! origin node (`channels.presence_events`).
+//! ```text
 //! Node ids, publication ids and channel names never hold a newline.
 
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Envelope, Scope};
+use crate::session::channel_presence::Change;
 use crate::session::protocol::Publication;
 
 const VERSION: &[u8] = b"T1";
@@ -24,6 +30,12 @@ pub enum Payload {
     Publication(Envelope),
     /// End every session of this player (backend `disconnect`).
     Disconnect(String),
+    /// A player joined or left a channel on the origin node.
+    Presence {
+        change: Change,
+        channel: String,
+        player_id: String,
+    },
 }
 
 /// A message received from the broker.
@@ -44,6 +56,26 @@ pub fn encode_disconnect(origin: &str, sent_us: u64, player_id: &str) -> Bytes {
     buf.put_slice(b"\nd\n");
     buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
     buf.put_slice(b"\n-\n");
+    buf.put_slice(player_id.as_bytes());
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// A `join` or `leave` of `player_id` in `channel` (neither holds a
+/// newline: both were checked before).
+pub fn encode_presence(origin: &str, sent_us: u64, change: Change, channel: &str, player_id: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32 + origin.len() + channel.len() + player_id.len());
+    buf.put_slice(VERSION);
+    buf.put_u8(b'\n');
+    buf.put_slice(origin.as_bytes());
+    buf.put_slice(match change {
+        Change::Join => b"\nj\n",
+        Change::Leave => b"\nl\n",
+    });
+    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(channel.as_bytes());
+    buf.put_u8(b'\n');
     buf.put_slice(player_id.as_bytes());
     buf.put_u8(b'\n');
     buf.freeze()
@@ -91,6 +123,13 @@ pub fn decode(msg: Bytes) -> Option<Received> {
         let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty() && rest.is_empty())?;
         return Some(Received { origin, sent_us, payload: Payload::Disconnect(player.to_owned()) });
     }
+    if scope == b"j" || scope == b"l" {
+        let change = if scope == b"j" { Change::Join } else { Change::Leave };
+        let name = std::str::from_utf8(id).ok().filter(|c| !c.is_empty())?;
+        let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty() && rest.is_empty())?;
+        let payload = Payload::Presence { change, channel: name.to_owned(), player_id: player.to_owned() };
+        return Some(Received { origin, sent_us, payload });
+    }
     if rest.first() != Some(&b'"') || rest.last() != Some(&b'}') {
         return None;
     }
@@ -137,6 +176,12 @@ mod tests {
 
         let d = decode(encode_disconnect("n_x", 5, "alice")).unwrap();
         assert!(matches!(d.payload, Payload::Disconnect(p) if p == "alice"));
+
+        let j = decode(encode_presence("n_x", 6, Change::Join, "room:a", "bob")).unwrap();
+        assert!(matches!(j.payload, Payload::Presence { change: Change::Join, channel, player_id }
+            if channel == "room:a" && player_id == "bob"));
+        let l = decode(encode_presence("n_x", 6, Change::Leave, "room:a", "bob")).unwrap();
+        assert!(matches!(l.payload, Payload::Presence { change: Change::Leave, .. }));
     }
 
     #[test]
@@ -153,5 +198,6 @@ mod tests {
         assert!(decode(Bytes::from("T1\nn\nc\nNaN\nm\nr\n\"a\":1}")).is_none());
         assert!(decode(Bytes::from("T1\nn\nd\n1\n-\n\n")).is_none(), "no player");
         assert!(decode(Bytes::from("T1\nn\nd\n1\n-\nalice\nextra")).is_none());
+        assert!(decode(Bytes::from("T1\nn\nj\n1\n\nalice\n")).is_none(), "no channel");
     }
 }

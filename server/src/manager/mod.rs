@@ -26,6 +26,7 @@ mod clock;
 pub(crate) mod commands;
 mod fanout;
 mod lifecycle;
+mod presence;
 mod registry;
 mod sweeps;
 
@@ -69,6 +70,10 @@ pub struct Limits {
     pub client_publish: Vec<String>,
     /// `broker.route`: tag of this node's session ids (empty = none).
     pub session_route: String,
+    /// `channels.presence_events`: namespaces whose subscribers hear joins and leaves.
+    pub presence_events: Vec<String>,
+    /// `channels.presence_grace_seconds`.
+    pub presence_grace: Duration,
 }
 
 impl Limits {
@@ -87,6 +92,8 @@ impl Limits {
             inbound_burst: c.transport.inbound_burst,
             client_publish: c.channels.client_publish.clone(),
             session_route: c.broker.route.clone(),
+            presence_events: c.channels.presence_events.clone(),
+            presence_grace: Duration::from_secs(c.channels.presence_grace_seconds),
         }
     }
 }
@@ -138,6 +145,12 @@ pub struct ConnectionManager {
     all_sessions: Mutex<Option<registry::Snapshot>>,
     players: DashMap<Arc<str>, registry::PlayerEntry>,
     channels: DashMap<Arc<str>, registry::Members>,
+    /// Who is in each channel, per player (see [`presence`]).
+    presence: DashMap<Arc<str>, crate::session::channel_presence::ChannelPresence>,
+    /// Channels whose presence changed since the broker last had it.
+    presence_dirty: presence::Dirty,
+    /// When every channel's presence was last handed to the broker (ms).
+    presence_rewritten_ms: AtomicU64,
     total: AtomicUsize,
     /// Woken when `total` drops to zero (see [`ConnectionManager::drained`]).
     idle: Notify,
@@ -168,6 +181,9 @@ impl ConnectionManager {
             all_sessions: Mutex::new(None),
             players: DashMap::new(),
             channels: DashMap::new(),
+            presence: DashMap::new(),
+            presence_dirty: presence::Dirty::default(),
+            presence_rewritten_ms: AtomicU64::new(0),
             total: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),
@@ -318,6 +334,13 @@ pub(super) mod test_support {
 
     /// Like [`manager`], on `clock` (a manual one moves only when told).
     pub fn manager_with_clock(clock: Clock) -> ConnectionManager {
+        manager_with_limits(clock, |_| {})
+    }
+
+    /// Like [`manager_with_clock`], with the limits `edit` changed.
+    pub fn manager_with_limits(clock: Clock, edit: impl FnOnce(&mut Limits)) -> ConnectionManager {
+        let mut limits = Limits::from_config(&Config::default());
+        edit(&mut limits);
         let monitoring = tandem_monitoring::Monitoring::new(
             &tandem_monitoring::MonitoringConfig::default(),
             "test",
@@ -325,7 +348,7 @@ pub(super) mod test_support {
             None,
         );
         ConnectionManager::with_clock(
-            Limits::from_config(&Config::default()),
+            limits,
             Telemetry::new(monitoring),
             Arc::new(crate::broker::memory::MemoryBroker),
             clock,

@@ -72,6 +72,10 @@ pub enum ClientMessage {
     },
     /// Ends the session now: no resume, the game hears `player_left`.
     EndSession,
+    /// Who is in a channel the session is subscribed to.
+    Presence {
+        channel: String,
+    },
 }
 
 impl ClientMessage {
@@ -84,6 +88,7 @@ impl ClientMessage {
             Self::Ping { .. } => "ping",
             Self::Command { .. } => "command",
             Self::EndSession => "end_session",
+            Self::Presence { .. } => "presence",
         }
     }
 
@@ -151,6 +156,7 @@ impl ClientMessage {
                 Ok(Self::Command { id, name, data })
             }
             "end_session" => Ok(Self::EndSession),
+            "presence" => Ok(Self::Presence { channel: string("channel", env.channel)? }),
             other => Err(ProtocolError::new(
                 ErrorCode::UnknownType,
                 format!("unknown type `{}`", truncate(other, 32)),
@@ -347,6 +353,23 @@ pub enum Reply<'a> {
     },
     /// The answer to `end_session`, before the connections close (4002).
     SessionEnded,
+    /// The answer to `presence`: `count` is exact, `players` at most
+    /// [`crate::session::channel_presence::LIST_CAP`].
+    Presence {
+        channel: &'a str,
+        count: usize,
+        players: &'a [crate::session::channel_presence::PresenceEntry],
+    },
+    /// A player came into a channel (`channels.presence_events`).
+    Join {
+        channel: &'a str,
+        player_id: &'a str,
+    },
+    /// A player left a channel.
+    Leave {
+        channel: &'a str,
+        player_id: &'a str,
+    },
 }
 
 /// JSON text of a frame. Frames hold only strings and numbers, so this

@@ -11,12 +11,14 @@ mod backend;
 mod broker;
 mod connection;
 mod delivery;
+mod presence;
 mod process;
 
 pub use backend::*;
 pub use broker::*;
 pub use connection::*;
 pub use delivery::*;
+pub use presence::*;
 pub use process::*;
 
 use std::sync::Arc;
@@ -115,6 +117,7 @@ pub fn register_metrics() {
         counter!(PUBLICATIONS_TOTAL, "source" => source).absolute(0);
     }
     register_backend_metrics();
+    register_presence_metrics();
 }
 
 /// Handles of hot-path metrics, registered once; plus the monitoring bundle.

@@ -52,6 +52,7 @@ mod logs_jq;
 mod metrics;
 mod monitoring;
 mod operations_jq;
+mod presence;
 mod prometheus;
 mod restarts;
 mod resume;

@@ -86,6 +86,9 @@ impl RedisBroker {
                 manager.fan_out_local(&envelope);
             }
             wire::Payload::Disconnect(player_id) => manager.disconnect_player(&player_id),
+            wire::Payload::Presence { change, channel, player_id } => {
+                manager.presence_event(change, &channel, &player_id);
+            }
         }
     }
 }
