@@ -126,10 +126,12 @@ async fn joins_and_leaves_reach_websocket_and_sse_damped_by_the_grace() {
     expect_frames(&mut sse, &["join:bob"]).await;
     assert!(presence_frames(&mut bob, Duration::from_millis(200)).await.is_empty(), "none of his own");
 
-    // A drop and a resume (on the other transport) within the grace: nothing.
+    // A drop and a resume within the grace: nothing. (WebSocket: a closed
+    // SSE stream is noticed only at the server's next write.)
     let session = bob.session_id().to_owned();
     bob.close().await;
-    let bob = Peer::connect(Transport::Sse, &server.dev("bob").session(&session)).await.expect("bob resumes");
+    let bob =
+        Peer::connect(Transport::WebSocket, &server.dev("bob").session(&session)).await.expect("bob resumes");
     assert_eq!(bob.session_id(), session);
     let listen = Duration::from_secs(GRACE + 2);
     assert!(presence_frames(&mut ws, listen).await.is_empty(), "no frame for a drop within the grace");
@@ -173,18 +175,16 @@ async fn a_reconnect_storm_within_the_grace_makes_no_frame() {
         stream::iter(0..CLIENTS).map(|i| connect(i, None)).buffer_unordered(64).collect().await;
     api_presence(&server, "room:storm", "every client present", |b| b["count"] == CLIENTS + 1).await;
     // Every join reached the watcher (drained here).
-    let joins = eventually("the watcher heard every join", WAIT * 3, || async {
-        let mut n = 0;
-        loop {
-            match watcher.next_frame(Duration::from_millis(300)).await {
-                Ok(ServerFrame::Join { .. }) => n += 1,
-                Ok(ServerFrame::Leave { player_id, .. }) => panic!("leave of {player_id}"),
-                Ok(_) => {}
-                Err(_) => return Some(n),
-            }
+    let until = Instant::now() + WAIT * 3;
+    let mut joins = 0;
+    while joins < CLIENTS && Instant::now() < until {
+        match watcher.next_frame(Duration::from_secs(1)).await {
+            Ok(ServerFrame::Join { .. }) => joins += 1,
+            Ok(ServerFrame::Leave { player_id, .. }) => panic!("leave of {player_id}"),
+            Ok(_) => {}
+            Err(_) => break,
         }
-    })
-    .await;
+    }
     assert_eq!(joins, CLIENTS);
 
     // Everyone drops and comes back to the same session.
@@ -198,7 +198,7 @@ async fn a_reconnect_storm_within_the_grace_makes_no_frame() {
     assert!(back.iter().all(|p| !p.welcome().resync_required), "every session resumed");
     assert!(presence_frames(&mut watcher, Duration::from_secs(2)).await.is_empty(), "no join, no leave");
     let body = api_presence(&server, "room:storm", "still all present", |b| b["count"] == CLIENTS + 1).await;
-    assert_eq!(body["players"].as_array().map(Vec::len), Some(CLIENTS + 1));
+    assert_eq!(body["players"].as_array().map(Vec::len), Some(1000), "the list is capped, not the count");
     assert!(started.elapsed() < Duration::from_secs(60), "bounded: {:?}", started.elapsed());
 }
 
@@ -233,7 +233,10 @@ async fn presence_spans_three_nodes_and_a_killed_node_drops_out() {
     let _dave = Peer::connect(Transport::Sse, &a.dev("dave").channels(&["room:x"])).await.expect("dave on A");
     expect_frames(&mut watcher, &["join:dave"]).await;
 
-    let body = api_presence(&c, "room:x", "three players seen from C", |v| v["count"] == 3).await;
+    let body = api_presence(&c, "room:x", "watcher, alice on two nodes, dave", |v| {
+        v["count"] == 3 && entry(v, "alice").is_some_and(|e| e["sessions"] == 2)
+    })
+    .await;
     let alice = entry(&body, "alice").expect("alice");
     assert_eq!(alice["sessions"], 2, "{body}");
     assert_eq!(alice["transports"], serde_json::json!(["websocket", "sse"]), "{body}");
@@ -243,8 +246,11 @@ async fn presence_spans_three_nodes_and_a_killed_node_drops_out() {
     // Node A dies: its entries go within three heartbeats (3 s) and a sweep.
     let killed = Instant::now();
     a.send_signal(Signal::Kill);
-    let body = api_presence(&b, "room:x", "A's players gone", |v| v["count"] == 2).await;
+    let body = api_presence(&b, "room:x", "A's players gone", |v| {
+        entry(v, "dave").is_none() && entry(v, "alice").is_some_and(|e| e["sessions"] == 1)
+    })
+    .await;
+    assert_eq!(body["count"], 2, "alice (on B) and the watcher (on C): {body}");
     assert!(killed.elapsed() < Duration::from_secs(3 + 3), "bound: {:?}", killed.elapsed());
-    assert!(entry(&body, "dave").is_none(), "{body}");
     assert_eq!(entry(&body, "alice").expect("alice still on B")["transports"], serde_json::json!(["sse"]));
 }
