@@ -421,6 +421,17 @@ mod tests {
             ServerFrame::Shutdown { reconnect: true, retry_after_ms: 1500 },
             ServerFrame::Resync { reason: "broker_reconnected".into() },
             ServerFrame::Close { code: 4001, reason: "disconnected".into(), reconnect: false },
+            ServerFrame::Presence {
+                channel: "room:x".into(),
+                count: 1,
+                players: vec![PresenceEntry {
+                    player_id: "bob".into(),
+                    sessions: 1,
+                    transports: vec!["websocket".into(), "sse".into()],
+                }],
+            },
+            ServerFrame::Join { channel: "room:x".into(), player_id: "bob".into() },
+            ServerFrame::Leave { channel: "room:x".into(), player_id: "bob".into() },
         ];
         assert_eq!(frames.len(), KNOWN_TYPES.len());
         for frame in frames {
