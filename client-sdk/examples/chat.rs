@@ -91,6 +91,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     println!("[{} #{}] {from}: {text}", m.channel, m.seq);
                 }
                 ClientEvent::Resync(r) => println!("* resync: now session {} after seq {}", r.session_id, r.last_seq),
+                ClientEvent::Presence(p) => {
+                    println!("* {} {} {}", p.player_id, if p.joined { "joined" } else { "left" }, p.channel);
+                }
             },
             line = lines.recv() => {
                 let Some(line) = line else {

@@ -125,6 +125,22 @@ pub enum ServerFrame {
         reason: String,
         reconnect: bool,
     },
+    /// The answer to `presence`: `count` is exact, `players` at most 1,000.
+    Presence {
+        channel: String,
+        count: u64,
+        players: Vec<PresenceEntry>,
+    },
+    /// Another player came into a channel (`channels.presence_events`).
+    Join {
+        channel: String,
+        player_id: String,
+    },
+    /// Another player left a channel.
+    Leave {
+        channel: String,
+        player_id: String,
+    },
     /// The last event of an SSE stream the server ends (not on shutdown):
     /// the code and reason a WebSocket would get in its close frame.
     Close {
@@ -139,7 +155,10 @@ pub enum ServerFrame {
 }
 
 /// The `type`s of the known variants of [`ServerFrame`], as on the wire.
-const KNOWN_TYPES: [&str; 15] = [
+const KNOWN_TYPES: [&str; 18] = [
+    "presence",
+    "join",
+    "leave",
     "welcome",
     "message",
     "subscribed",
@@ -188,6 +207,9 @@ impl ServerFrame {
             Self::Refreshed { .. } => "refreshed",
             Self::TokenExpiring { .. } => "token_expiring",
             Self::Disconnected { .. } => "disconnected",
+            Self::Presence { .. } => "presence",
+            Self::Join { .. } => "join",
+            Self::Leave { .. } => "leave",
             Self::Unknown(v) => v.get("type").and_then(Value::as_str).unwrap_or(""),
         }
     }
@@ -243,6 +265,19 @@ pub enum ClientMessage {
     Refresh {
         token: String,
     },
+    /// Who is in a subscribed channel (answered by `presence`).
+    Presence {
+        channel: String,
+    },
+}
+
+/// One player in a channel: its subscribed sessions, and the transports
+/// (`websocket`, `sse`) it is connected with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub player_id: String,
+    pub sessions: u64,
+    pub transports: Vec<String>,
 }
 
 impl ClientMessage {
@@ -433,6 +468,17 @@ mod tests {
             ServerFrame::Refreshed { expires_at: 9 },
             ServerFrame::TokenExpiring { expires_at: 8 },
             ServerFrame::Disconnected { reason: "banned".into(), reconnect: false },
+            ServerFrame::Presence {
+                channel: "room:x".into(),
+                count: 1,
+                players: vec![PresenceEntry {
+                    player_id: "bob".into(),
+                    sessions: 1,
+                    transports: vec!["websocket".into(), "sse".into()],
+                }],
+            },
+            ServerFrame::Join { channel: "room:x".into(), player_id: "bob".into() },
+            ServerFrame::Leave { channel: "room:x".into(), player_id: "bob".into() },
         ];
         assert_eq!(frames.len(), KNOWN_TYPES.len());
         for frame in frames {

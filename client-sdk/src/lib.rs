@@ -92,10 +92,10 @@ pub mod ws;
 mod test_support;
 
 pub use client::Client;
-pub use client::events::{CallError, ClientEvent, Published, Resync};
+pub use client::events::{CallError, ClientEvent, Presence, PresenceChange, Published, Resync};
 pub use client::options::ClientOptions;
 pub use error::ClientError;
-pub use frames::{ClientMessage, Delivery, ServerFrame, Welcome};
+pub use frames::{ClientMessage, Delivery, PresenceEntry, ServerFrame, Welcome};
 pub use machine::backoff::Reconnect;
 pub use machine::sequence::ResyncReason;
 pub use machine::status::Status;

@@ -158,7 +158,10 @@ async fn read_reply(
 ) -> Result<ServerFrame, ClientError> {
     for _ in 0..MAX_FRAMES_BEFORE_REPLY {
         match client.next_frame(WAIT).await? {
-            frame @ ServerFrame::Message(_) => pending.push_back(frame),
+            // Deliveries and presence frames are kept for `next_frame`.
+            frame @ (ServerFrame::Message(_) | ServerFrame::Join { .. } | ServerFrame::Leave { .. }) => {
+                pending.push_back(frame);
+            }
             reply => return Ok(reply),
         }
     }

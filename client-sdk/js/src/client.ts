@@ -10,7 +10,16 @@
 import { type ReconnectOptions, DEFAULT_RECONNECT, backoffDelay, retryAfterDelay } from './backoff.js';
 import { type CommandFrame, type Settlement, Calls } from './calls.js';
 import { TandemError } from './errors.js';
-import { type ClientMessage, type Message, type Reply, type TransportName, type Welcome, parseFrame } from './frames.js';
+import {
+  type ClientMessage,
+  type Message,
+  type PresenceChange,
+  type PresenceEntry,
+  type Reply,
+  type TransportName,
+  type Welcome,
+  parseFrame,
+} from './frames.js';
 import { checkLiveness } from './liveness.js';
 import { type Mode, Planner, closeVerdict, isFinalRefusal } from './planner.js';
 import { type ResyncInfo, Sequencer } from './sequencer.js';
@@ -54,6 +63,8 @@ export interface CallOptions {
 }
 
 export type MessageHandler = (message: Message) => void;
+/** A `join` or `leave` of another player in a channel. */
+export type PresenceHandler = (change: PresenceChange) => void;
 /** Runs on a gap, before live delivery resumes: reload the application's state here. */
 export type ResyncHook = (info: ResyncInfo) => void | Promise<void>;
 
@@ -145,6 +156,7 @@ export class TandemClient {
   private readonly messageHandlers = new Set<MessageHandler>();
   private readonly channelHandlers = new Map<string, Set<MessageHandler>>();
   private readonly resyncHooks = new Set<ResyncHook>();
+  private readonly presenceHandlers = new Set<PresenceHandler>();
   private waiters: { resolve: (l: Link) => void; reject: (e: TandemError) => void }[] = [];
   private resyncGeneration = 0;
   private readonly calls: Calls;
@@ -210,6 +222,26 @@ export class TandemClient {
   onResync(hook: ResyncHook): () => void {
     this.resyncHooks.add(hook);
     return () => this.resyncHooks.delete(hook);
+  }
+
+  /**
+   * Who is in a channel the session is subscribed to (else it rejects with
+   * `forbidden`): `count` is exact, `players` lists at most 1,000.
+   */
+  async presence(channel: string): Promise<{ count: number; players: PresenceEntry[] }> {
+    const reply = await this.request({ type: 'presence', channel });
+    if (reply.type !== 'presence') throw new TandemError('invalid_message', `unexpected reply ${reply.type}`);
+    return { count: reply.count, players: reply.players };
+  }
+
+  /**
+   * `join` and `leave` of other players in subscribed channels whose
+   * namespace is in the server's `channels.presence_events`; returns the
+   * unsubscribe function.
+   */
+  onPresence(handler: PresenceHandler): () => void {
+    this.presenceHandlers.add(handler);
+    return () => this.presenceHandlers.delete(handler);
   }
 
   /** Subscribes, and keeps the subscription across new sessions. */
@@ -506,7 +538,7 @@ export class TandemClient {
         // `error` also fires for a failed stream, without data: `frame()` skips it.
         for (const type of [
           'welcome', 'message', 'shutdown', 'close', 'heartbeat', 'reply', 'error', 'session_ended',
-          'token_expiring', 'unsubscribed', 'disconnected',
+          'token_expiring', 'unsubscribed', 'disconnected', 'join', 'leave',
         ]) {
           es.addEventListener(type, onEvent);
         }
@@ -718,6 +750,16 @@ export class TandemClient {
       case 'disconnected':
         if (!f.reconnect) link.farewell = f.reason;
         break;
+      case 'join':
+      case 'leave':
+        for (const h of [...this.presenceHandlers]) {
+          try {
+            h(f);
+          } catch {
+            // A handler's failure is its own.
+          }
+        }
+        break;
       case 'unsubscribed':
         // With a reason the server ended it (a refreshed token's claims): no call waits for it.
         if (f.reason !== undefined) {
@@ -726,6 +768,7 @@ export class TandemClient {
         }
       // falls through
       case 'subscribed':
+      case 'presence':
       case 'published':
       case 'refreshed':
       case 'pong': {

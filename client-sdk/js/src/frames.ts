@@ -75,7 +75,30 @@ export interface Disconnected {
   reconnect: boolean;
 }
 
+/** One player in a channel: its subscribed sessions and the transports it is connected with. */
+export interface PresenceEntry {
+  player_id: string;
+  sessions: number;
+  transports: TransportName[];
+}
+
+/** The answer to `presence`: `count` is exact, `players` at most 1,000. */
+export interface PresenceReply {
+  type: 'presence';
+  channel: string;
+  count: number;
+  players: PresenceEntry[];
+}
+
+/** A player came into (`join`) or left (`leave`) a channel (`channels.presence_events`). */
+export interface PresenceChange {
+  type: 'join' | 'leave';
+  channel: string;
+  player_id: string;
+}
+
 export type Reply =
+  | PresenceReply
   | { type: 'subscribed'; channel: string }
   /** With `reason` (`claims`): the server ended it, a refreshed token no longer allows it. */
   | { type: 'unsubscribed'; channel: string; reason?: string }
@@ -100,7 +123,8 @@ export type ServerFrame =
   | SessionEnded
   | Heartbeat
   | TokenExpiring
-  | Disconnected;
+  | Disconnected
+  | PresenceChange;
 
 export type ClientMessage =
   | { type: 'subscribe'; channel: string }
@@ -109,6 +133,7 @@ export type ClientMessage =
   | { type: 'ping'; id?: unknown }
   | { type: 'end_session' }
   | { type: 'refresh'; token: string }
+  | { type: 'presence'; channel: string }
   | CommandFrame;
 
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */

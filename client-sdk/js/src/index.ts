@@ -13,9 +13,9 @@
  */
 
 export { TandemClient } from './client.js';
-export type { Status, TandemOptions, CallOptions, MessageHandler, ResyncHook } from './client.js';
+export type { Status, TandemOptions, CallOptions, MessageHandler, ResyncHook, PresenceHandler } from './client.js';
 export { TandemError } from './errors.js';
-export type { Message, TransportName, Welcome, Reply, CommandReply, ErrorFrame, SessionEnded } from './frames.js';
+export type { Message, TransportName, Welcome, Reply, CommandReply, ErrorFrame, SessionEnded, PresenceEntry, PresenceChange } from './frames.js';
 export type { CommandFrame } from './calls.js';
 export type { Mode } from './planner.js';
 export type { ReconnectOptions } from './backoff.js';

@@ -406,3 +406,30 @@ test('a disconnected frame with a reason: the close 4001 stops the client with t
   await tick(20);
   assert.equal(sockets.length, 1, 'no reconnect');
 });
+
+test('presence over WebSocket resolves with count and players; join and leave reach onPresence, on SSE too', async () => {
+  const c = client({ mode: 'websocket' });
+  const seen = [];
+  c.onPresence((f) => seen.push(`${f.type}:${f.player_id}`));
+  await tick();
+  const ws = sockets[0];
+  ws.welcome();
+  const p = c.presence('room:x');
+  await tick();
+  assert.deepEqual(ws.sent.at(-1), { type: 'presence', channel: 'room:x' });
+  ws.recv({ type: 'join', channel: 'room:x', player_id: 'bob' });
+  const players = [{ player_id: 'bob', sessions: 1, transports: ['websocket', 'sse'] }];
+  ws.recv({ type: 'presence', channel: 'room:x', count: 1, players });
+  assert.deepEqual(await p, { count: 1, players });
+  const q = c.presence('room:y');
+  await tick();
+  ws.recv({ type: 'error', code: 'forbidden', message: 'not subscribed' });
+  await assert.rejects(q, (e) => e instanceof TandemError && e.code === 'forbidden');
+
+  const s = client({ mode: 'sse' });
+  s.onPresence((f) => seen.push(`${f.type}:${f.player_id}`));
+  await tick();
+  streams[0].welcome();
+  streams[0].emit('leave', { type: 'leave', channel: 'room:x', player_id: 'bob' });
+  assert.deepEqual(seen, ['join:bob', 'leave:bob']);
+});

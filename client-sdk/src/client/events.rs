@@ -14,6 +14,26 @@ pub enum ClientEvent {
     /// Deliveries were lost for good; sent before the reload hook runs and
     /// before any later delivery.
     Resync(Resync),
+    /// Another player joined or left a subscribed channel (namespaces of
+    /// the server's `channels.presence_events`).
+    Presence(PresenceChange),
+}
+
+/// A `join` (`joined`) or `leave` of another player in a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub joined: bool,
+    pub channel: String,
+    pub player_id: String,
+}
+
+/// The answer to [`Client::presence`](super::Client::presence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// Players in the channel (exact).
+    pub count: u64,
+    /// At most 1,000 of them.
+    pub players: Vec<crate::frames::PresenceEntry>,
 }
 
 /// A gap the server could not fill: reload the state.

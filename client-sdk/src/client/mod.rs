@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout, timeout_at};
 
-use self::events::{CallError, ClientEvent, Published};
+use self::events::{CallError, ClientEvent, Presence, Published};
 use self::options::ClientOptions;
 use self::shared::{Call, CommandWaiter, Shared};
 use crate::error::ClientError;
@@ -195,6 +195,16 @@ impl Client {
     pub async fn publish(&self, channel: &str, event: &str, data: Value) -> Result<Published, CallError> {
         match self.request(ClientMessage::publish(channel, event, data)).await? {
             ServerFrame::Published { id, recipients } => Ok(Published { id, recipients }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Who is in `channel` (the session must be subscribed to it, else
+    /// `forbidden`).
+    pub async fn presence(&self, channel: &str) -> Result<Presence, CallError> {
+        let msg = ClientMessage::Presence { channel: channel.to_owned() };
+        match self.request(msg).await? {
+            ServerFrame::Presence { count, players, .. } => Ok(Presence { count, players }),
             other => Err(unexpected(&other)),
         }
     }

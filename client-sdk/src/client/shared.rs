@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::events::{CallError, ClientEvent, Resync};
+use super::events::{CallError, ClientEvent, PresenceChange, Resync};
 use super::options::ClientOptions;
 use crate::error::ClientError;
 use crate::frames::{ClientMessage, Delivery, ServerFrame, Welcome};
@@ -253,6 +253,18 @@ impl Shared {
         };
         self.tell_resync(resync).await;
         drop(gate);
+    }
+
+    /// A `join` or `leave` frame: told to the listeners of every event.
+    pub(crate) async fn presence_changed(&self, change: PresenceChange) {
+        let all = {
+            let mut l = lock(&self.listeners);
+            l.all.retain(|tx| !tx.is_closed());
+            l.all.clone()
+        };
+        for tx in all {
+            let _ = tx.send(ClientEvent::Presence(change.clone())).await;
+        }
     }
 
     async fn tell_resync(&self, resync: Resync) {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use super::events::CallError;
+use super::events::{CallError, PresenceChange};
 use super::link::{Link, end_of};
 use super::shared::{Call, Caller, Refusal, Shared, StopReason};
 use crate::error::ClientError;
@@ -277,6 +277,7 @@ async fn serve(
                 | ServerFrame::Pong { .. }
                 | ServerFrame::SessionEnded {}
                 | ServerFrame::Refreshed { .. }
+                | ServerFrame::Presence { .. }
                 | ServerFrame::Error { .. })) => {
                     if let Some(tx) = pending.pop_front() {
                         let _ = tx.send(Ok(reply));
@@ -286,6 +287,12 @@ async fn serve(
                     shutdown_hint = Some((reconnect, Duration::from_millis(retry_after_ms)));
                 }
                 Ok(ServerFrame::Resync { reason }) => shared.server_resync(reason).await,
+                Ok(ServerFrame::Join { channel, player_id }) => {
+                    shared.presence_changed(PresenceChange { joined: true, channel, player_id }).await;
+                }
+                Ok(ServerFrame::Leave { channel, player_id }) => {
+                    shared.presence_changed(PresenceChange { joined: false, channel, player_id }).await;
+                }
                 Ok(ServerFrame::Welcome(_)
                 | ServerFrame::Close { .. }
                 | ServerFrame::Disconnected { .. }

@@ -26,6 +26,7 @@ use tandem_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use crate::config::{BrokerConfig, BrokerKind};
+use crate::session::channel_presence::{Change, NodePresence};
 use crate::session::protocol::Publication;
 use crate::session::revocation::Revocation;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
@@ -113,6 +114,8 @@ pub trait LocalNode: Send + Sync {
     fn sessions_lost(&self, sessions: Vec<(String, String)>, after: Duration);
     /// How long a session without a connection may be resumed.
     fn resume_window(&self) -> Duration;
+    /// Another node decided a player's `join` or `leave` of a channel.
+    fn presence_event(&self, change: Change, channel: &str, player_id: &str);
 }
 
 /// Makes one run of a background task; called again for each restart.
@@ -182,6 +185,22 @@ pub trait Broker: Send + Sync {
     fn remote_player<'a>(&'a self, _player_id: &'a str) -> BoxFuture<'a, Result<RemotePlayer, BrokerError>> {
         Box::pin(async { Ok(RemotePlayer::default()) })
     }
+
+    /// Records who is in `channel` on this node (`None`: nobody), so
+    /// other nodes list them; only called when [`Broker::wants_presence`].
+    fn channel_presence(&self, _channel: &str, _here: Option<NodePresence>) {}
+
+    /// Who is in `channel` on each other live node.
+    fn remote_presence<'a>(
+        &'a self,
+        _channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodePresence>, BrokerError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Tells the other nodes of a `join` or `leave` decided here, for their
+    /// subscribers of `channel`.
+    fn presence_event(&self, _change: Change, _channel: &str, _player_id: &str) {}
 
     /// The background tasks that carry this broker, to be run under
     /// supervision once the client listener is bound: `node` is this node's

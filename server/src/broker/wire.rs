@@ -7,9 +7,12 @@
 //! T1\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n<reason, may be empty>
 //! T1\n<origin node>\nr\n<sent epoch µs>\nj\n<jti>\n<until epoch ms>
 //! T1\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
+//! T1\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
 //! ```
 //! The second line is a backend `disconnect` of one player, for every node;
-//! the last two a token revocation (by `jti`, by player).
+//! the third and fourth a token revocation (by `jti`, by player); the last
+//! a player's `join` or `leave` of a channel decided on the origin node
+//! (`channels.presence_events`).
 //! Node ids, publication ids and channel names never hold a newline.
 
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Envelope, Scope};
+use crate::session::channel_presence::Change;
 use crate::session::protocol::Publication;
 use crate::session::revocation::Revocation;
 
@@ -34,6 +38,12 @@ pub enum Payload {
     },
     /// A token revocation.
     Revoke(Revocation),
+    /// A player joined or left a channel on the origin node.
+    Presence {
+        change: Change,
+        channel: String,
+        player_id: String,
+    },
 }
 
 /// A message received from the broker.
@@ -100,6 +110,26 @@ pub fn decode_revocation(kind: &[u8], name: &str, rest: &str) -> Option<Revocati
     (numbers.next().is_none() && !name.is_empty()).then_some(r)
 }
 
+/// A `join` or `leave` of `player_id` in `channel` (neither holds a
+/// newline: both were checked before).
+pub fn encode_presence(origin: &str, sent_us: u64, change: Change, channel: &str, player_id: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(32 + origin.len() + channel.len() + player_id.len());
+    buf.put_slice(VERSION);
+    buf.put_u8(b'\n');
+    buf.put_slice(origin.as_bytes());
+    buf.put_slice(match change {
+        Change::Join => b"\nj\n",
+        Change::Leave => b"\nl\n",
+    });
+    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(channel.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(player_id.as_bytes());
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
 pub fn encode(origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
     let p = &envelope.publication;
     let tail = p.tail();
@@ -151,6 +181,13 @@ pub fn decode(msg: Bytes) -> Option<Received> {
         let name = std::str::from_utf8(channel).ok()?;
         let r = decode_revocation(id, name, std::str::from_utf8(rest).ok()?)?;
         return Some(Received { origin, sent_us, payload: Payload::Revoke(r) });
+    }
+    if scope == b"j" || scope == b"l" {
+        let change = if scope == b"j" { Change::Join } else { Change::Leave };
+        let name = std::str::from_utf8(id).ok().filter(|c| !c.is_empty())?;
+        let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty() && rest.is_empty())?;
+        let payload = Payload::Presence { change, channel: name.to_owned(), player_id: player.to_owned() };
+        return Some(Received { origin, sent_us, payload });
     }
     if rest.first() != Some(&b'"') || rest.last() != Some(&b'}') {
         return None;
@@ -212,6 +249,12 @@ mod tests {
         assert!(decode_revocation(b"p", "x", "1").is_none());
         assert!(decode_revocation(b"j", "", "1").is_none());
         assert!(decode_revocation(b"q", "x", "1").is_none());
+
+        let j = decode(encode_presence("n_x", 6, Change::Join, "room:a", "bob")).unwrap();
+        assert!(matches!(j.payload, Payload::Presence { change: Change::Join, channel, player_id }
+            if channel == "room:a" && player_id == "bob"));
+        let l = decode(encode_presence("n_x", 6, Change::Leave, "room:a", "bob")).unwrap();
+        assert!(matches!(l.payload, Payload::Presence { change: Change::Leave, .. }));
     }
 
     #[test]
@@ -227,5 +270,6 @@ mod tests {
         }
         assert!(decode(Bytes::from("T1\nn\nc\nNaN\nm\nr\n\"a\":1}")).is_none());
         assert!(decode(Bytes::from("T1\nn\nd\n1\n-\n\n")).is_none(), "no player");
+        assert!(decode(Bytes::from("T1\nn\nj\n1\n\nalice\n")).is_none(), "no channel");
     }
 }

@@ -237,11 +237,20 @@ pub struct ChannelsConfig {
     /// Namespaces clients may publish into (a token's `publish` claim
     /// replaces this list for its holder).
     pub client_publish: Vec<String>,
+    /// Namespaces whose subscribers get `join` and `leave` frames.
+    pub presence_events: Vec<String>,
+    /// Seconds a player may be without a connection in a channel before it
+    /// leaves it (a drop and a resume within them make no frame).
+    pub presence_grace_seconds: u64,
 }
 
 impl Default for ChannelsConfig {
     fn default() -> Self {
-        Self { client_publish: vec!["room".into(), "party".into()] }
+        Self {
+            client_publish: vec!["room".into(), "party".into()],
+            presence_events: Vec::new(),
+            presence_grace_seconds: 15,
+        }
     }
 }
 

@@ -249,6 +249,13 @@ impl Config {
                 p.invalid(key, format!("`{ns}` is not a namespace ([a-z][a-z0-9_-]{{0,31}})"));
             }
         }
+        for (i, ns) in self.channels.presence_events.iter().enumerate() {
+            if !is_valid_namespace(ns) {
+                let key = format!("channels.presence_events[{i}]");
+                p.invalid(key, format!("`{ns}` is not a namespace ([a-z][a-z0-9_-]{{0,31}})"));
+            }
+        }
+        p.at_most("channels.presence_grace_seconds", self.channels.presence_grace_seconds, MAX_SECONDS);
     }
 }
 

@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(require_api_key))
             .route("/publish", web::post().to(publish))
             .route("/broadcast", web::post().to(broadcast))
+            .route("/channels/{channel}/presence", web::get().to(presence))
             .route("/players/{player_id}", web::get().to(player))
             .route("/players/{player_id}/messages", web::post().to(player_message))
             .route("/players/{player_id}/disconnect", web::post().to(disconnect))
@@ -162,6 +163,15 @@ async fn player_message(
     }
     let out = app.manager.publish(&channel, &b.event, &data_or_null(b.data)?, "api");
     Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
+}
+
+/// `GET /api/channels/{channel}/presence` → `{channel, count, players}`:
+/// who is in the channel on every live node; `count` is exact, `players`
+/// lists at most 1,000.
+async fn presence(path: web::Path<String>, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    channels::namespace(&path)?;
+    let p = app.manager.channel_presence(&path).await?;
+    Ok(HttpResponse::Ok().json(views::PresenceView { channel: &path, count: p.count, players: &p.players }))
 }
 
 /// `GET /api/players/{id}`: the player's sessions and connections.

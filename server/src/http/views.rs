@@ -147,3 +147,11 @@ mod tests {
         );
     }
 }
+
+/// `GET /api/channels/{channel}/presence`.
+#[derive(Debug, Serialize)]
+pub struct PresenceView<'a> {
+    pub channel: &'a str,
+    pub count: usize,
+    pub players: &'a [crate::session::channel_presence::PresenceEntry],
+}

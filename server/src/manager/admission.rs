@@ -213,6 +213,7 @@ impl ConnectionManager {
             }
             if let Some(att) = self.link(req, &s, fresh, &conn) {
                 self.presence_changed(&s.player_id);
+                self.presence_links_changed(&s);
                 return Ok(att);
             }
         }

@@ -1,5 +1,5 @@
 //! Client messages (`subscribe`, `unsubscribe`, `publish`, `ping`,
-//! `command`, `end_session`), shared by WebSocket frames and SSE clients'
+//! `command`, `end_session`, `presence`), shared by WebSocket frames and SSE clients'
 //! `POST /sessions/{id}/messages`.
 //!
 //! Most are answered at once. Two may wait on the game: a `subscribe` the
@@ -129,6 +129,24 @@ pub fn handle(
             name,
             data,
         })),
+        ClientMessage::Presence { channel } => {
+            manager.presence_allowed(session, &channel)?;
+            if !manager.broker().wants_presence() {
+                // One node: answered at once, in order with other replies.
+                let p = manager.local_presence(&channel);
+                let reply = Reply::Presence { channel: &channel, count: p.count, players: &p.players };
+                return now(("presence", protocol::to_json(&reply)));
+            }
+            let m = Arc::clone(manager);
+            Ok(Handled::Later(Box::pin(async move {
+                let p = m
+                    .channel_presence(&channel)
+                    .await
+                    .map_err(|e| ProtocolError::new(e.code(), e.to_string()))?;
+                let reply = Reply::Presence { channel: &channel, count: p.count, players: &p.players };
+                Ok(("presence", protocol::to_json(&reply)))
+            })))
+        }
         ClientMessage::EndSession => {
             Ok(Handled::EndSession(("session_ended", protocol::to_json(&Reply::SessionEnded))))
         }

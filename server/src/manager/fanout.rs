@@ -220,6 +220,14 @@ impl crate::broker::LocalNode for ConnectionManager {
     fn sessions_lost(&self, sessions: Vec<(String, String)>, after: std::time::Duration) {
         ConnectionManager::sessions_lost(self, sessions, after);
     }
+    fn presence_event(
+        &self,
+        change: crate::session::channel_presence::Change,
+        channel: &str,
+        player_id: &str,
+    ) {
+        self.presence_from_node(change, channel, player_id);
+    }
     fn resume_window(&self) -> std::time::Duration {
         self.limits.resume_window
     }

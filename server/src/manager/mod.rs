@@ -26,6 +26,7 @@ mod clock;
 pub(crate) mod commands;
 mod fanout;
 mod lifecycle;
+mod presence;
 mod registry;
 mod sweeps;
 mod tokens;
@@ -76,6 +77,10 @@ pub struct Limits {
     pub token_expiry: ExpiryPolicy,
     /// `auth.max_revocations`.
     pub max_revocations: usize,
+    /// `channels.presence_events`: namespaces whose subscribers hear joins and leaves.
+    pub presence_events: Vec<String>,
+    /// `channels.presence_grace_seconds`.
+    pub presence_grace: Duration,
 }
 
 impl Limits {
@@ -99,6 +104,8 @@ impl Limits {
                 grace_ms: c.auth.expiry_grace_seconds.saturating_mul(1000),
             },
             max_revocations: c.auth.max_revocations,
+            presence_events: c.channels.presence_events.clone(),
+            presence_grace: Duration::from_secs(c.channels.presence_grace_seconds),
         }
     }
 }
@@ -155,6 +162,12 @@ pub struct ConnectionManager {
     all_sessions: Mutex<Option<registry::Snapshot>>,
     players: DashMap<Arc<str>, registry::PlayerEntry>,
     channels: DashMap<Arc<str>, registry::Members>,
+    /// Who is in each channel, per player (see [`presence`]).
+    presence: DashMap<Arc<str>, crate::session::channel_presence::ChannelPresence>,
+    /// Channels whose presence changed since the broker last had it.
+    presence_dirty: presence::Dirty,
+    /// When every channel's presence was last handed to the broker (ms).
+    presence_rewritten_ms: AtomicU64,
     total: AtomicUsize,
     /// Woken when `total` drops to zero (see [`ConnectionManager::drained`]).
     idle: Notify,
@@ -186,6 +199,9 @@ impl ConnectionManager {
             all_sessions: Mutex::new(None),
             players: DashMap::new(),
             channels: DashMap::new(),
+            presence: DashMap::new(),
+            presence_dirty: presence::Dirty::default(),
+            presence_rewritten_ms: AtomicU64::new(0),
             total: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),
@@ -338,6 +354,13 @@ pub(super) mod test_support {
 
     /// Like [`manager`], on `clock` (a manual one moves only when told).
     pub fn manager_with_clock(clock: Clock) -> ConnectionManager {
+        manager_with_limits(clock, |_| {})
+    }
+
+    /// Like [`manager_with_clock`], with the limits `edit` changed.
+    pub fn manager_with_limits(clock: Clock, edit: impl FnOnce(&mut Limits)) -> ConnectionManager {
+        let mut limits = Limits::from_config(&Config::default());
+        edit(&mut limits);
         let monitoring = tandem_monitoring::Monitoring::new(
             &tandem_monitoring::MonitoringConfig::default(),
             "test",
@@ -345,7 +368,7 @@ pub(super) mod test_support {
             None,
         );
         ConnectionManager::with_clock(
-            Limits::from_config(&Config::default()),
+            limits,
             Telemetry::new(monitoring),
             Arc::new(crate::broker::memory::MemoryBroker),
             clock,

@@ -172,9 +172,10 @@ impl ConnectionManager {
                 .map_err(|SubscribeError::TooMany { max }| too_many_subs(max))?
         };
         if added {
-            let stale = self.channels.entry(ch).or_default().insert(s);
+            let stale = self.channels.entry(Arc::clone(&ch)).or_default().insert(s);
             drop(stale);
             ev::subscriptions_changed(1.0);
+            self.presence_subscribed(s, &ch);
         }
         Ok(added)
     }
@@ -201,6 +202,7 @@ impl ConnectionManager {
         if removed {
             self.remove_from_channel(channel, &s.id);
             ev::subscriptions_changed(-1.0);
+            self.presence_unsubscribed(s, channel);
         }
         Ok(())
     }
@@ -248,6 +250,7 @@ impl ConnectionManager {
             }
         }
         self.release(&att.session.player_id, att.conn.transport);
+        self.presence_links_changed(&att.session);
         ev::Disconnected {
             ids: att.ids(),
             duration: att.conn.connected_at.elapsed(),
@@ -309,6 +312,7 @@ impl ConnectionManager {
         }
         for ch in &subs {
             self.remove_from_channel(ch, &s.id);
+            self.presence_unsubscribed(s, ch);
         }
         ev::subscriptions_changed(-(subs.len() as f64));
         self.sessions.remove(&*s.id);

@@ -317,6 +317,7 @@ fn spawn_background(supervisor: &Supervisor, manager: &Arc<ConnectionManager>, m
             every(EXPIRY_PERIOD, || {
                 m.expire_sessions();
                 m.backend().sweep(m.now_ms());
+                m.presence_sweep();
             })
             .await
         }

@@ -5,6 +5,8 @@
 //!
 //! Imports nothing else of this crate: every other layer builds on it.
 
+/// Who is in a channel: join and leave with a grace, per player.
+pub(crate) mod channel_presence;
 /// Channel names and who may subscribe or publish where.
 pub(crate) mod channels;
 /// One link's bounded outbound queue, its close reason and counters.

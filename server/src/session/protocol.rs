@@ -76,6 +76,10 @@ pub enum ClientMessage {
     Refresh {
         token: String,
     },
+    /// Who is in a channel the session is subscribed to.
+    Presence {
+        channel: String,
+    },
 }
 
 impl ClientMessage {
@@ -89,6 +93,7 @@ impl ClientMessage {
             Self::Command { .. } => "command",
             Self::EndSession => "end_session",
             Self::Refresh { .. } => "refresh",
+            Self::Presence { .. } => "presence",
         }
     }
 
@@ -159,6 +164,7 @@ impl ClientMessage {
             }
             "end_session" => Ok(Self::EndSession),
             "refresh" => Ok(Self::Refresh { token: string("token", env.token)? }),
+            "presence" => Ok(Self::Presence { channel: string("channel", env.channel)? }),
             other => Err(ProtocolError::new(
                 ErrorCode::UnknownType,
                 format!("unknown type `{}`", truncate(other, 32)),
@@ -372,6 +378,23 @@ pub enum Reply<'a> {
     Disconnected {
         reason: &'a str,
         reconnect: bool,
+    },
+    /// The answer to `presence`: `count` is exact, `players` at most
+    /// [`crate::session::channel_presence::LIST_CAP`].
+    Presence {
+        channel: &'a str,
+        count: usize,
+        players: &'a [crate::session::channel_presence::PresenceEntry],
+    },
+    /// A player came into a channel (`channels.presence_events`).
+    Join {
+        channel: &'a str,
+        player_id: &'a str,
+    },
+    /// A player left a channel.
+    Leave {
+        channel: &'a str,
+        player_id: &'a str,
     },
 }
 

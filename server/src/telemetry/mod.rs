@@ -11,6 +11,7 @@ mod backend;
 mod broker;
 mod connection;
 mod delivery;
+mod presence;
 mod process;
 mod tokens;
 
@@ -18,6 +19,7 @@ pub use backend::*;
 pub use broker::*;
 pub use connection::*;
 pub use delivery::*;
+pub use presence::*;
 pub use process::*;
 pub use tokens::*;
 
@@ -127,6 +129,7 @@ pub fn register_metrics() {
     }
     register_backend_metrics();
     register_token_metrics();
+    register_presence_metrics();
 }
 
 /// Handles of hot-path metrics, registered once; plus the monitoring bundle.

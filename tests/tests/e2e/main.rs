@@ -53,6 +53,7 @@ mod logs_jq;
 mod metrics;
 mod monitoring;
 mod operations_jq;
+mod presence;
 mod prometheus;
 mod refresh;
 mod restarts;

@@ -7,7 +7,7 @@
  * handlers cannot pile up across reconnects.
  */
 import { type ReconnectOptions } from './backoff.js';
-import { type Message, type Reply, type TransportName } from './frames.js';
+import { type Message, type PresenceChange, type PresenceEntry, type Reply, type TransportName } from './frames.js';
 import { type Mode } from './planner.js';
 import { type ResyncInfo } from './sequencer.js';
 export interface TandemOptions {
@@ -56,6 +56,8 @@ export interface CallOptions {
     timeoutMs?: number;
 }
 export type MessageHandler = (message: Message) => void;
+/** A `join` or `leave` of another player in a channel. */
+export type PresenceHandler = (change: PresenceChange) => void;
 /** Runs on a gap, before live delivery resumes: reload the application's state here. */
 export type ResyncHook = (info: ResyncInfo) => void | Promise<void>;
 export declare class TandemClient {
@@ -77,6 +79,7 @@ export declare class TandemClient {
     private readonly messageHandlers;
     private readonly channelHandlers;
     private readonly resyncHooks;
+    private readonly presenceHandlers;
     private waiters;
     private resyncGeneration;
     private readonly calls;
@@ -99,6 +102,20 @@ export declare class TandemClient {
     on(channel: string, handler: MessageHandler): () => void;
     /** A hook awaited on a gap before live delivery resumes; returns the unsubscribe function. */
     onResync(hook: ResyncHook): () => void;
+    /**
+     * Who is in a channel the session is subscribed to (else it rejects with
+     * `forbidden`): `count` is exact, `players` lists at most 1,000.
+     */
+    presence(channel: string): Promise<{
+        count: number;
+        players: PresenceEntry[];
+    }>;
+    /**
+     * `join` and `leave` of other players in subscribed channels whose
+     * namespace is in the server's `channels.presence_events`; returns the
+     * unsubscribe function.
+     */
+    onPresence(handler: PresenceHandler): () => void;
     /** Subscribes, and keeps the subscription across new sessions. */
     subscribe(channel: string): Promise<Reply>;
     unsubscribe(channel: string): Promise<Reply>;

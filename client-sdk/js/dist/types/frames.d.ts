@@ -63,7 +63,26 @@ export interface Disconnected {
     reason: string;
     reconnect: boolean;
 }
-export type Reply = {
+/** One player in a channel: its subscribed sessions and the transports it is connected with. */
+export interface PresenceEntry {
+    player_id: string;
+    sessions: number;
+    transports: TransportName[];
+}
+/** The answer to `presence`: `count` is exact, `players` at most 1,000. */
+export interface PresenceReply {
+    type: 'presence';
+    channel: string;
+    count: number;
+    players: PresenceEntry[];
+}
+/** A player came into (`join`) or left (`leave`) a channel (`channels.presence_events`). */
+export interface PresenceChange {
+    type: 'join' | 'leave';
+    channel: string;
+    player_id: string;
+}
+export type Reply = PresenceReply | {
     type: 'subscribed';
     channel: string;
 }
@@ -90,7 +109,7 @@ export type Reply = {
 export interface Heartbeat {
     type: 'heartbeat';
 }
-export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat | TokenExpiring | Disconnected;
+export type ServerFrame = Welcome | Message | Shutdown | SseClose | ErrorFrame | Reply | CommandReply | SessionEnded | Heartbeat | TokenExpiring | Disconnected | PresenceChange;
 export type ClientMessage = {
     type: 'subscribe';
     channel: string;
@@ -110,6 +129,9 @@ export type ClientMessage = {
 } | {
     type: 'refresh';
     token: string;
+} | {
+    type: 'presence';
+    channel: string;
 } | CommandFrame;
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */
 export declare function parseFrame(text: string): ServerFrame | null;

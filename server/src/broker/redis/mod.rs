@@ -47,6 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::document::{ClusterDocument, NodeDocument};
 use super::{Ack, Broker, BrokerError, BrokerTask, Envelope, LocalNode, wire};
 use crate::config::BrokerConfig;
+use crate::session::channel_presence::{Change, NodePresence};
 use crate::session::protocol;
 use crate::session::revocation::Revocation;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
@@ -94,6 +95,9 @@ impl Keys {
     fn revoked_pattern(&self) -> String {
         format!("{}:revoked:*", self.0)
     }
+    fn channel_presence(&self, channel: &str) -> String {
+        format!("{}:presence:{channel}", self.0)
+    }
 }
 
 /// What the publisher writes, in the order it was asked.
@@ -105,6 +109,11 @@ enum Job {
     /// This node's record of a player (`None`: it holds none of its sessions).
     Presence {
         player_id: String,
+        value: Option<String>,
+    },
+    /// This node's record of a channel's players (`None`: none here).
+    ChannelPresence {
+        channel: String,
         value: Option<String>,
     },
     /// This node's record of a session (`None`: it ended here).
@@ -283,6 +292,23 @@ impl Broker for RedisBroker {
         Box::pin(self.read_player(player_id))
     }
 
+    fn channel_presence(&self, channel: &str, here: Option<NodePresence>) {
+        self.write_channel_presence(channel, here);
+    }
+
+    fn remote_presence<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NodePresence>, BrokerError>> {
+        Box::pin(self.read_channel_presence(channel))
+    }
+
+    fn presence_event(&self, change: Change, channel: &str, player_id: &str) {
+        // Best effort, like a publication nobody waits on: refused while
+        // the link is down (the other nodes resync then anyway).
+        let _ = self.publish(|| wire::encode_presence(&self.node_id, epoch_us(), change, channel, player_id));
+    }
+
     /// Publisher, subscriber and heartbeat, under the names operators know
     /// from `Background task … failed`.
     fn tasks(self: Arc<Self>, node: Arc<dyn LocalNode>, addr: String) -> Vec<BrokerTask> {
@@ -336,6 +362,7 @@ mod tests {
         assert_eq!(k.revoked_jti("j"), "t:revoked:jti:j");
         assert_eq!(k.revoked_player("p"), "t:revoked:player:p");
         assert_eq!(k.revoked_pattern(), "t:revoked:*");
+        assert_eq!(k.channel_presence("room:a"), "t:presence:room:a");
     }
 
     #[tokio::test]
@@ -382,5 +409,6 @@ mod tests {
         fn resume_window(&self) -> Duration {
             Duration::from_secs(1)
         }
+        fn presence_event(&self, _change: Change, _channel: &str, _player_id: &str) {}
     }
 }

@@ -11,6 +11,10 @@
 //!   written when the player's sessions change (through the publisher's
 //!   queue) and rewritten now and then and after every loss of the link, so
 //!   a record dropped while Redis was away comes back.
+//! - For each channel with players here, a node keeps one field, named by
+//!   its id, in `<prefix>:presence:<channel>`: a [`NodePresence`] (its
+//!   count and up to [`LIST_CAP`] entries), written at most once a second
+//!   per channel and rewritten every few seconds by the manager.
 //! - Readers take a field only if its node's record is still live, and
 //!   decode what they read with a size limit: a bad record is logged and
 //!   skipped as if that node held nothing.
@@ -27,6 +31,7 @@ use crate::broker::document::{
     self, ClusterDocument, LinkState, NODE_DOCUMENT_LIMIT, NodeDocument, PLAYER_DOCUMENT_LIMIT,
 };
 use crate::broker::{BrokerError, LocalNode};
+use crate::session::channel_presence::{LIST_CAP, NodePresence};
 use crate::session::protocol;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
 use crate::telemetry as ev;
@@ -124,6 +129,48 @@ impl RedisBroker {
             },
         };
         self.queue_presence(player_id, value);
+    }
+
+    /// Queues this node's record of a channel's players.
+    pub(super) fn write_channel_presence(&self, channel: &str, here: Option<NodePresence>) {
+        let value = match here {
+            None => None,
+            Some(p) => match serde_json::to_string(&p) {
+                Ok(text) => Some(text),
+                Err(_) => return,
+            },
+        };
+        self.queue_channel_presence(channel, value);
+    }
+
+    /// Who is in `channel` on the other live nodes (fields of nodes whose
+    /// record expired are ignored).
+    pub(super) async fn read_channel_presence(
+        &self,
+        channel: &str,
+    ) -> Result<Vec<NodePresence>, BrokerError> {
+        if !self.is_up() {
+            return Err(unavailable("the Redis link is down"));
+        }
+        let key = self.keys.channel_presence(channel);
+        let fields: HashMap<String, Vec<u8>> = self
+            .query(move |mut c| {
+                Box::pin(async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await })
+            })
+            .await?;
+        let others: Vec<String> = fields.keys().filter(|n| **n != self.node_id).cloned().collect();
+        let mut out = Vec::new();
+        for (node, _) in self.live(others).await? {
+            let Some(text) = fields.get(&node) else { continue };
+            match document::decode::<NodePresence>(text, PLAYER_DOCUMENT_LIMIT) {
+                Ok(mut part) => {
+                    part.players.truncate(LIST_CAP);
+                    out.push(part);
+                }
+                Err(e) => ev::broker_document_refused("presence", &node, &e),
+            }
+        }
+        Ok(out)
     }
 
     /// The `cluster` object of `/monitoring/connections`: this node's

@@ -41,6 +41,13 @@ impl RedisBroker {
         let _ = self.jobs.try_send(Job::Presence { player_id: player_id.to_owned(), value });
     }
 
+    /// Queues this node's record of a channel's players (`None`: remove
+    /// it). Dropped like a player record: the manager rewrites every
+    /// channel it holds every few seconds.
+    pub(super) fn queue_channel_presence(&self, channel: &str, value: Option<String>) {
+        let _ = self.jobs.try_send(Job::ChannelPresence { channel: channel.to_owned(), value });
+    }
+
     /// The publisher: drains the job queue in pipelines, in order, and
     /// answers each publication's [`Ack`].
     pub async fn run_publisher(self: Arc<Self>) {
@@ -68,6 +75,14 @@ impl RedisBroker {
                     }
                     Job::Presence { player_id, value: None } => {
                         pipe.cmd("HDEL").arg(self.keys.player(player_id)).arg(&self.node_id).ignore();
+                    }
+                    Job::ChannelPresence { channel, value: Some(v) } => {
+                        let key = self.keys.channel_presence(channel);
+                        pipe.cmd("HSET").arg(&key).arg(&self.node_id).arg(v).ignore();
+                        pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
+                    }
+                    Job::ChannelPresence { channel, value: None } => {
+                        pipe.cmd("HDEL").arg(self.keys.channel_presence(channel)).arg(&self.node_id).ignore();
                     }
                     Job::Session { session_id, player_id: Some(player) } => {
                         let key = self.keys.sessions(&self.node_id);
@@ -97,7 +112,7 @@ impl RedisBroker {
                     Job::Revoke { ack, .. } => {
                         let _ = ack.send(result.clone());
                     }
-                    Job::Presence { .. } | Job::Session { .. } => {}
+                    Job::Presence { .. } | Job::ChannelPresence { .. } | Job::Session { .. } => {}
                 }
             }
         }

@@ -93,6 +93,9 @@ impl RedisBroker {
                 manager.disconnect_player(&player_id, reason.as_deref());
             }
             wire::Payload::Revoke(r) => manager.apply_revocation(&r),
+            wire::Payload::Presence { change, channel, player_id } => {
+                manager.presence_event(change, &channel, &player_id);
+            }
         }
     }
 }
