@@ -265,9 +265,12 @@ pub enum ClientMessage {
     Refresh {
         token: String,
     },
-    /// Who is in a subscribed channel (answered by `presence`).
+    /// Who is in a subscribed channel (answered by `presence`), listing
+    /// at most `limit` players (`0`: the count alone; absent: 1,000).
     Presence {
         channel: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
     },
 }
 

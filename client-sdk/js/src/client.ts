@@ -226,10 +226,12 @@ export class TandemClient {
 
   /**
    * Who is in a channel the session is subscribed to (else it rejects with
-   * `forbidden`): `count` is exact, `players` lists at most 1,000.
+   * `forbidden`): `count` is exact, `players` lists at most `limit`
+   * (default and most 1,000; `0` asks for the count alone, the cheap
+   * question for a big channel).
    */
-  async presence(channel: string): Promise<{ count: number; players: PresenceEntry[] }> {
-    const reply = await this.request({ type: 'presence', channel });
+  async presence(channel: string, limit?: number): Promise<{ count: number; players: PresenceEntry[] }> {
+    const reply = await this.request(limit === undefined ? { type: 'presence', channel } : { type: 'presence', channel, limit });
     if (reply.type !== 'presence') throw new TandemError('invalid_message', `unexpected reply ${reply.type}`);
     return { count: reply.count, players: reply.players };
   }

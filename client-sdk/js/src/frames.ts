@@ -133,7 +133,7 @@ export type ClientMessage =
   | { type: 'ping'; id?: unknown }
   | { type: 'end_session' }
   | { type: 'refresh'; token: string }
-  | { type: 'presence'; channel: string }
+  | { type: 'presence'; channel: string; limit?: number }
   | CommandFrame;
 
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */

@@ -17,6 +17,9 @@
 //!     match event {
 //!         ClientEvent::Message(m) => println!("#{} {}: {}", m.seq, m.channel, m.data),
 //!         ClientEvent::Resync(r) => println!("lost messages, reload state ({:?})", r.reason),
+//!         ClientEvent::Presence(p) => {
+//!             println!("{} {} {}", p.player_id, if p.joined { "joined" } else { "left" }, p.channel)
+//!         }
 //!     }
 //! }
 //! # Ok(())
@@ -200,9 +203,19 @@ impl Client {
     }
 
     /// Who is in `channel` (the session must be subscribed to it, else
-    /// `forbidden`).
+    /// `forbidden`): the exact count and up to 1,000 players.
     pub async fn presence(&self, channel: &str) -> Result<Presence, CallError> {
-        let msg = ClientMessage::Presence { channel: channel.to_owned() };
+        self.presence_listing(channel, None).await
+    }
+
+    /// How many players are in `channel`, without listing them: the cheap
+    /// question for a big channel.
+    pub async fn presence_count(&self, channel: &str) -> Result<u64, CallError> {
+        Ok(self.presence_listing(channel, Some(0)).await?.count)
+    }
+
+    async fn presence_listing(&self, channel: &str, limit: Option<u64>) -> Result<Presence, CallError> {
+        let msg = ClientMessage::Presence { channel: channel.to_owned(), limit };
         match self.request(msg).await? {
             ServerFrame::Presence { count, players, .. } => Ok(Presence { count, players }),
             other => Err(unexpected(&other)),

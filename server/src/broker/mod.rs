@@ -190,10 +190,12 @@ pub trait Broker: Send + Sync {
     /// other nodes list them; only called when [`Broker::wants_presence`].
     fn channel_presence(&self, _channel: &str, _here: Option<NodePresence>) {}
 
-    /// Who is in `channel` on each other live node.
+    /// Who is in `channel` on each other live node: their counts, and with
+    /// `players` their lists.
     fn remote_presence<'a>(
         &'a self,
         _channel: &'a str,
+        _players: bool,
     ) -> BoxFuture<'a, Result<Vec<NodePresence>, BrokerError>> {
         Box::pin(async { Ok(Vec::new()) })
     }

@@ -17,6 +17,7 @@ use crate::http::error::{self, HttpError};
 use crate::http::state::AppState;
 use crate::http::views;
 use crate::manager::{Fanout, Published};
+use crate::session::channel_presence;
 use crate::session::channels;
 use crate::session::payload;
 use crate::session::protocol::{self, ProtocolError};
@@ -165,13 +166,29 @@ async fn player_message(
     Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
 }
 
-/// `GET /api/channels/{channel}/presence` → `{channel, count, players}`:
-/// who is in the channel on every live node; `count` is exact, `players`
-/// lists at most 1,000.
-async fn presence(path: web::Path<String>, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+/// `GET /api/channels/{channel}/presence[?limit=N]` → `{channel, count,
+/// players}`: who is in the channel on every live node; `count` is exact,
+/// `players` lists at most `limit` (0 to 1,000, default 1,000; `0` asks
+/// for the count alone).
+async fn presence(
+    req: HttpRequest,
+    path: web::Path<String>,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
     channels::namespace(&path)?;
-    let p = app.manager.channel_presence(&path).await?;
+    let limit = presence_limit(req.query_string())?;
+    let p = app.manager.channel_presence(&path, limit).await?;
     Ok(HttpResponse::Ok().json(views::PresenceView { channel: &path, count: p.count, players: &p.players }))
+}
+
+/// The `limit` of a presence query string.
+fn presence_limit(query: &str) -> Result<usize, HttpError> {
+    let invalid = |m: String| HttpError::new(ErrorCode::InvalidMessage, m);
+    let raw = query.split('&').find_map(|kv| kv.strip_prefix("limit="));
+    let n = raw
+        .map(|v| v.parse::<u64>().map_err(|_| invalid(format!("`limit` must be a whole number, not `{v}`"))))
+        .transpose()?;
+    channel_presence::list_limit(n).map_err(invalid)
 }
 
 /// `GET /api/players/{id}`: the player's sessions and connections.
@@ -332,6 +349,16 @@ mod tests {
 
     fn body(v: serde_json::Value) -> RevokeBody {
         serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_presence_query_names_its_limit() {
+        assert_eq!(presence_limit("").ok(), Some(1000));
+        assert_eq!(presence_limit("limit=0").ok(), Some(0));
+        assert_eq!(presence_limit("x=1&limit=25").ok(), Some(25));
+        for bad in ["limit=1001", "limit=", "limit=-1", "limit=ten"] {
+            assert_eq!(presence_limit(bad).err().map(|e| e.code), Some(ErrorCode::InvalidMessage), "{bad}");
+        }
     }
 
     #[test]

@@ -129,18 +129,18 @@ pub fn handle(
             name,
             data,
         })),
-        ClientMessage::Presence { channel } => {
+        ClientMessage::Presence { channel, limit } => {
             manager.presence_allowed(session, &channel)?;
             if !manager.broker().wants_presence() {
                 // One node: answered at once, in order with other replies.
-                let p = manager.local_presence(&channel);
+                let p = manager.local_presence(&channel, limit);
                 let reply = Reply::Presence { channel: &channel, count: p.count, players: &p.players };
                 return now(("presence", protocol::to_json(&reply)));
             }
             let m = Arc::clone(manager);
             Ok(Handled::Later(Box::pin(async move {
                 let p = m
-                    .channel_presence(&channel)
+                    .channel_presence(&channel, limit)
                     .await
                     .map_err(|e| ProtocolError::new(e.code(), e.to_string()))?;
                 let reply = Reply::Presence { channel: &channel, count: p.count, players: &p.players };

@@ -120,22 +120,23 @@ impl ConnectionManager {
         }
     }
 
-    /// Who is in `channel` on this node.
-    pub fn local_presence(&self, channel: &str) -> NodePresence {
+    /// Who is in `channel` on this node, listing at most `limit` players.
+    pub fn local_presence(&self, channel: &str, limit: usize) -> NodePresence {
         self.presence
             .get(channel)
-            .map(|c| NodePresence { count: c.count(), players: c.entries(LIST_CAP) })
+            .map(|c| NodePresence { count: c.count(), players: c.entries(limit) })
             .unwrap_or_default()
     }
 
     /// Who is in `channel` in the whole cluster: this node, and the other
-    /// live nodes' records.
-    pub async fn channel_presence(&self, channel: &str) -> Result<NodePresence, BrokerError> {
-        let mut parts = vec![self.local_presence(channel)];
+    /// live nodes' records. With `limit` 0 only the nodes' counts are read
+    /// (a few bytes per node whatever the number of players).
+    pub async fn channel_presence(&self, channel: &str, limit: usize) -> Result<NodePresence, BrokerError> {
+        let mut parts = vec![self.local_presence(channel, limit)];
         if self.broker.wants_presence() {
-            parts.extend(self.broker.remote_presence(channel).await?);
+            parts.extend(self.broker.remote_presence(channel, limit > 0).await?);
         }
-        Ok(channel_presence::combine(parts))
+        Ok(channel_presence::combine(parts, limit))
     }
 
     /// A client's `presence {channel}`: only for a channel its session is
@@ -233,6 +234,7 @@ mod tests {
 
     use crate::manager::test_support::{manager_with_limits, player};
     use crate::manager::{AttachRequest, Attached, Clock, ConnectionManager};
+    use crate::session::channel_presence::LIST_CAP;
     use crate::session::connection::{Next, Outbound};
 
     fn attach(m: &ConnectionManager, who: &str, t: Transport, session: Option<&str>) -> Attached {
@@ -282,7 +284,7 @@ mod tests {
         assert!(frames(&bob).is_empty(), "bob hears nothing of w's earlier join, nor his own");
         // A second transport of the same session: one entry, no frame.
         let bob_sse = attach(&m, "bob", Transport::Sse, Some(&bob.session.id));
-        let here = m.local_presence("room:a");
+        let here = m.local_presence("room:a", LIST_CAP);
         assert_eq!(here.count, 2);
         let entry = here.players.iter().find(|e| e.player_id == "bob").unwrap();
         assert_eq!((entry.sessions, entry.transports.len()), (1, 2));
@@ -299,7 +301,7 @@ mod tests {
         m.presence_sweep();
         m.presence_sweep();
         assert_eq!(frames(&watcher), ["leave:bob"]);
-        assert_eq!(m.local_presence("room:a").count, 1);
+        assert_eq!(m.local_presence("room:a", LIST_CAP).count, 1);
     }
 
     #[test]
@@ -312,7 +314,7 @@ mod tests {
         let carol = attach(&m, "carol", Transport::WebSocket, None);
         m.end_session_by_client(&carol.session);
         assert_eq!(frames(&watcher), ["join:bob", "leave:bob", "join:carol", "leave:carol"]);
-        assert_eq!(m.local_presence("room:a").count, 1);
+        assert_eq!(m.local_presence("room:a", LIST_CAP).count, 1);
         let forbidden = m.presence_allowed(&bob.session, "room:a").unwrap_err();
         assert_eq!(forbidden.code, crate::session::protocol::ErrorCode::Forbidden);
         assert!(m.presence_allowed(&watcher.session, "room:a").is_ok());

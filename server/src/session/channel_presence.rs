@@ -20,6 +20,16 @@ use tandem_protocol::Transport;
 /// Players a presence answer lists at most (its `count` is exact).
 pub const LIST_CAP: usize = 1000;
 
+/// How many players a presence request asks to list: `limit` (`0` for the
+/// count alone, the cheap question), [`LIST_CAP`] when absent.
+pub fn list_limit(limit: Option<u64>) -> Result<usize, String> {
+    match limit {
+        None => Ok(LIST_CAP),
+        Some(n) if n <= LIST_CAP as u64 => Ok(n as usize),
+        Some(n) => Err(format!("`limit` is {n}, at most {LIST_CAP}")),
+    }
+}
+
 /// A change the channel's subscribers hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -88,15 +98,15 @@ impl NodePresence {
 }
 
 /// The presence of a channel over several nodes: entries merged by player,
-/// listed up to [`LIST_CAP`]. The count is exact when every part listed all
+/// listed up to `limit`. The count is exact when every part listed all
 /// its players (then a player on two nodes counts once); otherwise it is
 /// the sum of the parts' counts (a player on two nodes counts twice).
-pub fn combine(parts: Vec<NodePresence>) -> NodePresence {
+pub fn combine(parts: Vec<NodePresence>, limit: usize) -> NodePresence {
     let complete = parts.iter().all(NodePresence::complete);
     let sum: usize = parts.iter().map(|p| p.count).sum();
     let mut players = merge_entries(parts.into_iter().flat_map(|p| p.players));
     let count = if complete { players.len() } else { sum.max(players.len()) };
-    players.truncate(LIST_CAP);
+    players.truncate(limit.min(LIST_CAP));
     NodePresence { count, players }
 }
 
@@ -354,9 +364,9 @@ mod tests {
             |p: &str| PresenceEntry { player_id: p.into(), sessions: 1, transports: vec![Transport::Sse] };
         let here = NodePresence { count: 2, players: vec![e("a"), e("b")] };
         let there = NodePresence { count: 1, players: vec![e("a")] };
-        assert_eq!(combine(vec![here.clone(), there]).count, 2, "a on two nodes counts once");
+        assert_eq!(combine(vec![here.clone(), there], LIST_CAP).count, 2, "a on two nodes counts once");
         let capped = NodePresence { count: 5_000, players: vec![e("c")] };
-        let all = combine(vec![here, capped]);
+        let all = combine(vec![here, capped], LIST_CAP);
         assert_eq!((all.count, all.players.len()), (5_002, 3), "a capped part: counts add up");
     }
 

@@ -76,9 +76,11 @@ pub enum ClientMessage {
     Refresh {
         token: String,
     },
-    /// Who is in a channel the session is subscribed to.
+    /// Who is in a channel the session is subscribed to, listing at most
+    /// `limit` players (`0`: the count alone).
     Presence {
         channel: String,
+        limit: usize,
     },
 }
 
@@ -116,6 +118,8 @@ impl ClientMessage {
             name: Option<&'a RawValue>,
             #[serde(borrow)]
             token: Option<&'a RawValue>,
+            #[serde(borrow)]
+            limit: Option<&'a RawValue>,
         }
         let env: Envelope<'_> = serde_json::from_slice(text)
             .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("not a JSON object: {e}")))?;
@@ -164,7 +168,15 @@ impl ClientMessage {
             }
             "end_session" => Ok(Self::EndSession),
             "refresh" => Ok(Self::Refresh { token: string("token", env.token)? }),
-            "presence" => Ok(Self::Presence { channel: string("channel", env.channel)? }),
+            "presence" => {
+                let channel = string("channel", env.channel)?;
+                let limit = env.limit.map(|raw| serde_json::from_str::<u64>(raw.get())).transpose().map_err(
+                    |_| ProtocolError::new(ErrorCode::InvalidMessage, "`limit` must be a whole number"),
+                )?;
+                let limit = crate::session::channel_presence::list_limit(limit)
+                    .map_err(|m| ProtocolError::new(ErrorCode::InvalidMessage, m))?;
+                Ok(Self::Presence { channel, limit })
+            }
             other => Err(ProtocolError::new(
                 ErrorCode::UnknownType,
                 format!("unknown type `{}`", truncate(other, 32)),
@@ -444,6 +456,25 @@ mod tests {
         match ClientMessage::parse(br#"{"type":"ping"}"#).unwrap() {
             ClientMessage::Ping { id } => assert_eq!(id.get(), "null"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn presence_lists_up_to_its_limit() {
+        let limit = |text: &[u8]| match ClientMessage::parse(text) {
+            Ok(ClientMessage::Presence { limit, .. }) => Ok(limit),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.code),
+        };
+        assert_eq!(limit(br#"{"type":"presence","channel":"room:a"}"#), Ok(1000));
+        assert_eq!(limit(br#"{"type":"presence","channel":"room:a","limit":0}"#), Ok(0));
+        assert_eq!(limit(br#"{"type":"presence","channel":"room:a","limit":1000}"#), Ok(1000));
+        for bad in [
+            &br#"{"type":"presence","channel":"room:a","limit":1001}"#[..],
+            br#"{"type":"presence","channel":"room:a","limit":-1}"#,
+            br#"{"type":"presence","channel":"room:a","limit":"5"}"#,
+        ] {
+            assert_eq!(limit(bad), Err(ErrorCode::InvalidMessage));
         }
     }
 

@@ -95,19 +95,37 @@ async fn a_dual_transport_player_is_one_entry_and_only_subscribers_may_ask() {
 
     // Clients ask too, over either transport.
     for peer in [&mut alice, &mut bob] {
-        let reply = peer.request(&ClientMessage::Presence { channel: "room:x".into() }).await;
+        let reply = peer.request(&ClientMessage::Presence { channel: "room:x".into(), limit: None }).await;
         let Ok(ServerFrame::Presence { channel, count, players }) = reply else {
             panic!("{:?}: expected presence, got {reply:?}", peer.transport());
         };
         assert_eq!((channel.as_str(), count, players.len()), ("room:x", 2, 2));
     }
     // Not a subscriber: forbidden.
-    let reply = carol.request(&ClientMessage::Presence { channel: "room:x".into() }).await;
+    let reply = carol.request(&ClientMessage::Presence { channel: "room:x".into(), limit: None }).await;
     assert_eq!(error_code(&reply), Some("forbidden"), "{reply:?}");
     let (status, body) = server.api_get("/api/channels/nope/presence").await;
     assert_eq!((status, &body["error"]["code"]), (400, &Value::from("invalid_channel")), "{body}");
     let (status, body) = server.api_get("/api/channels/room:empty/presence").await;
     assert_eq!((status, &body["count"]), (200, &Value::from(0)), "{body}");
+    // A limit lists fewer; 0 asks for the count alone; past 1,000 is refused.
+    let (status, body) = server.api_get("/api/channels/room:x/presence?limit=1").await;
+    assert_eq!(
+        (status, &body["count"], body["players"].as_array().map(Vec::len)),
+        (200, &Value::from(2), Some(1))
+    );
+    let (status, body) = server.api_get("/api/channels/room:x/presence?limit=0").await;
+    assert_eq!(
+        (status, &body["count"], body["players"].as_array().map(Vec::len)),
+        (200, &Value::from(2), Some(0))
+    );
+    let (status, body) = server.api_get("/api/channels/room:x/presence?limit=1001").await;
+    assert_eq!((status, &body["error"]["code"]), (400, &Value::from("invalid_message")), "{body}");
+    let reply = bob.request(&ClientMessage::Presence { channel: "room:x".into(), limit: Some(0) }).await;
+    assert!(
+        matches!(&reply, Ok(ServerFrame::Presence { count: 2, players, .. }) if players.is_empty()),
+        "{reply:?}"
+    );
     drop(alice_sse);
 }
 
@@ -240,8 +258,15 @@ async fn presence_spans_three_nodes_and_a_killed_node_drops_out() {
     let alice = entry(&body, "alice").expect("alice");
     assert_eq!(alice["sessions"], 2, "{body}");
     assert_eq!(alice["transports"], serde_json::json!(["websocket", "sse"]), "{body}");
-    let reply = watcher.request(&ClientMessage::Presence { channel: "room:x".into() }).await;
+    let reply = watcher.request(&ClientMessage::Presence { channel: "room:x".into(), limit: None }).await;
     assert!(matches!(reply, Ok(ServerFrame::Presence { count: 3, .. })), "{reply:?}");
+    // The count alone sums the nodes' counts: alice, on two nodes, twice.
+    let (_, body) = c.api_get("/api/channels/room:x/presence?limit=0").await;
+    assert_eq!(
+        (&body["count"], body["players"].as_array().map(Vec::len)),
+        (&Value::from(4), Some(0)),
+        "{body}"
+    );
 
     // Node A dies: its entries go within three heartbeats (3 s) and a sweep.
     let killed = Instant::now();

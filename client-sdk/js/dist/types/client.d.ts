@@ -104,9 +104,11 @@ export declare class TandemClient {
     onResync(hook: ResyncHook): () => void;
     /**
      * Who is in a channel the session is subscribed to (else it rejects with
-     * `forbidden`): `count` is exact, `players` lists at most 1,000.
+     * `forbidden`): `count` is exact, `players` lists at most `limit`
+     * (default and most 1,000; `0` asks for the count alone, the cheap
+     * question for a big channel).
      */
-    presence(channel: string): Promise<{
+    presence(channel: string, limit?: number): Promise<{
         count: number;
         players: PresenceEntry[];
     }>;

@@ -132,6 +132,7 @@ export type ClientMessage = {
 } | {
     type: 'presence';
     channel: string;
+    limit?: number;
 } | CommandFrame;
 /** Parses one frame; `null` for anything that is not a JSON object with a string `type`. */
 export declare function parseFrame(text: string): ServerFrame | null;

@@ -98,6 +98,11 @@ impl Keys {
     fn channel_presence(&self, channel: &str) -> String {
         format!("{}:presence:{channel}", self.0)
     }
+    /// The field beside a node's record in a channel's presence hash that
+    /// holds its count alone (node ids never start with `#`).
+    fn presence_count_field(node: &str) -> String {
+        format!("#{node}")
+    }
 }
 
 /// What the publisher writes, in the order it was asked.
@@ -113,6 +118,8 @@ enum Job {
     },
     /// This node's record of a channel's players (`None`: none here).
     ChannelPresence {
+        /// Its count, written beside the record for count-only reads.
+        count: usize,
         channel: String,
         value: Option<String>,
     },
@@ -299,8 +306,13 @@ impl Broker for RedisBroker {
     fn remote_presence<'a>(
         &'a self,
         channel: &'a str,
+        players: bool,
     ) -> BoxFuture<'a, Result<Vec<NodePresence>, BrokerError>> {
-        Box::pin(self.read_channel_presence(channel))
+        if players {
+            Box::pin(self.read_channel_presence(channel))
+        } else {
+            Box::pin(self.read_channel_counts(channel))
+        }
     }
 
     fn presence_event(&self, change: Change, channel: &str, player_id: &str) {
@@ -363,6 +375,7 @@ mod tests {
         assert_eq!(k.revoked_player("p"), "t:revoked:player:p");
         assert_eq!(k.revoked_pattern(), "t:revoked:*");
         assert_eq!(k.channel_presence("room:a"), "t:presence:room:a");
+        assert_eq!(Keys::presence_count_field("n_1"), "#n_1");
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tandem_monitoring::ConnectionOverview;
 
-use super::{RedisBroker, unavailable};
+use super::{Keys, RedisBroker, unavailable};
 use crate::broker::document::{
     self, ClusterDocument, LinkState, NODE_DOCUMENT_LIMIT, NodeDocument, PLAYER_DOCUMENT_LIMIT,
 };
@@ -133,14 +133,39 @@ impl RedisBroker {
 
     /// Queues this node's record of a channel's players.
     pub(super) fn write_channel_presence(&self, channel: &str, here: Option<NodePresence>) {
-        let value = match here {
-            None => None,
+        let (count, value) = match here {
+            None => (0, None),
             Some(p) => match serde_json::to_string(&p) {
-                Ok(text) => Some(text),
+                Ok(text) => (p.count, Some(text)),
                 Err(_) => return,
             },
         };
-        self.queue_channel_presence(channel, value);
+        self.queue_channel_presence(channel, count, value);
+    }
+
+    /// How many players are in `channel` on each other live node (as of
+    /// the last heartbeat's list of nodes): one `HMGET` of their counts,
+    /// a few bytes per node whatever the number of players.
+    pub(super) async fn read_channel_counts(&self, channel: &str) -> Result<Vec<NodePresence>, BrokerError> {
+        if !self.is_up() {
+            return Err(unavailable("the Redis link is down"));
+        }
+        let fields: Vec<String> =
+            self.remote_nodes.lock().iter().map(|n| Keys::presence_count_field(&n.node_id)).collect();
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.channel_presence(channel);
+        let counts: Vec<Option<u64>> = self
+            .query(move |mut c| {
+                Box::pin(async move { redis::cmd("HMGET").arg(key).arg(fields).query_async(&mut c).await })
+            })
+            .await?;
+        Ok(counts
+            .into_iter()
+            .flatten()
+            .map(|n| NodePresence { count: usize::try_from(n).unwrap_or(usize::MAX), players: Vec::new() })
+            .collect())
     }
 
     /// Who is in `channel` on the other live nodes (fields of nodes whose
@@ -158,7 +183,8 @@ impl RedisBroker {
                 Box::pin(async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await })
             })
             .await?;
-        let others: Vec<String> = fields.keys().filter(|n| **n != self.node_id).cloned().collect();
+        let others: Vec<String> =
+            fields.keys().filter(|n| **n != self.node_id && !n.starts_with('#')).cloned().collect();
         let mut out = Vec::new();
         for (node, _) in self.live(others).await? {
             let Some(text) = fields.get(&node) else { continue };

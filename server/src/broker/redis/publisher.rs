@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{Job, RedisBroker, presence_ttl, unavailable};
+use super::{Job, Keys, RedisBroker, presence_ttl, unavailable};
 use crate::broker::{Ack, BrokerError};
 use crate::telemetry as ev;
 
@@ -44,8 +44,8 @@ impl RedisBroker {
     /// Queues this node's record of a channel's players (`None`: remove
     /// it). Dropped like a player record: the manager rewrites every
     /// channel it holds every few seconds.
-    pub(super) fn queue_channel_presence(&self, channel: &str, value: Option<String>) {
-        let _ = self.jobs.try_send(Job::ChannelPresence { channel: channel.to_owned(), value });
+    pub(super) fn queue_channel_presence(&self, channel: &str, count: usize, value: Option<String>) {
+        let _ = self.jobs.try_send(Job::ChannelPresence { channel: channel.to_owned(), count, value });
     }
 
     /// The publisher: drains the job queue in pipelines, in order, and
@@ -76,13 +76,23 @@ impl RedisBroker {
                     Job::Presence { player_id, value: None } => {
                         pipe.cmd("HDEL").arg(self.keys.player(player_id)).arg(&self.node_id).ignore();
                     }
-                    Job::ChannelPresence { channel, value: Some(v) } => {
+                    Job::ChannelPresence { channel, count, value: Some(v) } => {
                         let key = self.keys.channel_presence(channel);
-                        pipe.cmd("HSET").arg(&key).arg(&self.node_id).arg(v).ignore();
+                        pipe.cmd("HSET")
+                            .arg(&key)
+                            .arg(&self.node_id)
+                            .arg(v)
+                            .arg(Keys::presence_count_field(&self.node_id))
+                            .arg(*count)
+                            .ignore();
                         pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
                     }
-                    Job::ChannelPresence { channel, value: None } => {
-                        pipe.cmd("HDEL").arg(self.keys.channel_presence(channel)).arg(&self.node_id).ignore();
+                    Job::ChannelPresence { channel, value: None, .. } => {
+                        pipe.cmd("HDEL")
+                            .arg(self.keys.channel_presence(channel))
+                            .arg(&self.node_id)
+                            .arg(Keys::presence_count_field(&self.node_id))
+                            .ignore();
                     }
                     Job::Session { session_id, player_id: Some(player) } => {
                         let key = self.keys.sessions(&self.node_id);
