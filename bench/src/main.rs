@@ -22,6 +22,9 @@
 //! - `churn`: the long soak — connections opened and closed for
 //!   `--minutes` with publications flowing, RSS and descriptors sampled,
 //!   every gauge compared with its idle value at the end (PASS/FAIL).
+//! - `presence`: N subscribers of one channel (over one node or several):
+//!   the server CPU of a join and of a leave above a plain connection's,
+//!   and the latency of asking for the list and for the count alone.
 //! - `pace`: N subscribers (WebSocket or SSE, raw sockets) on one channel,
 //!   K publications at a fixed rate (or as fast as the API answers); reports
 //!   the server's CPU time per delivery, deliveries per second and the
@@ -33,6 +36,7 @@
 
 mod churn;
 mod commands;
+mod presence;
 mod procfs;
 
 use std::sync::Arc;
@@ -165,6 +169,9 @@ enum Cmd {
     /// transports, RSS and descriptors sampled, every gauge back at idle
     /// at the end; exits non-zero when a check fails.
     Churn(churn::ChurnArgs),
+    /// Channel presence at N subscribers of one channel: the work of a
+    /// join and a leave, and what asking costs (the list, the count).
+    Presence(presence::PresenceArgs),
 }
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -239,12 +246,31 @@ async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
 /// Opens `n` connections, 256 at a time (bounded by [`DEADLINE`]); `who`
 /// names each one's transport and player.
 async fn open_many(addr: &str, n: usize, who: impl Fn(usize) -> (Kind, String)) -> Vec<TcpStream> {
+    open_many_on(
+        &|_| addr.to_owned(),
+        n,
+        |i| {
+            let (kind, player) = who(i);
+            (kind, player, String::new())
+        },
+    )
+    .await
+}
+
+/// [`open_many`] over several nodes: `on` gives each connection's address,
+/// `who` its transport, player and extra query (`&channels=…`).
+async fn open_many_on(
+    on: &impl Fn(usize) -> String,
+    n: usize,
+    who: impl Fn(usize) -> (Kind, String, String),
+) -> Vec<TcpStream> {
     let started = Instant::now();
     let mut conns = Vec::with_capacity(n);
     let mut batch = Vec::new();
     for i in 0..n {
-        let (kind, player) = who(i);
-        batch.push(async move { open_on(addr, kind, &player, "").await });
+        let (kind, player, extra) = who(i);
+        let addr = on(i);
+        batch.push(async move { open_on(&addr, kind, &player, &extra).await });
         if batch.len() == 256 || i + 1 == n {
             for r in futures_util::future::join_all(batch.drain(..)).await {
                 match r {
@@ -771,6 +797,7 @@ async fn main() {
         }
         Cmd::Cluster(args) => cluster(base, args).await,
         Cmd::Commands(args) => commands::commands(&addr, cli.pid, args).await,
+        Cmd::Presence(args) => presence::presence(base, &addr, cli.pid, args).await,
         Cmd::Churn(args) => {
             if !churn::churn(base, &addr, cli.pid, args).await {
                 std::process::exit(1);
