@@ -246,14 +246,10 @@ async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
 /// Opens `n` connections, 256 at a time (bounded by [`DEADLINE`]); `who`
 /// names each one's transport and player.
 async fn open_many(addr: &str, n: usize, who: impl Fn(usize) -> (Kind, String)) -> Vec<TcpStream> {
-    open_many_on(
-        &|_| addr.to_owned(),
-        n,
-        |i| {
-            let (kind, player) = who(i);
-            (kind, player, String::new())
-        },
-    )
+    open_many_on(&|_| addr.to_owned(), n, |i| {
+        let (kind, player) = who(i);
+        (kind, player, String::new())
+    })
     .await
 }
 

@@ -114,8 +114,8 @@ pub trait LocalNode: Send + Sync {
     fn sessions_lost(&self, sessions: Vec<(String, String)>, after: Duration);
     /// How long a session without a connection may be resumed.
     fn resume_window(&self) -> Duration;
-    /// Another node decided a player's `join` or `leave` of a channel.
-    fn presence_event(&self, change: Change, channel: &str, player_id: &str);
+    /// Node `origin` decided a player's `join` or `leave` of a channel.
+    fn presence_event(&self, origin: &str, change: Change, channel: &str, player_id: &str);
 }
 
 /// Makes one run of a background task; called again for each restart.
@@ -203,6 +203,12 @@ pub trait Broker: Send + Sync {
     /// Tells the other nodes of a `join` or `leave` decided here, for their
     /// subscribers of `channel`.
     fn presence_event(&self, _change: Change, _channel: &str, _player_id: &str) {}
+
+    /// The other nodes alive as of the last heartbeat; `None` when not
+    /// known (a single node, or the link is down).
+    fn live_nodes(&self) -> Option<Vec<String>> {
+        None
+    }
 
     /// The background tasks that carry this broker, to be run under
     /// supervision once the client listener is bound: `node` is this node's

@@ -173,6 +173,8 @@ impl ConnectionManager {
     /// broker lost its link to the other nodes): a `resync` frame on each
     /// live connection. Returns how many connections were told.
     pub fn resync_all(&self, reason: &'static str) -> usize {
+        // What other nodes said of presence may have been missed too.
+        self.presence_forget_elsewhere();
         let frame = crate::session::protocol::to_json(&crate::session::protocol::Reply::Resync { reason });
         let mut told = 0;
         for att in self.all_connections() {
@@ -222,11 +224,12 @@ impl crate::broker::LocalNode for ConnectionManager {
     }
     fn presence_event(
         &self,
+        origin: &str,
         change: crate::session::channel_presence::Change,
         channel: &str,
         player_id: &str,
     ) {
-        self.presence_from_node(change, channel, player_id);
+        self.presence_from_node(origin, change, channel, player_id);
     }
     fn resume_window(&self) -> std::time::Duration {
         self.limits.resume_window

@@ -168,6 +168,11 @@ pub struct ConnectionManager {
     presence_dirty: presence::Dirty,
     /// When every channel's presence was last handed to the broker (ms).
     presence_rewritten_ms: AtomicU64,
+    /// Who the other nodes announced in each channel of
+    /// `channels.presence_events` (see [`presence`]).
+    presence_elsewhere: DashMap<Arc<str>, crate::session::channel_presence::Elsewhere>,
+    /// The other nodes heard from, for forgetting the dead ones.
+    presence_nodes: presence::Nodes,
     total: AtomicUsize,
     /// Woken when `total` drops to zero (see [`ConnectionManager::drained`]).
     idle: Notify,
@@ -202,6 +207,8 @@ impl ConnectionManager {
             presence: DashMap::new(),
             presence_dirty: presence::Dirty::default(),
             presence_rewritten_ms: AtomicU64::new(0),
+            presence_elsewhere: DashMap::new(),
+            presence_nodes: presence::Nodes::default(),
             total: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),

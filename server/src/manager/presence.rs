@@ -5,12 +5,16 @@
 //! sends `join`/`leave` frames to the channel's subscribers in the
 //! namespaces of `channels.presence_events`, and with a cluster broker
 //! keeps this node's part of each channel in the broker and relays its
-//! joins and leaves to the other nodes.
+//! joins and leaves to the other nodes. What the other nodes announced is
+//! kept per channel ([`channel_presence::Elsewhere`]) so that frames speak for the cluster: a
+//! player on two nodes, or moving between them within the grace, is one
+//! join and one leave; a dead node's players leave once its heartbeat
+//! record is gone.
 //!
 //! The personal `player:` channels are not tracked (only their player is
 //! in them). No registry lock is held while frames are delivered.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -29,6 +33,14 @@ const REWRITE_MS: u64 = 10_000;
 
 /// Channels whose record the broker has not been given since they changed.
 pub(super) type Dirty = parking_lot::Mutex<HashSet<Arc<str>>>;
+
+/// A node that never shows in the live list this long after it was first
+/// heard from is forgotten (it died within its first heartbeat).
+const NEVER_LIVE_MS: u64 = 60_000;
+
+/// Other nodes heard from: whether the live list has shown each yet, and
+/// when it was first heard (ms).
+pub(super) type Nodes = parking_lot::Mutex<HashMap<Arc<str>, (bool, u64)>>;
 
 /// Whether a channel's presence is tracked: not the personal channels.
 fn tracked(channel: &str) -> bool {
@@ -102,6 +114,9 @@ impl ConnectionManager {
         if !self.broker.wants_presence() {
             return;
         }
+        if let Some(live) = self.broker.live_nodes() {
+            self.presence_forget_dead(&live, now);
+        }
         let rewrite = now.saturating_sub(self.presence_rewritten_ms.load(Ordering::Relaxed)) >= REWRITE_MS;
         let dirty: Vec<Arc<str>> = if rewrite {
             self.presence_rewritten_ms.store(now, Ordering::Relaxed);
@@ -152,16 +167,68 @@ impl ConnectionManager {
         Ok(())
     }
 
-    /// A `join` or `leave` another node decided: this node's subscribers
-    /// hear it, unless the player is present here too (they heard of it
-    /// from this node, or will).
-    pub fn presence_from_node(&self, change: Change, channel: &str, player_id: &str) {
-        if self.presence.get(channel).is_some_and(|c| c.is_present(player_id)) {
+    /// A `join` or `leave` node `origin` decided: this node's subscribers
+    /// hear it when the player came into the cluster's channel (no node had
+    /// it) or left it (no node has it now, this one included).
+    pub fn presence_from_node(&self, origin: &str, change: Change, channel: &str, player_id: &str) {
+        if !self.presence_events_for(channel) {
             return;
         }
-        if self.presence_events_for(channel) {
+        let origin: Arc<str> = Arc::from(origin);
+        self.presence_nodes.lock().entry(Arc::clone(&origin)).or_insert((false, self.now_ms()));
+        let cluster_changed = {
+            let mut e = self.presence_elsewhere.entry(Arc::from(channel)).or_default();
+            match change {
+                Change::Join => e.joined(player_id, &origin),
+                Change::Leave => e.left(player_id, &origin),
+            }
+        };
+        self.presence_elsewhere.remove_if(channel, |_, e| e.is_empty());
+        if cluster_changed && !self.presence.get(channel).is_some_and(|c| c.is_present(player_id)) {
             self.announce(change, channel, player_id);
         }
+    }
+
+    /// Forgets the nodes no longer in the heartbeat's `live` list (once it
+    /// has shown them): their players leave where no other node has them.
+    fn presence_forget_dead(&self, live: &[String], now: u64) {
+        let dead: Vec<Arc<str>> = {
+            let mut nodes = self.presence_nodes.lock();
+            for (node, (seen_live, _)) in nodes.iter_mut() {
+                *seen_live |= live.iter().any(|l| **l == **node);
+            }
+            let dead: Vec<Arc<str>> = nodes
+                .iter()
+                .filter(|(node, (seen_live, first_ms))| {
+                    !live.iter().any(|l| **l == ***node)
+                        && (*seen_live || now.saturating_sub(*first_ms) > NEVER_LIVE_MS)
+                })
+                .map(|(node, _)| Arc::clone(node))
+                .collect();
+            for node in &dead {
+                nodes.remove(node);
+            }
+            dead
+        };
+        for node in dead {
+            let mut gone = Vec::new();
+            for mut e in self.presence_elsewhere.iter_mut() {
+                gone.extend(e.drop_node(&node).into_iter().map(|p| (Arc::clone(e.key()), p)));
+            }
+            self.presence_elsewhere.retain(|_, e| !e.is_empty());
+            for (channel, player) in gone {
+                if !self.presence.get(&channel).is_some_and(|c| c.is_present(&player)) {
+                    self.announce(Change::Leave, &channel, &player);
+                }
+            }
+        }
+    }
+
+    /// After a loss of the broker link: what the other nodes said may have
+    /// been missed, so none of it is trusted (their next changes rebuild it).
+    pub(super) fn presence_forget_elsewhere(&self) {
+        self.presence_elsewhere.clear();
+        self.presence_nodes.lock().clear();
     }
 
     /// After a channel's machine changed: record it for the broker, and
@@ -174,7 +241,11 @@ impl ConnectionManager {
         let ns = channels::namespace(channel).unwrap_or("");
         ev::presence_changed(self.namespace_label(ns), change.as_str(), channel, player_id);
         if self.presence_events_for(channel) {
-            self.announce(change, channel, player_id);
+            // Another node has the player: the subscribers heard of its
+            // join from there and will hear of its leave from there.
+            if !self.presence_elsewhere.get(channel).is_some_and(|e| e.has(player_id)) {
+                self.announce(change, channel, player_id);
+            }
             self.broker.presence_event(change, channel, player_id);
         }
     }

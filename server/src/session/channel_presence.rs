@@ -269,6 +269,62 @@ pub fn merge_entries(parts: impl IntoIterator<Item = PresenceEntry>) -> Vec<Pres
     out
 }
 
+/// Who the other nodes announced in one channel: for each player, the
+/// nodes it is present on. With it a node speaks for the cluster, not for
+/// itself: a player is announced when it comes into the cluster's channel
+/// and leaves when no node has it any more, so a player on two nodes, or
+/// moving between them within the grace, makes no frame.
+#[derive(Debug, Default)]
+pub struct Elsewhere {
+    players: HashMap<Arc<str>, Vec<Arc<str>>>,
+}
+
+impl Elsewhere {
+    /// `node` announced `player`'s join; `true` if no other node had it.
+    pub fn joined(&mut self, player: &str, node: &Arc<str>) -> bool {
+        let nodes = self.players.entry(Arc::from(player)).or_default();
+        let first = nodes.is_empty();
+        if !nodes.contains(node) {
+            nodes.push(Arc::clone(node));
+        }
+        first
+    }
+
+    /// `node` announced `player`'s leave; `true` if no other node has it
+    /// now (also for a player not known: after a resync nothing is).
+    pub fn left(&mut self, player: &str, node: &str) -> bool {
+        let Some(nodes) = self.players.get_mut(player) else { return true };
+        nodes.retain(|n| **n != *node);
+        let gone = nodes.is_empty();
+        if gone {
+            self.players.remove(player);
+        }
+        gone
+    }
+
+    /// Whether another node has `player`.
+    pub fn has(&self, player: &str) -> bool {
+        self.players.contains_key(player)
+    }
+
+    /// Forgets a dead `node`: the players no other node has now.
+    pub fn drop_node(&mut self, node: &str) -> Vec<Arc<str>> {
+        let mut gone = Vec::new();
+        self.players.retain(|player, nodes| {
+            nodes.retain(|n| **n != *node);
+            if nodes.is_empty() {
+                gone.push(Arc::clone(player));
+            }
+            !nodes.is_empty()
+        });
+        gone
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.players.is_empty()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -383,5 +439,28 @@ mod tests {
             merged,
             [e("a", 2, vec![Transport::WebSocket, Transport::Sse]), e("b", 1, vec![Transport::WebSocket])]
         );
+    }
+
+    #[test]
+    fn elsewhere_speaks_for_the_cluster() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("n_a"), Arc::from("n_b"));
+        let mut e = Elsewhere::default();
+        assert!(e.joined("p", &a), "first node: a join");
+        assert!(!e.joined("p", &b), "second node: none");
+        assert!(!e.joined("p", &b), "the same node again: none");
+        assert!(!e.left("p", "n_a"), "still on b");
+        assert!(e.has("p"));
+        assert!(e.left("p", "n_b"), "on no node now");
+        assert!(!e.has("p") && e.is_empty());
+        assert!(e.left("ghost", "n_a"), "unknown (after a resync): a leave");
+
+        e.joined("p", &a);
+        e.joined("q", &a);
+        e.joined("q", &b);
+        let mut gone = e.drop_node("n_a");
+        gone.sort();
+        assert_eq!(gone, vec![Arc::from("p")], "q is still on b");
+        assert!(e.has("q") && !e.has("p"));
+        assert!(e.drop_node("n_b") == vec![Arc::from("q")] && e.is_empty());
     }
 }

@@ -238,18 +238,18 @@ async fn node(redis: &RedisServer) -> TestServer {
 async fn presence_spans_three_nodes_and_a_killed_node_drops_out() {
     let redis = RedisServer::start().await;
     let (a, b, c) = (node(&redis).await, node(&redis).await, node(&redis).await);
-    // Alice: WebSocket on A, SSE on B (two sessions; each node would
-    // announce her, see docs/scaling.md, so the watcher comes after).
+    let mut watcher = Peer::connect(Transport::WebSocket, &c.dev("watcher").channels(&["room:x"]))
+        .await
+        .expect("watcher on C");
+    // Alice: WebSocket on A, SSE on B. Both nodes relay her join; C speaks
+    // for the cluster and announces her once.
     let _alice_ws =
         Peer::connect(Transport::WebSocket, &a.dev("alice").channels(&["room:x"])).await.expect("alice on A");
     let _alice_sse =
         Peer::connect(Transport::Sse, &b.dev("alice").channels(&["room:x"])).await.expect("alice on B");
-    let mut watcher = Peer::connect(Transport::WebSocket, &c.dev("watcher").channels(&["room:x"]))
-        .await
-        .expect("watcher on C");
-    // Dave on A only: C's subscriber hears his join from A.
+    // Dave on A only. A relayed alice's join before his, so his comes last.
     let _dave = Peer::connect(Transport::Sse, &a.dev("dave").channels(&["room:x"])).await.expect("dave on A");
-    expect_frames(&mut watcher, &["join:dave"]).await;
+    expect_frames(&mut watcher, &["join:alice", "join:dave"]).await;
 
     let body = api_presence(&c, "room:x", "watcher, alice on two nodes, dave", |v| {
         v["count"] == 3 && entry(v, "alice").is_some_and(|e| e["sessions"] == 2)
@@ -278,4 +278,7 @@ async fn presence_spans_three_nodes_and_a_killed_node_drops_out() {
     assert_eq!(body["count"], 2, "alice (on B) and the watcher (on C): {body}");
     assert!(killed.elapsed() < Duration::from_secs(3 + 3), "bound: {:?}", killed.elapsed());
     assert_eq!(entry(&body, "alice").expect("alice still on B")["transports"], serde_json::json!(["sse"]));
+    // The watcher hears dave leave (no node has him); alice stays (B has her).
+    expect_frames(&mut watcher, &["leave:dave"]).await;
+    assert_eq!(presence_frames(&mut watcher, Duration::from_secs(1)).await, Vec::<String>::new());
 }

@@ -321,6 +321,10 @@ impl Broker for RedisBroker {
         let _ = self.publish(|| wire::encode_presence(&self.node_id, epoch_us(), change, channel, player_id));
     }
 
+    fn live_nodes(&self) -> Option<Vec<String>> {
+        self.is_up().then(|| self.remote_nodes.lock().iter().map(|n| n.node_id.clone()).collect())
+    }
+
     /// Publisher, subscriber and heartbeat, under the names operators know
     /// from `Background task … failed`.
     fn tasks(self: Arc<Self>, node: Arc<dyn LocalNode>, addr: String) -> Vec<BrokerTask> {
@@ -422,6 +426,6 @@ mod tests {
         fn resume_window(&self) -> Duration {
             Duration::from_secs(1)
         }
-        fn presence_event(&self, _change: Change, _channel: &str, _player_id: &str) {}
+        fn presence_event(&self, _origin: &str, _change: Change, _channel: &str, _player_id: &str) {}
     }
 }

@@ -94,7 +94,7 @@ impl RedisBroker {
             }
             wire::Payload::Revoke(r) => manager.apply_revocation(&r),
             wire::Payload::Presence { change, channel, player_id } => {
-                manager.presence_event(change, &channel, &player_id);
+                manager.presence_event(&received.origin, change, &channel, &player_id);
             }
         }
     }
