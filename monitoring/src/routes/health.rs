@@ -123,11 +123,34 @@ pub(super) async fn live() -> HttpResponse {
     json_response(StatusCode::OK, &StatusBody { status: "alive" })
 }
 
+/// `/health/ready` while a critical component has never been reached:
+/// `{"status": "connecting", "components": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct ConnectingBody {
+    pub status: &'static str,
+    pub components: Vec<String>,
+}
+
+/// Ready once started: not draining, and no critical component still
+/// `connecting` (never reached, e.g. a broker with a wrong URL), since such
+/// a node cannot serve what it is in the rotation for. A component lost
+/// later does not take the node out: `/health` reports that.
 pub(super) async fn ready(m: web::Data<Monitoring>) -> HttpResponse {
     if m.is_draining() {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, &StatusBody { status: "draining" })
-    } else {
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, &StatusBody { status: "draining" });
+    }
+    m.health.refresh_local().await;
+    let components: Vec<String> = m
+        .health
+        .reports()
+        .into_iter()
+        .filter(|r| r.critical && r.status == ComponentStatus::Connecting)
+        .map(|r| r.name)
+        .collect();
+    if components.is_empty() {
         json_response(StatusCode::OK, &StatusBody { status: "ready" })
+    } else {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &ConnectingBody { status: "connecting", components })
     }
 }
 

@@ -176,6 +176,27 @@ async fn live_and_ready_follow_draining() {
 }
 
 #[actix_web::test]
+async fn not_ready_while_a_critical_component_was_never_reached() {
+    let (m, _) = monitoring_with("", None);
+    m.health.register(Box::new(Fake::new("broker", ComponentStatus::Connecting)));
+    m.health.check_all().await;
+    let app = app!(m);
+    let (s, b) =
+        json_of(test::call_service(&app, test::TestRequest::get().uri("/health/ready").to_request()).await)
+            .await;
+    assert_eq!(
+        (s, b),
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "connecting", "components": ["broker"]}))
+    );
+    // Draining says so first.
+    m.set_draining();
+    let (s, b) =
+        json_of(test::call_service(&app, test::TestRequest::get().uri("/health/ready").to_request()).await)
+            .await;
+    assert_eq!((s, b), (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "draining"})));
+}
+
+#[actix_web::test]
 async fn service_route_reports_one_component_or_404() {
     let (m, _) = monitoring_with("", None);
     m.health.register(Box::new(Fake::new("db", ComponentStatus::Unhealthy)));
