@@ -18,6 +18,10 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 /// How often a starting `redis-server` is asked for `PING`.
 const POLL: Duration = Duration::from_millis(20);
 
+/// The `broker.cluster_key` of the test clusters (nodes with another key
+/// cannot talk to them).
+pub const CLUSTER_KEY: &str = "tandem-e2e-cluster-key-0123456789abcdef";
+
 /// A running `redis-server`. Dropping it kills the process.
 pub struct RedisServer {
     child: Option<Child>,
@@ -104,6 +108,53 @@ impl RedisServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops the process (SIGSTOP): it keeps its connections and answers
+    /// nothing until [`RedisServer::resume`]; what was sent meanwhile it
+    /// runs then.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().map(std::process::Child::id).expect("redis-server is running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Runs one command as any other Redis client would (RESP over a
+    /// fresh connection) and returns the first line of the answer.
+    ///
+    /// # Panics
+    /// When Redis cannot be reached or does not answer within 5 s.
+    pub fn command(&self, args: &[&[u8]]) -> String {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        let mut s =
+            TcpStream::connect_timeout(&self.addr(), Duration::from_secs(1)).expect("connect to redis");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("read timeout");
+        s.write_all(&req).expect("send to redis");
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        // Bounded: an answer's first line, at most 4 KiB.
+        while line.len() < 4096 && s.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        String::from_utf8_lossy(&line).trim_end().to_owned()
     }
 
     /// Starts it again on the same port (empty: nothing was saved).

@@ -84,6 +84,16 @@ impl TestServerBuilder {
         self
     }
 
+    /// A node of the cluster on `redis`: the Redis broker, and the cluster
+    /// key every test node shares.
+    pub fn redis(self, redis: &crate::RedisServer) -> Self {
+        self.set("broker", "kind", "\"redis\"").set("broker", "url", &format!("\"{}\"", redis.url())).set(
+            "broker",
+            "cluster_key",
+            &format!("\"{}\"", crate::redis::CLUSTER_KEY),
+        )
+    }
+
     /// The server serves TLS (`server.tls` set by the test) with a
     /// certificate issued by `ca_pem`: the harness's HTTP client and
     /// connect options trust it, and its URLs are `https://` and `wss://`.

@@ -17,9 +17,6 @@ use crate::config::AuthConfig;
 /// Longest token accepted: anything longer is refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// Longest player id (`[A-Za-z0-9_.@-]{1,64}`).
-pub const MAX_PLAYER_ID_LEN: usize = 64;
-
 /// The claims of a client token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
@@ -88,7 +85,7 @@ impl AuthError {
     }
 }
 
-pub use crate::session::identity::{Identity, TokenInfo};
+pub use crate::session::identity::{Identity, TokenInfo, is_valid_player_id};
 use tandem_protocol::ErrorCode;
 
 /// Verifies client tokens and API keys. Built once at start-up: keys and
@@ -286,12 +283,6 @@ fn check_times(claims: &Claims, now: u64, leeway: u64) -> Result<(), AuthError> 
         return Err(AuthError::NotYetValidToken);
     }
     Ok(())
-}
-
-pub fn is_valid_player_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_PLAYER_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
 }
 
 /// Longest `jti` honoured (a longer one is ignored: such a token can only

@@ -35,10 +35,11 @@ use document::ClusterDocument;
 
 /// The broker `broker.kind` asks for. Redis is only checked here (the URL);
 /// it connects in its background tasks ([`Broker::tasks`]).
-pub fn from_config(cfg: &BrokerConfig) -> Result<Arc<dyn Broker>, BrokerError> {
+/// `max_message_bytes` bounds what is read from other nodes.
+pub fn from_config(cfg: &BrokerConfig, max_message_bytes: usize) -> Result<Arc<dyn Broker>, BrokerError> {
     Ok(match cfg.kind {
         BrokerKind::Memory => Arc::new(memory::MemoryBroker),
-        BrokerKind::Redis => redis::RedisBroker::new(cfg)?,
+        BrokerKind::Redis => redis::RedisBroker::new(cfg, max_message_bytes)?,
     })
 }
 

@@ -3,28 +3,100 @@
 //! accepting node serialized it (so no node re-encodes the payload).
 //!
 //! ```text
-//! T1\n<origin node>\n<c|b>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
-//! T1\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n<reason, may be empty>
-//! T1\n<origin node>\nr\n<sent epoch µs>\nj\n<jti>\n<until epoch ms>
-//! T1\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
-//! T1\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
+//! T2\n<mac>\n<origin node>\n<c|b>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
+//! T2\n<mac>\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n<reason, may be empty>
+//! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\nj\n<jti>\n<until epoch ms>
+//! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
+//! T2\n<mac>\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
 //! ```
 //! The second line is a backend `disconnect` of one player, for every node;
 //! the third and fourth a token revocation (by `jti`, by player); the last
 //! a player's `join` or `leave` of a channel decided on the origin node
 //! (`channels.presence_events`).
+//!
+//! `<mac>` is the lower-case hex HMAC-SHA256, keyed by
+//! `broker.cluster_key`, of everything after its line: another client of
+//! the same Redis cannot inject a message without the key. A message that
+//! verifies is still checked like a client's (sizes, names, the frame's
+//! JSON), since one key leaked must not be a way into every session.
 //! Node ids, publication ids and channel names never hold a newline.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::{Envelope, Scope};
 use crate::session::channel_presence::Change;
-use crate::session::protocol::Publication;
+use crate::session::channels;
+use crate::session::identity::is_valid_player_id;
+use crate::session::protocol::{self, Publication};
 use crate::session::revocation::Revocation;
 
-const VERSION: &[u8] = b"T1";
+const VERSION: &[u8] = b"T2";
+/// `T2\n`, the MAC in hex, `\n`: what precedes the signed part.
+const HEAD: usize = VERSION.len() + 1 + 64 + 1;
+/// Room for the header lines beside a frame tail of the largest size.
+const HEADER_ROOM: usize = 1024;
+
+/// `broker.cluster_key`, ready to sign and verify (keyed once).
+#[derive(Clone)]
+pub struct ClusterKey(Hmac<Sha256>);
+
+impl ClusterKey {
+    pub fn new(secret: &[u8]) -> Self {
+        // HMAC takes a key of any length: this cannot fail.
+        Self(<Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!()))
+    }
+}
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterKey(***)")
+    }
+}
+
+/// Why a message from the broker was refused (the `reason` label of
+/// `tandem_broker_messages_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Larger than any message a node sends (`transport.max_message_bytes`
+    /// and its header): dropped before anything else is read.
+    TooLarge,
+    /// Not signed with the cluster's key (or not this format at all).
+    Unsigned,
+    /// Signed, but not what a node writes (names, sizes, the frame's JSON).
+    Malformed,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::TooLarge => "too_large",
+            Refused::Unsigned => "unsigned",
+            Refused::Malformed => "malformed",
+        }
+    }
+}
+
+/// A buffer holding the header's room, for `seal` to fill.
+fn start(capacity: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(HEAD + capacity);
+    buf.put_slice(VERSION);
+    buf.put_u8(b'\n');
+    buf.put_bytes(b'0', 64);
+    buf.put_u8(b'\n');
+    buf
+}
+
+/// Writes the MAC of what follows the header.
+fn seal(key: &ClusterKey, mut buf: BytesMut) -> Bytes {
+    let mac = key.0.clone().chain_update(&buf[HEAD..]).finalize().into_bytes();
+    // 32 bytes into 64 hex digits: the sizes match.
+    let _ = hex::encode_to_slice(mac, &mut buf[VERSION.len() + 1..HEAD - 1]);
+    buf.freeze()
+}
 
 /// What travels between nodes.
 #[derive(Debug)]
@@ -56,11 +128,15 @@ pub struct Received {
 
 /// A backend `disconnect` of `player_id` (no newline in it: player ids
 /// are checked before).
-pub fn encode_disconnect(origin: &str, sent_us: u64, player_id: &str, reason: Option<&str>) -> Bytes {
+pub fn encode_disconnect(
+    key: &ClusterKey,
+    origin: &str,
+    sent_us: u64,
+    player_id: &str,
+    reason: Option<&str>,
+) -> Bytes {
     let reason = reason.unwrap_or_default();
-    let mut buf = BytesMut::with_capacity(32 + origin.len() + player_id.len() + reason.len());
-    buf.put_slice(VERSION);
-    buf.put_u8(b'\n');
+    let mut buf = start(32 + origin.len() + player_id.len() + reason.len());
     buf.put_slice(origin.as_bytes());
     buf.put_slice(b"\nd\n");
     buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
@@ -68,21 +144,19 @@ pub fn encode_disconnect(origin: &str, sent_us: u64, player_id: &str, reason: Op
     buf.put_slice(player_id.as_bytes());
     buf.put_u8(b'\n');
     buf.put_slice(reason.as_bytes());
-    buf.freeze()
+    seal(key, buf)
 }
 
 /// A token revocation (a `jti` and a player id never hold a newline: both
 /// are checked before).
-pub fn encode_revocation(origin: &str, sent_us: u64, r: &Revocation) -> Bytes {
+pub fn encode_revocation(key: &ClusterKey, origin: &str, sent_us: u64, r: &Revocation) -> Bytes {
     let (kind, name, rest) = match r {
         Revocation::Jti { jti, until_ms } => ("j", jti.as_str(), until_ms.to_string()),
         Revocation::Player { player_id, issued_before_ms, until_ms } => {
             ("p", player_id.as_str(), format!("{issued_before_ms} {until_ms}"))
         }
     };
-    let mut buf = BytesMut::with_capacity(48 + origin.len() + name.len());
-    buf.put_slice(VERSION);
-    buf.put_u8(b'\n');
+    let mut buf = start(48 + origin.len() + name.len());
     buf.put_slice(origin.as_bytes());
     buf.put_slice(b"\nr\n");
     buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
@@ -92,7 +166,7 @@ pub fn encode_revocation(origin: &str, sent_us: u64, r: &Revocation) -> Bytes {
     buf.put_slice(name.as_bytes());
     buf.put_u8(b'\n');
     buf.put_slice(rest.as_bytes());
-    buf.freeze()
+    seal(key, buf)
 }
 
 /// The revocation `kind` (`j`/`p`) naming `name` whose numbers are `rest`.
@@ -100,7 +174,7 @@ pub fn decode_revocation(kind: &[u8], name: &str, rest: &str) -> Option<Revocati
     let mut numbers = rest.split(' ').map(|n| n.parse::<u64>().ok());
     let r = match kind {
         b"j" => Revocation::Jti { jti: name.to_owned(), until_ms: numbers.next()?? },
-        b"p" => Revocation::Player {
+        b"p" if is_valid_player_id(name) => Revocation::Player {
             player_id: name.to_owned(),
             issued_before_ms: numbers.next()??,
             until_ms: numbers.next()??,
@@ -112,10 +186,15 @@ pub fn decode_revocation(kind: &[u8], name: &str, rest: &str) -> Option<Revocati
 
 /// A `join` or `leave` of `player_id` in `channel` (neither holds a
 /// newline: both were checked before).
-pub fn encode_presence(origin: &str, sent_us: u64, change: Change, channel: &str, player_id: &str) -> Bytes {
-    let mut buf = BytesMut::with_capacity(32 + origin.len() + channel.len() + player_id.len());
-    buf.put_slice(VERSION);
-    buf.put_u8(b'\n');
+pub fn encode_presence(
+    key: &ClusterKey,
+    origin: &str,
+    sent_us: u64,
+    change: Change,
+    channel: &str,
+    player_id: &str,
+) -> Bytes {
+    let mut buf = start(32 + origin.len() + channel.len() + player_id.len());
     buf.put_slice(origin.as_bytes());
     buf.put_slice(match change {
         Change::Join => b"\nj\n",
@@ -127,15 +206,13 @@ pub fn encode_presence(origin: &str, sent_us: u64, change: Change, channel: &str
     buf.put_u8(b'\n');
     buf.put_slice(player_id.as_bytes());
     buf.put_u8(b'\n');
-    buf.freeze()
+    seal(key, buf)
 }
 
-pub fn encode(origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
+pub fn encode(key: &ClusterKey, origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
     let p = &envelope.publication;
     let tail = p.tail();
-    let mut buf = BytesMut::with_capacity(64 + origin.len() + p.id.len() + p.channel.len() + tail.len());
-    buf.put_slice(VERSION);
-    buf.put_u8(b'\n');
+    let mut buf = start(64 + origin.len() + p.id.len() + p.channel.len() + tail.len());
     buf.put_slice(origin.as_bytes());
     buf.put_u8(b'\n');
     buf.put_u8(match envelope.scope {
@@ -150,58 +227,86 @@ pub fn encode(origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
     buf.put_slice(p.channel.as_bytes());
     buf.put_u8(b'\n');
     buf.put_slice(tail);
-    buf.freeze()
+    seal(key, buf)
 }
 
-/// Decodes one message; `None` for anything that is not ours.
-pub fn decode(msg: Bytes) -> Option<Received> {
-    let mut fields: [&[u8]; 6] = [&[]; 6];
-    let mut rest: &[u8] = &msg;
+/// The longest message a node sends when frames are at most `max_bytes`.
+pub fn max_len(max_bytes: usize) -> usize {
+    max_bytes.saturating_add(HEADER_ROOM)
+}
+
+/// Checks and decodes one message: its size first (before any work), then
+/// its MAC, then every field as strictly as a client's. `max_bytes` is
+/// `transport.max_message_bytes`.
+pub fn decode(key: &ClusterKey, msg: Bytes, max_bytes: usize) -> Result<Received, Refused> {
+    if msg.len() > max_len(max_bytes) {
+        return Err(Refused::TooLarge);
+    }
+    if msg.len() < HEAD
+        || &msg[..VERSION.len()] != VERSION
+        || msg[VERSION.len()] != b'\n'
+        || msg[HEAD - 1] != b'\n'
+    {
+        return Err(Refused::Unsigned);
+    }
+    let mut mac = [0u8; 32];
+    hex::decode_to_slice(&msg[VERSION.len() + 1..HEAD - 1], &mut mac).map_err(|_| Refused::Unsigned)?;
+    key.0.clone().chain_update(&msg[HEAD..]).verify_slice(&mac).map_err(|_| Refused::Unsigned)?;
+    parse(&msg, max_bytes).ok_or(Refused::Malformed)
+}
+
+/// The signed part of a verified message.
+fn parse(msg: &Bytes, max_bytes: usize) -> Option<Received> {
+    let mut fields: [&[u8]; 5] = [&[]; 5];
+    let mut rest: &[u8] = &msg[HEAD..];
     for f in &mut fields {
         let nl = rest.iter().position(|&b| b == b'\n')?;
         *f = &rest[..nl];
         rest = &rest[nl + 1..];
     }
-    let [version, origin, scope, sent, id, channel] = fields;
-    if version != VERSION {
-        return None;
-    }
+    let [origin, scope, sent, id, channel] = fields;
     let sent_us = std::str::from_utf8(sent).ok()?.parse().ok()?;
-    let origin = std::str::from_utf8(origin).ok()?.to_owned();
-    if scope == b"d" {
-        let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty())?;
-        let reason = std::str::from_utf8(rest).ok()?;
-        let payload = Payload::Disconnect {
-            player_id: player.to_owned(),
-            reason: (!reason.is_empty()).then(|| reason.to_owned()),
-        };
-        return Some(Received { origin, sent_us, payload });
-    }
-    if scope == b"r" {
-        let name = std::str::from_utf8(channel).ok()?;
-        let r = decode_revocation(id, name, std::str::from_utf8(rest).ok()?)?;
-        return Some(Received { origin, sent_us, payload: Payload::Revoke(r) });
-    }
-    if scope == b"j" || scope == b"l" {
-        let change = if scope == b"j" { Change::Join } else { Change::Leave };
-        let name = std::str::from_utf8(id).ok().filter(|c| !c.is_empty())?;
-        let player = std::str::from_utf8(channel).ok().filter(|p| !p.is_empty() && rest.is_empty())?;
-        let payload = Payload::Presence { change, channel: name.to_owned(), player_id: player.to_owned() };
-        return Some(Received { origin, sent_us, payload });
-    }
-    if rest.first() != Some(&b'"') || rest.last() != Some(&b'}') {
-        return None;
-    }
-    let scope = match scope {
-        b"c" => Scope::Channel,
-        b"b" => Scope::Broadcast,
+    let origin = std::str::from_utf8(origin).ok().filter(|o| is_node_id(o))?.to_owned();
+    let text = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+    let payload = match scope {
+        b"d" => {
+            let player = text(channel).filter(|p| is_valid_player_id(p))?;
+            let reason = text(rest).filter(|r| r.is_empty() || protocol::is_valid_reason(r))?;
+            Payload::Disconnect { player_id: player, reason: (!reason.is_empty()).then_some(reason) }
+        }
+        b"r" => Payload::Revoke(decode_revocation(
+            id,
+            std::str::from_utf8(channel).ok()?,
+            std::str::from_utf8(rest).ok()?,
+        )?),
+        b"j" | b"l" => {
+            let change = if scope == b"j" { Change::Join } else { Change::Leave };
+            let name = text(id).filter(|c| channels::namespace(c).is_ok())?;
+            let player = text(channel).filter(|p| is_valid_player_id(p) && rest.is_empty())?;
+            Payload::Presence { change, channel: name, player_id: player }
+        }
+        b"c" | b"b" => {
+            let scope = if scope == b"c" { Scope::Channel } else { Scope::Broadcast };
+            let id: Box<str> =
+                std::str::from_utf8(id).ok().filter(|i| protocol::validate_command_id(i).is_ok())?.into();
+            let channel: Arc<str> = std::str::from_utf8(channel)
+                .ok()
+                .filter(|c| match scope {
+                    Scope::Channel => channels::namespace(c).is_ok(),
+                    Scope::Broadcast => *c == channels::BROADCAST_CHANNEL,
+                })?
+                .into();
+            let publication = Publication::from_parts(id, channel, msg.slice_ref(rest), max_bytes).ok()?;
+            Payload::Publication(Envelope { scope, publication: Arc::new(publication) })
+        }
         _ => return None,
     };
-    let id: Box<str> = std::str::from_utf8(id).ok()?.into();
-    let channel: Arc<str> = std::str::from_utf8(channel).ok()?.into();
-    let tail = msg.slice_ref(rest);
-    let publication = Arc::new(Publication::from_parts(id, channel, tail));
-    Some(Received { origin, sent_us, payload: Payload::Publication(Envelope { scope, publication }) })
+    Some(Received { origin, sent_us, payload })
+}
+
+/// Node ids as [`protocol::random_id`] makes them.
+fn is_node_id(id: &str) -> bool {
+    id.len() <= 64 && id.starts_with("n_") && id[2..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -212,14 +317,24 @@ mod tests {
 
     use super::*;
 
+    const MAX: usize = 65536;
+
+    fn key() -> ClusterKey {
+        ClusterKey::new(b"0123456789abcdef0123456789abcdef")
+    }
+
+    fn decode(msg: Bytes) -> Result<Received, Refused> {
+        super::decode(&key(), msg, MAX)
+    }
+
     #[test]
     fn round_trips_without_reencoding() {
         let data = RawValue::from_string(r#"{"text":"line\nbreak"}"#.into()).unwrap();
         let p = Arc::new(Publication::new("m_1".into(), Arc::from("room:a"), "chat", &data));
         let env = Envelope { scope: Scope::Channel, publication: Arc::clone(&p) };
-        let msg = encode("n_abc", 42, &env);
+        let msg = encode(&key(), "n_abc1", 42, &env);
         let r = decode(msg).unwrap();
-        assert_eq!((r.origin.as_str(), r.sent_us), ("n_abc", 42));
+        assert_eq!((r.origin.as_str(), r.sent_us), ("n_abc1", 42));
         let Payload::Publication(got) = r.payload else { panic!("a publication") };
         assert_eq!(got.scope, Scope::Channel);
         assert_eq!(&*got.publication.id, "m_1");
@@ -229,20 +344,23 @@ mod tests {
         got.publication.encode_json(7, &mut b);
         assert_eq!(a, b);
 
-        let env = Envelope { scope: Scope::Broadcast, publication: p };
-        let Payload::Publication(got) = decode(encode("n", 1, &env)).unwrap().payload else { panic!() };
+        let b = Arc::new(Publication::new("m_2".into(), Arc::from("broadcast"), "news", &data));
+        let env = Envelope { scope: Scope::Broadcast, publication: b };
+        let Payload::Publication(got) = decode(encode(&key(), "n_1", 1, &env)).unwrap().payload else {
+            panic!()
+        };
         assert_eq!(got.scope, Scope::Broadcast);
 
-        let d = decode(encode_disconnect("n_x", 5, "alice", None)).unwrap();
+        let d = decode(encode_disconnect(&key(), "n_x1", 5, "alice", None)).unwrap();
         assert!(matches!(d.payload, Payload::Disconnect { player_id, reason: None } if player_id == "alice"));
-        let d = decode(encode_disconnect("n_x", 5, "alice", Some("banned"))).unwrap();
+        let d = decode(encode_disconnect(&key(), "n_x1", 5, "alice", Some("banned"))).unwrap();
         assert!(matches!(d.payload, Payload::Disconnect { reason: Some(r), .. } if r == "banned"));
 
         for r in [
             Revocation::Jti { jti: "t-1".into(), until_ms: 99 },
             Revocation::Player { player_id: "bob".into(), issued_before_ms: 5, until_ms: 77 },
         ] {
-            let got = decode(encode_revocation("n_x", 5, &r)).unwrap();
+            let got = decode(encode_revocation(&key(), "n_x1", 5, &r)).unwrap();
             assert!(matches!(got.payload, Payload::Revoke(ref g) if *g == r), "{r:?}");
         }
         assert!(decode_revocation(b"j", "x", "1 2").is_none());
@@ -250,26 +368,76 @@ mod tests {
         assert!(decode_revocation(b"j", "", "1").is_none());
         assert!(decode_revocation(b"q", "x", "1").is_none());
 
-        let j = decode(encode_presence("n_x", 6, Change::Join, "room:a", "bob")).unwrap();
+        let j = decode(encode_presence(&key(), "n_x1", 6, Change::Join, "room:a", "bob")).unwrap();
         assert!(matches!(j.payload, Payload::Presence { change: Change::Join, channel, player_id }
             if channel == "room:a" && player_id == "bob"));
-        let l = decode(encode_presence("n_x", 6, Change::Leave, "room:a", "bob")).unwrap();
+        let l = decode(encode_presence(&key(), "n_x1", 6, Change::Leave, "room:a", "bob")).unwrap();
         assert!(matches!(l.payload, Payload::Presence { change: Change::Leave, .. }));
     }
 
+    /// Signs `body` (what follows the MAC line) with `k`.
+    fn signed(k: &ClusterKey, body: &str) -> Bytes {
+        let mut buf = start(body.len());
+        buf.put_slice(body.as_bytes());
+        seal(k, buf)
+    }
+
     #[test]
-    fn rejects_what_is_not_ours() {
-        for bad in [
-            "",
-            "hello",
-            "T1\nn\nc\n1\nm\nroom:a",
-            "T2\nn\nc\n1\nm\nroom:a\n\"id\":1}",
-            "T1\nn\nx\n1\nm\nr\n\"a\"}",
-        ] {
-            assert!(decode(Bytes::from(bad)).is_none(), "{bad:?}");
+    fn refuses_what_a_node_did_not_write() {
+        // Not signed, or signed with another key.
+        for bad in ["", "hello", "T1\nn_1\nc\n1\nm\nroom:a\n\"a\":1}"] {
+            assert_eq!(decode(Bytes::from(bad)).err(), Some(Refused::Unsigned), "{bad:?}");
         }
-        assert!(decode(Bytes::from("T1\nn\nc\nNaN\nm\nr\n\"a\":1}")).is_none());
-        assert!(decode(Bytes::from("T1\nn\nd\n1\n-\n\n")).is_none(), "no player");
-        assert!(decode(Bytes::from("T1\nn\nj\n1\n\nalice\n")).is_none(), "no channel");
+        let other = ClusterKey::new(b"another key, another cluster.....");
+        let forged = encode_disconnect(&other, "n_1", 1, "alice", None);
+        assert_eq!(decode(forged).err(), Some(Refused::Unsigned));
+        let mut tampered = BytesMut::from(&encode_disconnect(&key(), "n_1", 1, "alice", None)[..]);
+        let last = tampered.len() - 1;
+        tampered[last] = b'b';
+        assert_eq!(decode(tampered.freeze()).err(), Some(Refused::Unsigned));
+
+        // Too large: refused before the MAC is even computed.
+        let huge =
+            signed(&key(), &format!("n_1\nc\n1\nm_1\nroom:a\n\"data\":\"{}\"}}", "x".repeat(MAX + 2000)));
+        assert_eq!(decode(huge).err(), Some(Refused::TooLarge));
+
+        // Signed, yet not what a node writes: each field is checked.
+        let tail = |id: &str, ch: &str, ev: &str| {
+            format!("\"id\":\"{id}\",\"channel\":\"{ch}\",\"event\":\"{ev}\",\"data\":1,\"ts\":5}}")
+        };
+        for body in [
+            format!("n_1\nc\n1\nm_1\nroom:a\n{}", tail("m_1", "room:a", "chat")),
+            format!("n_1\nc\n1\nm_1\nplayer:bob\n{}", tail("m_1", "player:bob", "dm")),
+            format!("n_1\nb\n1\nm_1\nbroadcast\n{}", tail("m_1", "broadcast", "news")),
+        ] {
+            assert!(decode(signed(&key(), &body)).is_ok(), "{body:?}");
+        }
+        for body in [
+            format!("node 1\nc\n1\nm_1\nroom:a\n{}", tail("m_1", "room:a", "chat")),
+            format!("n_1\nc\nNaN\nm_1\nroom:a\n{}", tail("m_1", "room:a", "chat")),
+            format!("n_1\nx\n1\nm_1\nroom:a\n{}", tail("m_1", "room:a", "chat")),
+            format!("n_1\nc\n1\nm_1\nroom:a\n{}", tail("m_2", "room:a", "chat")),
+            format!("n_1\nc\n1\nm_1\nroom:a\n{}", tail("m_1", "room:b", "chat")),
+            format!("n_1\nc\n1\nm_1\nroom:a\n{}", tail("m_1", "room:a", "")),
+            format!("n_1\nc\n1\nm_1\nbad channel\n{}", tail("m_1", "bad channel", "chat")),
+            format!("n_1\nb\n1\nm_1\nroom:a\n{}", tail("m_1", "room:a", "chat")),
+            format!("n_1\nc\n1\nm_1\nbroadcast\n{}", tail("m_1", "broadcast", "chat")),
+            "n_1\nc\n1\nm_1\nroom:a\n\"id\":\"m_1\"}".to_owned(),
+            "n_1\nc\n1\nm_1\nroom:a\n\"id\":\"m_1\",\"channel\":\"room:a\",\"event\":\"e\",\"data\":1,\"ts\":5}\n\nevent: forged".to_owned(),
+            format!("n_1\nc\n1\nm_1\nroom:a\n{},\"x\":1}}", &tail("m_1", "room:a", "chat")[..tail("m_1", "room:a", "chat").len() - 1]),
+            "n_1\nd\n1\n-\n\n".to_owned(),
+            "n_1\nd\n1\n-\nbad player!\n".to_owned(),
+            format!("n_1\nd\n1\n-\nalice\n{}", "r".repeat(200)),
+            "n_1\nj\n1\n\nalice\n".to_owned(),
+            "n_1\nj\n1\nroom:a\nalice\nextra".to_owned(),
+        ] {
+            assert_eq!(decode(signed(&key(), &body)).err(), Some(Refused::Malformed), "{body:?}");
+        }
+        let bad_utf8 = {
+            let mut buf = start(64);
+            buf.put_slice(b"n_1\nd\n1\n-\nalice\n\xff\xfe");
+            seal(&key(), buf)
+        };
+        assert_eq!(decode(bad_utf8).err(), Some(Refused::Malformed));
     }
 }

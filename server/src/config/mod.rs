@@ -67,6 +67,7 @@ impl Config {
         mask(&mut copy.monitoring.token);
         copy.broker.url = mask_url_password(&copy.broker.url);
         mask(&mut copy.backend.secret);
+        mask(&mut copy.broker.cluster_key);
         copy
     }
 

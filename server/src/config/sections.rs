@@ -269,6 +269,9 @@ pub struct BrokerConfig {
     pub heartbeat_seconds: u64,
     /// Prefix of every Redis key and channel, so clusters can share one Redis.
     pub key_prefix: String,
+    /// The secret every node of the cluster signs its messages with (at
+    /// least 32 bytes, the same on every node; required for `kind = "redis"`).
+    pub cluster_key: String,
     /// This node's route tag, put in its session ids (`s_<route>-…`) so a
     /// load balancer can send a session's connections to its node; empty = none.
     pub route: String,
@@ -283,6 +286,7 @@ impl Default for BrokerConfig {
             command_timeout_ms: 1000,
             heartbeat_seconds: 2,
             key_prefix: "tandem".into(),
+            cluster_key: String::new(),
             route: String::new(),
         }
     }

@@ -427,13 +427,30 @@ fn the_monitoring_crates_own_rules_apply_too() {
 }
 
 #[test]
+fn a_redis_cluster_needs_a_cluster_key_of_32_bytes() {
+    let err = problem(|c| c.broker.kind = BrokerKind::Redis);
+    assert!(err.contains("broker.cluster_key") && err.contains("(got 0)"), "{err}");
+    let short = problem(|c| {
+        c.broker.kind = BrokerKind::Redis;
+        c.broker.cluster_key = "short-secret".into();
+    });
+    assert!(short.contains("(got 12)") && !short.contains("short-secret"), "{short}");
+    let mut cfg = Config::default();
+    cfg.broker.kind = BrokerKind::Redis;
+    cfg.broker.cluster_key = "k".repeat(32);
+    cfg.validate().unwrap();
+}
+
+#[test]
 fn masked_hides_every_secret_that_is_set() {
     let mut cfg = Config::default();
     cfg.auth.secret = SECRET.into();
     cfg.auth.api_keys = vec![API_KEY.into(), "second-key-0123456789".into()];
     cfg.monitoring.token = "operator-token".into();
     cfg.broker.url = "redis://:redis-pass@127.0.0.1:6379/0".into();
+    cfg.broker.cluster_key = "cluster-key-0123456789abcdef-0123".into();
     let masked = cfg.masked();
+    assert_eq!(masked.broker.cluster_key, "***");
     assert_eq!(masked.broker.url, "redis://:***@127.0.0.1:6379/0");
     assert_eq!(masked.auth.secret, "***");
     assert_eq!(masked.auth.api_keys, vec!["***", "***"]);
@@ -444,7 +461,8 @@ fn masked_hides_every_secret_that_is_set() {
         !text.contains(SECRET)
             && !text.contains(API_KEY)
             && !text.contains("operator-token")
-            && !text.contains("redis-pass"),
+            && !text.contains("redis-pass")
+            && !text.contains("cluster-key-"),
         "{text}"
     );
     // Unset secrets stay empty, so the output still shows development mode.

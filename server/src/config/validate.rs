@@ -198,6 +198,16 @@ impl Config {
             // Never echo the URL: it may hold a password.
             p.invalid("broker.url", "must be a redis:// or rediss:// URL when broker.kind = \"redis\"");
         }
+        if b.kind == BrokerKind::Redis && b.cluster_key.len() < MIN_SECRET_BYTES {
+            // Its length only: a secret never appears in a message.
+            p.invalid(
+                "broker.cluster_key",
+                format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes, the same on every node, when broker.kind = \"redis\" (got {}): nodes sign what they send through Redis with it",
+                    b.cluster_key.len()
+                ),
+            );
+        }
     }
 
     fn validate_backend(&self, p: &mut Problems) {

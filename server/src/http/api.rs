@@ -207,9 +207,6 @@ struct DisconnectBody {
     reconnect: Option<bool>,
 }
 
-/// Longest `reason` a disconnect carries to its clients.
-const MAX_REASON_CHARS: usize = 128;
-
 /// The body, when one was sent: a request without `Content-Type` and
 /// without a body is the plain disconnect it always was.
 async fn disconnect_body(
@@ -225,11 +222,14 @@ async fn disconnect_body(
     }
     let b: DisconnectBody = body(app, req, payload).await?;
     if let Some(r) = &b.reason
-        && (r.is_empty() || r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control))
+        && !protocol::is_valid_reason(r)
     {
         return Err(HttpError::new(
             ErrorCode::InvalidMessage,
-            format!("`reason` must be 1-{MAX_REASON_CHARS} characters without control characters"),
+            format!(
+                "`reason` must be 1-{} characters without control characters",
+                protocol::MAX_REASON_CHARS
+            ),
         ));
     }
     if b.reconnect == Some(true) {

@@ -165,7 +165,8 @@ pub async fn run_with(
         tandem_monitoring::recorder::install().map_err(|e| ServeError::Recorder(e.to_string()))?;
     tandem_monitoring::recorder::describe_all_with_version(VERSION);
     ev::register_metrics();
-    let broker = broker::from_config(&config.broker).map_err(ServeError::Broker)?;
+    let broker = broker::from_config(&config.broker, config.transport.max_message_bytes)
+        .map_err(ServeError::Broker)?;
     let addr_cell = Arc::new(OnceLock::new());
     let mut backend_error = None;
     let manager = Arc::new_cyclic(|weak: &Weak<ConnectionManager>| {

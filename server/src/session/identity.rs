@@ -2,6 +2,17 @@
 //! channel permissions read. Its own module so that `channels` does not
 //! depend on `auth` (which depends on `config`, which reads `channels`).
 
+/// Longest player id.
+pub const MAX_PLAYER_ID_LEN: usize = 64;
+
+/// The one rule for player ids (tokens, the API, what other nodes send):
+/// 1-64 bytes of `[A-Za-z0-9_.@-]`.
+pub fn is_valid_player_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PLAYER_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
 /// What a verified client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -5,12 +5,13 @@
 //! adds its small `{"type":"message","seq":N,` prefix when a connection's
 //! writer encodes the frame, so fan-out copies pointers, not payloads.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::session::payload;
@@ -206,6 +207,14 @@ pub fn validate_command_id(id: &str) -> Result<(), ProtocolError> {
     validate_name("id", id)
 }
 
+/// Longest `reason` a backend's disconnect carries to its clients.
+pub const MAX_REASON_CHARS: usize = 128;
+
+/// A disconnect's reason: 1-128 characters, no control characters.
+pub fn is_valid_reason(reason: &str) -> bool {
+    !reason.is_empty() && reason.chars().count() <= MAX_REASON_CHARS && !reason.chars().any(char::is_control)
+}
+
 /// Event and command names, command ids: 1–64 bytes, no control characters.
 fn validate_name(field: &str, value: &str) -> Result<(), ProtocolError> {
     if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
@@ -254,6 +263,21 @@ pub fn random_id(tag: char) -> String {
 /// What every delivery frame starts with; the session's `seq` follows.
 const MESSAGE_PREFIX: &[u8] = b"{\"type\":\"message\",\"seq\":";
 
+/// The fields of a `message` frame after `seq`, in their order on the wire.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tail<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    ts: u64,
+}
+
 /// A publication, serialized once and shared by every delivery of it.
 #[derive(Debug)]
 pub struct Publication {
@@ -266,16 +290,14 @@ pub struct Publication {
 
 impl Publication {
     pub fn new(id: String, channel: Arc<str>, event: &str, data: &RawValue) -> Self {
-        #[derive(Serialize)]
-        struct Tail<'a> {
-            id: &'a str,
-            channel: &'a str,
-            event: &'a str,
-            data: &'a RawValue,
-            ts: u64,
-        }
         let ts = epoch_ms(SystemTime::now());
-        let tail = Tail { id: &id, channel: &channel, event, data, ts };
+        let tail = Tail {
+            id: Cow::Borrowed(&id),
+            channel: Cow::Borrowed(&channel),
+            event: Cow::Borrowed(event),
+            data,
+            ts,
+        };
         // Serializing plain strings and a pre-validated RawValue cannot fail.
         let json = serde_json::to_vec(&tail).unwrap_or_else(|_| b"{}".to_vec());
         // Drop the leading `{`: the per-session prefix supplies it.
@@ -284,9 +306,27 @@ impl Publication {
     }
 
     /// A publication accepted on another node: its id, channel and the
-    /// frame tail as that node serialized it (see `broker::wire`).
-    pub fn from_parts(id: Box<str>, channel: Arc<str>, tail: Bytes) -> Self {
-        Self { id, channel, accepted_at: Instant::now(), tail }
+    /// frame tail as that node serialized it (see `broker::wire`). The tail
+    /// is checked like a client's publication: JSON of exactly the fields
+    /// [`Publication::new`] writes, the same id and channel, a valid event
+    /// name, at most `max_bytes`.
+    pub fn from_parts(
+        id: Box<str>,
+        channel: Arc<str>,
+        tail: Bytes,
+        max_bytes: usize,
+    ) -> Result<Self, &'static str> {
+        if tail.len() > max_bytes {
+            return Err("too_large");
+        }
+        let mut json = Vec::with_capacity(tail.len() + 1);
+        json.push(b'{');
+        json.extend_from_slice(&tail);
+        let t: Tail<'_> = serde_json::from_slice(&json).map_err(|_| "malformed")?;
+        if *t.id != *id || *t.channel != *channel || validate_event(&t.event).is_err() {
+            return Err("malformed");
+        }
+        Ok(Self { id, channel, accepted_at: Instant::now(), tail })
     }
 
     /// The serialized frame after `seq`, shared with other nodes as is.

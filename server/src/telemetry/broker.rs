@@ -1,5 +1,8 @@
 //! Broker events: what crosses between nodes, and the link to Redis.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
 use super::*;
 
 /// The broker refused a publication (it is down or its queue is full):
@@ -31,6 +34,22 @@ pub fn broker_published(error: Option<&str>) {
 pub fn broker_received(lag: Duration) {
     counter!(BROKER_RECEIVES_TOTAL).increment(1);
     histogram!(BROKER_LAG_SECONDS).record(lag.as_secs_f64());
+}
+
+/// A message read from the broker was dropped: too large, not signed with
+/// `broker.cluster_key`, or not what a node writes. Logged at most once a
+/// second (with how many were dropped since), since whoever can write to
+/// the Redis channel could otherwise flood the log.
+pub fn broker_message_refused(reason: &'static str, bytes: usize) {
+    static LAST_LOG_S: AtomicU64 = AtomicU64::new(0);
+    static SINCE: AtomicU64 = AtomicU64::new(0);
+    counter!(BROKER_MESSAGES_REFUSED_TOTAL, "reason" => reason).increment(1);
+    let dropped = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
+    let now_s = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if LAST_LOG_S.swap(now_s, Ordering::Relaxed) != now_s {
+        SINCE.store(0, Ordering::Relaxed);
+        warn!(reason, bytes, dropped, "Broker message refused");
+    }
 }
 
 /// The broker link is up (`reconnect`: after a loss).

@@ -45,6 +45,7 @@ pub const SESSIONS_EXPIRED_TOTAL: &str = "tandem_sessions_expired_total";
 pub const TASK_RESTARTS_TOTAL: &str = "tandem_task_restarts_total";
 pub const BROKER_PUBLISHES_TOTAL: &str = "tandem_broker_publishes_total";
 pub const BROKER_RECEIVES_TOTAL: &str = "tandem_broker_receives_total";
+pub const BROKER_MESSAGES_REFUSED_TOTAL: &str = "tandem_broker_messages_refused_total";
 pub const BROKER_LAG_SECONDS: &str = "tandem_broker_lag_seconds";
 pub const BROKER_RECONNECTS_TOTAL: &str = "tandem_broker_reconnects_total";
 pub const RESYNC_NOTICES_TOTAL: &str = "tandem_resync_notices_total";
@@ -82,6 +83,11 @@ pub fn register_metrics() {
         "Publications handed to the cluster broker, by outcome (ok, failed, refused)."
     );
     describe_counter!(BROKER_RECEIVES_TOTAL, Unit::Count, "Publications received from other nodes.");
+    describe_counter!(
+        BROKER_MESSAGES_REFUSED_TOTAL,
+        Unit::Count,
+        "Messages read from the broker and dropped, by reason (too_large, unsigned, malformed)."
+    );
     describe_histogram!(
         BROKER_LAG_SECONDS,
         Unit::Seconds,

@@ -16,8 +16,7 @@ const PUBLISH_TIMEOUT_MS: u64 = 500;
 
 async fn node(redis: &RedisServer, prefix: &str, per_player: usize) -> TestServer {
     let server = TestServer::builder()
-        .set("broker", "kind", "\"redis\"")
-        .set("broker", "url", &format!("\"{}\"", redis.url()))
+        .redis(redis)
         .set("broker", "key_prefix", &format!("\"{prefix}\""))
         .set("broker", "heartbeat_seconds", "1")
         .set("broker", "publish_timeout_ms", &PUBLISH_TIMEOUT_MS.to_string())
@@ -303,8 +302,7 @@ async fn node_with_events(
     game: &tandem_e2e::backend::TestBackend,
 ) -> TestServer {
     let server = TestServer::builder()
-        .set("broker", "kind", "\"redis\"")
-        .set("broker", "url", &format!("\"{}\"", redis.url()))
+        .redis(redis)
         .set("broker", "key_prefix", &format!("\"{prefix}\""))
         .set("broker", "heartbeat_seconds", "1")
         .set("broker", "command_timeout_ms", "300")

@@ -222,8 +222,7 @@ async fn a_reconnect_storm_within_the_grace_makes_no_frame() {
 
 async fn node(redis: &RedisServer) -> TestServer {
     let server = TestServer::builder()
-        .set("broker", "kind", "\"redis\"")
-        .set("broker", "url", &format!("\"{}\"", redis.url()))
+        .redis(redis)
         .set("broker", "key_prefix", "\"pr\"")
         .set("broker", "heartbeat_seconds", "1")
         .set("channels", "presence_events", "[\"room\"]")

@@ -128,8 +128,7 @@ async fn a_disconnect_with_a_reason_says_it_and_forbids_the_reconnect() {
 async fn node(redis: &RedisServer, prefix: &str) -> TestServer {
     let server = TestServer::builder()
         .set("auth", "secret", &toml_string(TEST_SECRET))
-        .set("broker", "kind", "\"redis\"")
-        .set("broker", "url", &format!("\"{}\"", redis.url()))
+        .redis(redis)
         .set("broker", "key_prefix", &format!("\"{prefix}\""))
         .set("broker", "heartbeat_seconds", "1")
         .set("broker", "command_timeout_ms", "300")

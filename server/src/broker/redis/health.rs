@@ -2,7 +2,9 @@
 //! by the subscriber, round trip measured by the heartbeat) rather than
 //! asking Redis, so reading `/health` costs Redis nothing and is never
 //! stale. A node whose link is down shows `disconnected` (`connecting`
-//! before its first link) with the last error.
+//! before its first link) with the last error; one whose link is up but
+//! whose last command failed or timed out (Redis stalled) `unresponsive`,
+//! unhealthy: it refuses publications, so health says what publishers see.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,8 +41,13 @@ impl BrokerCheck {
             node_id: &b.node_id,
             round_trip_ms: b.last_rtt().map(|d| d.as_secs_f64() * 1000.0),
         };
-        let status = if b.is_up() {
+        let status = if b.is_answering() {
             ComponentStatus::Healthy
+        } else if b.is_up() {
+            details.connection = "unresponsive";
+            details.error = Some(b.last_error());
+            details.round_trip_ms = None;
+            ComponentStatus::Unhealthy
         } else {
             details.error = Some(b.last_error());
             if b.ever_up.load(Ordering::Relaxed) {
@@ -77,7 +84,7 @@ mod tests {
 
     #[test]
     fn a_broker_never_linked_is_connecting_with_its_error() {
-        let b = RedisBroker::new(&BrokerConfig::default()).expect("a valid URL");
+        let b = RedisBroker::new(&BrokerConfig::default(), 65536).expect("a valid URL");
         *b.last_error.lock() = Some("refused".into());
         let out = BrokerCheck(Arc::clone(&b)).outcome();
         assert_eq!(out.status, ComponentStatus::Connecting);
@@ -92,6 +99,16 @@ mod tests {
         let out = BrokerCheck(Arc::clone(&b)).outcome();
         assert_eq!(out.status, ComponentStatus::Healthy);
         assert!(out.details.get("error").is_none(), "{}", out.details);
+
+        b.failing.store(true, Ordering::Relaxed);
+        *b.last_error.lock() = Some("timed out".into());
+        let out = BrokerCheck(Arc::clone(&b)).outcome();
+        assert_eq!(out.status, ComponentStatus::Unhealthy, "a stalled Redis: what publishers see");
+        assert_eq!(
+            (&out.details["connection"], &out.details["error"]),
+            (&"unresponsive".into(), &"timed out".into())
+        );
+        assert!(out.details["round_trip_ms"].is_null());
 
         b.up.store(false, Ordering::Relaxed);
         let out = BrokerCheck(b).outcome();

@@ -109,13 +109,13 @@ impl Keys {
 enum Job {
     Publish {
         message: Bytes,
+        /// Wall-clock µs after which Redis drops it instead (its publisher
+        /// has been answered `broker_unavailable` by then).
+        deadline_us: u64,
         ack: oneshot::Sender<Result<(), BrokerError>>,
     },
     /// This node's record of a player (`None`: it holds none of its sessions).
-    Presence {
-        player_id: String,
-        value: Option<String>,
-    },
+    Presence { player_id: String, value: Option<String> },
     /// This node's record of a channel's players (`None`: none here).
     ChannelPresence {
         /// Its count, written beside the record for count-only reads.
@@ -124,10 +124,7 @@ enum Job {
         value: Option<String>,
     },
     /// This node's record of a session (`None`: it ended here).
-    Session {
-        session_id: String,
-        player_id: Option<String>,
-    },
+    Session { session_id: String, player_id: Option<String> },
     /// A revocation: stored under `key` for `ttl_ms`, then published.
     Revoke {
         key: String,
@@ -141,6 +138,14 @@ enum Job {
 pub struct RedisBroker {
     node_id: String,
     keys: Keys,
+    /// Signs what this node sends and verifies what it reads.
+    key: wire::ClusterKey,
+    /// `transport.max_message_bytes`: the bound on what is read from Redis.
+    max_message_bytes: usize,
+    /// `broker.publish_timeout_ms`: a publication Redis runs later than
+    /// this after it was queued is dropped by Redis (its publisher was
+    /// told it failed).
+    publish_timeout: Duration,
     client: redis::Client,
     timeout: Duration,
     heartbeat: Duration,
@@ -152,6 +157,9 @@ pub struct RedisBroker {
     link: Mutex<Option<MultiplexedConnection>>,
     /// The subscription is live: publications reach and leave this node.
     up: AtomicBool,
+    /// The last command on the link failed or timed out (Redis stalled,
+    /// or the link is half dead): publishing is refused until one succeeds.
+    failing: AtomicBool,
     /// It has been live at least once (before: `/health` says connecting).
     ever_up: AtomicBool,
     /// Last `PING` round trip in microseconds; `u64::MAX` = none.
@@ -176,7 +184,7 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 
 impl RedisBroker {
     /// Checks the URL; connecting happens in the background tasks.
-    pub fn new(cfg: &BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+    pub fn new(cfg: &BrokerConfig, max_message_bytes: usize) -> Result<Arc<Self>, BrokerError> {
         // The URL may hold a password: never echo it.
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|_| unavailable("broker.url is not a valid Redis URL"))?;
@@ -184,6 +192,9 @@ impl RedisBroker {
         Ok(Arc::new_cyclic(|me| Self {
             node_id: protocol::random_id('n'),
             keys: Keys(cfg.key_prefix.clone()),
+            key: wire::ClusterKey::new(cfg.cluster_key.as_bytes()),
+            max_message_bytes,
+            publish_timeout: Duration::from_millis(cfg.publish_timeout_ms),
             client,
             timeout: Duration::from_millis(cfg.command_timeout_ms),
             heartbeat: Duration::from_secs(cfg.heartbeat_seconds),
@@ -191,6 +202,7 @@ impl RedisBroker {
             jobs_rx: tokio::sync::Mutex::new(rx),
             link: Mutex::new(None),
             up: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
             ever_up: AtomicBool::new(false),
             rtt_us: AtomicU64::new(u64::MAX),
             last_error: Mutex::new(None),
@@ -206,6 +218,11 @@ impl RedisBroker {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Up, and its last command answered in time: what publishers see.
+    pub fn is_answering(&self) -> bool {
+        self.is_up() && !self.failing.load(Ordering::Relaxed)
     }
 
     pub fn last_rtt(&self) -> Option<Duration> {
@@ -244,8 +261,11 @@ impl RedisBroker {
         &self,
         run: impl FnOnce(MultiplexedConnection) -> BoxFuture<'static, redis::RedisResult<T>>,
     ) -> Result<T, BrokerError> {
-        let c = self.conn().await?;
-        let out = self.timed(run(c)).await;
+        let out = match self.conn().await {
+            Ok(c) => self.timed(run(c)).await,
+            Err(e) => Err(e),
+        };
+        self.failing.store(out.is_err(), Ordering::Relaxed);
         if let Err(e) = &out {
             *self.link.lock() = None;
             *self.last_error.lock() = Some(e.to_string());
@@ -262,11 +282,11 @@ impl Broker for RedisBroker {
     }
 
     fn forward(&self, envelope: &Envelope) -> Result<Option<Ack>, BrokerError> {
-        self.publish(|| wire::encode(&self.node_id, epoch_us(), envelope))
+        self.publish(|| wire::encode(&self.key, &self.node_id, epoch_us(), envelope))
     }
 
     fn disconnect_player(&self, player_id: &str, reason: Option<&str>) -> Result<Option<Ack>, BrokerError> {
-        self.publish(|| wire::encode_disconnect(&self.node_id, epoch_us(), player_id, reason))
+        self.publish(|| wire::encode_disconnect(&self.key, &self.node_id, epoch_us(), player_id, reason))
     }
 
     fn revoke(&self, revocation: &Revocation) -> Result<Option<Ack>, BrokerError> {
@@ -318,7 +338,9 @@ impl Broker for RedisBroker {
     fn presence_event(&self, change: Change, channel: &str, player_id: &str) {
         // Best effort, like a publication nobody waits on: refused while
         // the link is down (the other nodes resync then anyway).
-        let _ = self.publish(|| wire::encode_presence(&self.node_id, epoch_us(), change, channel, player_id));
+        let _ = self.publish(|| {
+            wire::encode_presence(&self.key, &self.node_id, epoch_us(), change, channel, player_id)
+        });
     }
 
     fn live_nodes(&self) -> Option<Vec<String>> {
@@ -361,7 +383,7 @@ mod tests {
     #[test]
     fn a_bad_url_is_refused_without_echoing_it() {
         let cfg = BrokerConfig { url: "redis://:secret@[bad".into(), ..BrokerConfig::default() };
-        let err = RedisBroker::new(&cfg).expect_err("not a URL");
+        let err = RedisBroker::new(&cfg, 65536).expect_err("not a URL");
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
@@ -384,7 +406,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_published_while_the_link_is_down() {
-        let b = RedisBroker::new(&BrokerConfig::default()).expect("a valid URL");
+        let b = RedisBroker::new(&BrokerConfig::default(), 65536).expect("a valid URL");
         assert!(matches!(b.disconnect_player("alice", None), Err(BrokerError::Unavailable(_))));
         let r = Revocation::Jti { jti: "j".into(), until_ms: u64::MAX };
         assert!(matches!(b.revoke(&r), Err(BrokerError::Unavailable(_))));

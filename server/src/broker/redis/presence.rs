@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn cluster_document_sums_this_node_and_the_others() {
-        let b = RedisBroker::new(&BrokerConfig::default()).expect("a valid URL");
+        let b = RedisBroker::new(&BrokerConfig::default(), 65536).expect("a valid URL");
         let remote = ConnectionOverview {
             websocket_connections: 2,
             sse_connections: 1,

@@ -19,17 +19,30 @@ pub(super) const QUEUE: usize = 8192;
 /// Jobs sent to Redis in one pipeline.
 const BATCH: usize = 256;
 
+/// A publication Redis runs only before its deadline (Redis's clock, in
+/// µs): one its publisher was told had failed (Redis stalled, the answer
+/// came too late) must not reach the other nodes when Redis wakes up.
+/// Returns the receivers, or -1 past the deadline.
+const PUBLISH_BEFORE: &str = "local t = redis.call('TIME') \
+if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
+return redis.call('PUBLISH', KEYS[1], ARGV[2])";
+
 impl RedisBroker {
     /// Queues one message for the other nodes. Refused (never dropped
     /// silently) while the subscription is down, since then nothing this
-    /// node sends is known to arrive, and when the queue is full.
+    /// node sends is known to arrive, while Redis does not answer (its last
+    /// command failed or timed out), and when the queue is full.
     pub(super) fn publish(&self, encode: impl FnOnce() -> Bytes) -> Result<Option<Ack>, BrokerError> {
         if !self.is_up() {
             return Err(unavailable("the Redis link is down"));
         }
+        if !self.is_answering() {
+            return Err(unavailable("Redis is not answering"));
+        }
         let (ack, rx) = oneshot::channel();
+        let deadline_us = super::epoch_us().saturating_add(self.publish_timeout.as_micros() as u64);
         self.jobs
-            .try_send(Job::Publish { message: encode(), ack })
+            .try_send(Job::Publish { message: encode(), deadline_us, ack })
             .map_err(|_| unavailable("the publish queue is full"))?;
         Ok(Some(rx))
     }
@@ -65,8 +78,13 @@ impl RedisBroker {
             let mut pipe = redis::pipe();
             for job in &batch {
                 match job {
-                    Job::Publish { message, .. } => {
-                        pipe.cmd("PUBLISH").arg(&channel).arg(message.as_ref()).ignore();
+                    Job::Publish { message, deadline_us, .. } => {
+                        pipe.cmd("EVAL")
+                            .arg(PUBLISH_BEFORE)
+                            .arg(1)
+                            .arg(&channel)
+                            .arg(*deadline_us)
+                            .arg(message.as_ref());
                     }
                     Job::Presence { player_id, value: Some(v) } => {
                         let key = self.keys.player(player_id);
@@ -108,19 +126,27 @@ impl RedisBroker {
                     }
                 }
             }
+            // One answer per publication (the other commands are ignored).
             let result = if self.is_up() {
-                self.query(move |mut c| Box::pin(async move { pipe.query_async::<()>(&mut c).await })).await
+                self.query(move |mut c| Box::pin(async move { pipe.query_async::<Vec<i64>>(&mut c).await }))
+                    .await
             } else {
                 Err(unavailable("the Redis link is down"))
             };
+            let mut answers = result.as_ref().map(|a| a.iter()).ok();
             for job in batch {
                 match job {
                     Job::Publish { ack, .. } => {
-                        ev::broker_published(result.as_ref().err().map(ToString::to_string).as_deref());
-                        let _ = ack.send(result.clone());
+                        let outcome = match (&result, answers.as_mut().and_then(Iterator::next)) {
+                            (Err(e), _) => Err(e.clone()),
+                            (Ok(_), Some(n)) if *n >= 0 => Ok(()),
+                            (Ok(_), _) => Err(unavailable("Redis ran it past its deadline: dropped")),
+                        };
+                        ev::broker_published(outcome.as_ref().err().map(ToString::to_string).as_deref());
+                        let _ = ack.send(outcome);
                     }
                     Job::Revoke { ack, .. } => {
-                        let _ = ack.send(result.clone());
+                        let _ = ack.send(result.as_ref().map(|_| ()).map_err(Clone::clone));
                     }
                     Job::Presence { .. } | Job::ChannelPresence { .. } | Job::Session { .. } => {}
                 }

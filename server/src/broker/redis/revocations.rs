@@ -30,7 +30,7 @@ impl RedisBroker {
                 (self.keys.revoked_player(player_id), format!("{issued_before_ms} {until_ms}"))
             }
         };
-        let message = wire::encode_revocation(&self.node_id, epoch_us(), r);
+        let message = wire::encode_revocation(&self.key, &self.node_id, epoch_us(), r);
         let (ack, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .try_send(Job::Revoke { key, value, ttl_ms, message, ack })
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn stored_keys_read_back_as_revocations() {
-        let b = RedisBroker::new(&BrokerConfig { key_prefix: "t".into(), ..BrokerConfig::default() })
+        let b = RedisBroker::new(&BrokerConfig { key_prefix: "t".into(), ..BrokerConfig::default() }, 65536)
             .expect("a valid URL");
         assert_eq!(
             b.parse_stored("t:revoked:jti:abc", "99"),

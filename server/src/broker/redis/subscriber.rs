@@ -57,7 +57,7 @@ impl RedisBroker {
                     attempt = 0;
                     let mut messages = ps.into_on_message();
                     while let Some(msg) = messages.next().await {
-                        self.receive(&*manager, Bytes::copy_from_slice(msg.get_payload_bytes()));
+                        self.receive(&*manager, msg.get_payload_bytes());
                     }
                     self.up.store(false, Ordering::Relaxed);
                     *self.last_error.lock() = Some("the subscription ended".into());
@@ -77,9 +77,19 @@ impl RedisBroker {
 
     /// One message from the channel: another node's publication or
     /// disconnect, handed to the manager; this node's own (already
-    /// delivered here) and anything not in the [`wire`] format are skipped.
-    fn receive(&self, manager: &dyn LocalNode, message: Bytes) {
-        let Some(received) = wire::decode(message) else { return };
+    /// delivered here) is skipped, and anything too large, unsigned or not
+    /// in the [`wire`] format is counted and dropped.
+    fn receive(&self, manager: &dyn LocalNode, message: &[u8]) {
+        let refused = |r: wire::Refused| ev::broker_message_refused(r.as_str(), message.len());
+        // Before the copy: the limit protects this node's memory.
+        if message.len() > wire::max_len(self.max_message_bytes) {
+            return refused(wire::Refused::TooLarge);
+        }
+        let received = match wire::decode(&self.key, Bytes::copy_from_slice(message), self.max_message_bytes)
+        {
+            Ok(r) => r,
+            Err(r) => return refused(r),
+        };
         if received.origin == self.node_id {
             return;
         }
