@@ -170,7 +170,7 @@ pub fn encode_revocation(key: &ClusterKey, origin: &str, sent_us: u64, r: &Revoc
 }
 
 /// The revocation `kind` (`j`/`p`) naming `name` whose numbers are `rest`.
-pub fn decode_revocation(kind: &[u8], name: &str, rest: &str) -> Option<Revocation> {
+fn decode_revocation(kind: &[u8], name: &str, rest: &str) -> Option<Revocation> {
     let mut numbers = rest.split(' ').map(|n| n.parse::<u64>().ok());
     let r = match kind {
         b"j" => Revocation::Jti { jti: name.to_owned(), until_ms: numbers.next()?? },

@@ -125,14 +125,9 @@ enum Job {
     },
     /// This node's record of a session (`None`: it ended here).
     Session { session_id: String, player_id: Option<String> },
-    /// A revocation: stored under `key` for `ttl_ms`, then published.
-    Revoke {
-        key: String,
-        value: String,
-        ttl_ms: u64,
-        message: Bytes,
-        ack: oneshot::Sender<Result<(), BrokerError>>,
-    },
+    /// A revocation: its message stored under `key` for `ttl_ms`, then
+    /// published.
+    Revoke { key: String, ttl_ms: u64, message: Bytes, ack: oneshot::Sender<Result<(), BrokerError>> },
 }
 
 pub struct RedisBroker {

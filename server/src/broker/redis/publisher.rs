@@ -120,8 +120,8 @@ impl RedisBroker {
                     Job::Session { session_id, player_id: None } => {
                         pipe.cmd("HDEL").arg(self.keys.sessions(&self.node_id)).arg(session_id).ignore();
                     }
-                    Job::Revoke { key, value, ttl_ms, message, .. } => {
-                        pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(*ttl_ms).ignore();
+                    Job::Revoke { key, ttl_ms, message, .. } => {
+                        pipe.cmd("SET").arg(key).arg(message.as_ref()).arg("PX").arg(*ttl_ms).ignore();
                         pipe.cmd("PUBLISH").arg(&channel).arg(message.as_ref()).ignore();
                     }
                 }
