@@ -112,8 +112,10 @@ pub fn combine(parts: Vec<NodePresence>, limit: usize) -> NodePresence {
 
 #[derive(Debug, Default)]
 struct Player {
-    /// Its sessions subscribed to the channel, with their live links.
-    sessions: HashMap<Arc<str>, Links>,
+    /// Its sessions subscribed to the channel, with their live links: a
+    /// few at most (`session.max_connections_per_player`), so a list, one
+    /// small block, rather than a map per player.
+    sessions: Vec<(Arc<str>, Links)>,
     present: bool,
     /// Present, but without a live connection since then.
     gone_since_ms: Option<u64>,
@@ -121,7 +123,7 @@ struct Player {
 
 impl Player {
     fn live(&self) -> bool {
-        self.sessions.values().any(|l| l.live())
+        self.sessions.iter().any(|(_, l)| l.live())
     }
 }
 
@@ -156,7 +158,10 @@ impl ChannelPresence {
         now_ms: u64,
     ) -> Option<Change> {
         let p = self.players.entry(Arc::clone(player)).or_default();
-        p.sessions.insert(Arc::clone(session), links);
+        match p.sessions.iter_mut().find(|(s, _)| s == session) {
+            Some((_, l)) => *l = links,
+            None => p.sessions.push((Arc::clone(session), links)),
+        }
         Self::settle(p, &mut self.present, &mut self.pending, now_ms)
     }
 
@@ -164,7 +169,8 @@ impl ChannelPresence {
     /// if it was the player's last there, the player leaves at once.
     pub fn remove(&mut self, player: &str, session: &str, now_ms: u64) -> Option<Change> {
         let p = self.players.get_mut(player)?;
-        p.sessions.remove(session)?;
+        let i = p.sessions.iter().position(|(s, _)| **s == *session)?;
+        p.sessions.swap_remove(i);
         if !p.sessions.is_empty() {
             return Self::settle(p, &mut self.present, &mut self.pending, now_ms);
         }
@@ -231,7 +237,8 @@ impl ChannelPresence {
 fn entry(id: &str, p: &Player) -> PresenceEntry {
     let links = p
         .sessions
-        .values()
+        .iter()
+        .map(|(_, l)| l)
         .fold(Links::default(), |a, l| Links { websocket: a.websocket + l.websocket, sse: a.sse + l.sse });
     let mut transports = Vec::with_capacity(2);
     if links.websocket > 0 {
