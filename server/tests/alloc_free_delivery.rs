@@ -62,11 +62,11 @@ fn drain(links: &[Attached]) -> usize {
 fn one_publication(m: &ConnectionManager, links: &[Attached]) -> (u64, u64) {
     let data = RawValue::from_string(r#"{"text":"hello"}"#.to_owned()).unwrap();
     for _ in 0..HISTORY + 2 {
-        m.publish(CHANNEL, "tick", &data, "api").unwrap();
+        m.publish(CHANNEL, "tick", &data, "api", None).unwrap();
         assert_eq!(drain(links), links.len());
     }
     let info = allocation_counter::measure(|| {
-        let published = m.publish(CHANNEL, "tick", &data, "api").unwrap();
+        let published = m.publish(CHANNEL, "tick", &data, "api", None).unwrap();
         assert_eq!(published.fanout.delivered_connections, links.len());
     });
     assert_eq!(drain(links), links.len());

@@ -57,6 +57,9 @@ pub enum Scope {
 pub struct Envelope {
     pub scope: Scope,
     pub publication: Arc<Publication>,
+    /// Its id is the backend's (`"id"` in the request): each node delivers
+    /// it at most once within [`crate::session::recent_ids::WINDOW_MS`].
+    pub keyed: bool,
 }
 
 /// Why the broker could not carry a publication (or answer a question).

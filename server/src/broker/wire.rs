@@ -3,12 +3,14 @@
 //! accepting node serialized it (so no node re-encodes the payload).
 //!
 //! ```text
-//! T2\n<mac>\n<origin node>\n<c|b>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
+//! T2\n<mac>\n<origin node>\n<c|b|C|B>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
 //! T2\n<mac>\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n<reason, may be empty>
 //! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\nj\n<jti>\n<until epoch ms>
 //! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
 //! T2\n<mac>\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
 //! ```
+//! The first is a publication to a channel (`c`) or to everyone (`b`),
+//! in upper case when its id is the backend's (delivered once per id).
 //! The second line is a backend `disconnect` of one player, for every node;
 //! the third and fourth a token revocation (by `jti`, by player); the last
 //! a player's `join` or `leave` of a channel decided on the origin node
@@ -215,9 +217,11 @@ pub fn encode(key: &ClusterKey, origin: &str, sent_us: u64, envelope: &Envelope)
     let mut buf = start(64 + origin.len() + p.id.len() + p.channel.len() + tail.len());
     buf.put_slice(origin.as_bytes());
     buf.put_u8(b'\n');
-    buf.put_u8(match envelope.scope {
-        Scope::Channel => b'c',
-        Scope::Broadcast => b'b',
+    buf.put_u8(match (envelope.scope, envelope.keyed) {
+        (Scope::Channel, false) => b'c',
+        (Scope::Broadcast, false) => b'b',
+        (Scope::Channel, true) => b'C',
+        (Scope::Broadcast, true) => b'B',
     });
     buf.put_u8(b'\n');
     buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
@@ -285,10 +289,11 @@ fn parse(msg: &Bytes, max_bytes: usize) -> Option<Received> {
             let player = text(channel).filter(|p| is_valid_player_id(p) && rest.is_empty())?;
             Payload::Presence { change, channel: name, player_id: player }
         }
-        b"c" | b"b" => {
-            let scope = if scope == b"c" { Scope::Channel } else { Scope::Broadcast };
+        b"c" | b"b" | b"C" | b"B" => {
+            let keyed = scope[0].is_ascii_uppercase();
+            let scope = if scope.eq_ignore_ascii_case(b"c") { Scope::Channel } else { Scope::Broadcast };
             let id: Box<str> =
-                std::str::from_utf8(id).ok().filter(|i| protocol::validate_command_id(i).is_ok())?.into();
+                std::str::from_utf8(id).ok().filter(|i| protocol::validate_publication_id(i).is_ok())?.into();
             let channel: Arc<str> = std::str::from_utf8(channel)
                 .ok()
                 .filter(|c| match scope {
@@ -297,7 +302,7 @@ fn parse(msg: &Bytes, max_bytes: usize) -> Option<Received> {
                 })?
                 .into();
             let publication = Publication::from_parts(id, channel, msg.slice_ref(rest), max_bytes).ok()?;
-            Payload::Publication(Envelope { scope, publication: Arc::new(publication) })
+            Payload::Publication(Envelope { scope, publication: Arc::new(publication), keyed })
         }
         _ => return None,
     };
@@ -331,7 +336,7 @@ mod tests {
     fn round_trips_without_reencoding() {
         let data = RawValue::from_string(r#"{"text":"line\nbreak"}"#.into()).unwrap();
         let p = Arc::new(Publication::new("m_1".into(), Arc::from("room:a"), "chat", &data));
-        let env = Envelope { scope: Scope::Channel, publication: Arc::clone(&p) };
+        let env = Envelope { scope: Scope::Channel, publication: Arc::clone(&p), keyed: false };
         let msg = encode(&key(), "n_abc1", 42, &env);
         let r = decode(msg).unwrap();
         assert_eq!((r.origin.as_str(), r.sent_us), ("n_abc1", 42));
@@ -345,11 +350,11 @@ mod tests {
         assert_eq!(a, b);
 
         let b = Arc::new(Publication::new("m_2".into(), Arc::from("broadcast"), "news", &data));
-        let env = Envelope { scope: Scope::Broadcast, publication: b };
+        let env = Envelope { scope: Scope::Broadcast, publication: b, keyed: true };
         let Payload::Publication(got) = decode(encode(&key(), "n_1", 1, &env)).unwrap().payload else {
             panic!()
         };
-        assert_eq!(got.scope, Scope::Broadcast);
+        assert_eq!((got.scope, got.keyed), (Scope::Broadcast, true));
 
         let d = decode(encode_disconnect(&key(), "n_x1", 5, "alice", None)).unwrap();
         assert!(matches!(d.payload, Payload::Disconnect { player_id, reason: None } if player_id == "alice"));

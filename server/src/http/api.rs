@@ -86,6 +86,9 @@ struct PublishBody {
     channel: String,
     event: String,
     data: Option<Box<RawValue>>,
+    /// The backend's own id: a publication sent again with it (a retry)
+    /// is delivered at most once per node.
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +96,14 @@ struct PublishBody {
 struct EventBody {
     event: String,
     data: Option<Box<RawValue>>,
+    id: Option<String>,
+}
+
+/// The backend's publication id, checked, when it gave one.
+fn publication_id(id: Option<&String>) -> Result<Option<&str>, HttpError> {
+    let Some(id) = id else { return Ok(None) };
+    protocol::validate_publication_id(id)?;
+    Ok(Some(id))
 }
 
 /// `POST /api/publish {channel, event, data}` → `{id, recipients, …}`.
@@ -105,7 +116,8 @@ async fn publish(
     let b: PublishBody = body(&app, &req, payload).await?;
     channels::namespace(&b.channel)?;
     protocol::validate_event(&b.event)?;
-    let out = app.manager.publish(&b.channel, &b.event, &data_or_null(b.data)?, "api");
+    let id = publication_id(b.id.as_ref())?;
+    let out = app.manager.publish(&b.channel, &b.event, &data_or_null(b.data)?, "api", id);
     Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
 }
 
@@ -139,7 +151,8 @@ async fn broadcast(
 ) -> Result<HttpResponse, HttpError> {
     let b: EventBody = body(&app, &req, payload).await?;
     protocol::validate_event(&b.event)?;
-    let out = app.manager.broadcast(&b.event, &data_or_null(b.data)?);
+    let id = publication_id(b.id.as_ref())?;
+    let out = app.manager.broadcast(&b.event, &data_or_null(b.data)?, id);
     Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
 }
 
@@ -162,7 +175,8 @@ async fn player_message(
     if app.manager.player_snapshot(&path).is_none() && player_everywhere(&app, &path).await?.is_none() {
         return Err(player_not_found(&path));
     }
-    let out = app.manager.publish(&channel, &b.event, &data_or_null(b.data)?, "api");
+    let id = publication_id(b.id.as_ref())?;
+    let out = app.manager.publish(&channel, &b.event, &data_or_null(b.data)?, "api", id);
     Ok(HttpResponse::Ok().json(confirmed(&app, out).await?))
 }
 

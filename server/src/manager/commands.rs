@@ -111,7 +111,7 @@ pub fn handle(
             channels::check_publish(who, &channel, &manager.limits().client_publish)?;
             // Not awaited: the broker's publisher logs and counts a
             // publication it could not carry.
-            let out = manager.publish(&channel, &event, &data, "client")?.fanout;
+            let out = manager.publish(&channel, &event, &data, "client", None)?.fanout;
             now((
                 "published",
                 protocol::to_json(&Reply::Published { id: &out.id, recipients: out.recipients }),
@@ -296,7 +296,7 @@ impl Publisher for ConnectionManager {
     fn publish_json(&self, channel: &str, event: &str, data: &RawValue) -> Result<String, ProtocolError> {
         protocol::validate_event(event)?;
         channels::namespace(channel)?;
-        Ok(self.publish(channel, event, data, "game")?.fanout.id.to_string())
+        Ok(self.publish(channel, event, data, "game", None)?.fanout.id.to_string())
     }
 
     fn send_to_player_json(

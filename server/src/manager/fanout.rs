@@ -27,6 +27,9 @@ pub struct Fanout {
     pub sse_delivered: usize,
     /// Connections closed as slow consumers by this publication.
     pub failed_connections: usize,
+    /// Its id (the backend's) was delivered here already: not again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// An accepted publication: this node's fan-out, and the broker's promise
@@ -57,19 +60,33 @@ pub fn delivery_target(
 impl ConnectionManager {
     /// Publishes to every session subscribed to `channel`, on every node.
     /// Refused (`draining`, `broker_unavailable`) means delivered nowhere.
+    /// With an `id` (the backend's), each node delivers it at most once
+    /// within [`crate::session::recent_ids::WINDOW_MS`]: a retry cannot
+    /// duplicate.
     pub fn publish(
         &self,
         channel: &str,
         event: &str,
         data: &RawValue,
         source: &'static str,
+        id: Option<&str>,
     ) -> Result<Published, ProtocolError> {
-        self.accept(Scope::Channel, channel, event, data, source)
+        self.accept(Scope::Channel, channel, event, data, source, id)
     }
 
     /// Publishes to every live session (channel `broadcast`), on every node.
-    pub fn broadcast(&self, event: &str, data: &RawValue) -> Result<Published, ProtocolError> {
-        self.accept(Scope::Broadcast, BROADCAST_CHANNEL, event, data, "broadcast")
+    pub fn broadcast(
+        &self,
+        event: &str,
+        data: &RawValue,
+        id: Option<&str>,
+    ) -> Result<Published, ProtocolError> {
+        self.accept(Scope::Broadcast, BROADCAST_CHANNEL, event, data, "broadcast", id)
+    }
+
+    /// Whether a keyed publication is new here (and now remembered).
+    fn first_delivery(&self, envelope: &Envelope) -> bool {
+        !envelope.keyed || self.recent_ids.lock().first(&envelope.publication.id, self.now_ms())
     }
 
     /// Refuses publications once draining: they could no longer reach a
@@ -92,15 +109,24 @@ impl ConnectionManager {
         event: &str,
         data: &RawValue,
         source: &'static str,
+        id: Option<&str>,
     ) -> Result<Published, ProtocolError> {
         self.accepting()?;
-        let publication = Arc::new(Publication::new(self.ids.next('m'), Arc::from(channel), event, data));
-        let envelope = Envelope { scope, publication };
+        let keyed = id.is_some();
+        let id = id.map_or_else(|| self.ids.next('m'), str::to_owned);
+        let publication = Arc::new(Publication::new(id, Arc::from(channel), event, data));
+        let envelope = Envelope { scope, publication, keyed };
+        // Sent to the other nodes even when this one had it: a retry after
+        // a 503 is how the nodes that missed it get it.
         let ack = self.broker.forward(&envelope).map_err(|e| {
             ev::broker_refused(source, &e);
             ProtocolError::new(ErrorCode::BrokerUnavailable, e.to_string())
         })?;
-        let fanout = self.fan_out_local(&envelope);
+        let fanout = if self.first_delivery(&envelope) {
+            self.fan_out_local(&envelope)
+        } else {
+            Fanout { id: envelope.publication.id.to_string(), duplicate: true, ..Fanout::default() }
+        };
         ev::published(source, channel, fanout.recipients, fanout.delivered_connections);
         Ok(Published { fanout, ack })
     }
@@ -190,7 +216,9 @@ impl ConnectionManager {
 
 impl crate::broker::LocalNode for ConnectionManager {
     fn fan_out_local(&self, envelope: &Envelope) {
-        ConnectionManager::fan_out_local(self, envelope);
+        if self.first_delivery(envelope) {
+            ConnectionManager::fan_out_local(self, envelope);
+        }
     }
     fn resync_all(&self, reason: &'static str) -> usize {
         ConnectionManager::resync_all(self, reason)

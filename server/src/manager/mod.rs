@@ -184,6 +184,8 @@ pub struct ConnectionManager {
     telemetry: Telemetry,
     /// Revoked tokens this node knows (bounded by `auth.max_revocations`).
     revocations: Mutex<RevocationList>,
+    /// Backend-chosen publication ids delivered here lately (bounded).
+    recent_ids: Mutex<crate::session::recent_ids::RecentIds>,
 }
 
 fn wall_ms() -> u64 {
@@ -217,6 +219,7 @@ impl ConnectionManager {
             backend: Backend::disabled(telemetry.clone()),
             telemetry,
             revocations: Mutex::new(RevocationList::new(limits.max_revocations)),
+            recent_ids: Mutex::new(crate::session::recent_ids::RecentIds::default()),
             limits,
         }
     }

@@ -17,6 +17,8 @@ pub mod identity;
 pub(crate) mod payload;
 /// Frames the server sends, messages clients send, error codes, encoding.
 pub(crate) mod protocol;
+/// Publication ids a backend chose, remembered so a retry is delivered once.
+pub(crate) mod recent_ids;
 /// Revoked tokens: what a revocation names and the bounded list of them.
 pub(crate) mod revocation;
 /// Plain snapshots of players, sessions and connections for the edges.

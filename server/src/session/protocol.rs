@@ -207,6 +207,19 @@ pub fn validate_command_id(id: &str) -> Result<(), ProtocolError> {
     validate_name("id", id)
 }
 
+/// Publication ids, the node's (`m_…`) or a backend's own: 1-64 of
+/// `[A-Za-z0-9_.:@-]` (they travel in header lines and SSE fields).
+pub fn validate_publication_id(id: &str) -> Result<(), ProtocolError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:@-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::new(ErrorCode::InvalidMessage, "`id` must be 1-64 characters of [A-Za-z0-9_.:@-]"))
+    }
+}
+
 /// Longest `reason` a backend's disconnect carries to its clients.
 pub const MAX_REASON_CHARS: usize = 128;
 

@@ -169,3 +169,69 @@ async fn whatever_another_redis_client_publishes_is_refused_and_counted() {
     // Still one cluster: a node's own messages pass.
     linked(&a, &mut on_b).await;
 }
+
+/// The `id` of each delivery of `event` that arrives within `listen`.
+async fn ids_of(peer: &mut Peer, event: &str, listen: Duration) -> Vec<String> {
+    arrivals(peer, listen)
+        .await
+        .into_iter()
+        .filter_map(|f| match f {
+            ServerFrame::Message(d) if d.event == event => Some(d.id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_publication_with_the_backends_id_is_delivered_once_per_node_however_often_it_is_sent() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "ids").await, node(&redis, "ids").await);
+    let mut on_a =
+        Peer::connect(Transport::WebSocket, &a.dev("alice").channels(&["room:x"])).await.expect("alice on A");
+    let mut on_b =
+        Peer::connect(Transport::Sse, &b.dev("bob").channels(&["room:x"])).await.expect("bob on B");
+    linked(&a, &mut on_b).await;
+    let order = |id: &str| json!({"channel": "room:x", "event": "order", "data": 1, "id": id});
+
+    // Sent three times, through both nodes: one delivery on each.
+    let (status, first) = a.api_post("/api/publish", order("order-1")).await;
+    assert_eq!((status, &first["id"], first.get("duplicate")), (200, &json!("order-1"), None), "{first}");
+    for (node, name) in [(&a, "A"), (&b, "B")] {
+        let (status, again) = node.api_post("/api/publish", order("order-1")).await;
+        assert_eq!(
+            (status, &again["duplicate"], &again["recipients"]),
+            (200, &json!(true), &json!(0)),
+            "{name}: {again}"
+        );
+    }
+    assert_eq!(ids_of(&mut on_a, "order", Duration::from_secs(1)).await, ["order-1"]);
+    assert_eq!(ids_of(&mut on_b, "order", Duration::from_secs(1)).await, ["order-1"]);
+
+    // Refused while Redis stalls (A's own subscriber already has it), sent
+    // again once Redis is back: B gets it once, A not twice.
+    redis.pause();
+    let (status, body) = a.api_post("/api/publish", order("order-2")).await;
+    assert_eq!(status, 503, "{body}");
+    tokio::time::sleep(Duration::from_millis(PUBLISH_TIMEOUT_MS + 500)).await;
+    redis.resume();
+    let retried = eventually("the retry accepted once Redis answers", WAIT, || async {
+        let (status, body) = a.api_post("/api/publish", order("order-2")).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(retried["duplicate"], true, "A delivered it before the 503: {retried}");
+    assert_eq!(
+        ids_of(&mut on_b, "order", Duration::from_secs(2)).await,
+        ["order-2"],
+        "B: once, from the retry"
+    );
+    assert_eq!(
+        ids_of(&mut on_a, "order", Duration::from_secs(1)).await,
+        ["order-2"],
+        "A: once, before the 503"
+    );
+
+    // One rule for ids.
+    let (status, body) = a.api_post("/api/publish", order("no spaces")).await;
+    assert_eq!((status, &body["error"]["code"]), (400, &json!("invalid_message")), "{body}");
+}
