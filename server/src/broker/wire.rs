@@ -3,14 +3,16 @@
 //! accepting node serialized it (so no node re-encodes the payload).
 //!
 //! ```text
-//! T2\n<mac>\n<origin node>\n<c|b|C|B>\n<sent epoch µs>\n<id>\n<channel>\n<tail>
+//! T2\n<mac>\n<origin node>\n<c|b|C|B>\n<sent epoch µs>\n<id>\n<channel>\n{<tail>
 //! T2\n<mac>\n<origin node>\nd\n<sent epoch µs>\n-\n<player id>\n<reason, may be empty>
 //! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\nj\n<jti>\n<until epoch ms>
 //! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
 //! T2\n<mac>\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
 //! ```
 //! The first is a publication to a channel (`c`) or to everyone (`b`),
-//! in upper case when its id is the backend's (delivered once per id).
+//! in upper case when its id is the backend's (delivered once per id); its
+//! last line is the frame's fields after `seq` as one JSON object, checked
+//! where it lies in the message (no copy).
 //! The second line is a backend `disconnect` of one player, for every node;
 //! the third and fourth a token revocation (by `jti`, by player); the last
 //! a player's `join` or `leave` of a channel decided on the origin node
@@ -230,6 +232,7 @@ pub fn encode(key: &ClusterKey, origin: &str, sent_us: u64, envelope: &Envelope)
     buf.put_u8(b'\n');
     buf.put_slice(p.channel.as_bytes());
     buf.put_u8(b'\n');
+    buf.put_u8(b'{');
     buf.put_slice(tail);
     seal(key, buf)
 }
@@ -403,12 +406,12 @@ mod tests {
 
         // Too large: refused before the MAC is even computed.
         let huge =
-            signed(&key(), &format!("n_1\nc\n1\nm_1\nroom:a\n\"data\":\"{}\"}}", "x".repeat(MAX + 2000)));
+            signed(&key(), &format!("n_1\nc\n1\nm_1\nroom:a\n{{\"data\":\"{}\"}}", "x".repeat(MAX + 2000)));
         assert_eq!(decode(huge).err(), Some(Refused::TooLarge));
 
         // Signed, yet not what a node writes: each field is checked.
         let tail = |id: &str, ch: &str, ev: &str| {
-            format!("\"id\":\"{id}\",\"channel\":\"{ch}\",\"event\":\"{ev}\",\"data\":1,\"ts\":5}}")
+            format!("{{\"id\":\"{id}\",\"channel\":\"{ch}\",\"event\":\"{ev}\",\"data\":1,\"ts\":5}}")
         };
         for body in [
             format!("n_1\nc\n1\nm_1\nroom:a\n{}", tail("m_1", "room:a", "chat")),
@@ -427,8 +430,8 @@ mod tests {
             format!("n_1\nc\n1\nm_1\nbad channel\n{}", tail("m_1", "bad channel", "chat")),
             format!("n_1\nb\n1\nm_1\nroom:a\n{}", tail("m_1", "room:a", "chat")),
             format!("n_1\nc\n1\nm_1\nbroadcast\n{}", tail("m_1", "broadcast", "chat")),
-            "n_1\nc\n1\nm_1\nroom:a\n\"id\":\"m_1\"}".to_owned(),
-            "n_1\nc\n1\nm_1\nroom:a\n\"id\":\"m_1\",\"channel\":\"room:a\",\"event\":\"e\",\"data\":1,\"ts\":5}\n\nevent: forged".to_owned(),
+            "n_1\nc\n1\nm_1\nroom:a\n{\"id\":\"m_1\"}".to_owned(),
+            "n_1\nc\n1\nm_1\nroom:a\n{\"id\":\"m_1\",\"channel\":\"room:a\",\"event\":\"e\",\"data\":1,\"ts\":5}\n\nevent: forged".to_owned(),
             format!("n_1\nc\n1\nm_1\nroom:a\n{},\"x\":1}}", &tail("m_1", "room:a", "chat")[..tail("m_1", "room:a", "chat").len() - 1]),
             "n_1\nd\n1\n-\n\n".to_owned(),
             "n_1\nd\n1\n-\nbad player!\n".to_owned(),

@@ -319,26 +319,26 @@ impl Publication {
     }
 
     /// A publication accepted on another node: its id, channel and the
-    /// frame tail as that node serialized it (see `broker::wire`). The tail
-    /// is checked like a client's publication: JSON of exactly the fields
-    /// [`Publication::new`] writes, the same id and channel, a valid event
-    /// name, at most `max_bytes`.
+    /// frame's fields after `seq` as that node serialized them, as one JSON
+    /// object (see `broker::wire`). Checked like a client's publication:
+    /// exactly the fields [`Publication::new`] writes, the same id and
+    /// channel, a valid event name, at most `max_bytes`; then shared as is.
     pub fn from_parts(
         id: Box<str>,
         channel: Arc<str>,
-        tail: Bytes,
+        object: Bytes,
         max_bytes: usize,
     ) -> Result<Self, &'static str> {
-        if tail.len() > max_bytes {
+        if object.len() > max_bytes {
             return Err("too_large");
         }
-        let mut json = Vec::with_capacity(tail.len() + 1);
-        json.push(b'{');
-        json.extend_from_slice(&tail);
-        let t: Tail<'_> = serde_json::from_slice(&json).map_err(|_| "malformed")?;
+        let t: Tail<'_> = serde_json::from_slice(&object).map_err(|_| "malformed")?;
         if *t.id != *id || *t.channel != *channel || validate_event(&t.event).is_err() {
             return Err("malformed");
         }
+        // Parsed as an object: it starts with `{`, which the tail leaves to
+        // the per-session prefix.
+        let tail = object.slice(1..);
         Ok(Self { id, channel, accepted_at: Instant::now(), tail })
     }
 

@@ -88,17 +88,13 @@ impl RedisBroker {
     /// (what fails is counted and logged like one).
     fn parse_stored(&self, value: Vec<u8>) -> Option<Revocation> {
         let len = value.len();
-        match wire::decode(&self.key, Bytes::from(value), self.max_message_bytes) {
-            Ok(wire::Received { payload: wire::Payload::Revoke(r), .. }) => Some(r),
-            Ok(_) => {
-                ev::broker_message_refused(wire::Refused::Malformed.as_str(), len);
-                None
-            }
-            Err(refused) => {
-                ev::broker_message_refused(refused.as_str(), len);
-                None
-            }
-        }
+        let refused = match wire::decode(&self.key, Bytes::from(value), self.max_message_bytes) {
+            Ok(wire::Received { payload: wire::Payload::Revoke(r), .. }) => return Some(r),
+            Ok(_) => wire::Refused::Malformed,
+            Err(refused) => refused,
+        };
+        ev::broker_message_refused(refused.as_str(), len);
+        None
     }
 }
 
