@@ -36,6 +36,11 @@ pub struct Welcome {
 pub struct Delivery {
     /// Per-session sequence number: 1, 2, 3… with no gap; de-duplicate by it.
     pub seq: u64,
+    /// Its place in its channel's history (`<epoch>.<offset>.<tag>`), on a
+    /// cluster: kept per channel and presented on resume, so any node can
+    /// replay what was missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<String>,
     /// Publication id, identical on every connection and session it reached.
     pub id: String,
     pub channel: String,
@@ -345,6 +350,7 @@ mod tests {
             frame,
             ServerFrame::Message(Delivery {
                 seq: 42,
+                pos: None,
                 id: "m_1".into(),
                 channel: "room:tavern".into(),
                 event: "chat".into(),
@@ -452,6 +458,7 @@ mod tests {
             ServerFrame::Welcome(Welcome { heartbeat_interval_ms: 15_000, ..Welcome::default() }),
             ServerFrame::Message(Delivery {
                 seq: 1,
+                pos: None,
                 id: "m_1".into(),
                 channel: "room:x".into(),
                 event: "chat".into(),

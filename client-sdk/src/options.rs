@@ -28,6 +28,10 @@ pub struct ConnectOptions {
     pub session_id: Option<String>,
     /// Resume after this sequence number.
     pub last_seq: Option<u64>,
+    /// The last position received in each channel, `(channel, pos)`: lets
+    /// any node of a cluster resume the session. `Some` (even empty) says
+    /// the client keeps them: a channel it has none for received nothing.
+    pub positions: Option<Vec<(String, String)>>,
     /// Channels to subscribe at connect.
     pub channels: Vec<String>,
     /// A browser-like `Origin` header.
@@ -47,6 +51,7 @@ impl ConnectOptions {
             player_id: None,
             session_id: None,
             last_seq: None,
+            positions: None,
             channels: Vec::new(),
             origin: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -82,6 +87,12 @@ impl ConnectOptions {
 
     pub fn last_seq(mut self, last_seq: u64) -> Self {
         self.last_seq = Some(last_seq);
+        self
+    }
+
+    /// Resume from these positions (`(channel, pos)`, see [`crate::Delivery::pos`]).
+    pub fn positions(mut self, positions: Vec<(String, String)>) -> Self {
+        self.positions = Some(positions);
         self
     }
 
@@ -138,6 +149,10 @@ impl ConnectOptions {
             }
             if let Some(n) = self.last_seq {
                 q.append_pair("last_seq", &n.to_string());
+            }
+            if let Some(positions) = &self.positions {
+                let list: Vec<String> = positions.iter().map(|(c, p)| format!("{c}={p}")).collect();
+                q.append_pair("positions", &list.join(","));
             }
             if !self.channels.is_empty() {
                 q.append_pair("channels", &self.channels.join(","));

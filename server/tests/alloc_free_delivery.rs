@@ -41,6 +41,8 @@ fn attach(m: &ConnectionManager, i: usize) -> Attached {
         granted: Vec::new(),
         started: Instant::now(),
         remote_connections: 0,
+        adopt: None,
+        positions: Vec::new(),
     };
     m.attach(&who, req).unwrap()
 }

@@ -53,6 +53,8 @@ fn request(transport: Transport, session_id: Option<String>, channels: Vec<Strin
         granted: Vec::new(),
         started: Instant::now(),
         remote_connections: 0,
+        adopt: None,
+        positions: Vec::new(),
     }
 }
 

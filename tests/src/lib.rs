@@ -15,6 +15,8 @@
 //!   once each, in order.
 //! - [`cut_proxy`]: [`CutProxy`](cut_proxy::CutProxy), a TCP proxy that cuts,
 //!   freezes or blocks connections on command.
+//! - [`round_robin`]: [`RoundRobin`](round_robin::RoundRobin), a TCP
+//!   balancer over several servers with no stickiness.
 //! - [`metrics`]: reading `/metrics` samples; [`wait`]: polling with a deadline.
 //! - [`ports`]: loopback ports for children told their port up front, never
 //!   handed to two tests of the one test process.
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod peer;
 pub mod ports;
 pub mod redis;
+pub mod round_robin;
 pub mod server;
 pub mod shell;
 pub mod tokens;

@@ -21,6 +21,8 @@ export interface Welcome {
 export interface Message {
   type: 'message';
   seq: number;
+  /** Its place in its channel's history (`<epoch>.<offset>.<tag>`), on a cluster: kept per channel and presented on resume, so any node can replay what was missed. */
+  pos?: string;
   id: string;
   channel: string;
   event: string;

@@ -39,6 +39,8 @@ export class Sequencer {
   lastSeq = 0;
   /** True while resync hooks run: deliveries are held. */
   holding = false;
+  /** The last position delivered in each channel, presented on resume so any node of a cluster can replay what was missed; forgotten at a gap (the application reloads). */
+  readonly positions = new Map<string, string>();
   private held = new Map<number, Message>();
 
   /** Takes a welcome; on a gap the sequencer starts holding until `release()`. */
@@ -60,6 +62,7 @@ export class Sequencer {
       resumeFrom: w.last_seq,
     };
     if (w.session_id !== this.sessionId) this.held.clear();
+    this.positions.clear();
     this.sessionId = w.session_id;
     this.lastSeq = w.last_seq;
     this.dropUpTo(w.last_seq);
@@ -96,6 +99,12 @@ export class Sequencer {
     this.lastSeq = 0;
     this.holding = false;
     this.held.clear();
+    this.positions.clear();
+  }
+
+  /** The `positions` query parameter of a resume (`<channel>=<pos>,…`; empty: nothing received on any channel yet). */
+  positionsParam(): string {
+    return [...this.positions].map(([c, p]) => `${c}=${p}`).join(',');
   }
 
   /** Whether deliveries wait for a gap that only a resume can fill. */
@@ -108,6 +117,7 @@ export class Sequencer {
     for (let next = this.held.get(this.lastSeq + 1); next; next = this.held.get(this.lastSeq + 1)) {
       this.held.delete(next.seq);
       this.lastSeq = next.seq;
+      if (typeof next.pos === 'string') this.positions.set(next.channel, next.pos);
       out.push(next);
     }
     return out;

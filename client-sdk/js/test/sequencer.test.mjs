@@ -96,3 +96,18 @@ test('reset (the session ended): the next welcome is a first one, with no resync
   assert.deepEqual(s.welcome(welcome('s2', 0)), { first: true, resync: null });
   assert.deepEqual(seqs(s.accept(msg(1))), [1]);
 });
+
+test('positions are kept per channel as delivered, presented on resume, forgotten at a gap', () => {
+  const s = new Sequencer();
+  s.welcome(welcome('s1', 0));
+  assert.equal(s.positionsParam(), '');
+  s.accept({ ...msg(1), pos: '7.1.11' });
+  s.accept({ ...msg(3), channel: 'broadcast', pos: '8.4.44' });
+  assert.equal(s.positionsParam(), 'room:a=7.1.11', 'seq 3 waits for 2: not delivered, not kept');
+  s.accept({ ...msg(2), pos: '7.2.22' });
+  assert.equal(s.positionsParam(), 'room:a=7.2.22,broadcast=8.4.44');
+  s.welcome(welcome('s1', 3, { resumed: true }));
+  assert.equal(s.positions.size, 2, 'a resume keeps them');
+  s.welcome(welcome('s1', 9, { resync_required: true }));
+  assert.equal(s.positionsParam(), '', 'the application reloads: nothing to replay from');
+});

@@ -196,6 +196,9 @@ impl Shared {
         if verdict != Accept::Deliver {
             return verdict;
         }
+        if let Some(pos) = &delivery.pos {
+            gate.delivered_at(&delivery.channel, pos);
+        }
         self.mirror(&gate);
         let (all, channel) = {
             let mut l = lock(&self.listeners);
@@ -291,9 +294,11 @@ impl Shared {
         }
     }
 
-    /// The session and `seq` to resume from, once there was a session.
-    pub(crate) async fn resume_point(&self) -> Option<(String, u64)> {
-        self.gate.lock().await.resume_point().map(|(s, n)| (s.to_owned(), n))
+    /// The session, `seq` and channel positions to resume from, once there
+    /// was a session.
+    pub(crate) async fn resume_point(&self) -> Option<(String, u64, Vec<(String, String)>)> {
+        let gate = self.gate.lock().await;
+        gate.resume_point().map(|(s, n)| (s.to_owned(), n, gate.positions().to_vec()))
     }
 
     /// The current session and last delivered `seq`, without waiting for
@@ -473,6 +478,7 @@ mod tests {
     fn delivery(seq: u64) -> Delivery {
         Delivery {
             seq,
+            pos: None,
             id: format!("m_{seq}"),
             channel: "room:a".into(),
             event: "e".into(),

@@ -164,8 +164,8 @@ async fn open(shared: &Shared, transport: Transport) -> Result<Link, End> {
     if let Some(origin) = &o.origin {
         opts = opts.origin(origin.clone());
     }
-    if let Some((session, last_seq)) = shared.resume_point().await {
-        opts = opts.session(session).last_seq(last_seq);
+    if let Some((session, last_seq, positions)) = shared.resume_point().await {
+        opts = opts.session(session).last_seq(last_seq).positions(positions);
     }
     opts.channels = shared.subscriptions();
     Link::open(transport, &opts).await.map_err(|e| end_of(&e))

@@ -51,6 +51,10 @@ pub struct SeqGate {
     session_id: Option<String>,
     /// The highest `seq` handed to the application (or skipped by a resync).
     last_seq: u64,
+    /// The last position delivered in each channel (`(channel, pos)`), for
+    /// a resume on any node of a cluster; forgotten at a resync (the
+    /// application reloads, so there is nothing to replay from).
+    positions: Vec<(String, String)>,
 }
 
 impl SeqGate {
@@ -63,6 +67,19 @@ impl SeqGate {
     /// The highest `seq` delivered so far.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// The last position delivered in each channel.
+    pub fn positions(&self) -> &[(String, String)] {
+        &self.positions
+    }
+
+    /// Records the position of a delivery just accepted.
+    pub fn delivered_at(&mut self, channel: &str, pos: &str) {
+        match self.positions.iter_mut().find(|(c, _)| c == channel) {
+            Some((_, p)) => pos.clone_into(p),
+            None => self.positions.push((channel.to_owned(), pos.to_owned())),
+        }
     }
 
     /// Judges a welcome. A client that never had a session takes the new
@@ -85,6 +102,7 @@ impl SeqGate {
         };
         self.session_id = Some(welcome.session_id.clone());
         self.last_seq = welcome.last_seq;
+        self.positions.clear();
         WelcomeOutcome::Resync(reason)
     }
 
@@ -166,6 +184,21 @@ mod tests {
         let outcome = g.on_welcome(&welcome("s_1", 300, false, true));
         assert_eq!(outcome, WelcomeOutcome::Resync(ResyncReason::ResyncRequired));
         assert_eq!(g.accept(301), Accept::Deliver);
+    }
+
+    #[test]
+    fn positions_are_kept_per_channel_and_forgotten_at_a_resync() {
+        let mut g = SeqGate::default();
+        g.on_welcome(&welcome("s_1", 0, false, false));
+        g.delivered_at("room:a", "7.1.11");
+        g.delivered_at("broadcast", "8.4.44");
+        g.delivered_at("room:a", "7.2.22");
+        let kept: Vec<(&str, &str)> = g.positions().iter().map(|(c, p)| (c.as_str(), p.as_str())).collect();
+        assert_eq!(kept, [("room:a", "7.2.22"), ("broadcast", "8.4.44")]);
+        assert_eq!(g.on_welcome(&welcome("s_1", 2, true, false)), WelcomeOutcome::Resumed);
+        assert_eq!(g.positions().len(), 2, "a resume keeps them");
+        g.on_welcome(&welcome("s_1", 9, false, true));
+        assert!(g.positions().is_empty(), "after a resync there is nothing to replay from");
     }
 
     #[test]

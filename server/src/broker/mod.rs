@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{BrokerConfig, BrokerKind};
 use crate::session::channel_presence::{Change, NodePresence};
+use crate::session::position::{History, Position, StoredSession};
 use crate::session::protocol::Publication;
 use crate::session::revocation::Revocation;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
@@ -114,8 +115,11 @@ pub trait LocalNode: Send + Sync {
     fn apply_revocation(&self, revocation: &Revocation);
     /// This node's sessions, `(session id, player id)`.
     fn local_sessions(&self) -> Vec<(String, String)>;
-    /// Sessions a dead node held: their `player_left` is due after `after`.
-    fn sessions_lost(&self, sessions: Vec<(String, String)>, after: Duration);
+    /// Sessions dead node `node` held: their `player_left` is due after
+    /// `after` (unless another node took them over).
+    fn sessions_lost(&self, node: &str, sessions: Vec<(String, String)>, after: Duration);
+    /// Node `node` took over a session: drop this node's copy, quietly.
+    fn session_moved(&self, session_id: &str, node: &str);
     /// How long a session without a connection may be resumed.
     fn resume_window(&self) -> Duration;
     /// Node `origin` decided a player's `join` or `leave` of a channel.
@@ -150,6 +154,14 @@ pub trait Broker: Send + Sync {
     /// it went nowhere: the caller delivers nothing locally either.
     fn forward(&self, envelope: &Envelope) -> Result<Option<Ack>, BrokerError>;
 
+    /// Whether publications come back to their origin through the broker,
+    /// which then fans them out here too, in the order every node sees
+    /// them (and placed in their channel's history): the caller must not
+    /// fan them out itself.
+    fn delivers_own(&self) -> bool {
+        false
+    }
+
     /// Tells the other nodes to end every session of `player_id` (backend
     /// `disconnect`, with its `reason`); `Ok(None)`: there are no other nodes.
     fn disconnect_player(&self, _player_id: &str, _reason: Option<&str>) -> Result<Option<Ack>, BrokerError> {
@@ -171,11 +183,40 @@ pub trait Broker: Send + Sync {
     fn session_closed(&self, _session_id: &str) {}
 
     /// Claims the right to send a session's `player_left`, so one node of
-    /// the cluster sends it; the future says whether this node won. `None`:
-    /// no other node could, send it.
-    fn claim_departure(&self, _session_id: &str) -> Option<BoxFuture<'static, bool>> {
+    /// the cluster sends it; `holder` is the node that held it (`None`:
+    /// this one), and the claim fails once another node has taken it over.
+    /// The future says whether this node won. `None`: no other node could,
+    /// send it.
+    fn claim_departure(&self, _session_id: &str, _holder: Option<&str>) -> Option<BoxFuture<'static, bool>> {
         None
     }
+
+    /// A session of this node subscribed to `channel` (`false`: left it).
+    /// Cluster brokers record it with the channel's position, so another
+    /// node can resume the session.
+    fn session_subscribed(&self, _session_id: &str, _channel: &str, _subscribed: bool) {}
+
+    /// What the cluster holds of a session this node does not (`None`:
+    /// nothing, or a single node).
+    fn stored_session<'a>(
+        &'a self,
+        _session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredSession>, BrokerError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Each channel's history from a position on (see
+    /// [`crate::session::position::missed`]), in the order asked.
+    fn read_history<'a>(
+        &'a self,
+        _from: &'a [(Arc<str>, Position)],
+    ) -> BoxFuture<'a, Result<Vec<History<Arc<Publication>>>, BrokerError>> {
+        Box::pin(async { Err(BrokerError::Unavailable("no history on a single node".into())) })
+    }
+
+    /// This node took over a session another node held: it is recorded
+    /// here, and the other node drops its copy without a `player_left`.
+    fn session_adopted(&self, _session_id: &str, _player_id: &str) {}
 
     /// Whether [`Broker::player_presence`] is wanted (snapshots cost).
     fn wants_presence(&self) -> bool {

@@ -8,6 +8,7 @@
 //! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\nj\n<jti>\n<until epoch ms>
 //! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
 //! T2\n<mac>\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
+//! T2\n<mac>\n<origin node>\nm\n<sent epoch µs>\n-\n<session id>\n
 //! ```
 //! The first is a publication to a channel (`c`) or to everyone (`b`),
 //! in upper case when its id is the backend's (delivered once per id); its
@@ -16,7 +17,11 @@
 //! The second line is a backend `disconnect` of one player, for every node;
 //! the third and fourth a token revocation (by `jti`, by player); the last
 //! a player's `join` or `leave` of a channel decided on the origin node
-//! (`channels.presence_events`).
+//! (`channels.presence_events`); the last says the origin node took a
+//! session over (its previous node drops its copy).
+//!
+//! A publication comes out of Redis as `P<epoch>.<offset>.<tag>\n` and
+//! the message: its place in its channel's history, written by Redis.
 //!
 //! `<mac>` is the lower-case hex HMAC-SHA256, keyed by
 //! `broker.cluster_key`, of everything after its line: another client of
@@ -35,6 +40,7 @@ use super::{Envelope, Scope};
 use crate::session::channel_presence::Change;
 use crate::session::channels;
 use crate::session::identity::is_valid_player_id;
+use crate::session::position::Position;
 use crate::session::protocol::{self, Publication};
 use crate::session::revocation::Revocation;
 
@@ -114,6 +120,10 @@ pub enum Payload {
     },
     /// A token revocation.
     Revoke(Revocation),
+    /// The origin node took this session over.
+    Moved {
+        session_id: String,
+    },
     /// A player joined or left a channel on the origin node.
     Presence {
         change: Change,
@@ -213,6 +223,18 @@ pub fn encode_presence(
     seal(key, buf)
 }
 
+/// The origin node took `session_id` over (no newline in it: checked before).
+pub fn encode_moved(key: &ClusterKey, origin: &str, sent_us: u64, session_id: &str) -> Bytes {
+    let mut buf = start(32 + origin.len() + session_id.len());
+    buf.put_slice(origin.as_bytes());
+    buf.put_slice(b"\nm\n");
+    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
+    buf.put_slice(b"\n-\n");
+    buf.put_slice(session_id.as_bytes());
+    buf.put_u8(b'\n');
+    seal(key, buf)
+}
+
 pub fn encode(key: &ClusterKey, origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
     let p = &envelope.publication;
     let tail = p.tail();
@@ -242,10 +264,39 @@ pub fn max_len(max_bytes: usize) -> usize {
     max_bytes.saturating_add(HEADER_ROOM)
 }
 
-/// Checks and decodes one message: its size first (before any work), then
-/// its MAC, then every field as strictly as a client's. `max_bytes` is
-/// `transport.max_message_bytes`.
+/// The longest `P<position>\n` Redis puts before a publication it placed.
+const PLACED_ROOM: usize = 64;
+
+/// Checks and decodes one message from the subscription: its size first
+/// (before any work), then the position Redis put before a publication
+/// (`P<epoch>.<offset>.<tag>\n`, see `redis::publisher`; not signed: Redis
+/// assigns it), then its MAC, then every field as strictly as a client's.
+/// `max_bytes` is `transport.max_message_bytes`.
 pub fn decode(key: &ClusterKey, msg: Bytes, max_bytes: usize) -> Result<Received, Refused> {
+    if msg.len() > max_len(max_bytes) + PLACED_ROOM {
+        return Err(Refused::TooLarge);
+    }
+    if msg.first() != Some(&b'P') {
+        return decode_at(key, msg, max_bytes, None);
+    }
+    let nl = msg.iter().take(PLACED_ROOM).position(|&b| b == b'\n').ok_or(Refused::Malformed)?;
+    let position =
+        std::str::from_utf8(&msg[1..nl]).ok().and_then(Position::parse).ok_or(Refused::Malformed)?;
+    let received = decode_at(key, msg.slice(nl + 1..), max_bytes, Some(position))?;
+    match received.payload {
+        Payload::Publication(_) => Ok(received),
+        _ => Err(Refused::Malformed),
+    }
+}
+
+/// [`decode`] for a message without the position prefix: a history entry,
+/// whose `position` comes from the stream.
+pub fn decode_at(
+    key: &ClusterKey,
+    msg: Bytes,
+    max_bytes: usize,
+    position: Option<Position>,
+) -> Result<Received, Refused> {
     if msg.len() > max_len(max_bytes) {
         return Err(Refused::TooLarge);
     }
@@ -259,11 +310,11 @@ pub fn decode(key: &ClusterKey, msg: Bytes, max_bytes: usize) -> Result<Received
     let mut mac = [0u8; 32];
     hex::decode_to_slice(&msg[VERSION.len() + 1..HEAD - 1], &mut mac).map_err(|_| Refused::Unsigned)?;
     key.0.clone().chain_update(&msg[HEAD..]).verify_slice(&mac).map_err(|_| Refused::Unsigned)?;
-    parse(&msg, max_bytes).ok_or(Refused::Malformed)
+    parse(&msg, max_bytes, position).ok_or(Refused::Malformed)
 }
 
 /// The signed part of a verified message.
-fn parse(msg: &Bytes, max_bytes: usize) -> Option<Received> {
+fn parse(msg: &Bytes, max_bytes: usize, position: Option<Position>) -> Option<Received> {
     let mut fields: [&[u8]; 5] = [&[]; 5];
     let mut rest: &[u8] = &msg[HEAD..];
     for f in &mut fields {
@@ -286,6 +337,11 @@ fn parse(msg: &Bytes, max_bytes: usize) -> Option<Received> {
             std::str::from_utf8(channel).ok()?,
             std::str::from_utf8(rest).ok()?,
         )?),
+        b"m" => {
+            let session_id =
+                text(channel).filter(|s| protocol::is_session_id(s) && id == b"-" && rest.is_empty())?;
+            Payload::Moved { session_id }
+        }
         b"j" | b"l" => {
             let change = if scope == b"j" { Change::Join } else { Change::Leave };
             let name = text(id).filter(|c| channels::namespace(c).is_ok())?;
@@ -304,7 +360,11 @@ fn parse(msg: &Bytes, max_bytes: usize) -> Option<Received> {
                     Scope::Broadcast => *c == channels::BROADCAST_CHANNEL,
                 })?
                 .into();
-            let publication = Publication::from_parts(id, channel, msg.slice_ref(rest), max_bytes).ok()?;
+            let mut publication =
+                Publication::from_parts(id, channel, msg.slice_ref(rest), max_bytes).ok()?;
+            if let Some(p) = position {
+                publication = publication.with_position(p);
+            }
             Payload::Publication(Envelope { scope, publication: Arc::new(publication), keyed })
         }
         _ => return None,
@@ -381,6 +441,42 @@ mod tests {
             if channel == "room:a" && player_id == "bob"));
         let l = decode(encode_presence(&key(), "n_x1", 6, Change::Leave, "room:a", "bob")).unwrap();
         assert!(matches!(l.payload, Payload::Presence { change: Change::Leave, .. }));
+    }
+
+    /// What Redis hands out for a publication it placed in its history.
+    fn placed(position: &str, msg: &Bytes) -> Bytes {
+        let mut out = BytesMut::from(format!("P{position}\n").as_bytes());
+        out.put_slice(msg);
+        out.freeze()
+    }
+
+    #[test]
+    fn a_placed_publication_carries_its_position_and_nothing_else_may() {
+        let data = RawValue::from_string("1".into()).unwrap();
+        let p = Arc::new(Publication::new("m_1".into(), Arc::from("room:a"), "e", &data));
+        let msg = encode(&key(), "n_1", 1, &Envelope { scope: Scope::Channel, publication: p, keyed: false });
+        let Payload::Publication(got) = decode(placed("17.3.99", &msg)).unwrap().payload else { panic!() };
+        assert_eq!(got.publication.position(), Some(Position { epoch: 17, offset: 3, tag: 99 }));
+        let mut frame = BytesMut::new();
+        got.publication.encode_json(5, &mut frame);
+        assert!(
+            frame.starts_with(b"{\"type\":\"message\",\"seq\":5,\"pos\":\"17.3.99\",\"id\""),
+            "{frame:?}"
+        );
+
+        for bad in ["17.3", "x.3.99", "17.3.99.1"] {
+            assert_eq!(decode(placed(bad, &msg)).err(), Some(Refused::Malformed), "{bad:?}");
+        }
+        let no_newline = Bytes::from(format!("P{}", "1".repeat(100)));
+        assert_eq!(decode(no_newline).err(), Some(Refused::Malformed));
+        let disconnect = encode_disconnect(&key(), "n_1", 1, "alice", None);
+        assert_eq!(decode(placed("1.1.1", &disconnect)).err(), Some(Refused::Malformed), "only publications");
+        assert_eq!(decode(placed("1.1.1", &Bytes::from_static(b"forged"))).err(), Some(Refused::Unsigned));
+
+        let moved = decode(encode_moved(&key(), "n_1", 1, "s_ab-0123")).unwrap();
+        assert!(matches!(moved.payload, Payload::Moved { session_id } if session_id == "s_ab-0123"));
+        let bad_id = signed(&key(), "n_1\nm\n1\n-\nS_NOT\n");
+        assert_eq!(decode(bad_id).err(), Some(Refused::Malformed));
     }
 
     /// Signs `body` (what follows the MAC line) with `k`.

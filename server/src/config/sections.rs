@@ -275,6 +275,33 @@ pub struct BrokerConfig {
     /// This node's route tag, put in its session ids (`s_<route>-…`) so a
     /// load balancer can send a session's connections to its node; empty = none.
     pub route: String,
+    /// Publications kept per channel in Redis, so a session resumes on any
+    /// node (0 = none: a resume on another node says `resync_required`).
+    pub history_size: u64,
+    /// Seconds a channel's history outlives its last publication.
+    pub history_ttl_seconds: u64,
+    /// Per-namespace `history_size` / `history_ttl_seconds`, e.g.
+    /// `chat = { size = 2000, ttl_seconds = 3600 }`.
+    pub history_namespaces: std::collections::BTreeMap<String, HistoryLimits>,
+}
+
+/// A namespace's history in `broker.history_namespaces`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryLimits {
+    pub size: u64,
+    pub ttl_seconds: u64,
+}
+
+impl BrokerConfig {
+    /// The history kept for `channel` (its namespace's, else the default).
+    pub fn history_for(&self, channel: &str) -> HistoryLimits {
+        let ns = channel.split_once(':').map_or(channel, |(ns, _)| ns);
+        self.history_namespaces
+            .get(ns)
+            .copied()
+            .unwrap_or(HistoryLimits { size: self.history_size, ttl_seconds: self.history_ttl_seconds })
+    }
 }
 
 impl Default for BrokerConfig {
@@ -288,6 +315,9 @@ impl Default for BrokerConfig {
             key_prefix: "tandem".into(),
             cluster_key: String::new(),
             route: String::new(),
+            history_size: 1000,
+            history_ttl_seconds: 600,
+            history_namespaces: std::collections::BTreeMap::new(),
         }
     }
 }

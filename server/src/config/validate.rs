@@ -26,6 +26,9 @@ pub const MAX_WORKERS: usize = 1024;
 /// Upper bound of every duration key (one day): durations are added to
 /// clock readings, and nobody means a week-long heartbeat.
 pub const MAX_SECONDS: u64 = 86_400;
+/// Publications kept per channel at most (`broker.history_size`): a
+/// resume reads at most this many per channel.
+pub const MAX_HISTORY: u64 = 100_000;
 /// Smallest `server.max_request_head_bytes`: a request line and a token.
 pub const MIN_REQUEST_HEAD_BYTES: usize = 1024;
 /// Largest `server.max_request_head_bytes`: actix's HTTP/1 parser refuses
@@ -182,6 +185,18 @@ impl Config {
         p.between("broker.publish_timeout_ms", b.publish_timeout_ms, 1, MAX_SECONDS * 1000);
         p.between("broker.command_timeout_ms", b.command_timeout_ms, 1, MAX_SECONDS * 1000);
         p.between("broker.heartbeat_seconds", b.heartbeat_seconds, 1, MAX_SECONDS);
+        p.between("broker.history_size", b.history_size, 0, MAX_HISTORY);
+        p.between("broker.history_ttl_seconds", b.history_ttl_seconds, 1, MAX_SECONDS);
+        for (ns, h) in &b.history_namespaces {
+            if !is_valid_namespace(ns) {
+                p.invalid(
+                    format!("broker.history_namespaces.{ns}"),
+                    "is not a namespace ([a-z][a-z0-9_-]{0,31})",
+                );
+            }
+            p.between(&format!("broker.history_namespaces.{ns}.size"), h.size, 0, MAX_HISTORY);
+            p.between(&format!("broker.history_namespaces.{ns}.ttl_seconds"), h.ttl_seconds, 1, MAX_SECONDS);
+        }
         let prefix_ok = !b.key_prefix.is_empty()
             && b.key_prefix.len() <= 64
             && b.key_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));

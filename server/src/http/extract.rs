@@ -16,6 +16,8 @@ use tandem_protocol::{ErrorCode, Transport};
 use crate::auth::{self, Identity, TokenInfo};
 use crate::http::error::HttpError;
 use crate::http::state::AppState;
+use crate::session::channels;
+use crate::session::position::Position;
 use crate::telemetry::{self as ev, AuthSurface};
 
 /// Query parameters of `GET /ws`, `GET /sse` and the SSE uplink.
@@ -26,6 +28,11 @@ pub struct ConnectParams {
     pub session_id: Option<String>,
     pub last_seq: Option<u64>,
     pub channels: Vec<String>,
+    /// `positions=<channel>=<epoch.offset.tag>,…`: the client's last
+    /// position in each channel, to resume on any node. Present (even
+    /// empty): the client keeps positions, so a channel without one
+    /// received nothing since it was subscribed.
+    pub positions: Option<Vec<(String, Position)>>,
 }
 
 impl ConnectParams {
@@ -40,6 +47,24 @@ impl ConnectParams {
                     p.last_seq = Some(v.parse().map_err(|_| {
                         HttpError::new(ErrorCode::InvalidMessage, "last_seq must be a non-negative integer")
                     })?);
+                }
+                "positions" => {
+                    let positions = p.positions.get_or_insert_with(Vec::new);
+                    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                        let parsed =
+                            entry.split_once('=').and_then(|(c, at)| Some((c, Position::parse(at)?))).filter(
+                                |(c, _)| *c == channels::BROADCAST_CHANNEL || channels::namespace(c).is_ok(),
+                            );
+                        let Some((c, at)) = parsed else {
+                            return Err(HttpError::new(
+                                ErrorCode::InvalidMessage,
+                                "positions must be <channel>=<epoch>.<offset>.<tag>, comma-separated",
+                            ));
+                        };
+                        if !positions.iter().any(|(known, _)| known == c) {
+                            positions.push((c.to_owned(), at));
+                        }
+                    }
                 }
                 "channels" => {
                     for ch in v.split(',').map(str::trim).filter(|c| !c.is_empty()) {

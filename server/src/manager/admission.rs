@@ -10,6 +10,7 @@ use crate::backend::EventKind;
 use crate::session::channels;
 use crate::session::connection::{Connection, Outbound};
 use crate::session::identity::Identity;
+use crate::session::position::{Position, StoredSession};
 use crate::session::protocol::{self, ErrorCode, ProtocolError, Welcome};
 use crate::session::state::{RateGate, RateVerdict, ResumePlan};
 use crate::telemetry::{self as ev, Ids};
@@ -56,6 +57,11 @@ pub struct AttachRequest {
     /// Connections the player holds on other nodes (cluster brokers), so
     /// `session.max_connections_per_player` counts the whole cluster.
     pub remote_connections: usize,
+    /// The cluster's record of the asked-for session, when another node
+    /// held it: it is taken over here ([`ConnectionManager::catch_up`]).
+    pub adopt: Option<StoredSession>,
+    /// The client's last position in each channel (`positions`).
+    pub positions: Vec<(String, Position)>,
 }
 
 /// A connection attached to its session; detach it when the link ends.
@@ -131,6 +137,13 @@ impl ConnectionManager {
         if req.channels.len() + req.granted.len() > self.limits.max_subscriptions {
             return Err(AttachError::Protocol(too_many_subs(self.limits.max_subscriptions)));
         }
+        // Every subscription, the personal channel and `broadcast`.
+        if req.positions.len() > self.limits.max_subscriptions + 2 {
+            return Err(AttachError::Protocol(ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "more positions than a session has channels",
+            )));
+        }
         self.reserve(who, req.transport, req.remote_connections)?;
         match self.attach_reserved(who, &req) {
             Ok(att) => Ok(att),
@@ -203,10 +216,15 @@ impl ConnectionManager {
         // A session can expire between lookup and lock; then start afresh
         // (at most twice: a fresh session cannot expire while we hold it).
         let mut session = existing;
+        let mut adopt = req.adopt.as_ref().filter(|_| session.is_none());
         for _ in 0..2 {
-            let (s, fresh) = match session.take() {
-                Some(s) => (s, false),
-                None => (self.create_session(who), true),
+            let (s, fresh) = match (session.take(), adopt.take(), &req.session_id) {
+                (Some(s), _, _) => (s, false),
+                (None, Some(stored), Some(id)) if *stored.player_id == *who.player_id => {
+                    (self.adopt_session(who, id, req.last_seq.unwrap_or(0), stored, &req.positions), false)
+                }
+                (None, Some(_), Some(_)) => return Err(AttachError::SessionForbidden),
+                _ => (self.create_session(who), true),
             };
             for ch in req.channels.iter().chain(&req.granted) {
                 self.subscribe_checked(&s, ch, false).map_err(AttachError::Protocol)?;
@@ -232,8 +250,13 @@ impl ConnectionManager {
         if inner.closed {
             return None;
         }
-        let (resumed, resync_required, replay) =
-            welcome_plan(fresh, req.session_id.is_some(), req.last_seq, |l| inner.state.plan_resume(l));
+        // A session taken over sends its welcome once it caught up.
+        let catching_up = inner.recovering.is_some();
+        let (resumed, resync_required, replay) = if catching_up {
+            (false, false, Vec::new())
+        } else {
+            welcome_plan(fresh, req.session_id.is_some(), req.last_seq, |l| inner.state.plan_resume(l))
+        };
         let welcome = Welcome {
             kind: "welcome",
             session_id: &s.id,
@@ -246,7 +269,9 @@ impl ConnectionManager {
             heartbeat_interval_ms: self.limits.heartbeat_interval.as_millis() as u64,
             channels: inner.state.subscriptions().map(|c| &**c).collect(),
         };
-        conn.push_unbounded(Outbound::Frame { kind: "welcome", json: protocol::to_json(&welcome) });
+        if !catching_up {
+            conn.push_unbounded(Outbound::Frame { kind: "welcome", json: protocol::to_json(&welcome) });
+        }
         let replayed = replay.len();
         for (seq, publication) in replay {
             conn.push_unbounded(Outbound::Delivery { seq, publication });

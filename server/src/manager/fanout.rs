@@ -118,14 +118,25 @@ impl ConnectionManager {
         let envelope = Envelope { scope, publication, keyed };
         // Sent to the other nodes even when this one had it: a retry after
         // a 503 is how the nodes that missed it get it.
+        let own = self.broker.delivers_own();
+        // A keyed publication accepted here is remembered before it is
+        // forwarded, so that a retry while it travels is a duplicate.
+        let first = if own && keyed {
+            self.recent_ids.lock().claim(&envelope.publication.id, self.now_ms())
+        } else {
+            own || self.first_delivery(&envelope)
+        };
         let ack = self.broker.forward(&envelope).map_err(|e| {
             ev::broker_refused(source, &e);
             ProtocolError::new(ErrorCode::BrokerUnavailable, e.to_string())
         })?;
-        let fanout = if self.first_delivery(&envelope) {
-            self.fan_out_local(&envelope)
-        } else {
-            Fanout { id: envelope.publication.id.to_string(), duplicate: true, ..Fanout::default() }
+        let fanout = match (first, own) {
+            (true, false) => self.fan_out_local(&envelope),
+            // Delivered here when the broker hands it back.
+            (true, true) => Fanout { id: envelope.publication.id.to_string(), ..Fanout::default() },
+            (false, _) => {
+                Fanout { id: envelope.publication.id.to_string(), duplicate: true, ..Fanout::default() }
+            }
         };
         ev::published(source, channel, fanout.recipients, fanout.delivered_connections);
         Ok(Published { fanout, ack })
@@ -169,6 +180,12 @@ impl ConnectionManager {
         let mut inner = s.inner.lock();
         let left = |c: &str| inner.left_a_channel && !inner.state.is_subscribed(c);
         if inner.closed || channel.is_some_and(left) {
+            return;
+        }
+        if let Some(r) = &mut inner.recovering {
+            // Held until the session's history is read: it follows the replay.
+            r.hold(Arc::clone(publication), self.limits.outbound_queue_size);
+            out.recipients += 1;
             return;
         }
         let seq = inner.state.record(Arc::clone(publication));
@@ -247,8 +264,11 @@ impl crate::broker::LocalNode for ConnectionManager {
     fn local_sessions(&self) -> Vec<(String, String)> {
         self.sessions.iter().map(|s| (s.id.to_string(), s.player_id.to_string())).collect()
     }
-    fn sessions_lost(&self, sessions: Vec<(String, String)>, after: std::time::Duration) {
-        ConnectionManager::sessions_lost(self, sessions, after);
+    fn sessions_lost(&self, node: &str, sessions: Vec<(String, String)>, after: std::time::Duration) {
+        ConnectionManager::sessions_lost(self, node, sessions, after);
+    }
+    fn session_moved(&self, session_id: &str, node: &str) {
+        ConnectionManager::session_moved(self, session_id, node);
     }
     fn presence_event(
         &self,

@@ -25,10 +25,11 @@ impl ConnectionManager {
     /// Sessions a dead node held (found by the cluster broker): their
     /// `player_left` goes out once their resume window has passed, `after`
     /// from now.
-    pub fn sessions_lost(&self, sessions: Vec<(String, String)>, after: Duration) {
+    pub fn sessions_lost(&self, node: &str, sessions: Vec<(String, String)>, after: Duration) {
         if !self.backend.events.enabled() || sessions.is_empty() {
             return;
         }
+        let node = node.to_owned();
         let (events, broker) = (Arc::clone(&self.backend.events), Arc::clone(&self.broker));
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
@@ -39,7 +40,7 @@ impl ConnectionManager {
                     &session_id,
                     Some(LeftReason::NodeLost),
                 );
-                let won = match broker.claim_departure(&session_id) {
+                let won = match broker.claim_departure(&session_id, Some(&node)) {
                     Some(claim) => claim.await,
                     None => true,
                 };
@@ -57,7 +58,7 @@ impl ConnectionManager {
             return;
         }
         let event = LifecycleEvent::new(EventKind::PlayerLeft, player_id, session_id, Some(reason));
-        match self.broker.claim_departure(session_id) {
+        match self.broker.claim_departure(session_id, None) {
             None => {
                 events.emit(event);
             }

@@ -27,6 +27,7 @@ pub(crate) mod commands;
 mod fanout;
 mod lifecycle;
 mod presence;
+mod recovery;
 mod registry;
 mod sweeps;
 mod tokens;
@@ -136,6 +137,8 @@ struct SessionInner {
     post_limit: Option<Box<RateGate>>,
     /// Answers to this session's commands (boxed on the first command).
     commands: Option<Box<ReplyCache<CommandWaiters>>>,
+    /// Taken over from another node and catching up: deliveries wait here.
+    recovering: Option<Box<recovery::Recovering>>,
 }
 
 /// Those waiting for a command still in flight (resends of its id).

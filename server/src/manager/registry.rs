@@ -11,12 +11,13 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use super::admission::too_many_subs;
+use super::recovery::Recovering;
 use super::{Attached, ConnectionManager, Session, SessionInner};
 use crate::backend::LeftReason;
 use crate::session::channels;
 use crate::session::connection::{CloseReason, Connection};
 use crate::session::identity::Identity;
-use crate::session::protocol::{self, ErrorCode, ProtocolError};
+use crate::session::protocol::{self, ErrorCode, ProtocolError, Publication};
 use crate::session::snapshot::{ConnectionSnapshot, PlayerSnapshot, SessionSnapshot};
 use crate::session::state::{SessionState, SubscribeError};
 use crate::telemetry as ev;
@@ -114,24 +115,39 @@ impl ConnectionManager {
     }
 
     pub(super) fn create_session(&self, who: &Identity) -> Arc<Session> {
+        let id = session_id(&self.limits.session_route);
+        self.new_session(who, id, SessionState::new(self.limits.history_size), None)
+    }
+
+    /// A session under `id` with `state`; `recovering` (a session taken
+    /// over from another node) holds its deliveries until it caught up.
+    pub(super) fn new_session(
+        &self,
+        who: &Identity,
+        id: String,
+        state: SessionState<Arc<Publication>>,
+        recovering: Option<Box<Recovering>>,
+    ) -> Arc<Session> {
         // The players map already holds the id (`reserve` put it there):
         // share that copy rather than make another.
         let player_id: Arc<str> = match self.players.get(who.player_id.as_str()) {
             Some(p) => Arc::clone(p.key()),
             None => Arc::from(who.player_id.as_str()),
         };
+        let adopted = recovering.is_some();
         let s = Arc::new(Session {
-            id: Arc::from(session_id(&self.limits.session_route)),
+            id: Arc::from(id),
             player_id: Arc::clone(&player_id),
             created: SystemTime::now(),
             inner: Mutex::new(SessionInner {
-                state: SessionState::new(self.limits.history_size),
+                state,
                 connections: Vec::new(),
                 detached_at_ms: Some(self.now_ms()),
                 closed: false,
                 left_a_channel: false,
                 post_limit: None,
                 commands: None,
+                recovering,
             }),
             subs_lock: Mutex::new(()),
         });
@@ -143,7 +159,11 @@ impl ConnectionManager {
         player.sessions.push(Arc::clone(&s));
         drop(player);
         ev::session_created(&s.id, &s.player_id);
-        self.broker.session_opened(&s.id, &s.player_id);
+        if adopted {
+            self.broker.session_adopted(&s.id, &s.player_id);
+        } else {
+            self.broker.session_opened(&s.id, &s.player_id);
+        }
         let personal = channels::personal_channel(&who.player_id);
         // The personal channel is implicit and not counted against the limit.
         let _ = self.subscribe_checked(&s, &personal, true);
@@ -161,17 +181,22 @@ impl ConnectionManager {
         // One copy of a channel's name, however many sessions hold it.
         let known = self.channels.get(channel).map(|e| Arc::clone(e.key()));
         let ch: Arc<str> = known.unwrap_or_else(|| Arc::from(channel));
-        let added = {
+        let (added, recovering) = {
             let mut inner = s.inner.lock();
             if inner.closed {
                 return Ok(false);
             }
-            inner
+            let added = inner
                 .state
                 .subscribe(Arc::clone(&ch), self.limits.max_subscriptions, implicit)
-                .map_err(|SubscribeError::TooMany { max }| too_many_subs(max))?
+                .map_err(|SubscribeError::TooMany { max }| too_many_subs(max))?;
+            (added, inner.recovering.is_some())
         };
         if added {
+            // A session taken over keeps the starting points recorded before.
+            if !recovering {
+                self.broker.session_subscribed(&s.id, &ch, true);
+            }
             let stale = self.channels.entry(Arc::clone(&ch)).or_default().insert(s);
             drop(stale);
             ev::subscriptions_changed(1.0);
@@ -200,6 +225,7 @@ impl ConnectionManager {
             removed
         };
         if removed {
+            self.broker.session_subscribed(&s.id, channel, false);
             self.remove_from_channel(channel, &s.id);
             ev::subscriptions_changed(-1.0);
             self.presence_unsubscribed(s, channel);

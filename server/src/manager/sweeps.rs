@@ -140,6 +140,8 @@ mod tests {
             granted: Vec::new(),
             started: Instant::now(),
             remote_connections: 0,
+            adopt: None,
+            positions: Vec::new(),
         };
         m.attach(&player("alice"), req).unwrap()
     }

@@ -231,6 +231,8 @@ mod tests {
             granted: Vec::new(),
             started: Instant::now(),
             remote_connections: 0,
+            adopt: None,
+            positions: Vec::new(),
         };
         let att = m.attach(who, req).unwrap();
         while let Next::Send(_) = att.conn.next() {}

@@ -43,6 +43,9 @@ pub enum CloseReason {
     TokenExpired,
     /// The token was revoked (`POST /api/tokens/revoke`).
     TokenRevoked,
+    /// Another node took the session over (its client connected there):
+    /// this link reconnects and resumes like any drop.
+    SessionMoved,
 }
 
 impl CloseReason {
@@ -60,6 +63,7 @@ impl CloseReason {
             Self::RateLimited => 4029,
             Self::TokenExpired => 4003,
             Self::TokenRevoked => 4004,
+            Self::SessionMoved => 4010,
         }
     }
 
@@ -78,6 +82,7 @@ impl CloseReason {
             Self::RateLimited => "rate_limited",
             Self::TokenExpired => "token_expired",
             Self::TokenRevoked => "token_revoked",
+            Self::SessionMoved => "session_moved",
         }
     }
 

@@ -15,6 +15,8 @@ pub mod connection;
 pub mod identity;
 /// Relayed JSON (`data`, a ping's `id`), checked and compacted once.
 pub(crate) mod payload;
+/// A publication's place in its channel's history; catching a resume up.
+pub mod position;
 /// Frames the server sends, messages clients send, error codes, encoding.
 pub(crate) mod protocol;
 /// Publication ids a backend chose, remembered so a retry is delivered once.

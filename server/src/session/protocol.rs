@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::session::payload;
+use crate::session::position::Position;
 use tandem_protocol::Transport;
 
 pub use tandem_protocol::ErrorCode;
@@ -273,8 +274,20 @@ pub fn random_id(tag: char) -> String {
     format!("{tag}_{:032x}", rand::random::<u128>())
 }
 
+/// A session id as this server makes them (`s_[<route>-]<32 hex>`): what a
+/// node accepts before looking one up in the cluster.
+pub fn is_session_id(id: &str) -> bool {
+    id.len() <= 64
+        && id.starts_with("s_")
+        && id.len() > 2
+        && id[2..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// What every delivery frame starts with; the session's `seq` follows.
 const MESSAGE_PREFIX: &[u8] = b"{\"type\":\"message\",\"seq\":";
+
+/// Between `seq` and the tail when the publication has a position.
+const POS_FIELD: &[u8] = b"\"pos\":\"";
 
 /// The fields of a `message` frame after `seq`, in their order on the wire.
 #[derive(Serialize, Deserialize)]
@@ -297,6 +310,9 @@ pub struct Publication {
     pub id: Box<str>,
     pub channel: Arc<str>,
     pub accepted_at: Instant,
+    /// Its place in its channel's history (cluster brokers), written as
+    /// `"pos"` after `seq`, rendered once.
+    position: Option<(Position, Box<str>)>,
     /// `"id":…,"channel":…,"event":…,"data":…,"ts":…}`: the frame after `seq`.
     tail: Bytes,
 }
@@ -315,7 +331,7 @@ impl Publication {
         let json = serde_json::to_vec(&tail).unwrap_or_else(|_| b"{}".to_vec());
         // Drop the leading `{`: the per-session prefix supplies it.
         let tail = Bytes::from(json).slice(1..);
-        Self { id: id.into_boxed_str(), channel, accepted_at: Instant::now(), tail }
+        Self { id: id.into_boxed_str(), channel, accepted_at: Instant::now(), position: None, tail }
     }
 
     /// A publication accepted on another node: its id, channel and the
@@ -339,7 +355,7 @@ impl Publication {
         // Parsed as an object: it starts with `{`, which the tail leaves to
         // the per-session prefix.
         let tail = object.slice(1..);
-        Ok(Self { id, channel, accepted_at: Instant::now(), tail })
+        Ok(Self { id, channel, accepted_at: Instant::now(), position: None, tail })
     }
 
     /// The serialized frame after `seq`, shared with other nodes as is.
@@ -347,18 +363,38 @@ impl Publication {
         &self.tail
     }
 
+    /// Places it in its channel's history (before it is shared).
+    pub fn with_position(mut self, p: Position) -> Self {
+        self.position = Some((p, p.to_string().into_boxed_str()));
+        self
+    }
+
+    pub fn position(&self) -> Option<Position> {
+        self.position.as_ref().map(|(p, _)| *p)
+    }
+
+    /// `"pos":"…",` when placed, else nothing.
+    fn pos_len(&self) -> usize {
+        self.position.as_ref().map_or(0, |(_, text)| POS_FIELD.len() + text.len() + 2)
+    }
+
     /// Length of [`Publication::encode_json`]'s output for `seq`.
     pub fn json_len(&self, seq: u64) -> usize {
-        MESSAGE_PREFIX.len() + itoa::Buffer::new().format(seq).len() + 1 + self.tail.len()
+        MESSAGE_PREFIX.len() + itoa::Buffer::new().format(seq).len() + 1 + self.pos_len() + self.tail.len()
     }
 
     /// The `message` frame as JSON text for sequence `seq`.
     pub fn encode_json(&self, seq: u64, buf: &mut BytesMut) {
         let mut n = itoa::Buffer::new();
-        buf.reserve(32 + self.tail.len());
+        buf.reserve(32 + self.pos_len() + self.tail.len());
         buf.put_slice(MESSAGE_PREFIX);
         buf.put_slice(n.format(seq).as_bytes());
         buf.put_u8(b',');
+        if let Some((_, text)) = &self.position {
+            buf.put_slice(POS_FIELD);
+            buf.put_slice(text.as_bytes());
+            buf.put_slice(b"\",");
+        }
         buf.put_slice(&self.tail);
     }
 
@@ -621,6 +657,17 @@ mod tests {
         assert!(text.starts_with("id: 42\nevent: message\ndata: {\"type\":\"message\",\"seq\":42,"));
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 4, "JSON must stay on one data line");
+
+        let placed = Publication::new("m_1".into(), Arc::from("room:tavern"), "chat", &data)
+            .with_position(Position { epoch: 9, offset: 3, tag: 77 });
+        let mut buf = BytesMut::new();
+        placed.encode_json(42, &mut buf);
+        assert_eq!(buf.len(), placed.json_len(42));
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(
+            (&v["seq"], &v["pos"], &v["event"]),
+            (&serde_json::json!(42), &serde_json::json!("9.3.77"), &serde_json::json!("chat"))
+        );
     }
 
     #[test]

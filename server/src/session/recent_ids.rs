@@ -3,7 +3,7 @@
 //! through this node or another) is delivered at most once per node.
 //! Bounded in time and in count; the oldest are forgotten first.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// How long an id is remembered (ms): five minutes of retries.
@@ -13,27 +13,45 @@ pub const CAP: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub struct RecentIds {
-    seen: HashSet<Arc<str>>,
+    /// Each id, and whether it was delivered here (`false`: accepted here,
+    /// on its way back from a broker that delivers to its origin too).
+    seen: HashMap<Arc<str>, bool>,
     /// The same ids, oldest first, with when they were first seen.
     order: VecDeque<(u64, Arc<str>)>,
 }
 
 impl RecentIds {
-    /// Records `id` at `now_ms`: `true` the first time within the window.
+    /// Records the delivery of `id` at `now_ms`: `true` the first time
+    /// within the window (also when it was only [`Self::claim`]ed).
     pub fn first(&mut self, id: &str, now_ms: u64) -> bool {
+        match self.entry(id, now_ms, true) {
+            None => true,
+            Some(delivered) => !std::mem::replace(delivered, true),
+        }
+    }
+
+    /// Records `id` accepted here, to be delivered when it comes back from
+    /// the broker: `true` the first time within the window.
+    pub fn claim(&mut self, id: &str, now_ms: u64) -> bool {
+        self.entry(id, now_ms, false).is_none()
+    }
+
+    /// The id's delivered flag when it was known; else remembers it with
+    /// `delivered` and returns `None`.
+    fn entry(&mut self, id: &str, now_ms: u64, delivered: bool) -> Option<&mut bool> {
         while self.order.front().is_some_and(|(t, _)| now_ms.saturating_sub(*t) >= WINDOW_MS) {
             self.forget_oldest();
         }
-        if self.seen.contains(id) {
-            return false;
+        if self.seen.contains_key(id) {
+            return self.seen.get_mut(id);
         }
         if self.order.len() >= CAP {
             self.forget_oldest();
         }
         let id: Arc<str> = Arc::from(id);
-        self.seen.insert(Arc::clone(&id));
+        self.seen.insert(Arc::clone(&id), delivered);
         self.order.push_back((now_ms, id));
-        true
+        None
     }
 
     fn forget_oldest(&mut self) {
@@ -61,6 +79,18 @@ mod tests {
         assert!(!r.first("order-1", WINDOW_MS - 1), "still within the window");
         assert!(r.first("order-1", WINDOW_MS), "forgotten after it");
         assert_eq!(r.len(), 2, "order-2 (at 1,000) and order-1 again");
+    }
+
+    #[test]
+    fn a_claimed_id_is_delivered_once_when_it_comes_back() {
+        let mut r = RecentIds::default();
+        assert!(r.claim("order-1", 0), "accepted here");
+        assert!(!r.claim("order-1", 1), "a retry here is a duplicate");
+        assert!(r.first("order-1", 2), "its first arrival is delivered");
+        assert!(!r.first("order-1", 3), "the retry's arrival is not");
+        assert!(r.first("order-2", 4), "from another node first");
+        assert!(!r.claim("order-2", 5));
+        assert!(!r.first("order-2", 6));
     }
 
     #[test]

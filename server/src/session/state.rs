@@ -45,6 +45,12 @@ impl<T: Clone> SessionState<T> {
         }
     }
 
+    /// A session taken over from another node: its client had `last_seq`,
+    /// so numbering carries on from there (the history starts empty).
+    pub fn starting_at(history_cap: usize, last_seq: u64) -> Self {
+        Self { last_seq, ..Self::new(history_cap) }
+    }
+
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }

@@ -182,6 +182,7 @@ pub fn closing(tm: &Telemetry, ids: Ids<'_>, reason: CloseReason) {
             ));
         }
         CloseReason::Shutdown { .. }
+        | CloseReason::SessionMoved
         | CloseReason::Disconnected
         | CloseReason::SessionEnded
         | CloseReason::TokenExpired

@@ -13,6 +13,7 @@ mod connection;
 mod delivery;
 mod presence;
 mod process;
+mod resume;
 mod tokens;
 
 pub use backend::*;
@@ -21,6 +22,7 @@ pub use connection::*;
 pub use delivery::*;
 pub use presence::*;
 pub use process::*;
+pub use resume::*;
 pub use tokens::*;
 
 use std::sync::Arc;
@@ -135,6 +137,7 @@ pub fn register_metrics() {
     }
     register_backend_metrics();
     register_token_metrics();
+    register_resume_metrics();
     register_presence_metrics();
 }
 

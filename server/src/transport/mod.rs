@@ -96,18 +96,31 @@ pub async fn open(
     let remote_connections =
         app.manager.broker().remote_player(&who.player_id).await.map_or(0, |p| p.websocket + p.sse);
     let granted = ask_the_game(app, &who, transport, params.session_id.as_deref(), &params.channels).await?;
+    // Another node's session is taken over when the client says where it
+    // is in each channel (or that it received nothing yet); a client that
+    // keeps no positions gets a new session and `resync_required`.
+    let last_seq = last_event_id.or(params.last_seq);
+    let adopt = match params.session_id.as_deref() {
+        Some(id) if params.positions.is_some() || last_seq == Some(0) => stored_elsewhere(app, id).await,
+        _ => None,
+    };
     let request = AttachRequest {
         transport,
         session_id: params.session_id,
-        last_seq: last_event_id.or(params.last_seq),
+        last_seq,
         channels: params.channels,
         granted,
         started,
         remote_connections,
+        adopt,
+        positions: params.positions.unwrap_or_default(),
     };
     match app.manager.attach(&who, request) {
         Ok(att) => {
             app.manager.hold_token(&att, token.as_ref());
+            if app.manager.is_catching_up(&att) {
+                app.manager.catch_up(&att).await;
+            }
             Ok((att, who))
         }
         Err(e) => {
@@ -115,6 +128,21 @@ pub async fn open(
             Err(e.into())
         }
     }
+}
+
+/// The cluster's record of session `id` when another node holds (or held)
+/// it: a resume this node can take over. `None` when this node holds it,
+/// the id is not one of ours, there is no cluster, or Redis cannot say
+/// (then the client gets a new session and `resync_required`).
+async fn stored_elsewhere(app: &AppState, id: &str) -> Option<crate::session::position::StoredSession> {
+    let broker = app.manager.broker();
+    if !broker.delivers_own()
+        || !crate::session::protocol::is_session_id(id)
+        || app.manager.session(id).is_some()
+    {
+        return None;
+    }
+    broker.stored_session(id).await.ok().flatten()
 }
 
 /// A client's `refresh`: `token` is checked as a connect would check it,

@@ -275,8 +275,10 @@ async fn a_dead_nodes_clients_reconnect_elsewhere_and_are_told_to_resync() {
     let (status, _) = c.api_post("/api/publish", json!({"channel": "room:z", "event": "e", "data": 1})).await;
     assert_eq!(status, 200);
 
-    // The client comes back on another node with its session and last seq:
-    // that node does not hold the session, so it says resync_required.
+    // The client comes back on another node with its session and last seq
+    // but no channel positions (a raw client that keeps none): that node
+    // cannot know what it missed, so it says resync_required. (With
+    // positions it resumes: `resume_anywhere`.)
     let mut on_b =
         Peer::connect(Transport::Sse, &b.dev("erin").session(&session).last_seq(last).channels(&["room:z"]))
             .await

@@ -59,6 +59,7 @@ mod redis_faults;
 mod refresh;
 mod restarts;
 mod resume;
+mod resume_anywhere;
 mod revoke;
 mod shutdown;
 mod tls;

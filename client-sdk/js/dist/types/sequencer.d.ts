@@ -34,6 +34,8 @@ export declare class Sequencer {
     lastSeq: number;
     /** True while resync hooks run: deliveries are held. */
     holding: boolean;
+    /** The last position delivered in each channel, presented on resume so any node of a cluster can replay what was missed; forgotten at a gap (the application reloads). */
+    readonly positions: Map<string, string>;
     private held;
     /** Takes a welcome; on a gap the sequencer starts holding until `release()`. */
     welcome(w: Welcome): WelcomeOutcome;
@@ -50,6 +52,8 @@ export declare class Sequencer {
     release(): Message[];
     /** Forgets the session (it ended): the next welcome starts a new one, with no resync. */
     reset(): void;
+    /** The `positions` query parameter of a resume (`<channel>=<pos>,…`; empty: nothing received on any channel yet). */
+    positionsParam(): string;
     /** Whether deliveries wait for a gap that only a resume can fill. */
     get waiting(): number;
     private drain;

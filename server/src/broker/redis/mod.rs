@@ -29,6 +29,7 @@
 mod health;
 mod presence;
 mod publisher;
+mod resume;
 mod revocations;
 mod sessions;
 mod subscriber;
@@ -48,7 +49,8 @@ use super::document::{ClusterDocument, NodeDocument};
 use super::{Ack, Broker, BrokerError, BrokerTask, Envelope, LocalNode, wire};
 use crate::config::BrokerConfig;
 use crate::session::channel_presence::{Change, NodePresence};
-use crate::session::protocol;
+use crate::session::position::{History, Position, StoredSession};
+use crate::session::protocol::{self, Publication};
 use crate::session::revocation::Revocation;
 use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
 
@@ -98,6 +100,20 @@ impl Keys {
     fn channel_presence(&self, channel: &str) -> String {
         format!("{}:presence:{channel}", self.0)
     }
+    /// A channel's epoch and last offset; hash-tagged by channel, like its
+    /// stream, so both live on one Redis Cluster slot.
+    fn history_meta(&self, channel: &str) -> String {
+        format!("{}:{{{channel}}}:meta", self.0)
+    }
+    /// A channel's history: a stream of its publications, entry ids
+    /// `<offset>-<written µs>`.
+    fn history(&self, channel: &str) -> String {
+        format!("{}:{{{channel}}}:history", self.0)
+    }
+    /// A session's record: its player, node and subscriptions.
+    fn session(&self, session: &str) -> String {
+        format!("{}:session:{session}", self.0)
+    }
     /// The field beside a node's record in a channel's presence hash that
     /// holds its count alone (node ids never start with `#`).
     fn presence_count_field(node: &str) -> String {
@@ -113,6 +129,8 @@ enum Job {
         /// has been answered `broker_unavailable` by then).
         deadline_us: u64,
         ack: oneshot::Sender<Result<(), BrokerError>>,
+        /// A publication's channel history (`None`: a control message).
+        placement: Option<publisher::Placement>,
     },
     /// This node's record of a player (`None`: it holds none of its sessions).
     Presence { player_id: String, value: Option<String> },
@@ -123,8 +141,12 @@ enum Job {
         channel: String,
         value: Option<String>,
     },
-    /// This node's record of a session (`None`: it ended here).
+    /// This node's record of a session (`None`: it ended here), in its
+    /// node's list and in the session's own record.
     Session { session_id: String, player_id: Option<String> },
+    /// A session's subscription (recorded with the channel's position) or
+    /// its end.
+    Subscription { session_id: String, channel: String, subscribed: bool },
     /// A revocation: its message stored under `key` for `ttl_ms`, then
     /// published.
     Revoke { key: String, ttl_ms: u64, message: Bytes, ack: oneshot::Sender<Result<(), BrokerError>> },
@@ -144,6 +166,8 @@ pub struct RedisBroker {
     client: redis::Client,
     timeout: Duration,
     heartbeat: Duration,
+    /// `broker.history_*`: what each channel keeps.
+    history: BrokerConfig,
     jobs: mpsc::Sender<Job>,
     /// Held by the publisher task for its lifetime; a restarted task takes
     /// it over with whatever is queued.
@@ -193,6 +217,7 @@ impl RedisBroker {
             client,
             timeout: Duration::from_millis(cfg.command_timeout_ms),
             heartbeat: Duration::from_secs(cfg.heartbeat_seconds),
+            history: cfg.clone(),
             jobs,
             jobs_rx: tokio::sync::Mutex::new(rx),
             link: Mutex::new(None),
@@ -277,11 +302,25 @@ impl Broker for RedisBroker {
     }
 
     fn forward(&self, envelope: &Envelope) -> Result<Option<Ack>, BrokerError> {
-        self.publish(|| wire::encode(&self.key, &self.node_id, epoch_us(), envelope))
+        let channel = &envelope.publication.channel;
+        let limits = self.history.history_for(channel);
+        let placement = publisher::Placement {
+            meta: self.keys.history_meta(channel),
+            stream: self.keys.history(channel),
+            size: limits.size,
+            ttl_seconds: limits.ttl_seconds,
+        };
+        self.publish(Some(placement), || wire::encode(&self.key, &self.node_id, epoch_us(), envelope))
+    }
+
+    fn delivers_own(&self) -> bool {
+        true
     }
 
     fn disconnect_player(&self, player_id: &str, reason: Option<&str>) -> Result<Option<Ack>, BrokerError> {
-        self.publish(|| wire::encode_disconnect(&self.key, &self.node_id, epoch_us(), player_id, reason))
+        self.publish(None, || {
+            wire::encode_disconnect(&self.key, &self.node_id, epoch_us(), player_id, reason)
+        })
     }
 
     fn revoke(&self, revocation: &Revocation) -> Result<Option<Ack>, BrokerError> {
@@ -294,16 +333,41 @@ impl Broker for RedisBroker {
 
     fn session_opened(&self, session_id: &str, player_id: &str) {
         self.queue_session(session_id, Some(player_id));
+        self.queue_subscription(session_id, crate::session::channels::BROADCAST_CHANNEL, true);
+    }
+
+    fn session_subscribed(&self, session_id: &str, channel: &str, subscribed: bool) {
+        self.queue_subscription(session_id, channel, subscribed);
+    }
+
+    fn stored_session<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredSession>, BrokerError>> {
+        Box::pin(self.read_session(session_id))
+    }
+
+    fn read_history<'a>(
+        &'a self,
+        from: &'a [(Arc<str>, Position)],
+    ) -> BoxFuture<'a, Result<Vec<History<Arc<Publication>>>, BrokerError>> {
+        Box::pin(RedisBroker::read_history(self, from))
+    }
+
+    fn session_adopted(&self, session_id: &str, player_id: &str) {
+        // Recorded as this node's first, then the node that held it drops it.
+        self.queue_session(session_id, Some(player_id));
+        let _ = self.publish(None, || wire::encode_moved(&self.key, &self.node_id, epoch_us(), session_id));
     }
 
     fn session_closed(&self, session_id: &str) {
         self.queue_session(session_id, None);
     }
 
-    fn claim_departure(&self, session_id: &str) -> Option<BoxFuture<'static, bool>> {
+    fn claim_departure(&self, session_id: &str, holder: Option<&str>) -> Option<BoxFuture<'static, bool>> {
         let me = self.me.upgrade()?;
-        let session_id = session_id.to_owned();
-        Some(Box::pin(async move { me.claim_left(&session_id).await }))
+        let (session_id, holder) = (session_id.to_owned(), holder.map(str::to_owned));
+        Some(Box::pin(async move { me.claim_left(&session_id, holder.as_deref()).await }))
     }
 
     fn player_presence(&self, player_id: &str, snapshot: Option<PlayerSnapshot>) {
@@ -333,7 +397,7 @@ impl Broker for RedisBroker {
     fn presence_event(&self, change: Change, channel: &str, player_id: &str) {
         // Best effort, like a publication nobody waits on: refused while
         // the link is down (the other nodes resync then anyway).
-        let _ = self.publish(|| {
+        let _ = self.publish(None, || {
             wire::encode_presence(&self.key, &self.node_id, epoch_us(), change, channel, player_id)
         });
     }
@@ -439,7 +503,8 @@ mod tests {
         fn local_sessions(&self) -> Vec<(String, String)> {
             Vec::new()
         }
-        fn sessions_lost(&self, _sessions: Vec<(String, String)>, _after: Duration) {}
+        fn sessions_lost(&self, _node: &str, _sessions: Vec<(String, String)>, _after: Duration) {}
+        fn session_moved(&self, _session_id: &str, _node: &str) {}
         fn resume_window(&self) -> Duration {
             Duration::from_secs(1)
         }

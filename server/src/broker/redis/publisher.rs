@@ -27,12 +27,44 @@ const PUBLISH_BEFORE: &str = "local t = redis.call('TIME') \
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
 return redis.call('PUBLISH', KEYS[1], ARGV[2])";
 
+/// A publication placed in its channel's history, all in one step so that
+/// every node sees the channel's publications in offset order: past its
+/// deadline nothing happens (-1); else the channel's offset is incremented
+/// (a new epoch when its history is gone), the message appended to the
+/// channel's stream as entry `<offset>-<now µs>` (capped at ARGV[3]
+/// entries, kept ARGV[4] s), and published with its position before it.
+/// KEYS: the publications channel, the channel's meta hash, its stream.
+/// ARGV: deadline µs, message, history size, history TTL s, meta TTL s.
+const PUBLISH_PLACED: &str = "local t = redis.call('TIME') \
+if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
+local now = t[1] .. string.format('%06d', tonumber(t[2])) \
+local epoch = redis.call('HGET', KEYS[2], 'e') \
+if not epoch then epoch = now redis.call('HSET', KEYS[2], 'e', epoch) redis.call('DEL', KEYS[3]) end \
+local offset = redis.call('HINCRBY', KEYS[2], 'o', 1) \
+redis.call('EXPIRE', KEYS[2], ARGV[5]) \
+if tonumber(ARGV[3]) > 0 then \
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], offset .. '-' .. now, 'm', ARGV[2]) \
+redis.call('EXPIRE', KEYS[3], ARGV[4]) end \
+return redis.call('PUBLISH', KEYS[1], 'P' .. epoch .. '.' .. offset .. '.' .. now .. '\\n' .. ARGV[2])";
+
+/// Where a publication's channel keeps its history, and how much.
+pub(super) struct Placement {
+    pub meta: String,
+    pub stream: String,
+    pub size: u64,
+    pub ttl_seconds: u64,
+}
+
 impl RedisBroker {
     /// Queues one message for the other nodes. Refused (never dropped
     /// silently) while the subscription is down, since then nothing this
     /// node sends is known to arrive, while Redis does not answer (its last
     /// command failed or timed out), and when the queue is full.
-    pub(super) fn publish(&self, encode: impl FnOnce() -> Bytes) -> Result<Option<Ack>, BrokerError> {
+    pub(super) fn publish(
+        &self,
+        placement: Option<Placement>,
+        encode: impl FnOnce() -> Bytes,
+    ) -> Result<Option<Ack>, BrokerError> {
         if !self.is_up() {
             return Err(unavailable("the Redis link is down"));
         }
@@ -42,7 +74,7 @@ impl RedisBroker {
         let (ack, rx) = oneshot::channel();
         let deadline_us = super::epoch_us().saturating_add(self.publish_timeout.as_micros() as u64);
         self.jobs
-            .try_send(Job::Publish { message: encode(), deadline_us, ack })
+            .try_send(Job::Publish { message: encode(), deadline_us, ack, placement })
             .map_err(|_| unavailable("the publish queue is full"))?;
         Ok(Some(rx))
     }
@@ -78,7 +110,20 @@ impl RedisBroker {
             let mut pipe = redis::pipe();
             for job in &batch {
                 match job {
-                    Job::Publish { message, deadline_us, .. } => {
+                    Job::Publish { message, deadline_us, placement: Some(p), .. } => {
+                        pipe.cmd("EVAL")
+                            .arg(PUBLISH_PLACED)
+                            .arg(3)
+                            .arg(&channel)
+                            .arg(&p.meta)
+                            .arg(&p.stream)
+                            .arg(*deadline_us)
+                            .arg(message.as_ref())
+                            .arg(p.size)
+                            .arg(p.ttl_seconds)
+                            .arg(p.ttl_seconds.max(super::sessions::CLAIM_TTL_SECONDS));
+                    }
+                    Job::Publish { message, deadline_us, placement: None, .. } => {
                         pipe.cmd("EVAL")
                             .arg(PUBLISH_BEFORE)
                             .arg(1)
@@ -116,9 +161,40 @@ impl RedisBroker {
                         let key = self.keys.sessions(&self.node_id);
                         pipe.cmd("HSET").arg(&key).arg(session_id).arg(player).ignore();
                         pipe.cmd("EXPIRE").arg(&key).arg(super::sessions::CLAIM_TTL_SECONDS).ignore();
+                        let record = self.keys.session(session_id);
+                        pipe.cmd("HSET")
+                            .arg(&record)
+                            .arg("p")
+                            .arg(player)
+                            .arg("n")
+                            .arg(&self.node_id)
+                            .ignore();
+                        pipe.cmd("EXPIRE").arg(&record).arg(super::resume::RECORD_TTL_SECONDS).ignore();
                     }
                     Job::Session { session_id, player_id: None } => {
                         pipe.cmd("HDEL").arg(self.keys.sessions(&self.node_id)).arg(session_id).ignore();
+                        pipe.cmd("EVAL")
+                            .arg(super::resume::DELETE_IF_HELD)
+                            .arg(1)
+                            .arg(self.keys.session(session_id))
+                            .arg(&self.node_id)
+                            .ignore();
+                    }
+                    Job::Subscription { session_id, channel, subscribed: true } => {
+                        pipe.cmd("EVAL")
+                            .arg(super::resume::SUBSCRIBED_AT)
+                            .arg(2)
+                            .arg(self.keys.session(session_id))
+                            .arg(self.keys.history_meta(channel))
+                            .arg(channel)
+                            .arg(super::resume::RECORD_TTL_SECONDS)
+                            .ignore();
+                    }
+                    Job::Subscription { session_id, channel, subscribed: false } => {
+                        pipe.cmd("HDEL")
+                            .arg(self.keys.session(session_id))
+                            .arg(format!("c:{channel}"))
+                            .ignore();
                     }
                     Job::Revoke { key, ttl_ms, message, .. } => {
                         pipe.cmd("SET").arg(key).arg(message.as_ref()).arg("PX").arg(*ttl_ms).ignore();
@@ -148,7 +224,10 @@ impl RedisBroker {
                     Job::Revoke { ack, .. } => {
                         let _ = ack.send(result.as_ref().map(|_| ()).map_err(Clone::clone));
                     }
-                    Job::Presence { .. } | Job::ChannelPresence { .. } | Job::Session { .. } => {}
+                    Job::Presence { .. }
+                    | Job::ChannelPresence { .. }
+                    | Job::Session { .. }
+                    | Job::Subscription { .. } => {}
                 }
             }
         }

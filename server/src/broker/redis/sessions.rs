@@ -21,6 +21,14 @@ use crate::session::protocol;
 /// window, short enough that keys of a cluster gone for good disappear.
 pub(super) const CLAIM_TTL_SECONDS: u64 = 86_400;
 
+/// Claims a `player_left` unless the session's record names a node other
+/// than the one that held it (it was taken over); the record goes with the
+/// claim. KEYS: the claim, the record. ARGV: claimer, holder, TTL s.
+const CLAIM_LEFT: &str = "local n = redis.call('HGET', KEYS[2], 'n') \
+if n and n ~= ARGV[2] then return 0 end \
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then redis.call('DEL', KEYS[2]) return 1 end \
+return 0";
+
 /// `(session id, player id)` pairs.
 type Sessions = Vec<(String, String)>;
 
@@ -33,25 +41,40 @@ impl RedisBroker {
         });
     }
 
-    /// Claims the `player_left` of a session. If Redis cannot answer, this
-    /// node sends anyway: a duplicate is better than a lost departure.
-    pub(super) async fn claim_left(&self, session_id: &str) -> bool {
-        let (key, node) = (self.keys.left(session_id), self.node_id.clone());
-        let claimed: Result<Option<String>, _> = self
+    /// Queues a session's subscription record (`false`: it left).
+    pub(super) fn queue_subscription(&self, session_id: &str, channel: &str, subscribed: bool) {
+        let _ = self.jobs.try_send(Job::Subscription {
+            session_id: session_id.to_owned(),
+            channel: channel.to_owned(),
+            subscribed,
+        });
+    }
+
+    /// Claims the `player_left` of a session `holder` held (`None`: this
+    /// node). Refused when another node has taken the session over (its
+    /// record names that node). If Redis cannot answer, this node sends
+    /// anyway: a duplicate is better than a lost departure.
+    pub(super) async fn claim_left(&self, session_id: &str, holder: Option<&str>) -> bool {
+        let (key, record, node) =
+            (self.keys.left(session_id), self.keys.session(session_id), self.node_id.clone());
+        let holder = holder.unwrap_or(&self.node_id).to_owned();
+        let claimed: Result<i64, _> = self
             .query(move |mut c| {
                 Box::pin(async move {
-                    redis::cmd("SET")
+                    redis::cmd("EVAL")
+                        .arg(CLAIM_LEFT)
+                        .arg(2)
                         .arg(key)
+                        .arg(record)
                         .arg(node)
-                        .arg("NX")
-                        .arg("EX")
+                        .arg(holder)
                         .arg(CLAIM_TTL_SECONDS)
                         .query_async(&mut c)
                         .await
                 })
             })
             .await;
-        claimed.map_or(true, |ok| ok.is_some())
+        claimed.map_or(true, |won| won == 1)
     }
 
     /// Rewrites every local session (after a loss of the link the hash may
@@ -139,7 +162,7 @@ impl RedisBroker {
             let Ok((Some(_), sessions)) = taken else { continue };
             let since_beat = Duration::from_millis(now.saturating_sub(last_beat_ms));
             crate::telemetry::node_reaped(&node, sessions.len());
-            manager.sessions_lost(sessions, resume_window.saturating_sub(since_beat));
+            manager.sessions_lost(&node, sessions, resume_window.saturating_sub(since_beat));
         }
     }
 }

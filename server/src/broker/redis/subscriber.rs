@@ -75,9 +75,10 @@ impl RedisBroker {
         }
     }
 
-    /// One message from the channel: another node's publication or
-    /// disconnect, handed to the manager; this node's own (already
-    /// delivered here) is skipped, and anything too large, unsigned or not
+    /// One message from the channel: a publication (this node's own too:
+    /// they are delivered here when they come back, in the order every
+    /// node sees), or another node's disconnect, revocation or presence
+    /// change, handed to the manager; anything too large, unsigned or not
     /// in the [`wire`] format is counted and dropped.
     fn receive(&self, manager: &dyn LocalNode, message: &[u8]) {
         let refused = |r: wire::Refused| ev::broker_message_refused(r.as_str(), message.len());
@@ -90,19 +91,20 @@ impl RedisBroker {
             Ok(r) => r,
             Err(r) => return refused(r),
         };
-        if received.origin == self.node_id {
-            return;
-        }
+        let own = received.origin == self.node_id;
         match received.payload {
             wire::Payload::Publication(envelope) => {
                 let lag = epoch_us().saturating_sub(received.sent_us);
                 ev::broker_received(Duration::from_micros(lag));
                 manager.fan_out_local(&envelope);
             }
+            // The rest this node applied when it sent them.
+            _ if own => {}
             wire::Payload::Disconnect { player_id, reason } => {
                 manager.disconnect_player(&player_id, reason.as_deref());
             }
             wire::Payload::Revoke(r) => manager.apply_revocation(&r),
+            wire::Payload::Moved { session_id } => manager.session_moved(&session_id, &received.origin),
             wire::Payload::Presence { change, channel, player_id } => {
                 manager.presence_event(&received.origin, change, &channel, &player_id);
             }

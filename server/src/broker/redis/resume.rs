@@ -1,0 +1,158 @@
+//! What lets a session outlive its node: its record, and its channels'
+//! histories read back on another node.
+//!
+//! - `<prefix>:session:<id>`: a hash, `p` the player, `n` the node holding
+//!   the session, `c:<channel>` the channel's position when the session
+//!   subscribed (`<epoch>.<offset>.0`, `0.0.0` before any history). Written
+//!   through the publisher's queue when it changes; deleted when the
+//!   session ends on the node that holds it.
+//! - `<prefix>:{<channel>}:meta` / `:history`: written by each publication
+//!   (see [`super::publisher`]); read here, one pipeline for every channel
+//!   of a resuming session.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redis::Value;
+
+use super::{RedisBroker, sessions::CLAIM_TTL_SECONDS};
+use crate::broker::{BrokerError, wire};
+use crate::session::position::{History, Position, StoredSession};
+use crate::session::protocol::Publication;
+use crate::telemetry as ev;
+
+/// Records a subscription with the channel's position at that moment.
+/// KEYS: the session record, the channel's meta. ARGV: channel, TTL s.
+pub(super) const SUBSCRIBED_AT: &str = "local m = redis.call('HMGET', KEYS[2], 'e', 'o') \
+local pos = '0.0.0' \
+if m[1] then pos = m[1] .. '.' .. (m[2] or '0') .. '.0' end \
+redis.call('HSET', KEYS[1], 'c:' .. ARGV[1], pos) \
+redis.call('EXPIRE', KEYS[1], ARGV[2]) \
+return 0";
+
+/// Deletes a session record if `ARGV[1]` still holds it (another node may
+/// have taken the session over). KEYS: the record.
+pub(super) const DELETE_IF_HELD: &str = "if redis.call('HGET', KEYS[1], 'n') == ARGV[1] then \
+redis.call('DEL', KEYS[1]) end return 0";
+
+/// One history entry: `(offset, tag, message)`.
+type Entry = (u64, u64, Bytes);
+
+impl RedisBroker {
+    /// The record of session `id`, if the cluster knows it.
+    pub(super) async fn read_session(&self, id: &str) -> Result<Option<StoredSession>, BrokerError> {
+        let key = self.keys.session(id);
+        let fields: Vec<(String, String)> = self
+            .query(move |mut c| {
+                Box::pin(async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await })
+            })
+            .await?;
+        let (mut player_id, mut node, mut channels) = (None, None, Vec::new());
+        for (k, v) in fields {
+            match k.as_str() {
+                "p" => player_id = Some(v),
+                "n" => node = Some(v),
+                _ => {
+                    if let (Some(ch), Some(p)) = (k.strip_prefix("c:"), Position::parse(&v)) {
+                        channels.push((ch.to_owned(), p));
+                    }
+                }
+            }
+        }
+        Ok(match (player_id, node) {
+            (Some(player_id), Some(node)) => Some(StoredSession { player_id, node, channels }),
+            _ => None,
+        })
+    }
+
+    /// Each channel's history from the given position on (the entry at
+    /// the position itself included, to check it is the one the client
+    /// got), at most the channel's history size plus one entries. Entries
+    /// that do not verify are left out (a hole, so a gap: never delivered).
+    pub(super) async fn read_history(
+        &self,
+        from: &[(Arc<str>, Position)],
+    ) -> Result<Vec<History<Arc<Publication>>>, BrokerError> {
+        let mut pipe = redis::pipe();
+        for (channel, p) in from {
+            let count = self.history.history_for(channel).size.saturating_add(1);
+            pipe.cmd("HMGET").arg(self.keys.history_meta(channel)).arg("e").arg("o");
+            let start = if p.offset == 0 { "-".to_owned() } else { format!("{}-0", p.offset) };
+            pipe.cmd("XRANGE").arg(self.keys.history(channel)).arg(start).arg("+").arg("COUNT").arg(count);
+        }
+        let replies: Vec<Value> =
+            self.query(move |mut c| Box::pin(async move { pipe.query_async(&mut c).await })).await?;
+        let mut out = Vec::with_capacity(from.len());
+        for ((channel, _), pair) in from.iter().zip(replies.chunks(2)) {
+            let [meta, range] = pair else { return Err(super::unavailable("a short reply")) };
+            let top = parse_meta(meta);
+            let mut entries = Vec::new();
+            for (offset, tag, message) in parse_range(range) {
+                let Some((epoch, _)) = top else { break };
+                let at = Position { epoch, offset, tag };
+                match wire::decode_at(&self.key, message, self.max_message_bytes, Some(at)) {
+                    Ok(wire::Received { payload: wire::Payload::Publication(env), .. })
+                        if *env.publication.channel == **channel =>
+                    {
+                        entries.push((offset, tag, env.publication));
+                    }
+                    Ok(_) => ev::broker_message_refused(wire::Refused::Malformed.as_str(), 0),
+                    Err(r) => ev::broker_message_refused(r.as_str(), 0),
+                }
+            }
+            out.push(History { top, entries });
+        }
+        Ok(out)
+    }
+}
+
+/// `HMGET e o`: the channel's epoch and last offset, if it has a history.
+fn parse_meta(v: &Value) -> Option<(u64, u64)> {
+    let Value::Array(items) = v else { return None };
+    let number = |v: &Value| match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse::<u64>().ok(),
+        _ => None,
+    };
+    Some((number(items.first()?)?, number(items.get(1)?)?))
+}
+
+/// `XRANGE`'s entries `<offset>-<tag>` with their `m` field.
+fn parse_range(v: &Value) -> Vec<Entry> {
+    let Value::Array(items) = v else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|e| {
+            let Value::Array(pair) = e else { return None };
+            let (Value::BulkString(id), Value::Array(fields)) = (pair.first()?, pair.get(1)?) else {
+                return None;
+            };
+            let (offset, tag) = std::str::from_utf8(id).ok()?.split_once('-')?;
+            let message = match (fields.first()?, fields.get(1)?) {
+                (Value::BulkString(f), Value::BulkString(m)) if f == b"m" => Bytes::copy_from_slice(m),
+                _ => return None,
+            };
+            Some((offset.parse().ok()?, tag.parse().ok()?, message))
+        })
+        .collect()
+}
+
+/// How long a session record lives without a change: the node holding it
+/// deletes it when the session ends; this bounds what a lost node leaves.
+pub(super) const RECORD_TTL_SECONDS: u64 = CLAIM_TTL_SECONDS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_as_redis_writes_them() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        assert_eq!(parse_meta(&Value::Array(vec![bulk("17"), bulk("5")])), Some((17, 5)));
+        assert_eq!(parse_meta(&Value::Array(vec![Value::Nil, Value::Nil])), None);
+        let entry =
+            |id: &str, f: &str, m: &str| Value::Array(vec![bulk(id), Value::Array(vec![bulk(f), bulk(m)])]);
+        let range =
+            Value::Array(vec![entry("4-99", "m", "x"), entry("5-100", "other", "y"), entry("x-1", "m", "z")]);
+        assert_eq!(parse_range(&range), vec![(4, 99, Bytes::from_static(b"x"))]);
+    }
+}
