@@ -12,7 +12,7 @@ export async function openPage(browser, origin) {
 
 /**
  * Creates `window.c`, a TandemClient with `options`, in the page. Records
- * `window.seqs` (every seq the application got), `window.statuses`,
+ * `window.seqs` (every seq the application got), `window.data` (their data), `window.statuses`,
  * `window.events` (resyncs and messages in order) and `window.tokens`
  * (token callback calls; the first `tokenFailures` throw). `pinRandom` pins the jitter to its ceiling;
  * `holdResync` makes the resync hook wait for `window.releaseResync()`.
@@ -26,6 +26,7 @@ export async function startClient(
     async ({ options, pinRandom, holdResync, token, tokenFailures }) => {
       const { TandemClient } = await import('/client/tandem.js');
       window.seqs = [];
+      window.data = [];
       window.statuses = [];
       window.events = [];
       window.tokens = 0;
@@ -44,6 +45,7 @@ export async function startClient(
       c.onStatus((s) => window.statuses.push(s));
       c.onMessage((m) => {
         window.seqs.push(m.seq);
+        window.data.push(m.data);
         window.events.push(`message ${m.seq}`);
       });
       c.onResync(async (info) => {

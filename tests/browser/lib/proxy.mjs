@@ -5,6 +5,30 @@
 
 import net from 'node:net';
 
+/** Listens on a free loopback port; resolves to it. */
+export async function listenLoopback(server) {
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  return server.address().port;
+}
+
+/** Adds `client` ↔ `up` to `pairs`; either side's end or error destroys both and removes them. */
+export function track(pairs, client, up) {
+  const pair = { client, up };
+  pairs.add(pair);
+  const end = () => {
+    client.destroy();
+    up.destroy();
+    pairs.delete(pair);
+  };
+  for (const s of [client, up]) {
+    s.on('error', end);
+    s.on('close', end);
+  }
+}
+
 export async function startProxy(target) {
   let upstream = new URL(target);
   const pairs = new Set();
@@ -17,17 +41,7 @@ export async function startProxy(target) {
       return;
     }
     const up = net.connect(Number(upstream.port), upstream.hostname);
-    const pair = { client, up };
-    pairs.add(pair);
-    const end = () => {
-      client.destroy();
-      up.destroy();
-      pairs.delete(pair);
-    };
-    for (const s of [client, up]) {
-      s.on('error', end);
-      s.on('close', end);
-    }
+    track(pairs, client, up);
     if (!stalling) {
       client.pipe(up);
       up.pipe(client);
@@ -54,12 +68,7 @@ export async function startProxy(target) {
       });
     });
   });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
-
+  const port = await listenLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     /** Connections open through the proxy now. */
