@@ -206,10 +206,12 @@ pub trait Broker: Send + Sync {
     }
 
     /// Each channel's history from a position on (see
-    /// [`crate::session::position::missed`]), in the order asked.
+    /// [`crate::session::position::missed`]), in the order asked, at most
+    /// `budget` entries past the positions in all (the rest `capped`).
     fn read_history<'a>(
         &'a self,
         _from: &'a [(Arc<str>, Position)],
+        _budget: usize,
     ) -> BoxFuture<'a, Result<Vec<History<Arc<Publication>>>, BrokerError>> {
         Box::pin(async { Err(BrokerError::Unavailable("no history on a single node".into())) })
     }

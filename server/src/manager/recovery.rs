@@ -150,7 +150,7 @@ impl ConnectionManager {
     pub async fn catch_up(&self, att: &Attached) {
         let from = att.session.inner.lock().recovering.as_ref().map(|r| r.from.clone());
         let Some(from) = from else { return };
-        let read = self.broker.read_history(&from).await;
+        let read = self.broker.read_history(&from, self.limits.history_size).await;
         let s = &att.session;
         let mut inner = s.inner.lock();
         let Some(r) = inner.recovering.take() else { return };
@@ -214,6 +214,7 @@ mod tests {
     fn history(channel: &str, top: u64, offsets: std::ops::RangeInclusive<u64>) -> History<Arc<Publication>> {
         History {
             top: Some((7, top)),
+            capped: false,
             entries: offsets
                 .map(|o| {
                     let p = placed(channel, o);

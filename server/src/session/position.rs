@@ -69,6 +69,9 @@ pub enum Gap {
     /// The entry at the client's position is not the one it received
     /// (rewritten after a failover lost writes).
     Rewritten,
+    /// More was missed than a resume replays (`session.history_size`, the
+    /// same bound as a resume on the session's own node).
+    TooFar,
 }
 
 impl Gap {
@@ -78,17 +81,20 @@ impl Gap {
             Gap::Ahead => "position_ahead",
             Gap::Trimmed => "history_trimmed",
             Gap::Rewritten => "history_rewritten",
+            Gap::TooFar => "replay_too_long",
         }
     }
 }
 
 /// What the history holds for a channel: its epoch and last offset (`None`:
 /// nothing was ever published, or it expired), and its entries from the
-/// client's offset on, `(offset, tag, item)`, oldest first.
+/// client's offset on, `(offset, tag, item)`, oldest first; `capped` when
+/// the read stopped at the replay budget.
 #[derive(Debug)]
 pub struct History<T> {
     pub top: Option<(u64, u64)>,
     pub entries: Vec<(u64, u64, T)>,
+    pub capped: bool,
 }
 
 /// The publications a client at `from` missed, oldest first, or the reason
@@ -123,8 +129,13 @@ pub fn missed<T>(from: Position, history: History<T>) -> Result<Vec<(u64, T)>, G
         out.push((offset, item));
         next += 1;
     }
-    // Entries written after `top` was read are welcome; fewer are a hole.
-    if next <= top { Err(Gap::Trimmed) } else { Ok(out) }
+    // Entries written after `top` was read are welcome; fewer are a hole,
+    // or the replay budget when the read stopped there.
+    match (next <= top, history.capped) {
+        (false, _) => Ok(out),
+        (true, true) => Err(Gap::TooFar),
+        (true, false) => Err(Gap::Trimmed),
+    }
 }
 
 #[cfg(test)]
@@ -136,7 +147,7 @@ mod tests {
     }
 
     fn history(top: Option<(u64, u64)>, entries: &[(u64, u64)]) -> History<u64> {
-        History { top, entries: entries.iter().map(|&(o, t)| (o, t, o * 10)).collect() }
+        History { top, entries: entries.iter().map(|&(o, t)| (o, t, o * 10)).collect(), capped: false }
     }
 
     #[test]
@@ -172,6 +183,8 @@ mod tests {
         assert_eq!(missed(pos(7, 3, 33), history(Some((7, 5)), &[])), Err(Gap::Trimmed), "history expired");
         assert_eq!(missed(pos(7, 3, 33), history(None, &[])), Err(Gap::Epoch), "everything expired");
         assert_eq!(missed(pos(7, 1, 11), history(Some((7, 3)), &[(2, 2), (4, 4)])), Err(Gap::Trimmed));
+        let capped = History { capped: true, ..history(Some((7, 9)), &[(3, 33), (4, 44)]) };
+        assert_eq!(missed(pos(7, 3, 33), capped), Err(Gap::TooFar), "more than a resume replays");
     }
 
     #[test]

@@ -11,11 +11,12 @@ pub const RESUME_GAPS_TOTAL: &str = "tandem_resume_gaps_total";
 /// Why a catch-up could not be complete (the `reason` label): the
 /// [`crate::session::position::Gap`] names, a history that could not be
 /// read, and a live backlog past the queue while it was read.
-pub const GAP_REASONS: [&str; 6] = [
+pub const GAP_REASONS: [&str; 7] = [
     "epoch_changed",
     "position_ahead",
     "history_trimmed",
     "history_rewritten",
+    "replay_too_long",
     "history_unavailable",
     "backlog_overflow",
 ];

@@ -350,8 +350,9 @@ impl Broker for RedisBroker {
     fn read_history<'a>(
         &'a self,
         from: &'a [(Arc<str>, Position)],
+        budget: usize,
     ) -> BoxFuture<'a, Result<Vec<History<Arc<Publication>>>, BrokerError>> {
-        Box::pin(RedisBroker::read_history(self, from))
+        Box::pin(RedisBroker::read_history(self, from, budget))
     }
 
     fn session_adopted(&self, session_id: &str, player_id: &str) {

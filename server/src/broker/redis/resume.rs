@@ -67,27 +67,49 @@ impl RedisBroker {
 
     /// Each channel's history from the given position on (the entry at
     /// the position itself included, to check it is the one the client
-    /// got), at most the channel's history size plus one entries. Entries
-    /// that do not verify are left out (a hole, so a gap: never delivered).
+    /// got), channel by channel so that at most `budget` entries past the
+    /// positions are ever held (a channel read past what is left is
+    /// `capped`). Entries that do not verify are left out (a hole, so a
+    /// gap: never delivered).
     pub(super) async fn read_history(
         &self,
         from: &[(Arc<str>, Position)],
+        budget: usize,
     ) -> Result<Vec<History<Arc<Publication>>>, BrokerError> {
-        let mut pipe = redis::pipe();
-        for (channel, p) in from {
-            let count = self.history.history_for(channel).size.saturating_add(1);
-            pipe.cmd("HMGET").arg(self.keys.history_meta(channel)).arg("e").arg("o");
-            let start = if p.offset == 0 { "-".to_owned() } else { format!("{}-0", p.offset) };
-            pipe.cmd("XRANGE").arg(self.keys.history(channel)).arg(start).arg("+").arg("COUNT").arg(count);
-        }
-        let replies: Vec<Value> =
-            self.query(move |mut c| Box::pin(async move { pipe.query_async(&mut c).await })).await?;
+        let mut left = budget;
         let mut out = Vec::with_capacity(from.len());
-        for ((channel, _), pair) in from.iter().zip(replies.chunks(2)) {
-            let [meta, range] = pair else { return Err(super::unavailable("a short reply")) };
-            let top = parse_meta(meta);
+        for (channel, p) in from {
+            let kept = self.history.history_for(channel).size.min(left as u64) as usize;
+            // The client's own entry, what is left of the budget, and one
+            // more to tell "all of it" from "stopped at the budget".
+            let count = kept + 2;
+            let (meta, range) = (self.keys.history_meta(channel), self.keys.history(channel));
+            let start = if p.offset == 0 { "-".to_owned() } else { format!("{}-0", p.offset) };
+            let (top, raw): (Value, Value) = self
+                .query(move |mut c| {
+                    Box::pin(async move {
+                        redis::pipe()
+                            .cmd("HMGET")
+                            .arg(meta)
+                            .arg("e")
+                            .arg("o")
+                            .cmd("XRANGE")
+                            .arg(range)
+                            .arg(start)
+                            .arg("+")
+                            .arg("COUNT")
+                            .arg(count)
+                            .query_async(&mut c)
+                            .await
+                    })
+                })
+                .await?;
+            let top = parse_meta(&top);
             let mut entries = Vec::new();
-            for (offset, tag, message) in parse_range(range) {
+            let mut read = parse_range(&raw);
+            let capped = read.len() >= count;
+            read.truncate(count - 1);
+            for (offset, tag, message) in read {
                 let Some((epoch, _)) = top else { break };
                 let at = Position { epoch, offset, tag };
                 match wire::decode_at(&self.key, message, self.max_message_bytes, Some(at)) {
@@ -100,7 +122,8 @@ impl RedisBroker {
                     Err(r) => ev::broker_message_refused(r.as_str(), 0),
                 }
             }
-            out.push(History { top, entries });
+            left = left.saturating_sub(entries.iter().filter(|(o, _, _)| *o > p.offset).count());
+            out.push(History { top, entries, capped });
         }
         Ok(out)
     }
