@@ -36,6 +36,7 @@
 
 mod churn;
 mod commands;
+mod history;
 mod presence;
 mod procfs;
 
@@ -98,9 +99,13 @@ struct ClusterArgs {
     /// Subscribers on each node for the fan-out figure.
     #[arg(long, default_value_t = 50)]
     subscribers_per_node: usize,
-    /// Publications for the fan-out figure.
+    /// Publications for the fan-out and throughput figures.
     #[arg(long, default_value_t = 200)]
     messages: usize,
+    /// A namespace the nodes keep no history for
+    /// (`broker.history_namespaces`, size 0): timed beside `room`.
+    #[arg(long)]
+    plain_namespace: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -162,6 +167,11 @@ enum Cmd {
         idle_seconds: u64,
     },
     Cluster(ClusterArgs),
+    /// SDK clients on one node behind a round-robin balancer, the node
+    /// SIGKILLed mid-stream: how fast each has everything, and nothing twice.
+    Recovery(history::RecoveryArgs),
+    /// Channel histories filled through the API against Redis's memory.
+    HistoryMemory(history::MemoryArgs),
     /// Commands through Tandem to an in-process game backend that answers
     /// at once, against the same requests sent to it directly.
     Commands(commands::CommandsArgs),
@@ -471,12 +481,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn cluster(base: &str, args: ClusterArgs) {
-    let ClusterArgs { nodes, api_key, samples, subscribers_per_node, messages } = args;
+    let ClusterArgs { nodes, api_key, samples, subscribers_per_node, messages, plain_namespace } = args;
     if let Some(bad) = nodes.iter().find(|n| !is_loopback_url(n)) {
         return eprintln!("refusing a non-loopback node: {bad}");
     }
     let client = reqwest::Client::new();
-    let publish = |channel: &'static str| {
+    let publish = |channel: String| {
         let (client, key) = (client.clone(), api_key.clone());
         let url = format!("{base}/api/publish");
         async move {
@@ -487,52 +497,89 @@ async fn cluster(base: &str, args: ClusterArgs) {
         }
     };
 
-    // Latency: one subscriber here, one on the first other node; each
-    // publication timed from just before the API call to its arrival.
-    let (Some(mut here), Some(mut there)) =
-        (subscriber(base, "lat-a", "room:lat").await, subscriber(&nodes[0], "lat-b", "room:lat").await)
-    else {
-        return eprintln!("cannot connect the latency subscribers");
-    };
-    let (mut same, mut cross) = (Vec::new(), Vec::new());
-    let started = Instant::now();
-    for _ in 0..samples {
-        if started.elapsed() > DEADLINE {
-            break;
-        }
-        let t0 = Instant::now();
-        let (sent, a, b) = tokio::join!(
-            publish("room:lat"),
-            async {
-                let id = next_id(&mut here, Duration::from_secs(5)).await;
-                (id, t0.elapsed())
-            },
-            async {
-                let id = next_id(&mut there, Duration::from_secs(5)).await;
-                (id, t0.elapsed())
+    // Latency and throughput of a channel with history (`room`), then of
+    // one whose namespace keeps none (`--plain-namespace`), when given.
+    let mut kinds = vec![("with history", "room".to_owned())];
+    kinds.extend(plain_namespace.map(|ns| ("without history", ns)));
+    for (kind, ns) in kinds {
+        let channel = format!("{ns}:lat");
+        // One subscriber here, one on the first other node; each publication
+        // timed from just before the API call to its arrival.
+        let (Some(mut here), Some(mut there)) =
+            (subscriber(base, "lat-a", &channel).await, subscriber(&nodes[0], "lat-b", &channel).await)
+        else {
+            return eprintln!("cannot connect the latency subscribers");
+        };
+        let (mut same, mut cross) = (Vec::new(), Vec::new());
+        let started = Instant::now();
+        for _ in 0..samples {
+            if started.elapsed() > DEADLINE {
+                break;
             }
+            let t0 = Instant::now();
+            let (sent, a, b) = tokio::join!(
+                publish(channel.clone()),
+                async {
+                    let id = next_id(&mut here, Duration::from_secs(5)).await;
+                    (id, t0.elapsed())
+                },
+                async {
+                    let id = next_id(&mut there, Duration::from_secs(5)).await;
+                    (id, t0.elapsed())
+                }
+            );
+            match (sent, a, b) {
+                (Some(id), (Some(ia), da), (Some(ib), db)) if ia == id && ib == id => {
+                    same.push(da);
+                    cross.push(db);
+                }
+                _ => eprintln!("a latency sample was lost"),
+            }
+        }
+        same.sort();
+        cross.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "cluster latency {kind} over {} publications: same node p50 {:.3} ms p99 {:.3} ms; other node p50 \
+             {:.3} ms p99 {:.3} ms; cross-node adds {:.3} ms at p50",
+            same.len(),
+            ms(percentile(&same, 0.5)),
+            ms(percentile(&same, 0.99)),
+            ms(percentile(&cross, 0.5)),
+            ms(percentile(&cross, 0.99)),
+            ms(percentile(&cross, 0.5)) - ms(percentile(&same, 0.5)),
         );
-        match (sent, a, b) {
-            (Some(id), (Some(ia), da), (Some(ib), db)) if ia == id && ib == id => {
-                same.push(da);
-                cross.push(db);
+        // Throughput: 16 publishers at once, until `messages` were accepted
+        // and the subscriber on the other node had them all.
+        let started = Instant::now();
+        let per = messages.div_ceil(16);
+        let publishers = futures_util::future::join_all((0..16).map(|_| {
+            let channel = channel.clone();
+            let publish = &publish;
+            async move {
+                let mut ok = 0usize;
+                for _ in 0..per {
+                    ok += usize::from(publish(channel.clone()).await.is_some());
+                }
+                ok
             }
-            _ => eprintln!("a latency sample was lost"),
-        }
+        }));
+        let receiver = async {
+            let mut seen = 0usize;
+            while seen < per * 16 && next_id(&mut there, Duration::from_secs(10)).await.is_some() {
+                seen += 1;
+            }
+            seen
+        };
+        let (accepted, seen) = tokio::join!(publishers, receiver);
+        let accepted: usize = accepted.into_iter().sum();
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "cluster throughput {kind}: {accepted} publications accepted by 16 concurrent publishers, {seen} \
+             received on the other node in {took:.2} s ({:.0} publications/s)",
+            seen as f64 / took
+        );
     }
-    same.sort();
-    cross.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "cluster latency over {} publications: same node p50 {:.3} ms p99 {:.3} ms; other node p50 {:.3} ms \
-         p99 {:.3} ms; cross-node adds {:.3} ms at p50",
-        same.len(),
-        ms(percentile(&same, 0.5)),
-        ms(percentile(&same, 0.99)),
-        ms(percentile(&cross, 0.5)),
-        ms(percentile(&cross, 0.99)),
-        ms(percentile(&cross, 0.5)) - ms(percentile(&same, 0.5)),
-    );
 
     // Fan-out: subscribers on every node, publications through this one.
     let mut all = vec![base.to_owned()];
@@ -561,7 +608,7 @@ async fn cluster(base: &str, args: ClusterArgs) {
         .collect();
     let started = Instant::now();
     for _ in 0..messages {
-        if publish("room:fan").await.is_none() {
+        if publish("room:fan".to_owned()).await.is_none() {
             eprintln!("publish failed");
         }
     }
@@ -792,6 +839,8 @@ async fn main() {
             soak(&addr, cli.pid, connections, rounds.min(100), Duration::from_secs(idle_seconds)).await
         }
         Cmd::Cluster(args) => cluster(base, args).await,
+        Cmd::Recovery(args) => history::recovery(base, cli.pid, args).await,
+        Cmd::HistoryMemory(args) => history::memory(base, args).await,
         Cmd::Commands(args) => commands::commands(&addr, cli.pid, args).await,
         Cmd::Presence(args) => presence::presence(base, &addr, cli.pid, args).await,
         Cmd::Churn(args) => {

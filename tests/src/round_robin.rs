@@ -4,8 +4,8 @@
 //! plain L4 balancer with passive health checks.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +20,7 @@ pub struct RoundRobin {
     addr: SocketAddr,
     tasks: JoinSet<()>,
     accepted: Arc<AtomicUsize>,
+    upstreams: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl RoundRobin {
@@ -32,8 +33,9 @@ impl RoundRobin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("its address");
         let accepted = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Mutex::new(upstreams));
         let mut tasks = JoinSet::new();
-        let count = Arc::clone(&accepted);
+        let (count, current) = (Arc::clone(&accepted), Arc::clone(&shared));
         tasks.spawn(async move {
             let mut conns = JoinSet::new();
             let mut next = 0usize;
@@ -41,7 +43,7 @@ impl RoundRobin {
                 count.fetch_add(1, Ordering::Relaxed);
                 let start = next;
                 next = next.wrapping_add(1);
-                let upstreams = upstreams.clone();
+                let upstreams = current.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 conns.spawn(async move {
                     // Every upstream at most once, starting with this turn's.
                     for i in 0..upstreams.len() {
@@ -58,7 +60,12 @@ impl RoundRobin {
                 while conns.try_join_next().is_some() {}
             }
         });
-        Self { addr, tasks, accepted }
+        Self { addr, tasks, accepted, upstreams: shared }
+    }
+
+    /// Where new connections go from now on (live ones stay where they are).
+    pub fn set_upstreams(&self, upstreams: Vec<SocketAddr>) {
+        *self.upstreams.lock().unwrap_or_else(PoisonError::into_inner) = upstreams;
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -251,7 +251,7 @@ impl ConnectionManager {
             return None;
         }
         // A session taken over sends its welcome once it caught up.
-        let catching_up = inner.recovering.is_some();
+        let catching_up = inner.taken_over.as_ref().is_some_and(|t| t.is_catching_up());
         let (resumed, resync_required, replay) = if catching_up {
             (false, false, Vec::new())
         } else {

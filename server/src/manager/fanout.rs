@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::recovery::Admit;
 use super::{Attached, ConnectionManager, Session};
 use crate::broker::{Ack, Envelope, Scope};
 use crate::config::DualDelivery;
@@ -182,11 +183,20 @@ impl ConnectionManager {
         if inner.closed || channel.is_some_and(left) {
             return;
         }
-        if let Some(r) = &mut inner.recovering {
-            // Held until the session's history is read: it follows the replay.
-            r.hold(Arc::clone(publication), self.limits.outbound_queue_size);
-            out.recipients += 1;
-            return;
+        if let Some(t) = &mut inner.taken_over {
+            let (admit, done) = t.admit(publication, self.limits.outbound_queue_size);
+            if done {
+                inner.taken_over = None;
+            }
+            match admit {
+                // Held until the session's history is read: it follows the replay.
+                Admit::Hold => {
+                    out.recipients += 1;
+                    return;
+                }
+                Admit::Drop => return,
+                Admit::Deliver => {}
+            }
         }
         let seq = inner.state.record(Arc::clone(publication));
         out.recipients += 1;

@@ -137,8 +137,9 @@ struct SessionInner {
     post_limit: Option<Box<RateGate>>,
     /// Answers to this session's commands (boxed on the first command).
     commands: Option<Box<ReplyCache<CommandWaiters>>>,
-    /// Taken over from another node and catching up: deliveries wait here.
-    recovering: Option<Box<recovery::Recovering>>,
+    /// Taken over from another node: catching up (deliveries wait here),
+    /// then dropping late copies of what was replayed.
+    taken_over: Option<Box<recovery::TakeOver>>,
 }
 
 /// Those waiting for a command still in flight (resends of its id).

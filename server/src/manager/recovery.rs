@@ -31,13 +31,55 @@ pub(crate) struct Recovering {
     overflow: bool,
 }
 
-impl Recovering {
-    /// Holds a live delivery until the replay went out (at most `cap`).
-    pub(super) fn hold(&mut self, p: Arc<Publication>, cap: usize) {
-        if self.held.len() >= cap {
-            self.overflow = true;
-        } else {
-            self.held.push(p);
+/// A taken-over session's state, until live traffic alone is left.
+#[derive(Debug)]
+pub(crate) enum TakeOver {
+    /// Its history is being read: live deliveries are held.
+    CatchingUp(Recovering),
+    /// Caught up: each channel's last offset replayed. A publication Redis
+    /// wrote before the history was read can still arrive live afterwards
+    /// (the subscription and the command link are two connections): it is
+    /// dropped, up to the first one past the floor (a channel's offsets
+    /// arrive in order).
+    Floors(Vec<(Arc<str>, u64)>),
+}
+
+/// What a taken-over session does with a live delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    Hold,
+    Drop,
+    Deliver,
+}
+
+impl TakeOver {
+    pub(super) fn is_catching_up(&self) -> bool {
+        matches!(self, TakeOver::CatchingUp(_))
+    }
+
+    /// Decides on a live delivery (holding it while catching up, at most
+    /// `cap`); `done` when nothing is left to watch for.
+    pub(super) fn admit(&mut self, p: &Arc<Publication>, cap: usize) -> (Admit, bool) {
+        match self {
+            TakeOver::CatchingUp(r) => {
+                if r.held.len() >= cap {
+                    r.overflow = true;
+                } else {
+                    r.held.push(Arc::clone(p));
+                }
+                (Admit::Hold, false)
+            }
+            TakeOver::Floors(floors) => {
+                let (Some(at), Some(i)) = (p.position(), floors.iter().position(|(c, _)| **c == *p.channel))
+                else {
+                    return (Admit::Deliver, floors.is_empty());
+                };
+                if at.offset <= floors[i].1 {
+                    return (Admit::Drop, false);
+                }
+                floors.swap_remove(i);
+                (Admit::Deliver, floors.is_empty())
+            }
         }
     }
 }
@@ -67,6 +109,16 @@ pub fn starting_points(
 /// The first gap found: its reason label and channel.
 pub type FoundGap = Option<(&'static str, Arc<str>)>;
 
+/// What a catch-up sends and then watches for.
+#[derive(Debug)]
+pub struct CatchUp {
+    /// After the welcome, in order.
+    pub out: Vec<Arc<Publication>>,
+    pub gap: FoundGap,
+    /// Each channel's last offset sent (or the client's): see [`TakeOver::Floors`].
+    pub floors: Vec<(Arc<str>, u64)>,
+}
+
 /// What goes out after the welcome: the replay (every channel's missed
 /// publications, in the order they were written), then the held live
 /// deliveries not already in it. With a gap (the first one found), no
@@ -76,7 +128,7 @@ pub fn catch_up_plan(
     read: Result<Vec<History<Arc<Publication>>>, BrokerError>,
     held: Vec<Arc<Publication>>,
     overflow: bool,
-) -> (Vec<Arc<Publication>>, FoundGap) {
+) -> CatchUp {
     let mut gap = overflow.then(|| ("backlog_overflow", Arc::from("")));
     let mut replay = Vec::new();
     let mut tops: Vec<u64> = from.iter().map(|(_, p)| p.offset).collect();
@@ -111,7 +163,8 @@ pub fn catch_up_plan(
         _ => true,
     };
     replay.extend(held.into_iter().filter(fresh));
-    (replay, gap)
+    let floors = from.iter().zip(tops).map(|((c, _), top)| (Arc::clone(c), top)).collect();
+    CatchUp { out: replay, gap, floors }
 }
 
 impl ConnectionManager {
@@ -131,7 +184,7 @@ impl ConnectionManager {
             Recovering { from, from_node: stored.node.clone(), held: Vec::new(), overflow: false };
         let subscribe: Vec<Arc<str>> = recovering.from.iter().map(|(c, _)| Arc::clone(c)).collect();
         let state = SessionState::starting_at(self.limits.history_size, last_seq);
-        let s = self.new_session(who, id.to_owned(), state, Some(Box::new(recovering)));
+        let s = self.new_session(who, id.to_owned(), state, Some(Box::new(TakeOver::CatchingUp(recovering))));
         for c in subscribe.iter().filter(|c| ***c != *BROADCAST_CHANNEL) {
             // Over the limit (the limit shrank): that channel is not resumed.
             let _ = self.subscribe_checked(&s, c, false);
@@ -141,20 +194,23 @@ impl ConnectionManager {
 
     /// Whether `att`'s session waits for [`Self::catch_up`].
     pub fn is_catching_up(&self, att: &Attached) -> bool {
-        att.session.inner.lock().recovering.is_some()
+        att.session.inner.lock().taken_over.as_ref().is_some_and(|t| t.is_catching_up())
     }
 
     /// Reads what a taken-over session missed and sends the welcome, the
     /// replay and what arrived meanwhile. Never fails: a history that
     /// cannot be read is a `resync_required`.
     pub async fn catch_up(&self, att: &Attached) {
-        let from = att.session.inner.lock().recovering.as_ref().map(|r| r.from.clone());
-        let Some(from) = from else { return };
+        let from = match att.session.inner.lock().taken_over.as_deref() {
+            Some(TakeOver::CatchingUp(r)) => r.from.clone(),
+            _ => return,
+        };
         let read = self.broker.read_history(&from, self.limits.history_size).await;
         let s = &att.session;
         let mut inner = s.inner.lock();
-        let Some(r) = inner.recovering.take() else { return };
-        let (out, gap) = catch_up_plan(&from, read, r.held, r.overflow);
+        let Some(TakeOver::CatchingUp(r)) = inner.taken_over.take().map(|t| *t) else { return };
+        let CatchUp { out, gap, floors } = catch_up_plan(&from, read, r.held, r.overflow);
+        inner.taken_over = Some(Box::new(TakeOver::Floors(floors)));
         let replayed = out.len();
         let welcome = Welcome {
             kind: "welcome",
@@ -233,23 +289,45 @@ mod tests {
         let read = Ok(vec![history("room:a", 3, 1..=3), history("broadcast", 1, 1..=1)]);
         // Offset 3 arrived live while the history was read, then 4.
         let held = vec![placed("room:a", 3), placed("room:a", 4)];
-        let (out, gap) = catch_up_plan(&from, read, held, false);
+        let CatchUp { out, gap, floors } = catch_up_plan(&from, read, held, false);
         assert_eq!(gap, None);
+        let floors: Vec<(&str, u64)> = floors.iter().map(|(c, o)| (&**c, *o)).collect();
+        assert_eq!(floors, [("room:a", 3), ("broadcast", 1)]);
         // The replay in the order it was written (tags 19, 26), then live.
         assert_eq!(ids(&out), ["m_broadcast_1", "m_room:a_2", "m_room:a_3", "m_room:a_4"]);
+    }
+
+    #[test]
+    fn after_the_catch_up_a_late_copy_of_a_replayed_publication_is_dropped() {
+        let mut t = TakeOver::Floors(vec![(Arc::from("room:a"), 3), (Arc::from("broadcast"), 1)]);
+        assert_eq!(t.admit(&placed("room:a", 2), 8), (Admit::Drop, false), "replayed already");
+        assert_eq!(t.admit(&placed("room:a", 3), 8), (Admit::Drop, false));
+        assert_eq!(t.admit(&placed("room:a", 4), 8), (Admit::Deliver, false), "past the floor");
+        assert_eq!(t.admit(&placed("room:a", 5), 8), (Admit::Deliver, false));
+        assert_eq!(t.admit(&placed("broadcast", 2), 8), (Admit::Deliver, true), "nothing left to watch");
+        let mut c = TakeOver::CatchingUp(Recovering {
+            from: Vec::new(),
+            from_node: String::new(),
+            held: Vec::new(),
+            overflow: false,
+        });
+        assert_eq!(c.admit(&placed("room:a", 1), 1), (Admit::Hold, false));
+        assert_eq!(c.admit(&placed("room:a", 2), 1), (Admit::Hold, false));
+        let TakeOver::CatchingUp(r) = c else { panic!() };
+        assert!(r.overflow && r.held.len() == 1, "held at most the cap");
     }
 
     #[test]
     fn a_gap_replays_nothing_and_is_named() {
         let from = vec![(Arc::from("room:a"), Position { epoch: 7, offset: 1, tag: 0 })];
         let read = Ok(vec![history("room:a", 5, 3..=5)]);
-        let (out, gap) = catch_up_plan(&from, read, vec![placed("room:a", 6)], false);
+        let CatchUp { out, gap, .. } = catch_up_plan(&from, read, vec![placed("room:a", 6)], false);
         assert_eq!(gap, Some(("history_trimmed", Arc::from("room:a"))));
         assert_eq!(ids(&out), ["m_room:a_6"], "live traffic still follows");
         let unreadable = Err(BrokerError::Unavailable("down".into()));
-        let (_, gap) = catch_up_plan(&from, unreadable, Vec::new(), false);
+        let gap = catch_up_plan(&from, unreadable, Vec::new(), false).gap;
         assert_eq!(gap.map(|g| g.0), Some("history_unavailable"));
-        let (_, gap) = catch_up_plan(&from, Ok(vec![history("room:a", 1, 1..=1)]), Vec::new(), true);
+        let gap = catch_up_plan(&from, Ok(vec![history("room:a", 1, 1..=1)]), Vec::new(), true).gap;
         assert_eq!(gap.map(|g| g.0), Some("backlog_overflow"));
     }
 

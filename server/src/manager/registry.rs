@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use super::admission::too_many_subs;
-use super::recovery::Recovering;
+use super::recovery::TakeOver;
 use super::{Attached, ConnectionManager, Session, SessionInner};
 use crate::backend::LeftReason;
 use crate::session::channels;
@@ -119,14 +119,14 @@ impl ConnectionManager {
         self.new_session(who, id, SessionState::new(self.limits.history_size), None)
     }
 
-    /// A session under `id` with `state`; `recovering` (a session taken
-    /// over from another node) holds its deliveries until it caught up.
+    /// A session under `id` with `state`; `taken_over` (a session from
+    /// another node) holds its deliveries until it caught up.
     pub(super) fn new_session(
         &self,
         who: &Identity,
         id: String,
         state: SessionState<Arc<Publication>>,
-        recovering: Option<Box<Recovering>>,
+        taken_over: Option<Box<TakeOver>>,
     ) -> Arc<Session> {
         // The players map already holds the id (`reserve` put it there):
         // share that copy rather than make another.
@@ -134,7 +134,7 @@ impl ConnectionManager {
             Some(p) => Arc::clone(p.key()),
             None => Arc::from(who.player_id.as_str()),
         };
-        let adopted = recovering.is_some();
+        let adopted = taken_over.is_some();
         let s = Arc::new(Session {
             id: Arc::from(id),
             player_id: Arc::clone(&player_id),
@@ -147,7 +147,7 @@ impl ConnectionManager {
                 left_a_channel: false,
                 post_limit: None,
                 commands: None,
-                recovering,
+                taken_over,
             }),
             subs_lock: Mutex::new(()),
         });
@@ -190,7 +190,7 @@ impl ConnectionManager {
                 .state
                 .subscribe(Arc::clone(&ch), self.limits.max_subscriptions, implicit)
                 .map_err(|SubscribeError::TooMany { max }| too_many_subs(max))?;
-            (added, inner.recovering.is_some())
+            (added, inner.taken_over.as_ref().is_some_and(|t| t.is_catching_up()))
         };
         if added {
             // A session taken over keeps the starting points recorded before.

@@ -206,6 +206,8 @@ async fn a_publication_with_the_backends_id_is_delivered_once_per_node_however_o
     }
     assert_eq!(ids_of(&mut on_a, "order", Duration::from_secs(1)).await, ["order-1"]);
     assert_eq!(ids_of(&mut on_b, "order", Duration::from_secs(1)).await, ["order-1"]);
+    // Once in the channel's history too: a resume elsewhere replays it once.
+    assert_eq!(redis.command(&[b"XLEN", b"ids:{room:x}:history"]), ":1");
 
     // Refused while Redis stalls (A's own subscriber already has it), sent
     // again once Redis is back: B gets it once, A not twice.

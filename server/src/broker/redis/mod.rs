@@ -110,6 +110,11 @@ impl Keys {
     fn history(&self, channel: &str) -> String {
         format!("{}:{{{channel}}}:history", self.0)
     }
+    /// Set while a backend's publication id is within its window, so that
+    /// it is published once cluster-wide (hash-tagged like the channel).
+    fn published_id(&self, channel: &str, id: &str) -> String {
+        format!("{}:{{{channel}}}:id:{id}", self.0)
+    }
     /// A session's record: its player, node and subscriptions.
     fn session(&self, session: &str) -> String {
         format!("{}:session:{session}", self.0)
@@ -309,6 +314,7 @@ impl Broker for RedisBroker {
             stream: self.keys.history(channel),
             size: limits.size,
             ttl_seconds: limits.ttl_seconds,
+            once: envelope.keyed.then(|| self.keys.published_id(channel, &envelope.publication.id)),
         };
         self.publish(Some(placement), || wire::encode(&self.key, &self.node_id, epoch_us(), envelope))
     }

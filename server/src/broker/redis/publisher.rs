@@ -33,10 +33,15 @@ return redis.call('PUBLISH', KEYS[1], ARGV[2])";
 /// (a new epoch when its history is gone), the message appended to the
 /// channel's stream as entry `<offset>-<now µs>` (capped at ARGV[3]
 /// entries, kept ARGV[4] s), and published with its position before it.
-/// KEYS: the publications channel, the channel's meta hash, its stream.
-/// ARGV: deadline µs, message, history size, history TTL s, meta TTL s.
+/// A publication whose id is the backend's runs once per id within the
+/// window, cluster-wide (-2 for the others: nothing is written again, so a
+/// retry is never in a history twice).
+/// KEYS: the publications channel, the channel's meta hash, its stream,
+/// the id's key. ARGV: deadline µs, message, history size, history TTL s,
+/// meta TTL s, id window s (0: not the backend's id).
 const PUBLISH_PLACED: &str = "local t = redis.call('TIME') \
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
+if ARGV[6] ~= '0' and not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[6]) then return -2 end \
 local now = t[1] .. string.format('%06d', tonumber(t[2])) \
 local epoch = redis.call('HGET', KEYS[2], 'e') \
 if not epoch then epoch = now redis.call('HSET', KEYS[2], 'e', epoch) redis.call('DEL', KEYS[3]) end \
@@ -53,6 +58,8 @@ pub(super) struct Placement {
     pub stream: String,
     pub size: u64,
     pub ttl_seconds: u64,
+    /// The key that makes a backend's id run once (`None`: our own id).
+    pub once: Option<String>,
 }
 
 impl RedisBroker {
@@ -111,17 +118,20 @@ impl RedisBroker {
             for job in &batch {
                 match job {
                     Job::Publish { message, deadline_us, placement: Some(p), .. } => {
+                        let window = crate::session::recent_ids::WINDOW_MS / 1000;
                         pipe.cmd("EVAL")
                             .arg(PUBLISH_PLACED)
-                            .arg(3)
+                            .arg(4)
                             .arg(&channel)
                             .arg(&p.meta)
                             .arg(&p.stream)
+                            .arg(p.once.as_deref().unwrap_or(&p.meta))
                             .arg(*deadline_us)
                             .arg(message.as_ref())
                             .arg(p.size)
                             .arg(p.ttl_seconds)
-                            .arg(p.ttl_seconds.max(super::sessions::CLAIM_TTL_SECONDS));
+                            .arg(p.ttl_seconds.max(super::sessions::CLAIM_TTL_SECONDS))
+                            .arg(if p.once.is_some() { window } else { 0 });
                     }
                     Job::Publish { message, deadline_us, placement: None, .. } => {
                         pipe.cmd("EVAL")
@@ -215,7 +225,8 @@ impl RedisBroker {
                     Job::Publish { ack, .. } => {
                         let outcome = match (&result, answers.as_mut().and_then(Iterator::next)) {
                             (Err(e), _) => Err(e.clone()),
-                            (Ok(_), Some(n)) if *n >= 0 => Ok(()),
+                            // -2: a backend's id already published: done.
+                            (Ok(_), Some(n)) if *n >= 0 || *n == -2 => Ok(()),
                             (Ok(_), _) => Err(unavailable("Redis ran it past its deadline: dropped")),
                         };
                         ev::broker_published(outcome.as_ref().err().map(ToString::to_string).as_deref());
