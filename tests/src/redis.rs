@@ -27,6 +27,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Arguments beyond the port, the bind and no persistence.
+    extra: Vec<String>,
 }
 
 impl std::fmt::Debug for RedisServer {
@@ -62,14 +64,52 @@ impl RedisServer {
     /// When `redis-server` is missing or does not answer in time.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut this = Self { child: None, port: free_port(), dir };
+        let mut this = Self { child: None, port: free_port(), dir, extra: Vec::new() };
         this.spawn().await;
         this
     }
 
+    /// Starts a replica of `master` (`--replicaof`), as a Sentinel setup has.
+    pub async fn start_replica(master: &RedisServer) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let extra = vec!["--replicaof".into(), "127.0.0.1".into(), master.port.to_string()];
+        let mut this = Self { child: None, port: free_port(), dir, extra };
+        this.spawn().await;
+        this
+    }
+
+    /// Starts a Sentinel watching `master` under `name` (quorum 2, a master
+    /// is down after a second without an answer).
+    pub async fn start_sentinel(master: &RedisServer, name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        // Sentinel rewrites its configuration file: it lives in `dir`.
+        let conf = dir.path().join("sentinel.conf");
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\nsentinel monitor {name} 127.0.0.1 {} 2\n\
+             sentinel down-after-milliseconds {name} 1000\nsentinel failover-timeout {name} 5000\n\
+             sentinel parallel-syncs {name} 1\n",
+            master.port
+        );
+        std::fs::write(&conf, text).expect("write sentinel.conf");
+        let extra = vec![conf.display().to_string(), "--sentinel".into()];
+        let mut this = Self { child: None, port, dir, extra };
+        this.spawn().await;
+        this
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     async fn spawn(&mut self) {
-        let child = Command::new(binary())
-            .args([
+        let sentinel = self.extra.iter().any(|a| a == "--sentinel");
+        let mut cmd = Command::new(binary());
+        if sentinel {
+            // The configuration file first, then `--sentinel`; the port is in it.
+            cmd.args(&self.extra);
+        } else {
+            cmd.args([
                 "--port",
                 &self.port.to_string(),
                 "--bind",
@@ -81,6 +121,9 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -280,6 +280,12 @@ pub struct BrokerConfig {
     pub history_size: u64,
     /// Seconds a channel's history outlives its last publication.
     pub history_ttl_seconds: u64,
+    /// Redis Sentinels (`host:port`) that name the master of
+    /// `sentinel_master`: when set, `url` is not used and every
+    /// (re)connection asks them where the master is now.
+    pub sentinels: Vec<String>,
+    /// The master's name in the Sentinels' configuration.
+    pub sentinel_master: String,
     /// Per-namespace `history_size` / `history_ttl_seconds`, e.g.
     /// `chat = { size = 2000, ttl_seconds = 3600 }`.
     pub history_namespaces: std::collections::BTreeMap<String, HistoryLimits>,
@@ -318,6 +324,8 @@ impl Default for BrokerConfig {
             history_size: 1000,
             history_ttl_seconds: 600,
             history_namespaces: std::collections::BTreeMap::new(),
+            sentinels: Vec::new(),
+            sentinel_master: String::new(),
         }
     }
 }

@@ -187,6 +187,17 @@ impl Config {
         p.between("broker.heartbeat_seconds", b.heartbeat_seconds, 1, MAX_SECONDS);
         p.between("broker.history_size", b.history_size, 0, MAX_HISTORY);
         p.between("broker.history_ttl_seconds", b.history_ttl_seconds, 1, MAX_SECONDS);
+        if !b.sentinels.is_empty() && b.sentinel_master.is_empty() {
+            p.invalid(
+                "broker.sentinel_master",
+                "is required with broker.sentinels (the master's name there)",
+            );
+        }
+        for s in &b.sentinels {
+            if s.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+                p.invalid("broker.sentinels", format!("{s:?} is not host:port"));
+            }
+        }
         for (ns, h) in &b.history_namespaces {
             if !is_valid_namespace(ns) {
                 p.invalid(

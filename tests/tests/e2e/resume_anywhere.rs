@@ -209,3 +209,57 @@ async fn the_rust_client_behind_a_round_robin_balancer_loses_nothing_when_its_no
     assert!(balancer.accepted() >= 2, "the client reconnected through the balancer");
     client.close().await;
 }
+
+#[tokio::test]
+async fn a_sentinel_failover_is_followed_and_told_never_silent() {
+    let mut master = RedisServer::start().await;
+    let replica = RedisServer::start_replica(&master).await;
+    let mut sentinels = Vec::new();
+    for _ in 0..3 {
+        sentinels.push(RedisServer::start_sentinel(&master, "tandem-master").await);
+    }
+    eventually("the replica is in sync", WAIT, || async {
+        (master.command(&[b"WAIT", b"1", b"100"]) == ":1").then_some(())
+    })
+    .await;
+    let list: Vec<String> = sentinels.iter().map(|s| format!("\"127.0.0.1:{}\"", s.port())).collect();
+    let via_sentinels = [
+        ("broker", "sentinels", format!("[{}]", list.join(", "))),
+        ("broker", "sentinel_master", "\"tandem-master\"".to_owned()),
+        // Not used with Sentinels: nothing listens there.
+        ("broker", "url", "\"redis://127.0.0.1:1\"".to_owned()),
+    ];
+    let extra: Vec<(&str, &str, &str)> = via_sentinels.iter().map(|(s, k, v)| (*s, *k, v.as_str())).collect();
+    let (a, b) = (node(&master, "ra5", &extra).await, node(&master, "ra5", &extra).await);
+    let mut on_a =
+        Peer::connect(Transport::WebSocket, &a.dev("ivy").channels(&["room:f"])).await.expect("on A");
+    publish(&b, "room:f", 0).await;
+    assert_eq!(on_a.expect_delivery().await.data["n"].as_u64(), Some(0));
+
+    master.kill();
+    // The Sentinels promote the replica; the nodes ask them again and follow.
+    eventually("a publication through the new master", Duration::from_secs(30), || async {
+        let (status, _) =
+            b.api_post("/api/publish", json!({"channel": "room:f", "event": "n", "data": {"n": 1}})).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert_eq!(replica.command(&[b"ROLE"]), "*3", "the replica is the master now (ROLE has 3 parts)");
+    // A's link was cut by the failover: its client is told to resync, never
+    // left with a silent gap, then gets what follows.
+    let mut resync = false;
+    loop {
+        match on_a.next_frame(WAIT).await.expect("a frame") {
+            tandem_client::ServerFrame::Resync { reason } => {
+                assert_eq!(reason, "broker_reconnected");
+                resync = true;
+            }
+            tandem_client::ServerFrame::Message(d) => {
+                assert_eq!(d.data["n"].as_u64(), Some(1), "{d:?}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(resync, "the failover was told before the next publication");
+}

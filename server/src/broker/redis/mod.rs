@@ -168,7 +168,11 @@ pub struct RedisBroker {
     /// this after it was queued is dropped by Redis (its publisher was
     /// told it failed).
     publish_timeout: Duration,
-    client: redis::Client,
+    /// The Redis to use now: `broker.url`'s, or the master the Sentinels
+    /// named at the last (re)connection.
+    client: Mutex<redis::Client>,
+    /// `broker.sentinels`: asked at each (re)connection.
+    sentinel: Option<tokio::sync::Mutex<redis::sentinel::SentinelClient>>,
     timeout: Duration,
     heartbeat: Duration,
     /// `broker.history_*`: what each channel keeps.
@@ -212,6 +216,19 @@ impl RedisBroker {
         // The URL may hold a password: never echo it.
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|_| unavailable("broker.url is not a valid Redis URL"))?;
+        let sentinel = if cfg.sentinels.is_empty() {
+            None
+        } else {
+            let addrs: Vec<String> = cfg.sentinels.iter().map(|a| format!("redis://{a}")).collect();
+            let s = redis::sentinel::SentinelClient::build(
+                addrs,
+                cfg.sentinel_master.clone(),
+                None,
+                redis::sentinel::SentinelServerType::Master,
+            )
+            .map_err(|_| unavailable("broker.sentinels are not valid addresses"))?;
+            Some(tokio::sync::Mutex::new(s))
+        };
         let (jobs, rx) = mpsc::channel(publisher::QUEUE);
         Ok(Arc::new_cyclic(|me| Self {
             node_id: protocol::random_id('n'),
@@ -219,7 +236,8 @@ impl RedisBroker {
             key: wire::ClusterKey::new(cfg.cluster_key.as_bytes()),
             max_message_bytes,
             publish_timeout: Duration::from_millis(cfg.publish_timeout_ms),
-            client,
+            client: Mutex::new(client),
+            sentinel,
             timeout: Duration::from_millis(cfg.command_timeout_ms),
             heartbeat: Duration::from_secs(cfg.heartbeat_seconds),
             history: cfg.clone(),
@@ -270,12 +288,23 @@ impl RedisBroker {
         }
     }
 
+    /// The Redis to connect to: with Sentinels, the master they name now
+    /// (asked at every connection, so a failover is followed).
+    async fn redis(&self) -> Result<redis::Client, BrokerError> {
+        if let Some(sentinel) = &self.sentinel {
+            let mut s = sentinel.lock().await;
+            let master = self.timed(s.async_get_client()).await?;
+            *self.client.lock() = master;
+        }
+        Ok(self.client.lock().clone())
+    }
+
     /// The command link, connecting if needed.
     async fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
         if let Some(c) = self.link.lock().clone() {
             return Ok(c);
         }
-        let c = self.timed(self.client.get_multiplexed_async_connection()).await?;
+        let c = self.timed(self.redis().await?.get_multiplexed_async_connection()).await?;
         *self.link.lock() = Some(c.clone());
         Ok(c)
     }

@@ -32,7 +32,7 @@ impl RedisBroker {
         let mut first = true;
         loop {
             let subscribed = async {
-                let mut ps = self.timed(self.client.get_async_pubsub()).await?;
+                let mut ps = self.timed(self.redis().await?.get_async_pubsub()).await?;
                 self.timed(ps.subscribe(&channel)).await?;
                 Ok::<_, BrokerError>(ps)
             }
