@@ -5,7 +5,8 @@
 //! that native game clients and Tandem's own end-to-end tests speak exactly
 //! what a browser speaks.
 //!
-//! - [`client`]: the high-level [`Client`]: reconnect with backoff, resume,
+//! - [`client`]: the high-level [`Client`]: reconnect with backoff, resume
+//!   (on any node of a cluster: it keeps each channel's last position),
 //!   exactly-once delivery, fallback from WebSocket to SSE, dual mode,
 //!   status, typed calls, commands to the game backend. Start here.
 //! - [`machine`]: the protocol decisions behind it, as plain code without
