@@ -563,7 +563,7 @@ export class TandemClient {
     if (this.seq.sessionId) {
       q.set('session_id', this.seq.sessionId);
       q.set('last_seq', String(this.seq.lastSeq));
-      q.set('positions', this.seq.positionsParam());
+      q.set('positions', this.seq.positionsParam((c) => this.channels.has(c) || c === 'broadcast' || c.startsWith('player:')));
     }
     if (this.channels.size) q.set('channels', [...this.channels].join(','));
     return q.toString();

@@ -102,9 +102,12 @@ export class Sequencer {
     this.positions.clear();
   }
 
-  /** The `positions` query parameter of a resume (`<channel>=<pos>,…`; empty: nothing received on any channel yet). */
-  positionsParam(): string {
-    return [...this.positions].map(([c, p]) => `${c}=${p}`).join(',');
+  /** The `positions` query parameter of a resume (`<channel>=<pos>,…`; empty: nothing received yet) for the channels `follows` keeps. */
+  positionsParam(follows: (channel: string) => boolean = () => true): string {
+    return [...this.positions]
+      .filter(([c]) => follows(c))
+      .map(([c, p]) => `${c}=${p}`)
+      .join(',');
   }
 
   /** Whether deliveries wait for a gap that only a resume can fill. */

@@ -106,6 +106,7 @@ test('positions are kept per channel as delivered, presented on resume, forgotte
   assert.equal(s.positionsParam(), 'room:a=7.1.11', 'seq 3 waits for 2: not delivered, not kept');
   s.accept({ ...msg(2), pos: '7.2.22' });
   assert.equal(s.positionsParam(), 'room:a=7.2.22,broadcast=8.4.44');
+  assert.equal(s.positionsParam((c) => c !== 'room:a'), 'broadcast=8.4.44', 'a channel left is not presented');
   s.welcome(welcome('s1', 3, { resumed: true }));
   assert.equal(s.positions.size, 2, 'a resume keeps them');
   s.welcome(welcome('s1', 9, { resync_required: true }));

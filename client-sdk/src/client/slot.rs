@@ -164,10 +164,13 @@ async fn open(shared: &Shared, transport: Transport) -> Result<Link, End> {
     if let Some(origin) = &o.origin {
         opts = opts.origin(origin.clone());
     }
-    if let Some((session, last_seq, positions)) = shared.resume_point().await {
+    let channels = shared.subscriptions();
+    if let Some((session, last_seq, mut positions)) = shared.resume_point().await {
+        // Only channels the session still follows (one it left is not resumed).
+        positions.retain(|(c, _)| channels.contains(c) || c == "broadcast" || c.starts_with("player:"));
         opts = opts.session(session).last_seq(last_seq).positions(positions);
     }
-    opts.channels = shared.subscriptions();
+    opts.channels = channels;
     Link::open(transport, &opts).await.map_err(|e| end_of(&e))
 }
 

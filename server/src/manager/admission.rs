@@ -221,7 +221,9 @@ impl ConnectionManager {
             let (s, fresh) = match (session.take(), adopt.take(), &req.session_id) {
                 (Some(s), _, _) => (s, false),
                 (None, Some(stored), Some(id)) if *stored.player_id == *who.player_id => {
-                    (self.adopt_session(who, id, req.last_seq.unwrap_or(0), stored, &req.positions), false)
+                    let asked: Vec<String> = req.channels.iter().chain(&req.granted).cloned().collect();
+                    let last_seq = req.last_seq.unwrap_or(0);
+                    (self.adopt_session(who, id, last_seq, stored, &req.positions, &asked), false)
                 }
                 (None, Some(_), Some(_)) => return Err(AttachError::SessionForbidden),
                 _ => (self.create_session(who), true),

@@ -24,6 +24,8 @@ use crate::telemetry as ev;
 pub(crate) struct Recovering {
     /// Each channel (and `broadcast`) and the client's position in it.
     from: Vec<(Arc<str>, Position)>,
+    /// A channel to follow with no starting point (see [`starting_points`]).
+    unknown: Option<Arc<str>>,
     /// The node that held the session.
     from_node: String,
     held: Vec<Arc<Publication>>,
@@ -84,26 +86,46 @@ impl TakeOver {
     }
 }
 
-/// Where each channel starts: the client's own position where it gave one,
-/// else the position recorded when the session subscribed. Channels the
-/// client gave a position for but `who` may no longer join are left out.
+/// Channels and where each starts.
+pub type Positions = Vec<(Arc<str>, Position)>;
+
+/// Where each channel the session follows starts: the channels of its
+/// record, its player's channel, `broadcast`, and those the client asks
+/// for now (`asked`); each from the client's own position where it gave
+/// one, else the position recorded when the session subscribed. A channel
+/// `who` may no longer join is left out. Also the first channel with
+/// neither position (its record was never written): what it missed there
+/// cannot be known. Positions for channels the session does not follow
+/// (it left them) are ignored.
 pub fn starting_points(
     who: &Identity,
     stored: &StoredSession,
     given: &[(String, Position)],
-) -> Vec<(Arc<str>, Position)> {
-    let mut from: Vec<(Arc<str>, Position)> = Vec::new();
+    asked: &[String],
+) -> (Positions, Option<Arc<str>>) {
+    let personal = channels::personal_channel(&who.player_id);
     let allowed = |c: &str| c == BROADCAST_CHANNEL || channels::check_subscribe(who, c).is_ok();
-    for (c, p) in stored.channels.iter().chain(given) {
-        if !allowed(c) {
+    let followed = stored
+        .channels
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .chain([personal.as_str(), BROADCAST_CHANNEL])
+        .chain(asked.iter().map(String::as_str));
+    let (mut from, mut unknown): (Positions, Option<Arc<str>>) = (Vec::new(), None);
+    for c in followed {
+        if !allowed(c) || from.iter().any(|(f, _)| **f == *c) {
             continue;
         }
         let own = given.iter().find(|(g, _)| g == c).map(|(_, p)| *p);
-        if !from.iter().any(|(f, _)| **f == **c) {
-            from.push((Arc::from(c.as_str()), own.unwrap_or(*p)));
+        let recorded = stored.channels.iter().find(|(r, _)| r == c).map(|(_, p)| *p);
+        match own.or(recorded) {
+            Some(p) => from.push((Arc::from(c), p)),
+            None => {
+                unknown.get_or_insert_with(|| Arc::from(c));
+            }
         }
     }
-    from
+    (from, unknown)
 }
 
 /// The first gap found: its reason label and channel.
@@ -128,8 +150,11 @@ pub fn catch_up_plan(
     read: Result<Vec<History<Arc<Publication>>>, BrokerError>,
     held: Vec<Arc<Publication>>,
     overflow: bool,
+    unknown: Option<Arc<str>>,
 ) -> CatchUp {
-    let mut gap = overflow.then(|| ("backlog_overflow", Arc::from("")));
+    let mut gap = unknown
+        .map(|c| ("subscription_unrecorded", c))
+        .or_else(|| overflow.then(|| ("backlog_overflow", Arc::from(""))));
     let mut replay = Vec::new();
     let mut tops: Vec<u64> = from.iter().map(|(_, p)| p.offset).collect();
     match read {
@@ -178,10 +203,11 @@ impl ConnectionManager {
         last_seq: u64,
         stored: &StoredSession,
         given: &[(String, Position)],
+        asked: &[String],
     ) -> Arc<Session> {
-        let from = starting_points(who, stored, given);
+        let (from, unknown) = starting_points(who, stored, given, asked);
         let recovering =
-            Recovering { from, from_node: stored.node.clone(), held: Vec::new(), overflow: false };
+            Recovering { from, unknown, from_node: stored.node.clone(), held: Vec::new(), overflow: false };
         let subscribe: Vec<Arc<str>> = recovering.from.iter().map(|(c, _)| Arc::clone(c)).collect();
         let state = SessionState::starting_at(self.limits.history_size, last_seq);
         let s = self.new_session(who, id.to_owned(), state, Some(Box::new(TakeOver::CatchingUp(recovering))));
@@ -209,7 +235,7 @@ impl ConnectionManager {
         let s = &att.session;
         let mut inner = s.inner.lock();
         let Some(TakeOver::CatchingUp(r)) = inner.taken_over.take().map(|t| *t) else { return };
-        let CatchUp { out, gap, floors } = catch_up_plan(&from, read, r.held, r.overflow);
+        let CatchUp { out, gap, floors } = catch_up_plan(&from, read, r.held, r.overflow, r.unknown);
         inner.taken_over = Some(Box::new(TakeOver::Floors(floors)));
         let replayed = out.len();
         let welcome = Welcome {
@@ -289,7 +315,7 @@ mod tests {
         let read = Ok(vec![history("room:a", 3, 1..=3), history("broadcast", 1, 1..=1)]);
         // Offset 3 arrived live while the history was read, then 4.
         let held = vec![placed("room:a", 3), placed("room:a", 4)];
-        let CatchUp { out, gap, floors } = catch_up_plan(&from, read, held, false);
+        let CatchUp { out, gap, floors } = catch_up_plan(&from, read, held, false, None);
         assert_eq!(gap, None);
         let floors: Vec<(&str, u64)> = floors.iter().map(|(c, o)| (&**c, *o)).collect();
         assert_eq!(floors, [("room:a", 3), ("broadcast", 1)]);
@@ -307,6 +333,7 @@ mod tests {
         assert_eq!(t.admit(&placed("broadcast", 2), 8), (Admit::Deliver, true), "nothing left to watch");
         let mut c = TakeOver::CatchingUp(Recovering {
             from: Vec::new(),
+            unknown: None,
             from_node: String::new(),
             held: Vec::new(),
             overflow: false,
@@ -321,14 +348,18 @@ mod tests {
     fn a_gap_replays_nothing_and_is_named() {
         let from = vec![(Arc::from("room:a"), Position { epoch: 7, offset: 1, tag: 0 })];
         let read = Ok(vec![history("room:a", 5, 3..=5)]);
-        let CatchUp { out, gap, .. } = catch_up_plan(&from, read, vec![placed("room:a", 6)], false);
+        let CatchUp { out, gap, .. } = catch_up_plan(&from, read, vec![placed("room:a", 6)], false, None);
         assert_eq!(gap, Some(("history_trimmed", Arc::from("room:a"))));
         assert_eq!(ids(&out), ["m_room:a_6"], "live traffic still follows");
         let unreadable = Err(BrokerError::Unavailable("down".into()));
-        let gap = catch_up_plan(&from, unreadable, Vec::new(), false).gap;
+        let gap = catch_up_plan(&from, unreadable, Vec::new(), false, None).gap;
         assert_eq!(gap.map(|g| g.0), Some("history_unavailable"));
-        let gap = catch_up_plan(&from, Ok(vec![history("room:a", 1, 1..=1)]), Vec::new(), true).gap;
+        let gap = catch_up_plan(&from, Ok(vec![history("room:a", 1, 1..=1)]), Vec::new(), true, None).gap;
         assert_eq!(gap.map(|g| g.0), Some("backlog_overflow"));
+        let unrecorded = Some(Arc::from("room:b"));
+        let gap =
+            catch_up_plan(&from, Ok(vec![history("room:a", 1, 1..=1)]), Vec::new(), false, unrecorded).gap;
+        assert_eq!(gap, Some(("subscription_unrecorded", Arc::from("room:b"))));
     }
 
     #[test]
@@ -345,9 +376,22 @@ mod tests {
             node: "n_1".into(),
             channels: vec![("room:a".into(), at(1)), ("broadcast".into(), at(2)), ("chat:x".into(), at(1))],
         };
-        let given = vec![("room:a".to_owned(), at(5)), ("room:b".to_owned(), at(3))];
-        let from = starting_points(&who, &stored, &given);
+        let given =
+            vec![("room:a".to_owned(), at(5)), ("room:b".to_owned(), at(3)), ("room:left".to_owned(), at(9))];
+        let (from, unknown) = starting_points(&who, &stored, &given, &["room:b".to_owned()]);
         let got: Vec<(&str, u64)> = from.iter().map(|(c, p)| (&**c, p.offset)).collect();
-        assert_eq!(got, [("room:a", 5), ("broadcast", 2), ("room:b", 3)]);
+        assert_eq!(
+            got,
+            [("room:a", 5), ("broadcast", 2), ("room:b", 3)],
+            "not room:left: no longer followed"
+        );
+        assert_eq!(unknown.as_deref(), Some("player:alice"), "its record lacks the player's channel");
+        let stored = StoredSession {
+            channels: vec![("player:alice".into(), at(1)), ("broadcast".into(), at(2))],
+            ..stored
+        };
+        let (_, unknown) = starting_points(&who, &stored, &[], &["room:c".to_owned()]);
+        assert_eq!(unknown.as_deref(), Some("room:c"), "asked for, never recorded, no position");
+        assert_eq!(starting_points(&who, &stored, &[], &[]).1, None);
     }
 }

@@ -11,7 +11,7 @@ pub const RESUME_GAPS_TOTAL: &str = "tandem_resume_gaps_total";
 /// Why a catch-up could not be complete (the `reason` label): the
 /// [`crate::session::position::Gap`] names, a history that could not be
 /// read, and a live backlog past the queue while it was read.
-pub const GAP_REASONS: [&str; 7] = [
+pub const GAP_REASONS: [&str; 8] = [
     "epoch_changed",
     "position_ahead",
     "history_trimmed",
@@ -19,6 +19,7 @@ pub const GAP_REASONS: [&str; 7] = [
     "replay_too_long",
     "history_unavailable",
     "backlog_overflow",
+    "subscription_unrecorded",
 ];
 
 pub(super) fn register_resume_metrics() {

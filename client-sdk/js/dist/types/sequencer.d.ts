@@ -52,8 +52,8 @@ export declare class Sequencer {
     release(): Message[];
     /** Forgets the session (it ended): the next welcome starts a new one, with no resync. */
     reset(): void;
-    /** The `positions` query parameter of a resume (`<channel>=<pos>,…`; empty: nothing received on any channel yet). */
-    positionsParam(): string;
+    /** The `positions` query parameter of a resume (`<channel>=<pos>,…`; empty: nothing received yet) for the channels `follows` keeps. */
+    positionsParam(follows?: (channel: string) => boolean): string;
     /** Whether deliveries wait for a gap that only a resume can fill. */
     get waiting(): number;
     private drain;
