@@ -263,3 +263,39 @@ async fn a_sentinel_failover_is_followed_and_told_never_silent() {
     }
     assert!(resync, "the failover was told before the next publication");
 }
+
+#[tokio::test]
+async fn a_session_taken_over_is_not_reported_gone_when_its_old_node_is_reaped() {
+    let game = tandem_e2e::backend::TestBackend::start().await;
+    let redis = RedisServer::start().await;
+    let events = format!("\"{}\"", game.url(tandem_e2e::backend::EVENTS));
+    let extra = [("session", "resume_window_seconds", "2"), ("backend", "events_url", events.as_str())];
+    let (a, b) = (node(&redis, "ra6", &extra).await, node(&redis, "ra6", &extra).await);
+    let (session, pos) = orphaned(&a, &b, "jade", "room:j").await;
+    let opts = b.dev("jade").session(&session).last_seq(1).positions(vec![("room:j".into(), pos)]);
+    let on_b = Peer::connect(Transport::WebSocket, &opts).await.expect("resume on B");
+    assert!(on_b.welcome().resumed, "{:?}", on_b.welcome());
+    game.wait_event("session_resumed on B", WAIT, |e| {
+        e["type"] == "session_resumed" && e["session_id"] == session.as_str()
+    })
+    .await;
+    // B reaps A (three missed heartbeats) and, the resume window later,
+    // would report A's sessions gone: not this one, which lives on B.
+    b.wait_for_log(|l| l["message"].as_str().is_some_and(|m| m.starts_with("Cluster node lost")), WAIT).await;
+    let settle = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < settle {
+        let left: Vec<Value> = game
+            .delivered_events()
+            .into_iter()
+            .filter(|e| e["type"] == "player_left" && e["session_id"] == session.as_str())
+            .collect();
+        assert!(left.is_empty(), "a player_left for a session alive on B: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // When it does end on B, it is reported once.
+    on_b.close().await;
+    game.wait_event("player_left once the session expires on B", Duration::from_secs(15), |e| {
+        e["type"] == "player_left" && e["session_id"] == session.as_str()
+    })
+    .await;
+}
