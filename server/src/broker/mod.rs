@@ -20,6 +20,8 @@ pub(crate) mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use futures_util::future::BoxFuture;
 use tandem_monitoring::{ConnectionOverview, HealthCheck};
 use tandem_protocol::ErrorCode;
@@ -27,6 +29,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{BrokerConfig, BrokerKind};
 use crate::session::channel_presence::{Change, NodePresence};
+use crate::session::identity::Identity;
 use crate::session::position::{History, Position, StoredSession};
 use crate::session::protocol::Publication;
 use crate::session::revocation::Revocation;
@@ -120,6 +123,10 @@ pub trait LocalNode: Send + Sync {
     fn sessions_lost(&self, node: &str, sessions: Vec<(String, String)>, after: Duration);
     /// Node `node` took over a session: drop this node's copy, quietly.
     fn session_moved(&self, session_id: &str, node: &str);
+    /// Node `origin` forwarded an SSE uplink post for a session here: run
+    /// it as if posted here, and answer through
+    /// [`Broker::answer_uplink`].
+    fn uplink(&self, origin: &str, request: u64, session_id: String, who: Identity, body: Bytes);
     /// How long a session without a connection may be resumed.
     fn resume_window(&self) -> Duration;
     /// Node `origin` decided a player's `join` or `leave` of a channel.
@@ -219,6 +226,22 @@ pub trait Broker: Send + Sync {
     /// This node took over a session another node held: it is recorded
     /// here, and the other node drops its copy without a `player_left`.
     fn session_adopted(&self, _session_id: &str, _player_id: &str) {}
+
+    /// Hands an SSE uplink post (its verified sender `who` and its `body`)
+    /// to `node`, which holds `session_id`, and waits for its answer
+    /// (status, JSON body) at most `broker.publish_timeout_ms`.
+    fn forward_uplink<'a>(
+        &'a self,
+        _node: &'a str,
+        _session_id: &'a str,
+        _who: &'a Identity,
+        _body: Bytes,
+    ) -> BoxFuture<'a, Result<(u16, Bytes), BrokerError>> {
+        Box::pin(async { Err(BrokerError::Unavailable("no other node".into())) })
+    }
+
+    /// Sends node `node` the answer to its uplink post `request`.
+    fn answer_uplink(&self, _node: &str, _request: u64, _status: u16, _body: Bytes) {}
 
     /// Whether [`Broker::player_presence`] is wanted (snapshots cost).
     fn wants_presence(&self) -> bool {

@@ -9,6 +9,8 @@
 //! T2\n<mac>\n<origin node>\nr\n<sent epoch µs>\np\n<player id>\n<issued before epoch ms> <until epoch ms>
 //! T2\n<mac>\n<origin node>\n<j|l>\n<sent epoch µs>\n<channel>\n<player id>\n
 //! T2\n<mac>\n<origin node>\nm\n<sent epoch µs>\n-\n<session id>\n
+//! T2\n<mac>\n<origin node>\nu\n<sent epoch µs>\n<request>\n<to node>\n<session id>\n<identity JSON>\n<body>
+//! T2\n<mac>\n<origin node>\nU\n<sent epoch µs>\n<request>\n<to node>\n<status>\n<body>
 //! ```
 //! The first is a publication to a channel (`c`) or to everyone (`b`),
 //! in upper case when its id is the backend's (delivered once per id); its
@@ -18,7 +20,10 @@
 //! the third and fourth a token revocation (by `jti`, by player); the last
 //! a player's `join` or `leave` of a channel decided on the origin node
 //! (`channels.presence_events`); the last says the origin node took a
-//! session over (its previous node drops its copy).
+//! session over (its previous node drops its copy); `u` is an SSE
+//! client's uplink post that reached a node not holding its session, for
+//! the node that does (the client's verified identity with it), and `U`
+//! that node's answer.
 //!
 //! A publication comes out of Redis as `P<epoch>.<offset>.<tag>\n` and
 //! the message: its place in its channel's history, written by Redis.
@@ -39,7 +44,7 @@ use sha2::Sha256;
 use super::{Envelope, Scope};
 use crate::session::channel_presence::Change;
 use crate::session::channels;
-use crate::session::identity::is_valid_player_id;
+use crate::session::identity::{Identity, is_valid_player_id};
 use crate::session::position::Position;
 use crate::session::protocol::{self, Publication};
 use crate::session::revocation::Revocation;
@@ -47,8 +52,13 @@ use crate::session::revocation::Revocation;
 const VERSION: &[u8] = b"T2";
 /// `T2\n`, the MAC in hex, `\n`: what precedes the signed part.
 const HEAD: usize = VERSION.len() + 1 + 64 + 1;
-/// Room for the header lines beside a frame tail of the largest size.
-const HEADER_ROOM: usize = 1024;
+/// Room for the header lines beside a frame tail of the largest size (and
+/// beside a forwarded uplink body: its identity, at most
+/// [`MAX_IDENTITY_BYTES`]).
+const HEADER_ROOM: usize = 1024 + MAX_IDENTITY_BYTES;
+/// The longest identity an uplink post is forwarded with (its token's
+/// claims); past it the post is answered where it arrived.
+pub const MAX_IDENTITY_BYTES: usize = 4096;
 
 /// `broker.cluster_key`, ready to sign and verify (keyed once).
 #[derive(Clone)]
@@ -123,6 +133,21 @@ pub enum Payload {
     /// The origin node took this session over.
     Moved {
         session_id: String,
+    },
+    /// An SSE uplink post for node `to`, which holds `session_id`.
+    Uplink {
+        request: u64,
+        to: String,
+        session_id: String,
+        identity: Identity,
+        body: Bytes,
+    },
+    /// Node `to`'s answer to its uplink post `request`.
+    UplinkAnswer {
+        request: u64,
+        to: String,
+        status: u16,
+        body: Bytes,
     },
     /// A player joined or left a channel on the origin node.
     Presence {
@@ -235,6 +260,58 @@ pub fn encode_moved(key: &ClusterKey, origin: &str, sent_us: u64, session_id: &s
     seal(key, buf)
 }
 
+/// Fields, then a free-form last part, of a request or an answer.
+fn encode_lines(
+    key: &ClusterKey,
+    origin: &str,
+    scope: u8,
+    sent_us: u64,
+    lines: &[&[u8]],
+    last: &[u8],
+) -> Bytes {
+    let mut buf = start(32 + origin.len() + lines.iter().map(|l| l.len() + 1).sum::<usize>() + last.len());
+    buf.put_slice(origin.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_u8(scope);
+    buf.put_u8(b'\n');
+    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
+    for l in lines {
+        buf.put_u8(b'\n');
+        buf.put_slice(l);
+    }
+    buf.put_u8(b'\n');
+    buf.put_slice(last);
+    seal(key, buf)
+}
+
+/// An SSE uplink post for node `to` (`identity` is compact JSON: no newline).
+pub fn encode_uplink(
+    key: &ClusterKey,
+    origin: &str,
+    sent_us: u64,
+    (request, to): (u64, &str),
+    session_id: &str,
+    identity: &[u8],
+    body: &[u8],
+) -> Bytes {
+    let id = itoa::Buffer::new().format(request).as_bytes().to_vec();
+    encode_lines(key, origin, b'u', sent_us, &[&id, to.as_bytes(), session_id.as_bytes(), identity], body)
+}
+
+/// The answer to uplink post `request` of node `to`.
+pub fn encode_uplink_answer(
+    key: &ClusterKey,
+    origin: &str,
+    sent_us: u64,
+    (request, to): (u64, &str),
+    status: u16,
+    body: &[u8],
+) -> Bytes {
+    let id = itoa::Buffer::new().format(request).as_bytes().to_vec();
+    let status = itoa::Buffer::new().format(status).as_bytes().to_vec();
+    encode_lines(key, origin, b'U', sent_us, &[&id, to.as_bytes(), &status], body)
+}
+
 pub fn encode(key: &ClusterKey, origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
     let p = &envelope.publication;
     let tail = p.tail();
@@ -337,6 +414,24 @@ fn parse(msg: &Bytes, max_bytes: usize, position: Option<Position>) -> Option<Re
             std::str::from_utf8(channel).ok()?,
             std::str::from_utf8(rest).ok()?,
         )?),
+        b"u" | b"U" => {
+            let request = std::str::from_utf8(id).ok()?.parse().ok()?;
+            let to = text(channel).filter(|n| is_node_id(n))?;
+            let (first, rest) = split_line(rest)?;
+            if scope == b"U" {
+                let status =
+                    std::str::from_utf8(first).ok()?.parse().ok().filter(|s| (100..600).contains(s))?;
+                Payload::UplinkAnswer { request, to, status, body: msg.slice_ref(rest) }
+            } else {
+                let session_id = text(first).filter(|s| protocol::is_session_id(s))?;
+                let (identity, body) = split_line(rest)?;
+                let identity: Identity = serde_json::from_slice(identity).ok()?;
+                if !is_valid_player_id(&identity.player_id) {
+                    return None;
+                }
+                Payload::Uplink { request, to, session_id, identity, body: msg.slice_ref(body) }
+            }
+        }
         b"m" => {
             let session_id =
                 text(channel).filter(|s| protocol::is_session_id(s) && id == b"-" && rest.is_empty())?;
@@ -370,6 +465,12 @@ fn parse(msg: &Bytes, max_bytes: usize, position: Option<Position>) -> Option<Re
         _ => return None,
     };
     Some(Received { origin, sent_us, payload })
+}
+
+/// The bytes before the first newline, and those after it.
+fn split_line(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nl = b.iter().position(|&c| c == b'\n')?;
+    Some((&b[..nl], &b[nl + 1..]))
 }
 
 /// Node ids as [`protocol::random_id`] makes them.
@@ -473,6 +574,26 @@ mod tests {
         assert_eq!(decode(placed("1.1.1", &disconnect)).err(), Some(Refused::Malformed), "only publications");
         assert_eq!(decode(placed("1.1.1", &Bytes::from_static(b"forged"))).err(), Some(Refused::Unsigned));
 
+        let who = Identity {
+            player_id: "kai".into(),
+            channels: Some(vec!["room".into()]),
+            publish: None,
+            dev_mode: false,
+        };
+        let identity = serde_json::to_vec(&who).unwrap();
+        let body = b"{\"type\":\"ping\",\n\"id\":1}";
+        let up = decode(encode_uplink(&key(), "n_1", 1, (9, "n_2"), "s_ab", &identity, body)).unwrap();
+        assert!(
+            matches!(up.payload, Payload::Uplink { request: 9, ref to, ref session_id, ref identity, ref body }
+            if to == "n_2" && session_id == "s_ab" && *identity == who && &body[..] == b"{\"type\":\"ping\",\n\"id\":1}")
+        );
+        let ans = decode(encode_uplink_answer(&key(), "n_2", 1, (9, "n_1"), 403, b"{}")).unwrap();
+        assert!(matches!(ans.payload, Payload::UplinkAnswer { request: 9, ref to, status: 403, ref body }
+            if to == "n_1" && &body[..] == b"{}"));
+        let bad =
+            encode_uplink(&key(), "n_1", 1, (9, "n_2"), "s_ab", b"{\"player_id\":\"no spaces\"}", b"{}");
+        assert_eq!(decode(bad).err(), Some(Refused::Malformed), "an identity is checked like a token's");
+
         let moved = decode(encode_moved(&key(), "n_1", 1, "s_ab-0123")).unwrap();
         assert!(matches!(moved.payload, Payload::Moved { session_id } if session_id == "s_ab-0123"));
         let bad_id = signed(&key(), "n_1\nm\n1\n-\nS_NOT\n");
@@ -501,8 +622,10 @@ mod tests {
         assert_eq!(decode(tampered.freeze()).err(), Some(Refused::Unsigned));
 
         // Too large: refused before the MAC is even computed.
-        let huge =
-            signed(&key(), &format!("n_1\nc\n1\nm_1\nroom:a\n{{\"data\":\"{}\"}}", "x".repeat(MAX + 2000)));
+        let huge = signed(
+            &key(),
+            &format!("n_1\nc\n1\nm_1\nroom:a\n{{\"data\":\"{}\"}}", "x".repeat(max_len(MAX) + 100)),
+        );
         assert_eq!(decode(huge).err(), Some(Refused::TooLarge));
 
         // Signed, yet not what a node writes: each field is checked.

@@ -54,6 +54,17 @@ impl HttpError {
     pub fn status(&self) -> u16 {
         self.refusal.as_ref().map_or_else(|| status_of(self.code), |r| r.status)
     }
+
+    /// The answer's JSON body.
+    pub fn json(&self) -> bytes::Bytes {
+        let (code, retry) = match &self.refusal {
+            Some(r) => (r.code.as_str(), Some(r.retry)),
+            None => (self.code.as_str(), None),
+        };
+        let body = Body { error: Detail { code, message: &self.message, retry } };
+        // Plain strings and a bool: serializing cannot fail.
+        serde_json::to_vec(&body).map(bytes::Bytes::from).unwrap_or_default()
+    }
 }
 
 /// HTTP statuses live here, at the edge: everything below carries only a
@@ -104,11 +115,7 @@ impl ResponseError for HttpError {
         if self.status() == 401 {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        let (code, retry) = match &self.refusal {
-            Some(r) => (r.code.as_str(), Some(r.retry)),
-            None => (self.code.as_str(), None),
-        };
-        res.json(Body { error: Detail { code, message: &self.message, retry } })
+        res.content_type("application/json").body(self.json())
     }
 }
 

@@ -280,6 +280,16 @@ impl crate::broker::LocalNode for ConnectionManager {
     fn session_moved(&self, session_id: &str, node: &str) {
         ConnectionManager::session_moved(self, session_id, node);
     }
+    fn uplink(
+        &self,
+        origin: &str,
+        request: u64,
+        session_id: String,
+        who: crate::session::identity::Identity,
+        body: bytes::Bytes,
+    ) {
+        self.forwarded_uplink(origin, request, session_id, who, body);
+    }
     fn presence_event(
         &self,
         origin: &str,

@@ -31,6 +31,7 @@ mod recovery;
 mod registry;
 mod sweeps;
 mod tokens;
+mod uplink;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -46,6 +47,7 @@ pub use clock::Clock;
 pub use fanout::{Fanout, Published, delivery_target};
 pub use sweeps::{HeartbeatAction, expiry_due, heartbeat_action};
 pub use tokens::{ExpiryAction, ExpiryPolicy, expiry_action};
+pub use uplink::UplinkHandler;
 
 use crate::backend::Backend;
 use crate::backend::reply_cache::{Answer, ReplyCache};
@@ -190,6 +192,8 @@ pub struct ConnectionManager {
     revocations: Mutex<RevocationList>,
     /// Backend-chosen publication ids delivered here lately (bounded).
     recent_ids: Mutex<crate::session::recent_ids::RecentIds>,
+    /// Runs SSE uplink posts other nodes forward here (installed by the server).
+    uplink_handler: std::sync::OnceLock<UplinkHandler>,
 }
 
 fn wall_ms() -> u64 {
@@ -224,6 +228,7 @@ impl ConnectionManager {
             telemetry,
             revocations: Mutex::new(RevocationList::new(limits.max_revocations)),
             recent_ids: Mutex::new(crate::session::recent_ids::RecentIds::default()),
+            uplink_handler: std::sync::OnceLock::new(),
             limits,
         }
     }

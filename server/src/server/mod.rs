@@ -200,6 +200,8 @@ pub async fn run_with(
         manager: Arc::clone(&manager),
         config: Arc::clone(&config),
     });
+    // SSE uplink posts other nodes forward for sessions held here.
+    manager.set_uplink_handler(crate::transport::sse::forwarded_posts(state.clone()));
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

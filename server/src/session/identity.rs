@@ -13,8 +13,9 @@ pub fn is_valid_player_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
 }
 
-/// What a verified client is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a verified client is (serialized when a node forwards an SSE
+/// uplink post to the node holding the session).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub player_id: String,
     /// The token's `channels` claim.

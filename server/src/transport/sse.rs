@@ -18,11 +18,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 
+use crate::auth::Identity;
 use crate::http::error::{self, HttpError};
 use crate::http::extract::{self, Client};
 use crate::http::state::AppState;
-use crate::manager::Attached;
 use crate::manager::commands::{self, Handled, ReplyTo};
+use crate::manager::{Attached, Session, UplinkHandler};
 use crate::session::connection::{CloseReason, Next, Outbound};
 use crate::session::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
 use crate::session::state::RateVerdict;
@@ -180,7 +181,9 @@ struct CloseEvent {
 }
 
 /// `POST /sessions/{session_id}/messages`: a client message from an SSE
-/// client, answered in the HTTP response.
+/// client, answered in the HTTP response. A post for a session another
+/// node holds (a balancer with no stickiness) is run there, through the
+/// broker.
 pub async fn post_message(
     req: HttpRequest,
     client: Client,
@@ -188,34 +191,96 @@ pub async fn post_message(
     body: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let mgr = &app.manager;
     let who = client.who;
     if path.as_str() == super::PROBE_SESSION {
         return super::probe(&app, &who).await;
     }
-    let session = mgr
-        .session(&path)
-        .ok_or_else(|| HttpError::new(ErrorCode::SessionNotFound, "no such session (it may have expired)"))?;
+    let max = app.config.transport.max_message_bytes;
+    let Some(session) = app.manager.session(&path) else {
+        let body = error::read_json_body(&req, body, max).await?;
+        return forward(&app, &path, &who, body).await;
+    };
     if *session.player_id != *who.player_id {
         let code = ErrorCode::Forbidden.as_str();
         ev::auth_failed(&app.telemetry, AuthSurface::Client, code, &extract::route_of(&req));
         return Err(HttpError::new(ErrorCode::Forbidden, "the session belongs to another player"));
     }
-    let ids = Ids {
+    let body = error::read_json_body(&req, body, max).await.inspect_err(|e| {
+        ev::client_error(&app.telemetry, post_ids(&session), e.code.as_str(), &e.message);
+    })?;
+    let (status, json) = run_post(&app, &session, &who, &body).await?;
+    Ok(answer(status, json))
+}
+
+fn answer(status: u16, json: Bytes) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::OK);
+    HttpResponse::build(status).insert_header((CONTENT_TYPE, "application/json")).body(json)
+}
+
+fn post_ids(session: &Session) -> Ids<'_> {
+    Ids {
         player_id: &session.player_id,
         session_id: &session.id,
         connection_id: "",
         transport: Transport::Sse,
-    };
+    }
+}
+
+/// A post for a session this node does not hold: run by the node whose
+/// record names it (`404 session_not_found` when none does).
+async fn forward(app: &AppState, id: &str, who: &Identity, body: Bytes) -> Result<HttpResponse, HttpError> {
+    let not_found = || HttpError::new(ErrorCode::SessionNotFound, "no such session (it may have expired)");
+    let broker = app.manager.broker();
+    if !broker.delivers_own() || !protocol::is_session_id(id) {
+        return Err(not_found());
+    }
+    let stored = broker.stored_session(id).await.ok().flatten().ok_or_else(not_found)?;
+    if *stored.player_id != *who.player_id {
+        return Err(HttpError::new(ErrorCode::Forbidden, "the session belongs to another player"));
+    }
+    let (status, json) = broker
+        .forward_uplink(&stored.node, id, who, body)
+        .await
+        .map_err(|e| HttpError::new(ErrorCode::BrokerUnavailable, e.to_string()))?;
+    Ok(answer(status, json))
+}
+
+/// Runs posts other nodes forward here (the manager's uplink handler).
+pub fn forwarded_posts(app: web::Data<AppState>) -> UplinkHandler {
+    Arc::new(move |session_id: String, who: Identity, body: Bytes| {
+        let app = app.clone();
+        Box::pin(async move {
+            let run = match app.manager.session(&session_id) {
+                Some(s) if *s.player_id == *who.player_id => run_post(&app, &s, &who, &body).await,
+                Some(_) => Err(HttpError::new(ErrorCode::Forbidden, "the session belongs to another player")),
+                None => {
+                    Err(HttpError::new(ErrorCode::SessionNotFound, "no such session (it may have expired)"))
+                }
+            };
+            run.unwrap_or_else(|e| (e.status(), e.json()))
+        })
+    })
+}
+
+/// A post's work once its session is here: the rate limit, then the
+/// message. Returns the answer's status and JSON body.
+async fn run_post(
+    app: &AppState,
+    session: &Arc<Session>,
+    who: &Identity,
+    body: &Bytes,
+) -> Result<(u16, Bytes), HttpError> {
+    let mgr = &app.manager;
+    let ids = post_ids(session);
     let reject = |e: ProtocolError| {
         ev::client_error(&app.telemetry, ids, e.code.as_str(), &e.message);
         HttpError::from(e)
     };
-    match mgr.check_post_rate(&session) {
+    match mgr.check_post_rate(session) {
         RateVerdict::Allowed => {}
         verdict => {
             if verdict == RateVerdict::Abusive {
-                mgr.close_transport(&session, Transport::Sse, CloseReason::RateLimited);
+                mgr.close_transport(session, Transport::Sse, CloseReason::RateLimited);
             }
             return Err(reject(ProtocolError::new(
                 ErrorCode::RateLimited,
@@ -223,41 +288,33 @@ pub async fn post_message(
             )));
         }
     }
-    let body =
-        error::read_json_body(&req, body, app.config.transport.max_message_bytes).await.inspect_err(|e| {
-            ev::client_error(&app.telemetry, ids, e.code.as_str(), &e.message);
-        })?;
-    let parsed = ClientMessage::parse(&body);
+    let parsed = ClientMessage::parse(body);
     ev::message_received(Transport::Sse, parsed.as_ref().map_or("invalid", ClientMessage::kind));
-    let json = match parsed
-        .and_then(|m| commands::handle(mgr, &session, &who, Transport::Sse, m))
-        .map_err(reject)?
-    {
-        Handled::Now((_, json)) => json,
-        Handled::EndSession((_, json)) => {
-            mgr.end_session_by_client(&session);
-            json
-        }
-        Handled::Later(work) => match work.await {
-            Ok((_, json)) => json,
-            Err(commands::Refused::Protocol(e)) => return Err(reject(e)),
-            Err(commands::Refused::Game(r)) => return Err(HttpError::refused(r)),
-        },
-        Handled::Refresh(token) => {
-            let conns: Vec<_> =
-                session.connections().into_iter().filter(|c| c.transport == Transport::Sse).collect();
-            super::refresh(&app, &session, &conns, &token, ids).map_err(reject)?.1.1
-        }
-        Handled::Command(task) => {
-            // Taken: the answer arrives on the session's SSE streams.
-            let accepted = protocol::to_json(&Accepted { accepted: true, id: &task.id });
-            tokio::spawn(task.run(ReplyTo::Streams));
-            return Ok(HttpResponse::Accepted()
-                .insert_header((CONTENT_TYPE, "application/json"))
-                .body(accepted));
-        }
-    };
-    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(json))
+    let json =
+        match parsed.and_then(|m| commands::handle(mgr, session, who, Transport::Sse, m)).map_err(reject)? {
+            Handled::Now((_, json)) => json,
+            Handled::EndSession((_, json)) => {
+                mgr.end_session_by_client(session);
+                json
+            }
+            Handled::Later(work) => match work.await {
+                Ok((_, json)) => json,
+                Err(commands::Refused::Protocol(e)) => return Err(reject(e)),
+                Err(commands::Refused::Game(r)) => return Err(HttpError::refused(r)),
+            },
+            Handled::Refresh(token) => {
+                let conns: Vec<_> =
+                    session.connections().into_iter().filter(|c| c.transport == Transport::Sse).collect();
+                super::refresh(app, session, &conns, &token, ids).map_err(reject)?.1.1
+            }
+            Handled::Command(task) => {
+                // Taken: the answer arrives on the session's SSE streams.
+                let accepted = protocol::to_json(&Accepted { accepted: true, id: &task.id });
+                tokio::spawn(task.run(ReplyTo::Streams));
+                return Ok((202, accepted));
+            }
+        };
+    Ok((200, json))
 }
 
 /// `202` to a POSTed command.

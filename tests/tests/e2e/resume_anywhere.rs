@@ -299,3 +299,40 @@ async fn a_session_taken_over_is_not_reported_gone_when_its_old_node_is_reaped()
     })
     .await;
 }
+
+/// POSTs `body` as `player`'s SSE uplink for `session` to `node`.
+async fn uplink(node: &TestServer, player: &str, session: &str, body: Value) -> (u16, Value) {
+    let url = node.dev(player).messages_url(session).expect("a URL");
+    let r = node.http().post(url).json(&body).send().await.expect("the post");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_sse_uplink_post_that_reaches_another_node_is_run_by_the_sessions_node() {
+    let redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "ra7", &[]).await, node(&redis, "ra7", &[]).await);
+    let mut on_a = Peer::connect(Transport::Sse, &a.dev("kai")).await.expect("on A");
+    let session = on_a.session_id().to_owned();
+
+    // Through B, which does not hold the session: A runs it and answers.
+    let (status, reply) =
+        uplink(&b, "kai", &session, json!({"type": "subscribe", "channel": "room:u"})).await;
+    assert_eq!(
+        (status, &reply["type"], &reply["channel"]),
+        (200, &json!("subscribed"), &json!("room:u")),
+        "{reply}"
+    );
+    publish(&b, "room:u", 7).await;
+    assert_eq!(on_a.expect_delivery().await.data["n"].as_u64(), Some(7), "A's session took the subscription");
+    let (status, reply) = uplink(&b, "kai", &session, json!({"type": "ping", "id": 3})).await;
+    assert_eq!((status, &reply["type"], &reply["id"]), (200, &json!("pong"), &json!(3)), "{reply}");
+
+    // Errors come back as A gave them; another player's session is refused.
+    let (status, reply) = uplink(&b, "kai", &session, json!({"type": "subscribe", "channel": "BAD"})).await;
+    assert_eq!((status, &reply["error"]["code"]), (400, &json!("invalid_channel")), "{reply}");
+    let (status, reply) = uplink(&b, "lou", &session, json!({"type": "ping", "id": 1})).await;
+    assert_eq!((status, &reply["error"]["code"]), (403, &json!("forbidden")), "{reply}");
+    let (status, reply) =
+        uplink(&b, "kai", "s_0123456789abcdef0123456789abcdef", json!({"type": "ping", "id": 1})).await;
+    assert_eq!((status, &reply["error"]["code"]), (404, &json!("session_not_found")), "{reply}");
+}

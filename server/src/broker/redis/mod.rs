@@ -198,7 +198,14 @@ pub struct RedisBroker {
     remote_nodes: Mutex<Vec<NodeDocument>>,
     /// Itself, for the futures that outlive a call (`claim_departure`).
     me: std::sync::Weak<RedisBroker>,
+    /// Uplink posts forwarded to other nodes, waiting for their answer.
+    uplinks: Mutex<std::collections::HashMap<u64, oneshot::Sender<(u16, Bytes)>>>,
+    next_uplink: AtomicU64,
 }
+
+/// Uplink posts waiting for another node's answer at most; past it a post
+/// is answered 503 at once.
+const MAX_PENDING_UPLINKS: usize = 4096;
 
 impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -252,6 +259,8 @@ impl RedisBroker {
             started: SystemTime::now(),
             remote_nodes: Mutex::new(Vec::new()),
             me: me.clone(),
+            uplinks: Mutex::new(std::collections::HashMap::new()),
+            next_uplink: AtomicU64::new(1),
         }))
     }
 
@@ -388,6 +397,59 @@ impl Broker for RedisBroker {
         budget: usize,
     ) -> BoxFuture<'a, Result<Vec<History<Arc<Publication>>>, BrokerError>> {
         Box::pin(RedisBroker::read_history(self, from, budget))
+    }
+
+    fn forward_uplink<'a>(
+        &'a self,
+        node: &'a str,
+        session_id: &'a str,
+        who: &'a crate::session::identity::Identity,
+        body: Bytes,
+    ) -> BoxFuture<'a, Result<(u16, Bytes), BrokerError>> {
+        Box::pin(async move {
+            let identity = serde_json::to_vec(who).map_err(unavailable)?;
+            if identity.len() > wire::MAX_IDENTITY_BYTES {
+                return Err(unavailable("the token's claims are too long to forward"));
+            }
+            let request = self.next_uplink.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            {
+                let mut waiting = self.uplinks.lock();
+                if waiting.len() >= MAX_PENDING_UPLINKS {
+                    return Err(unavailable("too many uplink posts in flight"));
+                }
+                waiting.insert(request, tx);
+            }
+            let sent = self.publish(None, || {
+                wire::encode_uplink(
+                    &self.key,
+                    &self.node_id,
+                    epoch_us(),
+                    (request, node),
+                    session_id,
+                    &identity,
+                    &body,
+                )
+            });
+            let answer = match sent {
+                Ok(_) => tokio::time::timeout(self.publish_timeout, rx).await,
+                Err(e) => {
+                    self.uplinks.lock().remove(&request);
+                    return Err(e);
+                }
+            };
+            self.uplinks.lock().remove(&request);
+            match answer {
+                Ok(Ok(a)) => Ok(a),
+                _ => Err(BrokerError::Timeout(self.publish_timeout)),
+            }
+        })
+    }
+
+    fn answer_uplink(&self, node: &str, request: u64, status: u16, body: Bytes) {
+        let _ = self.publish(None, || {
+            wire::encode_uplink_answer(&self.key, &self.node_id, epoch_us(), (request, node), status, &body)
+        });
     }
 
     fn session_adopted(&self, session_id: &str, player_id: &str) {
@@ -541,6 +603,15 @@ mod tests {
         }
         fn sessions_lost(&self, _node: &str, _sessions: Vec<(String, String)>, _after: Duration) {}
         fn session_moved(&self, _session_id: &str, _node: &str) {}
+        fn uplink(
+            &self,
+            _origin: &str,
+            _request: u64,
+            _session_id: String,
+            _who: crate::session::identity::Identity,
+            _body: Bytes,
+        ) {
+        }
         fn resume_window(&self) -> Duration {
             Duration::from_secs(1)
         }

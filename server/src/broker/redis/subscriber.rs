@@ -100,6 +100,15 @@ impl RedisBroker {
             }
             // The rest this node applied when it sent them.
             _ if own => {}
+            wire::Payload::Uplink { request, to, session_id, identity, body } if to == self.node_id => {
+                manager.uplink(&received.origin, request, session_id, identity, body);
+            }
+            wire::Payload::UplinkAnswer { request, to, status, body } if to == self.node_id => {
+                if let Some(waiting) = self.uplinks.lock().remove(&request) {
+                    let _ = waiting.send((status, body));
+                }
+            }
+            wire::Payload::Uplink { .. } | wire::Payload::UplinkAnswer { .. } => {}
             wire::Payload::Disconnect { player_id, reason } => {
                 manager.disconnect_player(&player_id, reason.as_deref());
             }
