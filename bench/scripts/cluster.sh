@@ -2,9 +2,10 @@
 # A three-node cluster on one real redis-server, on loopback: what a
 # publication costs with a channel history and without one, what the
 # histories cost Redis (INFO memory, against the formula in
-# docs/scaling.md), and the recovery of 1,000 SDK clients whose node is
-# SIGKILLed behind a round-robin balancer. Prints the benchmark's lines;
-# asserts nothing.
+# docs/scaling.md), a resume on the session's own node against a takeover
+# (and an SSE uplink post to either), and the recovery of 1,000 SDK clients
+# whose node is SIGKILLed behind a round-robin balancer. Prints the
+# benchmark's lines; asserts nothing.
 #
 #   bench/scripts/cluster.sh             # builds the release binaries first
 #   bench/scripts/cluster.sh --no-build  # uses those already built
@@ -15,7 +16,7 @@ BUILD=1
 for arg in "$@"; do
   case "$arg" in
     --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,6 +75,9 @@ echo "--- Redis memory of channel histories"
   --api-key "$KEY" --channels 100 --each 1000 --payload-bytes 100
 "$BIN/tandem-bench" --url "$URL" --pid "${NODE_PIDS[0]}" history-memory --redis "127.0.0.1:$REDIS_PORT" \
   --api-key "$KEY" --key-prefix tandem --channels 20 --each 1000 --payload-bytes 1000
+echo "--- resume on the session's node or another; SSE uplink to either"
+"$BIN/tandem-bench" --url "$URL" --pid "${NODE_PIDS[0]}" resume --other "http://127.0.0.1:${PORTS[1]}" \
+  --api-key "$KEY" --samples 300
 echo "--- recovery of 1,000 clients after SIGKILL of their node"
 "$BIN/tandem-bench" --url "$URL" --pid "${NODE_PIDS[0]}" recovery --nodes "$OTHERS" --api-key "$KEY" \
   --clients 1000 --rate 50 --after-seconds 5

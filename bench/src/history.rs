@@ -284,3 +284,95 @@ pub async fn memory(base: &str, args: MemoryArgs) {
         session.unwrap_or(0),
     );
 }
+
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// Another node of the cluster (loopback only); `--url` is the node
+    /// that creates the sessions.
+    #[arg(long)]
+    other: String,
+    #[arg(long)]
+    api_key: String,
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+}
+
+/// What a resume costs on the session's own node (its memory) against
+/// another node (its record and the channel's history read from Redis),
+/// and what an SSE uplink post costs sent to the session's node against
+/// another node (handed over through Redis). Times connect → welcome and
+/// post → answer, one at a time.
+pub async fn resume(base: &str, args: ResumeArgs) {
+    use tandem_client::{ConnectOptions, ServerFrame, WsClient};
+    let ResumeArgs { other, api_key, samples } = args;
+    if !is_loopback_url(&other) {
+        return eprintln!("refusing a non-loopback node: {other}");
+    }
+    let http = reqwest::Client::new();
+    let (mut own, mut taken, mut post_here, mut post_there) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let started = Instant::now();
+    for i in 0..samples {
+        if started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        let player = format!("res-{i}");
+        let opts = |url: &str| ConnectOptions::new(url).player(player.clone()).channels(&["room:res"]);
+        let Ok(mut first) = WsClient::connect(&opts(base)).await else { return eprintln!("connect failed") };
+        let body = json!({"channel": "room:res", "event": "n", "data": {"n": i}});
+        let _ = http.post(format!("{base}/api/publish")).bearer_auth(&api_key).json(&body).send().await;
+        let Ok(ServerFrame::Message(d)) = first.next_frame(Duration::from_secs(5)).await else {
+            return eprintln!("no delivery");
+        };
+        let session = first.welcome.session_id.clone();
+        first.close().await;
+        let resume = |url: &str| {
+            opts(url)
+                .session(session.clone())
+                .last_seq(d.seq)
+                .positions(vec![(d.channel.clone(), d.pos.clone().unwrap_or_default())])
+        };
+        let t0 = Instant::now();
+        let Ok(here) = WsClient::connect(&resume(base)).await else { return eprintln!("resume failed") };
+        own.push(t0.elapsed());
+        for (url, into) in [(base, &mut post_here), (other.as_str(), &mut post_there)] {
+            let Ok(target) = opts(url).messages_url(&session) else { return };
+            let t0 = Instant::now();
+            let ok = http
+                .post(target)
+                .json(&json!({"type": "ping", "id": i}))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                into.push(t0.elapsed());
+            }
+        }
+        here.close().await;
+        let t0 = Instant::now();
+        let Ok(there) = WsClient::connect(&resume(&other)).await else { return eprintln!("takeover failed") };
+        taken.push(t0.elapsed());
+        if !there.welcome.resumed {
+            eprintln!("sample {i}: not resumed on the other node");
+        }
+        there.close().await;
+    }
+    let ms = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        percentile(v, p).as_secs_f64() * 1000.0
+    };
+    println!(
+        "resume over {} sessions, connect to welcome: on its own node p50 {:.3} ms p99 {:.3} ms; taken over by another \
+         node p50 {:.3} ms p99 {:.3} ms; SSE uplink ping: to the session's node p50 {:.3} ms p99 {:.3} ms, through \
+         another node p50 {:.3} ms p99 {:.3} ms",
+        own.len(),
+        ms(&mut own, 0.5),
+        ms(&mut own, 0.99),
+        ms(&mut taken, 0.5),
+        ms(&mut taken, 0.99),
+        ms(&mut post_here, 0.5),
+        ms(&mut post_here, 0.99),
+        ms(&mut post_there, 0.5),
+        ms(&mut post_there, 0.99),
+    );
+}

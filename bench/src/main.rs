@@ -172,6 +172,9 @@ enum Cmd {
     Recovery(history::RecoveryArgs),
     /// Channel histories filled through the API against Redis's memory.
     HistoryMemory(history::MemoryArgs),
+    /// A resume on the session's own node against a takeover by another,
+    /// and an SSE uplink post to either.
+    Resume(history::ResumeArgs),
     /// Commands through Tandem to an in-process game backend that answers
     /// at once, against the same requests sent to it directly.
     Commands(commands::CommandsArgs),
@@ -841,6 +844,7 @@ async fn main() {
         Cmd::Cluster(args) => cluster(base, args).await,
         Cmd::Recovery(args) => history::recovery(base, cli.pid, args).await,
         Cmd::HistoryMemory(args) => history::memory(base, args).await,
+        Cmd::Resume(args) => history::resume(base, args).await,
         Cmd::Commands(args) => commands::commands(&addr, cli.pid, args).await,
         Cmd::Presence(args) => presence::presence(base, &addr, cli.pid, args).await,
         Cmd::Churn(args) => {
