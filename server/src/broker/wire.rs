@@ -175,15 +175,7 @@ pub fn encode_disconnect(
     reason: Option<&str>,
 ) -> Bytes {
     let reason = reason.unwrap_or_default();
-    let mut buf = start(32 + origin.len() + player_id.len() + reason.len());
-    buf.put_slice(origin.as_bytes());
-    buf.put_slice(b"\nd\n");
-    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
-    buf.put_slice(b"\n-\n");
-    buf.put_slice(player_id.as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(reason.as_bytes());
-    seal(key, buf)
+    message(key, origin, b'd', sent_us, &[b"-", player_id.as_bytes()], &[reason.as_bytes()])
 }
 
 /// A token revocation (a `jti` and a player id never hold a newline: both
@@ -195,17 +187,7 @@ pub fn encode_revocation(key: &ClusterKey, origin: &str, sent_us: u64, r: &Revoc
             ("p", player_id.as_str(), format!("{issued_before_ms} {until_ms}"))
         }
     };
-    let mut buf = start(48 + origin.len() + name.len());
-    buf.put_slice(origin.as_bytes());
-    buf.put_slice(b"\nr\n");
-    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(kind.as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(name.as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(rest.as_bytes());
-    seal(key, buf)
+    message(key, origin, b'r', sent_us, &[kind.as_bytes(), name.as_bytes()], &[rest.as_bytes()])
 }
 
 /// The revocation `kind` (`j`/`p`) naming `name` whose numbers are `rest`.
@@ -233,43 +215,31 @@ pub fn encode_presence(
     channel: &str,
     player_id: &str,
 ) -> Bytes {
-    let mut buf = start(32 + origin.len() + channel.len() + player_id.len());
-    buf.put_slice(origin.as_bytes());
-    buf.put_slice(match change {
-        Change::Join => b"\nj\n",
-        Change::Leave => b"\nl\n",
-    });
-    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(channel.as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(player_id.as_bytes());
-    buf.put_u8(b'\n');
-    seal(key, buf)
+    let scope = match change {
+        Change::Join => b'j',
+        Change::Leave => b'l',
+    };
+    message(key, origin, scope, sent_us, &[channel.as_bytes(), player_id.as_bytes()], &[])
 }
 
 /// The origin node took `session_id` over (no newline in it: checked before).
 pub fn encode_moved(key: &ClusterKey, origin: &str, sent_us: u64, session_id: &str) -> Bytes {
-    let mut buf = start(32 + origin.len() + session_id.len());
-    buf.put_slice(origin.as_bytes());
-    buf.put_slice(b"\nm\n");
-    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
-    buf.put_slice(b"\n-\n");
-    buf.put_slice(session_id.as_bytes());
-    buf.put_u8(b'\n');
-    seal(key, buf)
+    message(key, origin, b'm', sent_us, &[b"-", session_id.as_bytes()], &[])
 }
 
-/// Fields, then a free-form last part, of a request or an answer.
-fn encode_lines(
+/// Every message: the origin node, its kind (`scope`), when it was sent,
+/// `lines` (none holds a newline: each was checked before), then the last
+/// part (free-form), from `last`'s pieces, then the MAC.
+fn message(
     key: &ClusterKey,
     origin: &str,
     scope: u8,
     sent_us: u64,
     lines: &[&[u8]],
-    last: &[u8],
+    last: &[&[u8]],
 ) -> Bytes {
-    let mut buf = start(32 + origin.len() + lines.iter().map(|l| l.len() + 1).sum::<usize>() + last.len());
+    let size = lines.iter().chain(last).map(|l| l.len() + 1).sum::<usize>();
+    let mut buf = start(32 + origin.len() + size);
     buf.put_slice(origin.as_bytes());
     buf.put_u8(b'\n');
     buf.put_u8(scope);
@@ -280,7 +250,9 @@ fn encode_lines(
         buf.put_slice(l);
     }
     buf.put_u8(b'\n');
-    buf.put_slice(last);
+    for piece in last {
+        buf.put_slice(piece);
+    }
     seal(key, buf)
 }
 
@@ -295,7 +267,7 @@ pub fn encode_uplink(
     body: &[u8],
 ) -> Bytes {
     let id = itoa::Buffer::new().format(request).as_bytes().to_vec();
-    encode_lines(key, origin, b'u', sent_us, &[&id, to.as_bytes(), session_id.as_bytes(), identity], body)
+    message(key, origin, b'u', sent_us, &[&id, to.as_bytes(), session_id.as_bytes(), identity], &[body])
 }
 
 /// The answer to uplink post `request` of node `to`.
@@ -309,31 +281,18 @@ pub fn encode_uplink_answer(
 ) -> Bytes {
     let id = itoa::Buffer::new().format(request).as_bytes().to_vec();
     let status = itoa::Buffer::new().format(status).as_bytes().to_vec();
-    encode_lines(key, origin, b'U', sent_us, &[&id, to.as_bytes(), &status], body)
+    message(key, origin, b'U', sent_us, &[&id, to.as_bytes(), &status], &[body])
 }
 
 pub fn encode(key: &ClusterKey, origin: &str, sent_us: u64, envelope: &Envelope) -> Bytes {
     let p = &envelope.publication;
-    let tail = p.tail();
-    let mut buf = start(64 + origin.len() + p.id.len() + p.channel.len() + tail.len());
-    buf.put_slice(origin.as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_u8(match (envelope.scope, envelope.keyed) {
+    let scope = match (envelope.scope, envelope.keyed) {
         (Scope::Channel, false) => b'c',
         (Scope::Broadcast, false) => b'b',
         (Scope::Channel, true) => b'C',
         (Scope::Broadcast, true) => b'B',
-    });
-    buf.put_u8(b'\n');
-    buf.put_slice(itoa::Buffer::new().format(sent_us).as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(p.id.as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_slice(p.channel.as_bytes());
-    buf.put_u8(b'\n');
-    buf.put_u8(b'{');
-    buf.put_slice(tail);
-    seal(key, buf)
+    };
+    message(key, origin, scope, sent_us, &[p.id.as_bytes(), p.channel.as_bytes()], &[b"{", p.tail()])
 }
 
 /// The longest message a node sends when frames are at most `max_bytes`.
