@@ -251,9 +251,12 @@ pub async fn memory(base: &str, args: MemoryArgs) {
     }
     let info = redis(&addr, &["INFO", "memory"]).await.unwrap_or_default();
     let after = used_memory(&info).unwrap_or(before);
-    let key = |kind: &str| format!("{key_prefix}:{{mem:b{payload_bytes}-c0}}:{kind}");
-    let (stream, meta) =
-        (memory_usage(&addr, &key("history")).await, memory_usage(&addr, &key("meta")).await);
+    let keys = tandem_server::broker::redis::Keys::new(&key_prefix, false);
+    let channel = format!("mem:b{payload_bytes}-c0");
+    let (stream, meta) = (
+        memory_usage(&addr, &keys.history(&channel)).await,
+        memory_usage(&addr, &keys.history_meta(&channel)).await,
+    );
     // A session's record: one subscribed to two channels (and its player
     // channel and broadcasts), as it is written when it changes.
     let session = match Client::new(
@@ -264,7 +267,7 @@ pub async fn memory(base: &str, args: MemoryArgs) {
             let _ = c.wait_status(Duration::from_secs(5), |s| s.is_connected()).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
             let id = c.session_id().unwrap_or_default();
-            let usage = memory_usage(&addr, &format!("{key_prefix}:session:{id}")).await;
+            let usage = memory_usage(&addr, &keys.session(&id)).await;
             c.close().await;
             usage
         }

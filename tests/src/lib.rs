@@ -8,7 +8,8 @@
 //!   backend API helpers.
 //! - [`peer`]: [`Peer`], one client connection over either transport with a
 //!   single request/reply shape, so tests can run the same table over both.
-//! - [`redis`]: a real `redis-server` on a free port, for cluster tests.
+//! - [`redis`]: a real `redis-server` on a free port, for cluster tests, and
+//!   a real three-master Redis Cluster of them.
 //! - [`tokens`]: HS256 client tokens, valid or deliberately broken.
 //! - [`shell`]: running the `jq` recipes of the log analysis guide.
 //! - [`client_stream`]: checking that a `Client` delivered numbered messages
@@ -38,7 +39,7 @@ pub mod wait;
 use std::time::Duration;
 
 pub use peer::{Peer, assert_alive, assert_error, error_code, frames_until_closed};
-pub use redis::RedisServer;
+pub use redis::{RedisCluster, RedisServer};
 pub use server::{Signal, TestServer, TestServerBuilder};
 /// The one definition of the two transports, shared with the server and
 /// the client.

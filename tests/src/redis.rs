@@ -2,11 +2,15 @@
 //! its own ([`free_port`], kept across a restart) in a temporary directory,
 //! with no persistence. A missing `redis-server` fails the test: cluster
 //! behaviour is never skipped.
+//!
+//! [`RedisCluster`]: three such servers as the masters of a real Redis
+//! Cluster (no replicas), created with `redis-cli --cluster create`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::ports::free_port;
@@ -37,14 +41,76 @@ impl std::fmt::Debug for RedisServer {
     }
 }
 
+/// `name` on `PATH` or in the Debian directories; `None` when missing.
+fn find(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/sbin"])
+        .map(|dir| PathBuf::from(dir).join(name))
+        .find(|p| p.is_file())
+}
+
 fn binary() -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/bin", "/usr/sbin"]) {
-        let p = PathBuf::from(dir).join("redis-server");
-        if p.is_file() {
-            return p;
+    find("redis-server").unwrap_or_else(|| {
+        panic!("redis-server is not installed (scripts/test.sh installs it: apt-get install redis-server)")
+    })
+}
+
+fn cli_binary() -> PathBuf {
+    find("redis-cli").unwrap_or_else(|| {
+        panic!(
+            "redis-cli is not installed (scripts/test.sh installs redis-server, which brings it: \
+             apt-get install redis-tools)"
+        )
+    })
+}
+
+/// How long one `redis-cli` run may take (`--cluster create` waits for
+/// the nodes to meet, which takes about a second).
+const CLI_DEADLINE: Duration = Duration::from_secs(20);
+
+/// At most this much of a `redis-cli` output is kept.
+const CLI_OUTPUT_LIMIT: u64 = 1 << 20;
+
+/// Reads `pipe` to its end (at most [`CLI_OUTPUT_LIMIT`]) on a thread.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(pipe) = pipe {
+            let _ = pipe.take(CLI_OUTPUT_LIMIT).read_to_end(&mut buf);
         }
-    }
-    panic!("redis-server is not installed (scripts/test.sh installs it: apt-get install redis-server)");
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// Runs `redis-cli args` to completion, at most for `wait`.
+///
+/// # Panics
+/// When it cannot start or is still running at the deadline (it is killed).
+fn run_cli(args: &[String], wait: Duration) -> Output {
+    let mut child = Command::new(cli_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start redis-cli: {e}"));
+    // Read on threads: a full pipe must not stall it, nor a hung one us.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = std::time::Instant::now() + wait;
+    let Ok(out) = stdout.recv_timeout(wait) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-cli {args:?} did not finish within {wait:?}");
+    };
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let err = stderr.recv_timeout(left.max(Duration::from_millis(100))).unwrap_or_default();
+    let status = child.wait().unwrap_or_else(|e| panic!("redis-cli {args:?}: {e}"));
+    Output { status, stdout: out, stderr: err }
 }
 
 fn pong(addr: SocketAddr) -> bool {
@@ -98,8 +164,54 @@ impl RedisServer {
         this
     }
 
+    /// Starts a node of a Redis Cluster, not yet part of one (see
+    /// [`RedisCluster::start`]): `nodes.conf` in its own directory, and
+    /// its cluster bus on a free port of its own (`--cluster-port`, Redis
+    /// 7), not on port + 10000, which nothing has reserved.
+    pub async fn start_cluster_node(node_timeout: Duration) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let extra = vec![
+            "--cluster-enabled".into(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            dir.path().join("nodes.conf").display().to_string(),
+            "--cluster-node-timeout".into(),
+            node_timeout.as_millis().to_string(),
+            "--cluster-port".into(),
+            free_port().to_string(),
+        ];
+        let mut this = Self { child: None, port: free_port(), dir, extra };
+        this.spawn().await;
+        this
+    }
+
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli -h 127.0.0.1 -p PORT args` and returns its stdout
+    /// (not a terminal: one line per array element, no quotes or type
+    /// prefixes).
+    ///
+    /// # Panics
+    /// When `redis-cli` is missing, fails, or takes more than 20 s.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut all = vec!["-h".to_owned(), "127.0.0.1".to_owned(), "-p".to_owned(), self.port.to_string()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let out = run_cli(&all, CLI_DEADLINE);
+        assert!(
+            out.status.success(),
+            "redis-cli {all:?}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     async fn spawn(&mut self) {
@@ -210,5 +322,85 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// How long a node may go unanswered before the others mark it failing.
+const CLUSTER_NODE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a new cluster may take to report `cluster_state:ok` everywhere.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A real Redis Cluster of three masters and no replicas, each a
+/// [`RedisServer`] on loopback. Dropping it kills every node.
+#[derive(Debug)]
+pub struct RedisCluster {
+    masters: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster nodes, joins them with `redis-cli --cluster
+    /// create` (16384 slots split three ways) and waits until every node
+    /// says `cluster_state:ok`.
+    ///
+    /// # Panics
+    /// When `redis-server` or `redis-cli` is missing, the create fails, or
+    /// the cluster is not ok within 20 s.
+    pub async fn start() -> Self {
+        let mut masters = Vec::with_capacity(3);
+        for _ in 0..3 {
+            masters.push(RedisServer::start_cluster_node(CLUSTER_NODE_TIMEOUT).await);
+        }
+        let this = Self { masters };
+        let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
+        args.extend(this.seeds());
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(str::to_owned));
+        let out = run_cli(&args, CLI_DEADLINE);
+        assert!(
+            out.status.success(),
+            "redis-cli {args:?}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Deadline::new("every Redis Cluster node says cluster_state:ok", CLUSTER_DEADLINE);
+        loop {
+            let infos: Vec<String> =
+                (0..this.masters.len()).map(|i| this.cli(i, &["CLUSTER", "INFO"])).collect();
+            if infos.iter().all(|info| info.lines().any(|l| l.trim_end() == "cluster_state:ok")) {
+                break;
+            }
+            let states: Vec<&str> =
+                infos.iter().map(|info| info.lines().next().unwrap_or("").trim_end()).collect();
+            deadline.tick(format!("{states:?}")).await;
+        }
+        this
+    }
+
+    /// The seed nodes as a client is told them: `127.0.0.1:PORT` each.
+    pub fn seeds(&self) -> Vec<String> {
+        self.masters.iter().map(RedisServer::host_port).collect()
+    }
+
+    /// The three masters.
+    pub fn masters(&self) -> &[RedisServer] {
+        &self.masters
+    }
+
+    /// Master `i`, to kill, pause or restart it.
+    ///
+    /// # Panics
+    /// When `i` is not 0, 1 or 2.
+    pub fn master_mut(&mut self, i: usize) -> &mut RedisServer {
+        &mut self.masters[i]
+    }
+
+    /// Runs `redis-cli -p PORT args` on master `i` (no cluster
+    /// redirection: what that node holds itself) and returns its stdout.
+    ///
+    /// # Panics
+    /// As [`RedisServer::cli`], or when `i` is not 0, 1 or 2.
+    pub fn cli(&self, i: usize, args: &[&str]) -> String {
+        self.masters[i].cli(args)
     }
 }

@@ -94,6 +94,19 @@ impl TestServerBuilder {
         )
     }
 
+    /// A node of the cluster on the Redis Cluster `cluster`: the Redis
+    /// broker with its masters as seeds (`broker.redis_cluster`), and the
+    /// cluster key every test node shares. `broker.url` points where
+    /// nothing listens, so a node that ignored the seeds could not pass
+    /// for working on a stray local Redis.
+    pub fn redis_cluster(self, cluster: &crate::RedisCluster) -> Self {
+        let seeds: Vec<String> = cluster.seeds().iter().map(|s| toml_string(s)).collect();
+        self.set("broker", "kind", "\"redis\"")
+            .set("broker", "redis_cluster", &format!("[{}]", seeds.join(", ")))
+            .set("broker", "url", "\"redis://127.0.0.1:1\"")
+            .set("broker", "cluster_key", &toml_string(crate::redis::CLUSTER_KEY))
+    }
+
     /// The server serves TLS (`server.tls` set by the test) with a
     /// certificate issued by `ca_pem`: the harness's HTTP client and
     /// connect options trust it, and its URLs are `https://` and `wss://`.

@@ -82,12 +82,22 @@ impl BrokerError {
     }
 }
 
-/// The broker's confirmation that the other nodes got a publication.
-pub type Ack = oneshot::Receiver<Result<(), BrokerError>>;
+/// What the broker confirms of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// It is on its way to every node.
+    Sent,
+    /// A publication with the backend's id that some node already
+    /// published within the id window: nothing was sent again.
+    AlreadyPublished,
+}
+
+/// The broker's confirmation that the other nodes got a message.
+pub type Ack = oneshot::Receiver<Result<Confirmed, BrokerError>>;
 
 /// Waits for `ack` at most `timeout`; `None` (no other node) is confirmed.
-pub async fn confirm(ack: Option<Ack>, timeout: Duration) -> Result<(), BrokerError> {
-    let Some(ack) = ack else { return Ok(()) };
+pub async fn confirm(ack: Option<Ack>, timeout: Duration) -> Result<Confirmed, BrokerError> {
+    let Some(ack) = ack else { return Ok(Confirmed::Sent) };
     match tokio::time::timeout(timeout, ack).await {
         Ok(Ok(result)) => result,
         Ok(Err(_dropped)) => Err(BrokerError::Unavailable("the publisher stopped".into())),
@@ -308,15 +318,15 @@ mod tests {
 
     #[tokio::test]
     async fn confirm_waits_at_most_the_timeout() {
-        assert_eq!(confirm(None, Duration::from_millis(1)).await, Ok(()));
+        assert_eq!(confirm(None, Duration::from_millis(1)).await, Ok(Confirmed::Sent));
         let (tx, rx) = oneshot::channel();
-        tx.send(Ok(())).unwrap();
-        assert_eq!(confirm(Some(rx), Duration::from_millis(1)).await, Ok(()));
-        let (_tx, rx) = oneshot::channel::<Result<(), BrokerError>>();
+        tx.send(Ok(Confirmed::AlreadyPublished)).unwrap();
+        assert_eq!(confirm(Some(rx), Duration::from_millis(1)).await, Ok(Confirmed::AlreadyPublished));
+        let (_tx, rx) = oneshot::channel::<Result<Confirmed, BrokerError>>();
         let err = confirm(Some(rx), Duration::from_millis(20)).await.unwrap_err();
         assert_eq!(err, BrokerError::Timeout(Duration::from_millis(20)));
         assert_eq!(err.code(), ErrorCode::BrokerUnavailable);
-        let (tx, rx) = oneshot::channel::<Result<(), BrokerError>>();
+        let (tx, rx) = oneshot::channel::<Result<Confirmed, BrokerError>>();
         drop(tx);
         assert!(matches!(confirm(Some(rx), Duration::from_secs(1)).await, Err(BrokerError::Unavailable(_))));
     }

@@ -286,6 +286,10 @@ pub struct BrokerConfig {
     pub sentinels: Vec<String>,
     /// The master's name in the Sentinels' configuration.
     pub sentinel_master: String,
+    /// Seed nodes (`host:port`) of a Redis Cluster (7.0 or later: sharded
+    /// pub/sub): when set, `url` is not used and the cluster's own map of
+    /// slots says where each key lives.
+    pub redis_cluster: Vec<String>,
     /// Per-namespace `history_size` / `history_ttl_seconds`, e.g.
     /// `chat = { size = 2000, ttl_seconds = 3600 }`.
     pub history_namespaces: std::collections::BTreeMap<String, HistoryLimits>,
@@ -326,6 +330,7 @@ impl Default for BrokerConfig {
             history_namespaces: std::collections::BTreeMap::new(),
             sentinels: Vec::new(),
             sentinel_master: String::new(),
+            redis_cluster: Vec::new(),
         }
     }
 }

@@ -442,6 +442,23 @@ fn a_redis_cluster_needs_a_cluster_key_of_32_bytes() {
 }
 
 #[test]
+fn redis_cluster_seeds_are_host_port_and_exclude_sentinels() {
+    refused(|c| c.broker.redis_cluster = vec!["127.0.0.1".into()], "invalid value for broker.redis_cluster");
+    refused(|c| c.broker.redis_cluster = vec![":7000".into()], "invalid value for broker.redis_cluster");
+    refused(
+        |c| {
+            c.broker.redis_cluster = vec!["127.0.0.1:7000".into()];
+            c.broker.sentinels = vec!["127.0.0.1:26379".into()];
+            c.broker.sentinel_master = "m".into();
+        },
+        "invalid value for broker.redis_cluster",
+    );
+    let mut cfg = Config::default();
+    cfg.broker.redis_cluster = vec!["127.0.0.1:7000".into(), "redis-1.internal:7001".into()];
+    cfg.validate().unwrap();
+}
+
+#[test]
 fn masked_hides_every_secret_that_is_set() {
     let mut cfg = Config::default();
     cfg.auth.secret = SECRET.into();

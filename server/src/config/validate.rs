@@ -193,10 +193,20 @@ impl Config {
                 "is required with broker.sentinels (the master's name there)",
             );
         }
-        for s in &b.sentinels {
-            if s.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
-                p.invalid("broker.sentinels", format!("{s:?} is not host:port"));
+        for (key, list) in [("broker.sentinels", &b.sentinels), ("broker.redis_cluster", &b.redis_cluster)] {
+            for s in list {
+                if s.rsplit_once(':')
+                    .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+                {
+                    p.invalid(key, format!("{s:?} is not host:port"));
+                }
             }
+        }
+        if !b.sentinels.is_empty() && !b.redis_cluster.is_empty() {
+            p.invalid(
+                "broker.redis_cluster",
+                "cannot be used with broker.sentinels (a Redis Cluster fails over by itself)",
+            );
         }
         for (ns, h) in &b.history_namespaces {
             if !is_valid_namespace(ns) {

@@ -125,11 +125,16 @@ async fn publish(
 /// the other nodes got the publication: a backend never gets `200` for a
 /// publication that went nowhere.
 async fn confirmed(app: &AppState, published: Result<Published, ProtocolError>) -> Result<Fanout, HttpError> {
-    let published = published?;
+    let mut published = published?;
     let timeout = std::time::Duration::from_millis(app.config.broker.publish_timeout_ms);
-    broker::confirm(published.ack, timeout)
+    let confirmed = broker::confirm(published.ack, timeout)
         .await
         .inspect_err(|e| ev::broker_unconfirmed(&published.fanout.id, e))?;
+    // Another node published this id first (its copy had not reached this
+    // node yet): the cluster's answer, not this node's memory, says so.
+    if confirmed == broker::Confirmed::AlreadyPublished {
+        published.fanout.duplicate = true;
+    }
     Ok(published.fanout)
 }
 

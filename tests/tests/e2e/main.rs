@@ -55,6 +55,7 @@ mod monitoring;
 mod operations_jq;
 mod presence;
 mod prometheus;
+mod redis_cluster;
 mod redis_faults;
 mod refresh;
 mod restarts;

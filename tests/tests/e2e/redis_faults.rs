@@ -192,7 +192,8 @@ async fn a_publication_with_the_backends_id_is_delivered_once_per_node_however_o
         Peer::connect(Transport::Sse, &b.dev("bob").channels(&["room:x"])).await.expect("bob on B");
     linked(&a, &mut on_b).await;
     let order = |id: &str| json!({"channel": "room:x", "event": "order", "data": 1, "id": id});
-    let history_len = || redis.command(&[b"XLEN", b"ids:{room:x}:history"]);
+    let history = tandem_server::broker::redis::Keys::new("ids", false).history("room:x");
+    let history_len = || redis.command(&[b"XLEN", history.as_bytes()]);
     let probes = history_len();
 
     // Sent three times, through both nodes: one delivery on each.

@@ -29,7 +29,7 @@ async fn server() -> TestServer {
 }
 
 /// The HTTP refusal of a connect, or `None` when it connected.
-async fn refusal(transport: Transport, opts: &ConnectOptions) -> Option<(u16, String)> {
+pub(crate) async fn refusal(transport: Transport, opts: &ConnectOptions) -> Option<(u16, String)> {
     match Peer::connect(transport, opts).await {
         Err(ClientError::Http { status, code, .. }) => Some((status, code)),
         Ok(peer) => {

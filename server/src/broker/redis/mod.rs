@@ -27,6 +27,7 @@
 //! - [`health`]: the `broker` component of `/health`.
 
 mod health;
+mod link;
 mod presence;
 mod publisher;
 mod resume;
@@ -41,7 +42,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use redis::aio::MultiplexedConnection;
 use tandem_monitoring::{ConnectionOverview, HealthCheck};
 use tokio::sync::{mpsc, oneshot};
 
@@ -62,66 +62,100 @@ fn epoch_us() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Key names under `broker.key_prefix`.
+/// A channel's keys and its publications share one Redis Cluster slot
+/// (the scripts that publish touch them together); channels are spread
+/// over this many such shards, hash-tagged `{c<n>}`. Changing it moves
+/// every history (the epochs change: clients resync, never a silent gap).
+const SHARDS: u32 = 128;
+
+/// The shard of a channel: FNV-1a, the same on every node and version.
+fn shard(channel: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in channel.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h % SHARDS
+}
+
+/// Key and channel names under `broker.key_prefix`, the one place that
+/// says which keys share a Redis Cluster slot (public for the tools that
+/// read them: tests, benchmarks).
 #[derive(Debug, Clone)]
-struct Keys(String);
+pub struct Keys {
+    prefix: String,
+    /// The pub/sub channels publications travel on: `<prefix>:pub` on one
+    /// Redis; on a Redis Cluster one per shard, `<prefix>:{c<n>}:pub`.
+    channels: Vec<Arc<str>>,
+}
 
 impl Keys {
-    fn publications(&self) -> String {
-        format!("{}:pub", self.0)
+    pub fn new(prefix: &str, sharded: bool) -> Self {
+        let channels = if sharded {
+            (0..SHARDS).map(|n| Arc::from(format!("{prefix}:{{c{n}}}:pub"))).collect()
+        } else {
+            vec![Arc::from(format!("{prefix}:pub"))]
+        };
+        Self { prefix: prefix.to_owned(), channels }
     }
-    fn node(&self, id: &str) -> String {
-        format!("{}:node:{id}", self.0)
+    /// The publish command for [`Keys::publications`].
+    pub fn publish_command(&self) -> &'static str {
+        if self.channels.len() > 1 { "SPUBLISH" } else { "PUBLISH" }
     }
-    fn nodes(&self) -> String {
-        format!("{}:nodes", self.0)
+    /// The pub/sub channel a message about `subject` (a channel, a
+    /// session, a player) travels on: a channel's publications on its
+    /// shard's, so all of them reach every node in order.
+    pub fn publications(&self, subject: &str) -> &Arc<str> {
+        &self.channels[shard(subject) as usize % self.channels.len()]
     }
-    fn player(&self, id: &str) -> String {
-        format!("{}:player:{id}", self.0)
+    pub fn node(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.prefix)
     }
-    fn sessions(&self, node: &str) -> String {
-        format!("{}:sessions:{node}", self.0)
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
     }
-    fn left(&self, session: &str) -> String {
-        format!("{}:left:{session}", self.0)
+    pub fn player(&self, id: &str) -> String {
+        format!("{}:player:{id}", self.prefix)
     }
-    fn reap(&self, node: &str) -> String {
-        format!("{}:reap:{node}", self.0)
+    pub fn sessions(&self, node: &str) -> String {
+        format!("{}:sessions:{node}", self.prefix)
     }
-    fn revoked_jti(&self, jti: &str) -> String {
-        format!("{}:revoked:jti:{jti}", self.0)
+    /// A session's `player_left` claim; tagged by the session, like its
+    /// record, since the claim script reads both.
+    pub fn left(&self, session: &str) -> String {
+        format!("{}:left:{{{session}}}", self.prefix)
     }
-    fn revoked_player(&self, player: &str) -> String {
-        format!("{}:revoked:player:{player}", self.0)
+    pub fn reap(&self, node: &str) -> String {
+        format!("{}:reap:{node}", self.prefix)
     }
-    fn revoked_pattern(&self) -> String {
-        format!("{}:revoked:*", self.0)
+    /// Every live revocation: a sorted set of signed messages scored by
+    /// when they expire.
+    pub fn revocations(&self) -> String {
+        format!("{}:revocations", self.prefix)
     }
-    fn channel_presence(&self, channel: &str) -> String {
-        format!("{}:presence:{channel}", self.0)
+    pub fn channel_presence(&self, channel: &str) -> String {
+        format!("{}:presence:{channel}", self.prefix)
     }
-    /// A channel's epoch and last offset; hash-tagged by channel, like its
-    /// stream, so both live on one Redis Cluster slot.
-    fn history_meta(&self, channel: &str) -> String {
-        format!("{}:{{{channel}}}:meta", self.0)
+    /// A channel's epoch and last offset.
+    pub fn history_meta(&self, channel: &str) -> String {
+        format!("{}:{{c{}}}:meta:{channel}", self.prefix, shard(channel))
     }
     /// A channel's history: a stream of its publications, entry ids
     /// `<offset>-<written µs>`.
-    fn history(&self, channel: &str) -> String {
-        format!("{}:{{{channel}}}:history", self.0)
+    pub fn history(&self, channel: &str) -> String {
+        format!("{}:{{c{}}}:history:{channel}", self.prefix, shard(channel))
     }
     /// Set while a backend's publication id is within its window, so that
-    /// it is published once cluster-wide (hash-tagged like the channel).
-    fn published_id(&self, channel: &str, id: &str) -> String {
-        format!("{}:{{{channel}}}:id:{id}", self.0)
+    /// it is published once cluster-wide (`|` is in no channel name).
+    pub fn published_id(&self, channel: &str, id: &str) -> String {
+        format!("{}:{{c{}}}:id:{channel}|{id}", self.prefix, shard(channel))
     }
     /// A session's record: its player, node and subscriptions.
-    fn session(&self, session: &str) -> String {
-        format!("{}:session:{session}", self.0)
+    pub fn session(&self, session: &str) -> String {
+        format!("{}:session:{{{session}}}", self.prefix)
     }
     /// The field beside a node's record in a channel's presence hash that
     /// holds its count alone (node ids never start with `#`).
-    fn presence_count_field(node: &str) -> String {
+    pub fn presence_count_field(node: &str) -> String {
         format!("#{node}")
     }
 }
@@ -129,11 +163,13 @@ impl Keys {
 /// What the publisher writes, in the order it was asked.
 enum Job {
     Publish {
+        /// The pub/sub channel it travels on.
+        channel: Arc<str>,
         message: Bytes,
         /// Wall-clock µs after which Redis drops it instead (its publisher
         /// has been answered `broker_unavailable` by then).
         deadline_us: u64,
-        ack: oneshot::Sender<Result<(), BrokerError>>,
+        ack: oneshot::Sender<Result<super::Confirmed, BrokerError>>,
         /// A publication's channel history (`None`: a control message).
         placement: Option<publisher::Placement>,
     },
@@ -152,9 +188,8 @@ enum Job {
     /// A session's subscription (recorded with the channel's position) or
     /// its end.
     Subscription { session_id: String, channel: String, subscribed: bool },
-    /// A revocation: its message stored under `key` for `ttl_ms`, then
-    /// published.
-    Revoke { key: String, ttl_ms: u64, message: Bytes, ack: oneshot::Sender<Result<(), BrokerError>> },
+    /// A revocation: its message stored until `until_ms`, then published.
+    Revoke { until_ms: u64, message: Bytes, ack: oneshot::Sender<Result<super::Confirmed, BrokerError>> },
 }
 
 pub struct RedisBroker {
@@ -168,11 +203,8 @@ pub struct RedisBroker {
     /// this after it was queued is dropped by Redis (its publisher was
     /// told it failed).
     publish_timeout: Duration,
-    /// The Redis to use now: `broker.url`'s, or the master the Sentinels
-    /// named at the last (re)connection.
-    client: Mutex<redis::Client>,
-    /// `broker.sentinels`: asked at each (re)connection.
-    sentinel: Option<tokio::sync::Mutex<redis::sentinel::SentinelClient>>,
+    /// Where Redis is: one server or a Redis Cluster.
+    servers: link::Servers,
     timeout: Duration,
     heartbeat: Duration,
     /// `broker.history_*`: what each channel keeps.
@@ -182,7 +214,7 @@ pub struct RedisBroker {
     /// it over with whatever is queued.
     jobs_rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
     /// The command link (publisher, presence, queries); `None` = reconnect.
-    link: Mutex<Option<MultiplexedConnection>>,
+    link: Mutex<Option<link::Link>>,
     /// The subscription is live: publications reach and leave this node.
     up: AtomicBool,
     /// The last command on the link failed or timed out (Redis stalled,
@@ -220,31 +252,15 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 impl RedisBroker {
     /// Checks the URL; connecting happens in the background tasks.
     pub fn new(cfg: &BrokerConfig, max_message_bytes: usize) -> Result<Arc<Self>, BrokerError> {
-        // The URL may hold a password: never echo it.
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|_| unavailable("broker.url is not a valid Redis URL"))?;
-        let sentinel = if cfg.sentinels.is_empty() {
-            None
-        } else {
-            let addrs: Vec<String> = cfg.sentinels.iter().map(|a| format!("redis://{a}")).collect();
-            let s = redis::sentinel::SentinelClient::build(
-                addrs,
-                cfg.sentinel_master.clone(),
-                None,
-                redis::sentinel::SentinelServerType::Master,
-            )
-            .map_err(|_| unavailable("broker.sentinels are not valid addresses"))?;
-            Some(tokio::sync::Mutex::new(s))
-        };
+        let servers = link::Servers::new(cfg)?;
         let (jobs, rx) = mpsc::channel(publisher::QUEUE);
         Ok(Arc::new_cyclic(|me| Self {
             node_id: protocol::random_id('n'),
-            keys: Keys(cfg.key_prefix.clone()),
+            keys: Keys::new(&cfg.key_prefix, servers.sharded()),
             key: wire::ClusterKey::new(cfg.cluster_key.as_bytes()),
             max_message_bytes,
             publish_timeout: Duration::from_millis(cfg.publish_timeout_ms),
-            client: Mutex::new(client),
-            sentinel,
+            servers,
             timeout: Duration::from_millis(cfg.command_timeout_ms),
             heartbeat: Duration::from_secs(cfg.heartbeat_seconds),
             history: cfg.clone(),
@@ -290,30 +306,15 @@ impl RedisBroker {
 
     /// Runs `f` within the command timeout.
     async fn timed<T>(&self, f: impl Future<Output = redis::RedisResult<T>>) -> Result<T, BrokerError> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(BrokerError::Timeout(self.timeout)),
-        }
-    }
-
-    /// The Redis to connect to: with Sentinels, the master they name now
-    /// (asked at every connection, so a failover is followed).
-    async fn redis(&self) -> Result<redis::Client, BrokerError> {
-        if let Some(sentinel) = &self.sentinel {
-            let mut s = sentinel.lock().await;
-            let master = self.timed(s.async_get_client()).await?;
-            *self.client.lock() = master;
-        }
-        Ok(self.client.lock().clone())
+        link::timed(self.timeout, f).await
     }
 
     /// The command link, connecting if needed.
-    async fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+    async fn conn(&self) -> Result<link::Link, BrokerError> {
         if let Some(c) = self.link.lock().clone() {
             return Ok(c);
         }
-        let c = self.timed(self.redis().await?.get_multiplexed_async_connection()).await?;
+        let c = self.servers.connect(self.timeout).await?;
         *self.link.lock() = Some(c.clone());
         Ok(c)
     }
@@ -322,7 +323,7 @@ impl RedisBroker {
     /// so the next call reconnects.
     async fn query<T: redis::FromRedisValue>(
         &self,
-        run: impl FnOnce(MultiplexedConnection) -> BoxFuture<'static, redis::RedisResult<T>>,
+        run: impl FnOnce(link::Link) -> BoxFuture<'static, redis::RedisResult<T>>,
     ) -> Result<T, BrokerError> {
         let out = match self.conn().await {
             Ok(c) => self.timed(run(c)).await,
@@ -354,7 +355,9 @@ impl Broker for RedisBroker {
             ttl_seconds: limits.ttl_seconds,
             once: envelope.keyed.then(|| self.keys.published_id(channel, &envelope.publication.id)),
         };
-        self.publish(Some(placement), || wire::encode(&self.key, &self.node_id, epoch_us(), envelope))
+        self.publish(channel, Some(placement), || {
+            wire::encode(&self.key, &self.node_id, epoch_us(), envelope)
+        })
     }
 
     fn delivers_own(&self) -> bool {
@@ -362,7 +365,7 @@ impl Broker for RedisBroker {
     }
 
     fn disconnect_player(&self, player_id: &str, reason: Option<&str>) -> Result<Option<Ack>, BrokerError> {
-        self.publish(None, || {
+        self.publish(&crate::session::channels::personal_channel(player_id), None, || {
             wire::encode_disconnect(&self.key, &self.node_id, epoch_us(), player_id, reason)
         })
     }
@@ -420,7 +423,7 @@ impl Broker for RedisBroker {
                 }
                 waiting.insert(request, tx);
             }
-            let sent = self.publish(None, || {
+            let sent = self.publish(session_id, None, || {
                 wire::encode_uplink(
                     &self.key,
                     &self.node_id,
@@ -447,7 +450,7 @@ impl Broker for RedisBroker {
     }
 
     fn answer_uplink(&self, node: &str, request: u64, status: u16, body: Bytes) {
-        let _ = self.publish(None, || {
+        let _ = self.publish(node, None, || {
             wire::encode_uplink_answer(&self.key, &self.node_id, epoch_us(), (request, node), status, &body)
         });
     }
@@ -455,7 +458,9 @@ impl Broker for RedisBroker {
     fn session_adopted(&self, session_id: &str, player_id: &str) {
         // Recorded as this node's first, then the node that held it drops it.
         self.queue_session(session_id, Some(player_id));
-        let _ = self.publish(None, || wire::encode_moved(&self.key, &self.node_id, epoch_us(), session_id));
+        let _ = self.publish(session_id, None, || {
+            wire::encode_moved(&self.key, &self.node_id, epoch_us(), session_id)
+        });
     }
 
     fn session_closed(&self, session_id: &str) {
@@ -495,7 +500,7 @@ impl Broker for RedisBroker {
     fn presence_event(&self, change: Change, channel: &str, player_id: &str) {
         // Best effort, like a publication nobody waits on: refused while
         // the link is down (the other nodes resync then anyway).
-        let _ = self.publish(None, || {
+        let _ = self.publish(channel, None, || {
             wire::encode_presence(&self.key, &self.node_id, epoch_us(), change, channel, player_id)
         });
     }
@@ -546,19 +551,47 @@ mod tests {
 
     #[test]
     fn keys_share_the_prefix() {
-        let k = Keys("t".into());
-        assert_eq!(k.publications(), "t:pub");
+        let k = Keys::new("t", false);
+        assert_eq!(&**k.publications("room:a"), "t:pub");
         assert_eq!(k.node("n_1"), "t:node:n_1");
         assert_eq!(k.player("p"), "t:player:p");
         assert_eq!(k.nodes(), "t:nodes");
         assert_eq!(k.sessions("n_1"), "t:sessions:n_1");
-        assert_eq!(k.left("s_1"), "t:left:s_1");
+        assert_eq!(k.left("s_1"), "t:left:{s_1}");
+        assert_eq!(k.session("s_1"), "t:session:{s_1}");
         assert_eq!(k.reap("n_1"), "t:reap:n_1");
-        assert_eq!(k.revoked_jti("j"), "t:revoked:jti:j");
-        assert_eq!(k.revoked_player("p"), "t:revoked:player:p");
-        assert_eq!(k.revoked_pattern(), "t:revoked:*");
+        assert_eq!(k.revocations(), "t:revocations");
         assert_eq!(k.channel_presence("room:a"), "t:presence:room:a");
         assert_eq!(Keys::presence_count_field("n_1"), "#n_1");
+    }
+
+    /// The hash tag: what Redis Cluster hashes to find a key's slot.
+    fn tag(key: &str) -> &str {
+        let open = key.find('{').expect("a tagged key");
+        let close = key[open..].find('}').expect("a closed tag") + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn what_one_script_touches_shares_a_redis_cluster_slot() {
+        let k = Keys::new("t", true);
+        assert_eq!(k.channels.len(), SHARDS as usize);
+        assert_eq!(k.publish_command(), "SPUBLISH");
+        for channel in ["room:a", "room:b", "player:alice", "broadcast", "chat:x.y@z"] {
+            let pubsub = k.publications(channel);
+            let same = [k.history_meta(channel), k.history(channel), k.published_id(channel, "id:1")];
+            assert!(same.iter().all(|key| tag(key) == tag(pubsub)), "{channel}: {same:?} {pubsub}");
+            assert!(k.history(channel).ends_with(channel), "the channel is in its keys");
+        }
+        assert_eq!(tag(&k.session("s_1")), tag(&k.left("s_1")));
+        // Channels spread over the shards (each shard its own slot).
+        let used: std::collections::HashSet<_> = (0..1000).map(|i| shard(&format!("room:{i}"))).collect();
+        assert_eq!(used.len(), SHARDS as usize);
+        // One Redis: one channel, plain pub/sub.
+        let one = Keys::new("t", false);
+        assert_eq!(one.publish_command(), "PUBLISH");
+        assert_eq!(&**one.publications("room:a"), "t:pub");
+        assert_eq!(one.history_meta("room:a"), k.history_meta("room:a"), "the same keys either way");
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::{Job, Keys, RedisBroker, presence_ttl, unavailable};
-use crate::broker::{Ack, BrokerError};
+use crate::broker::{Ack, BrokerError, Confirmed};
 use crate::telemetry as ev;
 
 /// Jobs waiting for the publisher; beyond this, publishing is refused.
@@ -23,9 +23,11 @@ const BATCH: usize = 256;
 /// µs): one its publisher was told had failed (Redis stalled, the answer
 /// came too late) must not reach the other nodes when Redis wakes up.
 /// Returns the receivers, or -1 past the deadline.
+/// KEYS: the pub/sub channel. ARGV: deadline µs, message, `PUBLISH` or
+/// `SPUBLISH`.
 const PUBLISH_BEFORE: &str = "local t = redis.call('TIME') \
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
-return redis.call('PUBLISH', KEYS[1], ARGV[2])";
+return redis.call(ARGV[3], KEYS[1], ARGV[2])";
 
 /// A publication placed in its channel's history, all in one step so that
 /// every node sees the channel's publications in offset order: past its
@@ -36,9 +38,10 @@ return redis.call('PUBLISH', KEYS[1], ARGV[2])";
 /// A publication whose id is the backend's runs once per id within the
 /// window, cluster-wide (-2 for the others: nothing is written again, so a
 /// retry is never in a history twice).
-/// KEYS: the publications channel, the channel's meta hash, its stream,
-/// the id's key. ARGV: deadline µs, message, history size, history TTL s,
-/// meta TTL s, id window s (0: not the backend's id).
+/// KEYS (one slot: see [`super::Keys`]): the pub/sub channel, the
+/// channel's meta hash, its stream, the id's key. ARGV: deadline µs,
+/// message, history size, history TTL s, meta TTL s, id window s (0: not
+/// the backend's id), `PUBLISH` or `SPUBLISH`.
 const PUBLISH_PLACED: &str = "local t = redis.call('TIME') \
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
 if ARGV[6] ~= '0' and not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[6]) then return -2 end \
@@ -50,7 +53,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[5]) \
 if tonumber(ARGV[3]) > 0 then \
 redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], offset .. '-' .. now, 'm', ARGV[2]) \
 redis.call('EXPIRE', KEYS[3], ARGV[4]) end \
-return redis.call('PUBLISH', KEYS[1], 'P' .. epoch .. '.' .. offset .. '.' .. now .. '\\n' .. ARGV[2])";
+return redis.call(ARGV[7], KEYS[1], 'P' .. epoch .. '.' .. offset .. '.' .. now .. '\\n' .. ARGV[2])";
 
 /// Where a publication's channel keeps its history, and how much.
 pub(super) struct Placement {
@@ -69,6 +72,7 @@ impl RedisBroker {
     /// command failed or timed out), and when the queue is full.
     pub(super) fn publish(
         &self,
+        subject: &str,
         placement: Option<Placement>,
         encode: impl FnOnce() -> Bytes,
     ) -> Result<Option<Ack>, BrokerError> {
@@ -81,7 +85,13 @@ impl RedisBroker {
         let (ack, rx) = oneshot::channel();
         let deadline_us = super::epoch_us().saturating_add(self.publish_timeout.as_micros() as u64);
         self.jobs
-            .try_send(Job::Publish { message: encode(), deadline_us, ack, placement })
+            .try_send(Job::Publish {
+                channel: Arc::clone(self.keys.publications(subject)),
+                message: encode(),
+                deadline_us,
+                ack,
+                placement,
+            })
             .map_err(|_| unavailable("the publish queue is full"))?;
         Ok(Some(rx))
     }
@@ -100,12 +110,54 @@ impl RedisBroker {
         let _ = self.jobs.try_send(Job::ChannelPresence { channel: channel.to_owned(), count, value });
     }
 
+    /// Each subscription in `batch` with its channel's position now
+    /// (`<epoch>.<offset>.0`, `0.0.0` before any history; `None`: Redis did
+    /// not answer), read in one pipeline before the batch is written: a
+    /// channel's meta and a session's record may live on different Redis
+    /// Cluster masters, so no one script can do both.
+    async fn subscribed_at(&self, batch: &[Job]) -> Vec<Option<String>> {
+        let metas: Vec<String> = batch
+            .iter()
+            .filter_map(|job| match job {
+                Job::Subscription { channel, subscribed: true, .. } => Some(self.keys.history_meta(channel)),
+                _ => None,
+            })
+            .collect();
+        if metas.is_empty() {
+            return Vec::new();
+        }
+        let n = metas.len();
+        let read: Result<Vec<(Option<String>, Option<String>)>, _> = self
+            .query(move |mut c| {
+                Box::pin(async move {
+                    let mut pipe = redis::pipe();
+                    for meta in &metas {
+                        pipe.cmd("HMGET").arg(meta).arg("e").arg("o");
+                    }
+                    pipe.query_async(&mut c).await
+                })
+            })
+            .await;
+        match read {
+            Ok(read) => read
+                .into_iter()
+                .map(|(epoch, offset)| {
+                    Some(epoch.map_or_else(
+                        || "0.0.0".to_owned(),
+                        |e| format!("{e}.{}.0", offset.as_deref().unwrap_or("0")),
+                    ))
+                })
+                .collect(),
+            Err(_) => vec![None; n],
+        }
+    }
+
     /// The publisher: drains the job queue in pipelines, in order, and
     /// answers each publication's [`Ack`].
     pub async fn run_publisher(self: Arc<Self>) {
         let mut rx = self.jobs_rx.lock().await;
-        let channel = self.keys.publications();
         let ttl = presence_ttl(self.heartbeat).as_secs();
+        let command = self.keys.publish_command();
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -114,15 +166,16 @@ impl RedisBroker {
                     Err(_) => break,
                 }
             }
+            let mut subscribed_at = self.subscribed_at(&batch).await.into_iter();
             let mut pipe = redis::pipe();
             for job in &batch {
                 match job {
-                    Job::Publish { message, deadline_us, placement: Some(p), .. } => {
+                    Job::Publish { channel, message, deadline_us, placement: Some(p), .. } => {
                         let window = crate::session::recent_ids::WINDOW_MS / 1000;
                         pipe.cmd("EVAL")
                             .arg(PUBLISH_PLACED)
                             .arg(4)
-                            .arg(&channel)
+                            .arg(&**channel)
                             .arg(&p.meta)
                             .arg(&p.stream)
                             .arg(p.once.as_deref().unwrap_or(&p.meta))
@@ -131,15 +184,17 @@ impl RedisBroker {
                             .arg(p.size)
                             .arg(p.ttl_seconds)
                             .arg(p.ttl_seconds.max(super::sessions::CLAIM_TTL_SECONDS))
-                            .arg(if p.once.is_some() { window } else { 0 });
+                            .arg(if p.once.is_some() { window } else { 0 })
+                            .arg(command);
                     }
-                    Job::Publish { message, deadline_us, placement: None, .. } => {
+                    Job::Publish { channel, message, deadline_us, placement: None, .. } => {
                         pipe.cmd("EVAL")
                             .arg(PUBLISH_BEFORE)
                             .arg(1)
-                            .arg(&channel)
+                            .arg(&**channel)
                             .arg(*deadline_us)
-                            .arg(message.as_ref());
+                            .arg(message.as_ref())
+                            .arg(command);
                     }
                     Job::Presence { player_id, value: Some(v) } => {
                         let key = self.keys.player(player_id);
@@ -191,14 +246,12 @@ impl RedisBroker {
                             .ignore();
                     }
                     Job::Subscription { session_id, channel, subscribed: true } => {
-                        pipe.cmd("EVAL")
-                            .arg(super::resume::SUBSCRIBED_AT)
-                            .arg(2)
-                            .arg(self.keys.session(session_id))
-                            .arg(self.keys.history_meta(channel))
-                            .arg(channel)
-                            .arg(super::resume::RECORD_TTL_SECONDS)
-                            .ignore();
+                        // Not read: the record says nothing rather than a
+                        // wrong position (a takeover then asks for a resync).
+                        let Some(Some(at)) = subscribed_at.next() else { continue };
+                        let record = self.keys.session(session_id);
+                        pipe.cmd("HSET").arg(&record).arg(format!("c:{channel}")).arg(at).ignore();
+                        pipe.cmd("EXPIRE").arg(&record).arg(super::resume::RECORD_TTL_SECONDS).ignore();
                     }
                     Job::Subscription { session_id, channel, subscribed: false } => {
                         pipe.cmd("HDEL")
@@ -206,9 +259,20 @@ impl RedisBroker {
                             .arg(format!("c:{channel}"))
                             .ignore();
                     }
-                    Job::Revoke { key, ttl_ms, message, .. } => {
-                        pipe.cmd("SET").arg(key).arg(message.as_ref()).arg("PX").arg(*ttl_ms).ignore();
-                        pipe.cmd("PUBLISH").arg(&channel).arg(message.as_ref()).ignore();
+                    Job::Revoke { until_ms, message, .. } => {
+                        pipe.cmd("EVAL")
+                            .arg(super::revocations::STORE)
+                            .arg(1)
+                            .arg(self.keys.revocations())
+                            .arg(*until_ms)
+                            .arg(message.as_ref())
+                            .arg(super::epoch_us() / 1000)
+                            .arg(super::revocations::MAX_STORED)
+                            .ignore();
+                        pipe.cmd(command)
+                            .arg(&**self.keys.publications(&self.keys.revocations()))
+                            .arg(message.as_ref())
+                            .ignore();
                     }
                 }
             }
@@ -225,15 +289,16 @@ impl RedisBroker {
                     Job::Publish { ack, .. } => {
                         let outcome = match (&result, answers.as_mut().and_then(Iterator::next)) {
                             (Err(e), _) => Err(e.clone()),
-                            // -2: a backend's id already published: done.
-                            (Ok(_), Some(n)) if *n >= 0 || *n == -2 => Ok(()),
+                            (Ok(_), Some(n)) if *n >= 0 => Ok(Confirmed::Sent),
+                            // A backend's id already published: done.
+                            (Ok(_), Some(-2)) => Ok(Confirmed::AlreadyPublished),
                             (Ok(_), _) => Err(unavailable("Redis ran it past its deadline: dropped")),
                         };
                         ev::broker_published(outcome.as_ref().err().map(ToString::to_string).as_deref());
                         let _ = ack.send(outcome);
                     }
                     Job::Revoke { ack, .. } => {
-                        let _ = ack.send(result.as_ref().map(|_| ()).map_err(Clone::clone));
+                        let _ = ack.send(result.as_ref().map(|_| Confirmed::Sent).map_err(Clone::clone));
                     }
                     Job::Presence { .. }
                     | Job::ChannelPresence { .. }

@@ -1,14 +1,14 @@
 //! What lets a session outlive its node: its record, and its channels'
 //! histories read back on another node.
 //!
-//! - `<prefix>:session:<id>`: a hash, `p` the player, `n` the node holding
+//! - `<prefix>:session:{<id>}`: a hash, `p` the player, `n` the node holding
 //!   the session, `c:<channel>` the channel's position when the session
 //!   subscribed (`<epoch>.<offset>.0`, `0.0.0` before any history). Written
 //!   through the publisher's queue when it changes; deleted when the
 //!   session ends on the node that holds it.
-//! - `<prefix>:{<channel>}:meta` / `:history`: written by each publication
-//!   (see [`super::publisher`]); read here, one pipeline for every channel
-//!   of a resuming session.
+//! - `<prefix>:{c<shard>}:meta:<channel>` / `:history:<channel>`: written
+//!   by each publication (see [`super::publisher`]); read here, one round
+//!   trip per channel of a resuming session.
 
 use std::sync::Arc;
 
@@ -20,15 +20,6 @@ use crate::broker::{BrokerError, wire};
 use crate::session::position::{History, Position, StoredSession};
 use crate::session::protocol::Publication;
 use crate::telemetry as ev;
-
-/// Records a subscription with the channel's position at that moment.
-/// KEYS: the session record, the channel's meta. ARGV: channel, TTL s.
-pub(super) const SUBSCRIBED_AT: &str = "local m = redis.call('HMGET', KEYS[2], 'e', 'o') \
-local pos = '0.0.0' \
-if m[1] then pos = m[1] .. '.' .. (m[2] or '0') .. '.0' end \
-redis.call('HSET', KEYS[1], 'c:' .. ARGV[1], pos) \
-redis.call('EXPIRE', KEYS[1], ARGV[2]) \
-return 0";
 
 /// Deletes a session record if `ARGV[1]` still holds it (another node may
 /// have taken the session over). KEYS: the record.

@@ -1,11 +1,11 @@
-//! Token revocations in Redis: one key per revocation
-//! (`<prefix>:revoked:jti:<jti>`, `<prefix>:revoked:player:<id>`), expiring
-//! when no token it names can still be valid, holding the signed message
-//! that announces it ([`wire`]), written and published in one pipeline so
-//! every node applies it at once; a node whose subscription (re)starts
-//! reads them all back and checks each like a message, so it also knows
-//! what was revoked while it was away, and another client of the same
-//! Redis cannot revoke anyone.
+//! Token revocations in Redis: one sorted set, `<prefix>:revocations`, of
+//! the signed messages that announce them ([`wire`]), each scored by when
+//! no token it names can still be valid. A revocation is stored and
+//! published in one pipeline so every node applies it at once; a node
+//! whose subscription (re)starts reads the live ones back and checks each
+//! like a message, so it also knows what was revoked while it was away,
+//! and another client of the same Redis cannot revoke anyone. One key, so
+//! it reads the same on one Redis and on a Redis Cluster (no `SCAN`).
 
 use bytes::Bytes;
 
@@ -14,73 +14,70 @@ use crate::broker::{Ack, BrokerError, LocalNode, wire};
 use crate::session::revocation::Revocation;
 use crate::telemetry as ev;
 
-/// Keys read back per `SCAN` round, and rounds at most: a node reads back
-/// at most about 100,000 keys (the in-memory list keeps
-/// `auth.max_revocations` of them, those expiring last).
-const SCAN_COUNT: usize = 500;
-const MAX_SCAN_ROUNDS: usize = 200;
+/// Revocations kept at most (past it, those expiring first are dropped:
+/// the in-memory list keeps `auth.max_revocations`, those expiring last).
+pub(super) const MAX_STORED: u64 = 100_000;
+/// Read back per round trip.
+const PAGE: u64 = 1000;
+
+/// Adds a revocation, drops the expired ones and the oldest past
+/// [`MAX_STORED`], and keeps the set until its last one expires.
+/// KEYS: the set. ARGV: expiry ms, message, now ms, most kept.
+pub(super) const STORE: &str = "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) \
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3]) \
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4]) \
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end \
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES') \
+if last[2] then redis.call('PEXPIREAT', KEYS[1], last[2]) end \
+return 0";
 
 impl RedisBroker {
-    /// Queues the key and the message for the publisher; the [`Ack`] says
-    /// when both are in Redis.
+    /// Queues the revocation for the publisher; the [`Ack`] says when it
+    /// is stored and published.
     pub(super) fn store_revocation(&self, r: &Revocation) -> Result<Option<Ack>, BrokerError> {
         if !self.is_up() {
             return Err(unavailable("the Redis link is down"));
         }
-        let now_ms = epoch_us() / 1000;
-        let ttl_ms = r.until_ms().saturating_sub(now_ms).max(1);
-        let key = match r {
-            Revocation::Jti { jti, .. } => self.keys.revoked_jti(jti),
-            Revocation::Player { player_id, .. } => self.keys.revoked_player(player_id),
-        };
         let message = wire::encode_revocation(&self.key, &self.node_id, epoch_us(), r);
         let (ack, rx) = tokio::sync::oneshot::channel();
         self.jobs
-            .try_send(Job::Revoke { key, ttl_ms, message, ack })
+            .try_send(Job::Revoke { until_ms: r.until_ms(), message, ack })
             .map_err(|_| unavailable("the publish queue is full"))?;
         Ok(Some(rx))
     }
 
-    /// Reads every stored revocation and hands each to `node`. A failure
-    /// is logged by the caller's next loss; what was read is applied.
+    /// Reads every live stored revocation and hands each to `node`. A
+    /// failure is logged by the caller's next loss; what was read is
+    /// applied.
     pub(super) async fn load_revocations(&self, node: &dyn LocalNode) {
-        let pattern = self.keys.revoked_pattern();
-        let mut cursor: u64 = 0;
-        for _ in 0..MAX_SCAN_ROUNDS {
-            let p = pattern.clone();
-            let scanned: Result<(u64, Vec<String>), _> = self
+        let now_ms = epoch_us() / 1000;
+        for page in 0..MAX_STORED.div_ceil(PAGE) {
+            let key = self.keys.revocations();
+            let values: Result<Vec<Vec<u8>>, _> = self
                 .query(move |mut c| {
                     Box::pin(async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(p)
-                            .arg("COUNT")
-                            .arg(SCAN_COUNT)
+                        redis::cmd("ZRANGEBYSCORE")
+                            .arg(key)
+                            .arg(now_ms)
+                            .arg("+inf")
+                            .arg("LIMIT")
+                            .arg(page * PAGE)
+                            .arg(PAGE)
                             .query_async(&mut c)
                             .await
                     })
                 })
                 .await;
-            let Ok((next, keys)) = scanned else { return };
-            if !keys.is_empty() {
-                let names = keys.clone();
-                let values: Result<Vec<Option<Vec<u8>>>, _> = self
-                    .query(move |mut c| {
-                        Box::pin(async move { redis::cmd("MGET").arg(names).query_async(&mut c).await })
-                    })
-                    .await;
-                let Ok(values) = values else { return };
-                for value in values.into_iter().flatten() {
-                    if let Some(r) = self.parse_stored(value) {
-                        node.apply_revocation(&r);
-                    }
+            let Ok(values) = values else { return };
+            let last = (values.len() as u64) < PAGE;
+            for value in values {
+                if let Some(r) = self.parse_stored(value) {
+                    node.apply_revocation(&r);
                 }
             }
-            if next == 0 {
+            if last {
                 return;
             }
-            cursor = next;
         }
     }
 

@@ -5,7 +5,7 @@
 //!   session starts or ends and rewritten now and then by the heartbeat.
 //!   It outlives the node, so a survivor can find a dead node's sessions.
 //! - A node claims a `player_left` before sending it:
-//!   `SET <prefix>:left:<session> <node> NX` — whoever wins sends.
+//!   `SET <prefix>:left:{<session>} <node> NX` — whoever wins sends.
 //! - When a node stops beating for three heartbeats, one survivor claims
 //!   it (`SET <prefix>:reap:<node> NX`), takes its sessions hash, and once
 //!   their resume window has passed since the node's last beat, sends

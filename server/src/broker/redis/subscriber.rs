@@ -1,5 +1,6 @@
-//! The subscriber: this node's one subscription to `<prefix>:pub`, through
-//! which publications (and backend disconnects) of the other nodes arrive.
+//! The subscriber: this node's one subscription (to `<prefix>:pub`, or on
+//! a Redis Cluster to every shard channel), through which every node's
+//! publications and the other nodes' messages arrive.
 //!
 //! It is also what says whether the node is part of the cluster: while the
 //! subscription is live the broker is "up" and publishing is allowed; when
@@ -12,11 +13,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use tandem_monitoring::backoff::Backoff;
 
 use super::{RedisBroker, epoch_us};
-use crate::broker::{BrokerError, LocalNode, wire};
+use crate::broker::{LocalNode, wire};
 use crate::telemetry as ev;
 
 /// Backoff between reconnect attempts: 100 ms doubling to at most 5 s; the
@@ -27,18 +27,11 @@ impl RedisBroker {
     /// Subscribes, fans out what arrives, and reconnects with backoff when
     /// the subscription ends; runs until the task is stopped.
     pub async fn run_subscriber(self: Arc<Self>, manager: Arc<dyn LocalNode>) {
-        let channel = self.keys.publications();
         let mut attempt: u32 = 0;
         let mut first = true;
         loop {
-            let subscribed = async {
-                let mut ps = self.timed(self.redis().await?.get_async_pubsub()).await?;
-                self.timed(ps.subscribe(&channel)).await?;
-                Ok::<_, BrokerError>(ps)
-            }
-            .await;
-            match subscribed {
-                Ok(ps) => {
+            match self.servers.subscribe(&self.keys.channels, self.timeout).await {
+                Ok(mut subscription) => {
                     let reconnect = !first || attempt > 0;
                     // The command link may be a dead one from before.
                     *self.link.lock() = None;
@@ -55,9 +48,8 @@ impl RedisBroker {
                     }
                     first = false;
                     attempt = 0;
-                    let mut messages = ps.into_on_message();
-                    while let Some(msg) = messages.next().await {
-                        self.receive(&*manager, msg.get_payload_bytes());
+                    while let Some(message) = subscription.next().await {
+                        self.receive(&*manager, message.bytes());
                     }
                     self.up.store(false, Ordering::Relaxed);
                     *self.last_error.lock() = Some("the subscription ended".into());
