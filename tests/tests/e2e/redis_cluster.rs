@@ -268,3 +268,60 @@ async fn the_rust_client_loses_nothing_when_its_node_is_killed_on_a_redis_cluste
     let nodes = three_nodes(&cluster, "rc6", &[]).await;
     crate::resume_anywhere::a_killed_node_costs_the_rust_client_nothing(&nodes, "ivy").await;
 }
+
+#[tokio::test]
+async fn a_master_lost_is_503_and_unhealthy_then_connections_resync_when_it_is_back() {
+    let mut cluster = RedisCluster::start().await;
+    let [a, b, _c] = three_nodes(&cluster, "rc7", &[]).await;
+    let mut on_b =
+        Peer::connect(Transport::WebSocket, &b.dev("gus").channels(&["room:y"])).await.expect("on B");
+    publish(&a, "room:y", 0).await;
+    assert_eq!(on_b.expect_delivery().await.data["n"].as_u64(), Some(0));
+
+    cluster.master_mut(0).kill();
+    // Every node loses a third of its shards: it refuses to publish rather
+    // than lose publications silently, and says so in its health.
+    let (status, body) = eventually("a publish refused with broker_unavailable", WAIT, || async {
+        let (status, body) =
+            a.api_post("/api/publish", json!({"channel": "room:y", "event": "n", "data": {"n": 1}})).await;
+        (status != 200).then_some((status, body))
+    })
+    .await;
+    assert_eq!((status, &body["error"]["code"]), (503, &json!("broker_unavailable")), "{body}");
+    eventually("the broker unhealthy in /health/detailed", WAIT, || async {
+        let doc: Value =
+            a.http().get(format!("{}/health/detailed", a.base_url())).send().await.ok()?.json().await.ok()?;
+        (doc["components"]["broker"]["status"] != "healthy").then_some(())
+    })
+    .await;
+
+    cluster.master_mut(0).restart().await;
+    // Back (its own slots, empty): B's session may have missed
+    // publications, so it is told, then gets what follows.
+    loop {
+        match on_b.next_frame(WAIT).await.expect("a frame") {
+            ServerFrame::Resync { reason } => {
+                assert_eq!(reason, "broker_reconnected");
+                break;
+            }
+            ServerFrame::Message(d) => panic!("a delivery before the resync: {d:?}"),
+            _ => {}
+        }
+    }
+    eventually("a publication accepted again", WAIT, || async {
+        let (status, _) =
+            a.api_post("/api/publish", json!({"channel": "room:y", "event": "n", "data": {"n": 2}})).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    loop {
+        match on_b.next_frame(WAIT).await.expect("a frame") {
+            ServerFrame::Message(d) if d.data["n"] == 1 => {}
+            ServerFrame::Message(d) => {
+                assert_eq!(d.data["n"].as_u64(), Some(2), "{d:?}");
+                break;
+            }
+            _ => {}
+        }
+    }
+}

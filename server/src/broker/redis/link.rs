@@ -90,13 +90,12 @@ impl Servers {
         Ok(client.lock().clone())
     }
 
-    fn cluster(
-        seeds: &[String],
-        timeout: Duration,
-    ) -> Result<redis::cluster::ClusterClientBuilder, BrokerError> {
-        Ok(redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+    /// A cluster client of `seeds` that waits at most `timeout` for a
+    /// connection or an answer.
+    fn cluster(seeds: &[String], timeout: Duration) -> redis::cluster::ClusterClientBuilder {
+        redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
             .connection_timeout(timeout)
-            .response_timeout(timeout))
+            .response_timeout(timeout)
     }
 
     /// A new command link.
@@ -107,7 +106,7 @@ impl Servers {
                 Ok(Link::One(timed(timeout, client.get_multiplexed_async_connection()).await?))
             }
             Self::Cluster { seeds } => {
-                let client = Self::cluster(seeds, timeout)?.build().map_err(unavailable)?;
+                let client = Self::cluster(seeds, timeout).build().map_err(unavailable)?;
                 Ok(Link::Cluster(timed(timeout, client.get_async_connection()).await?))
             }
         }
@@ -133,7 +132,7 @@ impl Servers {
                 let (tx, rx) = mpsc::channel(PUSH_QUEUE);
                 let overflow = Arc::new(AtomicBool::new(false));
                 let full = Arc::clone(&overflow);
-                let client = Self::cluster(seeds, timeout)?
+                let client = Self::cluster(seeds, timeout)
                     .use_protocol(redis::ProtocolVersion::RESP3)
                     .push_sender(move |info: redis::PushInfo| {
                         if tx.try_send(info).is_err() {
