@@ -166,6 +166,55 @@ async fn redis_restarted_empty_is_resync_required_never_a_silent_loss() {
 }
 
 #[tokio::test]
+async fn redis_back_from_an_older_snapshot_is_resync_required_never_a_silent_loss() {
+    let mut redis = RedisServer::start().await;
+    let (a, b) = (node(&redis, "ra8", &[]).await, node(&redis, "ra8", &[]).await);
+    // Two sessions on A that got publication 0, then lost their node.
+    let mut away = Vec::new();
+    for player in ["hal", "ida"] {
+        let peer =
+            Peer::connect(Transport::WebSocket, &a.dev(player).channels(&["room:s"])).await.expect("on A");
+        away.push((player, peer));
+    }
+    publish(&b, "room:s", 0).await;
+    let mut orphans = Vec::new();
+    for (player, peer) in &mut away {
+        let pos = peer.expect_delivery().await.pos.expect("a position");
+        orphans.push((*player, peer.session_id().to_owned(), pos));
+    }
+    kill(&a);
+    a.wait_exit(WAIT).await;
+    // A snapshot, then a publication it does not hold: acknowledged, and
+    // lost when Redis comes back from the snapshot (what an RDB restart or
+    // a replica promoted before it got the write does).
+    assert_eq!(redis.command(&[b"SAVE"]), "+OK");
+    publish(&b, "room:s", 1).await;
+    redis.restart().await;
+    let record = tandem_server::broker::redis::Keys::new("ra8", false).session(&orphans[0].1);
+    assert_eq!(redis.command(&[b"EXISTS", record.as_bytes()]), ":1", "Redis is back from the snapshot");
+    eventually("B back on Redis", WAIT, || async {
+        let (status, _) =
+            b.api_post("/api/publish", json!({"channel": "room:other", "event": "n", "data": 0})).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    // Behind the lost publication and away: a resume must not replay
+    // around the hole, before a new publication on the channel or after.
+    let resume = |(player, session, pos): (&str, String, String)| {
+        let opts = b.dev(player).session(&session).last_seq(1).positions(vec![("room:s".into(), pos)]);
+        async move { Peer::connect(Transport::WebSocket, &opts).await.expect("resume on B").welcome().clone() }
+    };
+    let (hal, ida) = (orphans.remove(0), orphans.remove(0));
+    let w = resume(hal).await;
+    assert!(w.resync_required && !w.resumed, "{w:?}");
+    publish(&b, "room:s", 2).await;
+    let w = resume(ida).await;
+    assert!(w.resync_required && !w.resumed, "{w:?}");
+    let gaps = metric(&b, "tandem_resume_gaps_total", &[("reason", "epoch_changed")]).await;
+    assert_eq!(gaps, 2.0, "both told, as a new epoch");
+}
+
+#[tokio::test]
 async fn the_rust_client_behind_a_round_robin_balancer_loses_nothing_when_its_node_is_killed() {
     let redis = RedisServer::start().await;
     let nodes =

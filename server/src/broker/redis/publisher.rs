@@ -32,7 +32,9 @@ return redis.call(ARGV[3], KEYS[1], ARGV[2])";
 /// A publication placed in its channel's history, all in one step so that
 /// every node sees the channel's publications in offset order: past its
 /// deadline nothing happens (-1); else the channel's offset is incremented
-/// (a new epoch when its history is gone), the message appended to the
+/// (a new epoch when its history is gone, or was written by another Redis
+/// process: restarted from a snapshot, or a replica promoted, either of
+/// which may have lost acknowledged writes), the message appended to the
 /// channel's stream as entry `<offset>-<now µs>` (capped at ARGV[3]
 /// entries, kept ARGV[4] s), and published with its position before it.
 /// A publication whose id is the backend's runs once per id within the
@@ -46,8 +48,11 @@ const PUBLISH_PLACED: &str = "local t = redis.call('TIME') \
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
 if ARGV[6] ~= '0' and not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[6]) then return -2 end \
 local now = t[1] .. string.format('%06d', tonumber(t[2])) \
-local epoch = redis.call('HGET', KEYS[2], 'e') \
-if not epoch then epoch = now redis.call('HSET', KEYS[2], 'e', epoch) redis.call('DEL', KEYS[3]) end \
+local me = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') \
+local m = redis.call('HMGET', KEYS[2], 'e', 'r') \
+local epoch = m[1] \
+if not epoch or m[2] ~= me then epoch = now \
+redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0, 'r', me) redis.call('DEL', KEYS[3]) end \
 local offset = redis.call('HINCRBY', KEYS[2], 'o', 1) \
 redis.call('EXPIRE', KEYS[2], ARGV[5]) \
 if tonumber(ARGV[3]) > 0 then \
@@ -127,12 +132,12 @@ impl RedisBroker {
             return Vec::new();
         }
         let n = metas.len();
-        let read: Result<Vec<(Option<String>, Option<String>)>, _> = self
+        let read: Result<Vec<Vec<String>>, _> = self
             .query(move |mut c| {
                 Box::pin(async move {
                     let mut pipe = redis::pipe();
                     for meta in &metas {
-                        pipe.cmd("HMGET").arg(meta).arg("e").arg("o");
+                        pipe.cmd("EVAL").arg(super::resume::META).arg(1).arg(meta);
                     }
                     pipe.query_async(&mut c).await
                 })
@@ -141,11 +146,11 @@ impl RedisBroker {
         match read {
             Ok(read) => read
                 .into_iter()
-                .map(|(epoch, offset)| {
-                    Some(epoch.map_or_else(
-                        || "0.0.0".to_owned(),
-                        |e| format!("{e}.{}.0", offset.as_deref().unwrap_or("0")),
-                    ))
+                .map(|meta| {
+                    Some(match meta.as_slice() {
+                        [epoch, offset] => format!("{epoch}.{offset}.0"),
+                        _ => "0.0.0".to_owned(),
+                    })
                 })
                 .collect(),
             Err(_) => vec![None; n],

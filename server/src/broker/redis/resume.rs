@@ -21,6 +21,14 @@ use crate::session::position::{History, Position, StoredSession};
 use crate::session::protocol::Publication;
 use crate::telemetry as ev;
 
+/// A channel's epoch and last offset, `{}` when it has no history this
+/// Redis process wrote: none, or one from before a restart or a failover
+/// (which may have lost acknowledged writes: a client is then told to
+/// resync, never replayed around a hole). KEYS: the channel's meta.
+pub(super) const META: &str = "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r') \
+if not m[1] or m[3] ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return {} end \
+return {m[1], m[2] or '0'}";
+
 /// Deletes a session record if `ARGV[1]` still holds it (another node may
 /// have taken the session over). KEYS: the record.
 pub(super) const DELETE_IF_HELD: &str = "if redis.call('HGET', KEYS[1], 'n') == ARGV[1] then \
@@ -80,10 +88,10 @@ impl RedisBroker {
                 .query(move |mut c| {
                     Box::pin(async move {
                         redis::pipe()
-                            .cmd("HMGET")
+                            .cmd("EVAL")
+                            .arg(META)
+                            .arg(1)
                             .arg(meta)
-                            .arg("e")
-                            .arg("o")
                             .cmd("XRANGE")
                             .arg(range)
                             .arg(start)
@@ -120,7 +128,7 @@ impl RedisBroker {
     }
 }
 
-/// `HMGET e o`: the channel's epoch and last offset, if it has a history.
+/// [`META`]: the channel's epoch and last offset, if it has a history.
 fn parse_meta(v: &Value) -> Option<(u64, u64)> {
     let Value::Array(items) = v else { return None };
     let number = |v: &Value| match v {
@@ -163,6 +171,7 @@ mod tests {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         assert_eq!(parse_meta(&Value::Array(vec![bulk("17"), bulk("5")])), Some((17, 5)));
         assert_eq!(parse_meta(&Value::Array(vec![Value::Nil, Value::Nil])), None);
+        assert_eq!(parse_meta(&Value::Array(vec![])), None, "no history this Redis process wrote");
         let entry =
             |id: &str, f: &str, m: &str| Value::Array(vec![bulk(id), Value::Array(vec![bulk(f), bulk(m)])]);
         let range =
