@@ -230,6 +230,9 @@ pub struct RedisBroker {
     remote_nodes: Mutex<Vec<NodeDocument>>,
     /// Itself, for the futures that outlive a call (`claim_departure`).
     me: std::sync::Weak<RedisBroker>,
+    /// The `run_id` of the Redis process behind each pub/sub channel, as
+    /// learned when the subscription began (none: unknown).
+    run_ids: Mutex<Arc<std::collections::HashMap<Arc<str>, Arc<str>>>>,
     /// Uplink posts forwarded to other nodes, waiting for their answer.
     uplinks: Mutex<std::collections::HashMap<u64, oneshot::Sender<(u16, Bytes)>>>,
     next_uplink: AtomicU64,
@@ -275,6 +278,7 @@ impl RedisBroker {
             started: SystemTime::now(),
             remote_nodes: Mutex::new(Vec::new()),
             me: me.clone(),
+            run_ids: Mutex::default(),
             uplinks: Mutex::new(std::collections::HashMap::new()),
             next_uplink: AtomicU64::new(1),
         }))

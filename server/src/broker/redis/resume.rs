@@ -29,6 +29,9 @@ pub(super) const META: &str = "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 
 if not m[1] or m[3] ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return {} end \
 return {m[1], m[2] or '0'}";
 
+/// The `run_id` of the Redis process holding KEYS[1]'s slot.
+const RUN_ID: &str = "return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')";
+
 /// Deletes a session record if `ARGV[1]` still holds it (another node may
 /// have taken the session over). KEYS: the record.
 pub(super) const DELETE_IF_HELD: &str = "if redis.call('HGET', KEYS[1], 'n') == ARGV[1] then \
@@ -38,6 +41,28 @@ redis.call('DEL', KEYS[1]) end return 0";
 type Entry = (u64, u64, Bytes);
 
 impl RedisBroker {
+    /// Asks each Redis process which `run_id` it has, for each pub/sub
+    /// channel (on a Redis Cluster, the master of its shard), so that the
+    /// publish script need not ask; on failure none is known (it asks).
+    pub(super) async fn learn_run_ids(&self) {
+        let channels = self.keys.channels.clone();
+        let learned: Result<Vec<String>, _> = self
+            .query(move |mut c| {
+                Box::pin(async move {
+                    let mut pipe = redis::pipe();
+                    for channel in &channels {
+                        pipe.cmd("EVAL").arg(RUN_ID).arg(1).arg(&**channel);
+                    }
+                    pipe.query_async(&mut c).await
+                })
+            })
+            .await;
+        *self.run_ids.lock() = Arc::new(match learned {
+            Ok(ids) => self.keys.channels.iter().cloned().zip(ids.into_iter().map(Arc::from)).collect(),
+            Err(_) => std::collections::HashMap::new(),
+        });
+    }
+
     /// The record of session `id`, if the cluster knows it.
     pub(super) async fn read_session(&self, id: &str) -> Result<Option<StoredSession>, BrokerError> {
         let key = self.keys.session(id);

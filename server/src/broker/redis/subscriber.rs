@@ -39,6 +39,7 @@ impl RedisBroker {
                     // says it is connected (what arrives meanwhile waits in
                     // the subscription).
                     self.load_revocations(&*manager).await;
+                    self.learn_run_ids().await;
                     self.up.store(true, Ordering::Relaxed);
                     self.ever_up.store(true, Ordering::Relaxed);
                     ev::broker_connected("redis", &self.node_id, reconnect);
@@ -52,6 +53,7 @@ impl RedisBroker {
                         self.receive(&*manager, message.bytes());
                     }
                     self.up.store(false, Ordering::Relaxed);
+                    *self.run_ids.lock() = Arc::default();
                     *self.last_error.lock() = Some("the subscription ended".into());
                 }
                 Err(e) => {
