@@ -112,8 +112,8 @@ impl Servers {
         }
     }
 
-    /// A new subscription to `channels` (this node's share of them on a
-    /// Redis Cluster: each on the master of its slot).
+    /// A new subscription to `channels` (on a Redis Cluster, each on the
+    /// master of its slot).
     pub(super) async fn subscribe(
         &self,
         channels: &[Arc<str>],
@@ -213,7 +213,10 @@ impl ConnectionLike for Link {
     }
 
     fn get_db(&self) -> i64 {
-        0
+        match self {
+            Self::One(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
     }
 }
 

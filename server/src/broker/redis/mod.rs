@@ -56,6 +56,16 @@ use crate::session::snapshot::{PlayerSnapshot, RemotePlayer};
 
 pub use presence::presence_ttl;
 
+/// Lua: the `run_id` of the Redis process running the script, what tells
+/// one process's history from another's (restarted, promoted). One place,
+/// for every script that needs it.
+macro_rules! run_id_lua {
+    () => {
+        "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
+    };
+}
+use run_id_lua;
+
 /// Wall-clock microseconds, for the cross-node lag (nodes share a clock
 /// source in practice: NTP; on one machine, exactly).
 fn epoch_us() -> u64 {

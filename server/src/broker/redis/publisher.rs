@@ -47,14 +47,17 @@ return redis.call(ARGV[3], KEYS[1], ARGV[2])";
 /// believes the Redis has ('' unknown: `INFO` is asked only when the meta
 /// disagrees with it, since `INFO` in every publication costs a third of
 /// the script's throughput).
-const PUBLISH_PLACED: &str = "local t = redis.call('TIME') \
+const PUBLISH_PLACED: &str = concat!(
+    "local t = redis.call('TIME') \
 if tonumber(t[1]) * 1000000 + tonumber(t[2]) > tonumber(ARGV[1]) then return -1 end \
 if ARGV[6] ~= '0' and not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[6]) then return -2 end \
 local now = t[1] .. string.format('%06d', tonumber(t[2])) \
 local m = redis.call('HMGET', KEYS[2], 'e', 'r') \
 local epoch = m[1] \
 if not epoch or m[2] ~= ARGV[8] then \
-local me = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') \
+local me = ",
+    super::run_id_lua!(),
+    " \
 if not epoch or m[2] ~= me then epoch = now \
 redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0, 'r', me) redis.call('DEL', KEYS[3]) end end \
 local offset = redis.call('HINCRBY', KEYS[2], 'o', 1) \
@@ -62,7 +65,8 @@ redis.call('EXPIRE', KEYS[2], ARGV[5]) \
 if tonumber(ARGV[3]) > 0 then \
 redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], offset .. '-' .. now, 'm', ARGV[2]) \
 redis.call('EXPIRE', KEYS[3], ARGV[4]) end \
-return redis.call(ARGV[7], KEYS[1], 'P' .. epoch .. '.' .. offset .. '.' .. now .. '\\n' .. ARGV[2])";
+return redis.call(ARGV[7], KEYS[1], 'P' .. epoch .. '.' .. offset .. '.' .. now .. '\\n' .. ARGV[2])"
+);
 
 /// Where a publication's channel keeps its history, and how much.
 pub(super) struct Placement {
@@ -167,7 +171,6 @@ impl RedisBroker {
         let mut rx = self.jobs_rx.lock().await;
         let ttl = presence_ttl(self.heartbeat).as_secs();
         let command = self.keys.publish_command();
-        let unknown: Arc<str> = Arc::from("");
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -197,7 +200,7 @@ impl RedisBroker {
                             .arg(p.ttl_seconds.max(super::sessions::CLAIM_TTL_SECONDS))
                             .arg(if p.once.is_some() { window } else { 0 })
                             .arg(command)
-                            .arg(&**run_ids.get(channel).unwrap_or(&unknown));
+                            .arg(run_ids.get(channel).map_or("", |id| &**id));
                     }
                     Job::Publish { channel, message, deadline_us, placement: None, .. } => {
                         pipe.cmd("EVAL")
@@ -272,19 +275,17 @@ impl RedisBroker {
                             .ignore();
                     }
                     Job::Revoke { until_ms, message, .. } => {
+                        let key = self.keys.revocations();
                         pipe.cmd("EVAL")
                             .arg(super::revocations::STORE)
                             .arg(1)
-                            .arg(self.keys.revocations())
+                            .arg(&key)
                             .arg(*until_ms)
                             .arg(message.as_ref())
                             .arg(super::epoch_us() / 1000)
                             .arg(super::revocations::MAX_STORED)
                             .ignore();
-                        pipe.cmd(command)
-                            .arg(&**self.keys.publications(&self.keys.revocations()))
-                            .arg(message.as_ref())
-                            .ignore();
+                        pipe.cmd(command).arg(&**self.keys.publications(&key)).arg(message.as_ref()).ignore();
                     }
                 }
             }

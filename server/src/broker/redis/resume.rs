@@ -25,12 +25,14 @@ use crate::telemetry as ev;
 /// Redis process wrote: none, or one from before a restart or a failover
 /// (which may have lost acknowledged writes: a client is then told to
 /// resync, never replayed around a hole). KEYS: the channel's meta.
-pub(super) const META: &str = "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r') \
-if not m[1] or m[3] ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return {} end \
-return {m[1], m[2] or '0'}";
+pub(super) const META: &str = concat!(
+    "local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r') if not m[1] or m[3] ~= ",
+    super::run_id_lua!(),
+    " then return {} end return {m[1], m[2] or '0'}"
+);
 
 /// The `run_id` of the Redis process holding KEYS[1]'s slot.
-const RUN_ID: &str = "return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')";
+const RUN_ID: &str = concat!("return ", super::run_id_lua!());
 
 /// Deletes a session record if `ARGV[1]` still holds it (another node may
 /// have taken the session over). KEYS: the record.
