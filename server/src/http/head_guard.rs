@@ -222,8 +222,17 @@ impl<T> HeadGuard<T> {
         Self { io, scan: HeadScan::new(limit), held: BytesMut::new(), ready: 0, seen: 0 }
     }
 
-    pub fn get_ref(&self) -> &T {
-        &self.io
+    /// A guard over a socket from which `read` was already taken (the
+    /// front door reads a connection's first bytes before actix-http):
+    /// they are scanned and given out first, as if read here.
+    pub fn with_read(io: T, limit: usize, read: BytesMut) -> Self {
+        let mut guard = Self::new(io, limit);
+        if !read.is_empty() {
+            guard.held = read;
+            let scan = guard.scan.scan(&guard.held, 0);
+            guard.apply(scan);
+        }
+        guard
     }
 
     /// The socket and what was read from it but not given out (bytes the
@@ -487,5 +496,27 @@ mod tests {
         assert_eq!(out, REFUSED_REQUEST);
         let (_, held) = guard.into_parts();
         assert!(held.is_empty(), "the refused head is dropped");
+    }
+}
+
+#[cfg(test)]
+mod with_read_tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn bytes_read_before_the_guard_are_given_out_first_and_measured() {
+        let socket: &[u8] = b"\r\n\r\n";
+        let first = BytesMut::from(&b"GET / HTTP/1.1\r\nhost: x"[..]);
+        let mut guard = HeadGuard::with_read(socket, 1024, first);
+        let mut all = Vec::new();
+        guard.read_to_end(&mut all).await.expect("read");
+        assert_eq!(all, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+
+        let over = BytesMut::from(format!("GET / HTTP/1.1\r\nx-filler: {}", "y".repeat(2000)).as_bytes());
+        let mut guard = HeadGuard::with_read(&b"\r\n\r\n"[..], 1024, over);
+        let mut out = vec![0u8; REFUSED_REQUEST.len()];
+        guard.read_exact(&mut out).await.expect("the stand-in");
+        assert_eq!(out, REFUSED_REQUEST, "a head over the limit is refused though read elsewhere");
     }
 }

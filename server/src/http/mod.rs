@@ -16,6 +16,8 @@ pub mod extract;
 pub mod head_guard;
 /// Which browser origins may connect.
 pub mod origin;
+/// Response heads written to sockets the transports own.
+pub mod response_head;
 /// What every handler can reach.
 pub mod state;
 /// JSON views of players, sessions and connections.

@@ -5,8 +5,10 @@
 //! are allowed too (local development); otherwise only the listed origins
 //! (or `*`). This check is what stops cross-site WebSocket hijacking.
 
-use actix_web::http::header::HeaderMap;
-use actix_web::http::header::{HOST, ORIGIN};
+use actix_web::http::header::{HOST, HeaderMap, HeaderValue, ORIGIN};
+
+/// The `Vary` of every CORS answer: what the answer depends on.
+pub const CORS_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 #[derive(Debug, Clone)]
 pub struct OriginPolicy {
@@ -32,6 +34,15 @@ impl OriginPolicy {
             }
             Some(Err(_)) => false,
         }
+    }
+
+    /// The `Origin` a CORS answer names in `Access-Control-Allow-Origin`:
+    /// the request's own, when it is allowed (what the CORS middleware of
+    /// the actix-web routes answers too).
+    pub fn cors_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h HeaderValue> {
+        let origin = headers.get(ORIGIN)?;
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+        origin.to_str().is_ok_and(|o| self.allows(o, host)).then_some(origin)
     }
 
     pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {

@@ -12,25 +12,22 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_http::{HttpService, KeepAlive};
 use actix_server::{Server, ServerBuilder};
-use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
 use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
 use actix_web::dev::AppConfig;
 use actix_web::web;
 use tokio::net::TcpStream;
 
-use crate::http::head_guard::HeadGuard;
 use crate::http::state::AppState;
+use crate::server::front_door::{self, FrontDoor, REQUEST_TIMEOUT};
 use crate::server::routes;
 use crate::transport::ws;
 
 /// Accept backlog: a burst of connects waits in the kernel instead of
 /// being dropped into SYN retries.
 const BACKLOG: i32 = 4096;
-
-/// How long a client may take to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take to complete its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,32 +45,14 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// The TCP socket under a connection, for its socket options.
-trait Tcp {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl Tcp for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-impl Tcp for TlsStream<TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
-    }
-}
-
 /// The HTTP/1 service over a guarded socket of type `$io` (TCP, or TLS
 /// over TCP), with the WebSocket upgrade service in front of the actix-web
 /// app. A macro because the service's type names the socket and its
 /// closures, and only the two uses below need it.
 macro_rules! http_service {
-    ($state:expr, $shutdown:expr, $user_timeout:expr, $io:ty) => {{
+    ($state:expr, $shutdown:expr, $io:ty) => {{
         let state = $state;
         let shutdown = $shutdown;
-        let user_timeout = $user_timeout;
         let app = routes::build(state.clone()).into_factory().map_err(|e| e.error_response());
         HttpService::build()
             .keep_alive(KeepAlive::default())
@@ -89,24 +68,9 @@ macro_rules! http_service {
                 let signal = shutdown.clone();
                 async move { signal.notified().await }
             })
-            .on_connect_ext(move |io: &HeadGuard<$io>, _ext| {
-                let sock = socket2::SockRef::from(Tcp::tcp(io.get_ref()));
-                // A peer that vanishes mid-write is dropped by the kernel
-                // once unacknowledged data is older than the heartbeat
-                // timeout; heartbeats make sure there is such data.
-                let _ = sock.set_tcp_user_timeout(Some(user_timeout));
-                let _ = sock.set_tcp_nodelay(true);
-            })
             .upgrade(ws::upgrade::<$io>(state))
             .finish(map_config(app, |()| AppConfig::default()))
     }};
-}
-
-/// Every request head is measured before actix-http parses it, so an
-/// oversized one gets Tandem's JSON 431 (`http::head_guard`).
-fn guarded<Io: Tcp>(io: Io, limit: usize) -> (HeadGuard<Io>, Protocol, Option<SocketAddr>) {
-    let peer = io.tcp().peer_addr().ok();
-    (HeadGuard::new(io, limit), Protocol::Http1, peer)
 }
 
 /// The client server on `listener`, not yet running; TLS over it when
@@ -131,29 +95,27 @@ pub fn serve(
         .max_concurrent_connections(config.server.max_connections.saturating_add(1024));
     let shutdown = builder.graceful_shutdown_signal();
     let state = state.clone();
-    let limit = config.server.max_request_head_bytes;
+    let door = FrontDoor {
+        app: state.clone().into_inner(),
+        limit: config.server.max_request_head_bytes,
+        user_timeout,
+    };
     let builder = match tls {
         None => builder.listen("tandem", listener, move || {
-            let http = http_service!(state.clone(), shutdown.clone(), user_timeout, TcpStream);
-            fn_service(move |io: TcpStream| async move {
-                Ok::<_, actix_http::error::DispatchError>(guarded(io, limit))
-            })
-            .and_then(http)
+            let http = http_service!(state.clone(), shutdown.clone(), TcpStream);
+            front_door::factory(door.clone(), http.map_err(|_| ()))
         }),
         Some(mut tls) => {
             // HTTP/1.1 is all Tandem speaks; a client offering h2 alone is
             // refused in the handshake instead of misread after it.
             tls.alpn_protocols = vec![b"http/1.1".to_vec()];
             builder.listen("tandem-tls", listener, move || {
-                let http = http_service!(state.clone(), shutdown.clone(), user_timeout, TlsStream<TcpStream>);
+                let http = http_service!(state.clone(), shutdown.clone(), TlsStream<TcpStream>);
                 let mut acceptor = Acceptor::new(tls.clone());
                 acceptor.set_handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
                 // A failed handshake or a broken connection ends here;
                 // neither has anyone to answer.
-                acceptor
-                    .map_err(|_| ())
-                    .map(move |io: TlsStream<TcpStream>| guarded(io, limit))
-                    .and_then(http.map_err(|_| ()))
+                acceptor.map_err(|_| ()).and_then(front_door::factory(door.clone(), http.map_err(|_| ())))
             })
         }
     };

@@ -11,7 +11,9 @@
 //! one [`Supervisor`] and stop on its one signal once the listeners are
 //! closed; the process exits when they have ended.
 
-/// The client listener: actix-server, actix-http, WebSocket upgrades.
+/// The first request of every client connection, read before actix-http.
+pub(crate) mod front_door;
+/// The client listener: actix-server, the front door, actix-http.
 pub(crate) mod listener;
 /// The route table.
 pub(crate) mod routes;

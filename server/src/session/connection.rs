@@ -129,6 +129,9 @@ struct Queue {
     items: VecDeque<Outbound>,
     closing: Option<CloseReason>,
     close_taken: bool,
+    /// The writer has emptied the queue once: what attach queued (welcome,
+    /// replay) is out.
+    drained: bool,
 }
 
 #[derive(Debug)]
@@ -226,7 +229,12 @@ impl Connection {
             transport,
             connected_at: Instant::now(),
             capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
-            queue: Mutex::new(Queue { items: VecDeque::new(), closing: None, close_taken: false }),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                closing: None,
+                close_taken: false,
+                drained: false,
+            }),
             waker: AtomicWaker::new(),
             messages_sent: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
@@ -303,7 +311,17 @@ impl Connection {
                 q.close_taken = true;
                 Next::Close(reason)
             }
-            _ => Next::Idle,
+            _ => {
+                if !q.drained {
+                    // The buffer attach filled is not kept: most
+                    // connections then idle, and one that gets traffic
+                    // allocates it again at its next push (once; the
+                    // heartbeat sweep releases it when idle again).
+                    q.drained = true;
+                    q.items = VecDeque::new();
+                }
+                Next::Idle
+            }
         }
     }
 
@@ -388,6 +406,20 @@ mod tests {
         assert!(matches!(c.next(), Next::Send(Outbound::Frame { .. })));
         assert!(matches!(c.next(), Next::Send(Outbound::Heartbeat)));
         assert!(matches!(c.next(), Next::Close(CloseReason::Shutdown { .. })));
+    }
+
+    #[test]
+    fn the_buffer_attach_filled_is_released_once_drained_and_later_ones_kept() {
+        let c = Connection::new("c".into(), Transport::Sse, 8, 0);
+        c.push_unbounded(frame());
+        assert!(c.queue.lock().items.capacity() > 0);
+        assert!(matches!(c.next(), Next::Send(_)));
+        assert!(matches!(c.next(), Next::Idle));
+        assert_eq!(c.queue.lock().items.capacity(), 0, "the welcome's buffer is given back");
+        c.push(frame());
+        assert!(matches!(c.next(), Next::Send(_)));
+        assert!(matches!(c.next(), Next::Idle));
+        assert!(c.queue.lock().items.capacity() > 0, "traffic keeps its buffer until the sweep");
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod dual_delivery;
 mod edge;
 mod example_game;
 mod fanout;
+mod front_door;
 mod hardening;
 mod heartbeat;
 mod limits;

@@ -67,7 +67,7 @@ enum Phase {
     },
 }
 
-pub(super) struct Link<Io: Socket> {
+pub struct Link<Io: Socket> {
     app: Arc<AppState>,
     att: Attached,
     who: Identity,

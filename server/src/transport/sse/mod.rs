@@ -1,26 +1,42 @@
 //! Server-Sent Events transport (`GET /sse`) and the SSE clients' way back
 //! in (`POST /sessions/{id}/messages`).
 //!
-//! The response body is a stream that drains the connection's outbound
-//! queue; actix polls it only when the socket can take more, so a client
-//! that stops reading fills its queue and is closed as a slow consumer.
+//! A stream is a [`Writer`] draining the connection's outbound queue. A
+//! connection's first request is served by [`serve`] on the socket the
+//! front door took from actix-http (`server::front_door`): the stream is
+//! then a [`link::Link`] owning the socket and nothing else, as a WebSocket
+//! is. A `GET /sse` later on a keep-alive connection reaches actix-web's
+//! [`route`], whose body is the same `Writer`. Either way the socket is
+//! written only when it can take more, so a client that stops reading
+//! fills its queue and is closed as a slow consumer.
+
+pub mod link;
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use actix_http::ConnectionType;
+use std::time::{Duration, Instant};
+
+use actix_http::{ConnectionType, StatusCode};
+use actix_web::dev::RequestHead;
 use actix_web::http::Version;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    VARY,
+};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
+use tokio::io::AsyncWriteExt;
 
 use crate::auth::Identity;
 use crate::http::error::{self, HttpError};
 use crate::http::extract::{self, Client};
+use crate::http::origin::CORS_VARY;
+use crate::http::response_head::{self, Connection, Framing};
 use crate::http::state::AppState;
 use crate::manager::commands::{self, Handled, ReplyTo};
 use crate::manager::{Attached, Session, UplinkHandler};
@@ -28,6 +44,7 @@ use crate::session::connection::{CloseReason, Next, Outbound};
 use crate::session::protocol::{self, ClientMessage, ErrorCode, ProtocolError, Reply};
 use crate::session::state::RateVerdict;
 use crate::telemetry::{self as ev, AuthSurface, Ids};
+use crate::transport::ws::Socket;
 use tandem_protocol::Transport;
 
 /// The route the stream is served on.
@@ -43,21 +60,41 @@ const HEARTBEAT_EVENT: &[u8] = b"event: heartbeat\ndata: {\"type\":\"heartbeat\"
 /// Events are batched into one chunk up to about this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// The headers of every stream's answer.
+const STREAM_HEADERS: [(HeaderName, &str); 3] = [
+    (CONTENT_TYPE, "text/event-stream"),
+    (CACHE_CONTROL, "no-cache"),
+    (HeaderName::from_static("x-accel-buffering"), "no"),
+];
+
+/// Bound on writing an error answer: a client that does not read even that
+/// is dropped.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `Last-Event-ID`: the last sequence an `EventSource` received.
+fn last_event_id(head: &RequestHead) -> Option<u64> {
+    head.headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok())
+}
+
+/// Everything a stream request must pass before its `200`: the checks of
+/// every route, then the connect itself.
+async fn start(app: &web::Data<AppState>, head: &RequestHead) -> Result<Writer, HttpError> {
+    extract::head_size(app, head)?;
+    extract::transport_enabled(app, Transport::Sse)?;
+    let (att, _who) = super::open(app, head, Transport::Sse, last_event_id(head)).await?;
+    let heartbeat_events = wants_heartbeat_events(head.uri.query().unwrap_or_default());
+    Ok(Writer { app: app.clone().into_inner(), att, heartbeat_events, done: false })
+}
+
+/// `GET /sse` on actix-web: a stream requested after another request on
+/// the same connection (the front door serves first requests).
 pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    extract::transport_enabled(&app, Transport::Sse)?;
-    let last_event_id = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    let (att, _who) = super::open(&app, req.head(), Transport::Sse, last_event_id).await?;
-    let heartbeat_events = wants_heartbeat_events(req.query_string());
-    let writer = Writer { app: app.into_inner(), att, heartbeat_events, done: false };
-    let mut res = HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(writer);
+    let writer = start(&app, req.head()).await?;
+    let mut res = HttpResponse::Ok();
+    for header in STREAM_HEADERS {
+        res.insert_header(header);
+    }
+    let mut res = res.streaming(writer);
     if req.version() < Version::HTTP_11 {
         // HTTP/1.0 has no chunked encoding: the events are the raw body,
         // and closing the connection ends it.
@@ -65,6 +102,101 @@ pub async fn route(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRes
         res.head_mut().set_connection_type(ConnectionType::Close);
     }
     Ok(res)
+}
+
+/// What a stream request on an owned socket became.
+pub enum Opened<Io: Socket> {
+    /// The stream, its answer's head queued: to be run until it ends.
+    /// Boxed, so what a connection's task holds is the stream alone.
+    Stream(Pin<Box<link::Link<Io>>>),
+    /// An error was answered and the client keeps the connection: the
+    /// socket and what the client sent after its request, for actix-http.
+    KeepAlive(Io, BytesMut),
+    /// The connection is over.
+    Done,
+}
+
+/// A connection's first request, `GET /sse`, on the socket the front door
+/// owns: the same checks, answers and stream as [`route`], with no
+/// dispatcher under it. `rest`: what the client sent after its head.
+pub async fn open<Io: Socket>(
+    app: Arc<AppState>,
+    head: Box<RequestHead>,
+    mut io: Io,
+    rest: BytesMut,
+) -> Opened<Io> {
+    let started = Instant::now();
+    let app = web::Data::from(app);
+    let started_stream = start(&app, &head).await;
+    let allow_origin = app.origins.cors_origin(&head.headers).cloned();
+    let mut headers = HeaderMap::new();
+    if let Some(origin) = allow_origin {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    headers.insert(VARY, HeaderValue::from_static(CORS_VARY));
+    let record = |status| ev::http_request(&app.telemetry, "GET", ROUTE, status, started.elapsed());
+    let mut out = BytesMut::new();
+    match started_stream {
+        Ok(writer) => {
+            for (name, value) in STREAM_HEADERS {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+            let http_1_0 = head.version < Version::HTTP_11;
+            let framing = if http_1_0 { Framing::UntilClose } else { Framing::Chunked };
+            response_head::put(
+                &mut out,
+                head.version,
+                StatusCode::OK,
+                &headers,
+                framing,
+                Connection::Default,
+            );
+            record(200);
+            Opened::Stream(Box::pin(link::Link::new(writer, io, out, !http_1_0)))
+        }
+        Err(e) => {
+            let (status, own, body) = response_head::error(&e);
+            for (name, value) in own {
+                headers.append(name, value);
+            }
+            let keep_alive = keeps_alive(&head);
+            let connection = if keep_alive { Connection::Default } else { Connection::Close };
+            response_head::put(
+                &mut out,
+                head.version,
+                status,
+                &headers,
+                Framing::Length(body.len()),
+                connection,
+            );
+            out.extend_from_slice(&body);
+            record(status.as_u16());
+            let written = tokio::time::timeout(ANSWER_TIMEOUT, async {
+                io.write_all(&out).await?;
+                io.flush().await
+            })
+            .await;
+            match written {
+                Ok(Ok(())) if keep_alive => Opened::KeepAlive(io, rest),
+                Ok(Ok(())) => {
+                    let _ = tokio::time::timeout(ANSWER_TIMEOUT, io.shutdown()).await;
+                    Opened::Done
+                }
+                _ => Opened::Done,
+            }
+        }
+    }
+}
+
+/// Does the client keep the connection after an answer? HTTP/1.1 unless it
+/// says `Connection: close`; HTTP/1.0 is closed (its keep-alive is not
+/// offered here).
+fn keeps_alive(head: &RequestHead) -> bool {
+    head.version >= Version::HTTP_11
+        && !head
+            .headers
+            .get_all(CONNECTION)
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|o| o.trim().eq_ignore_ascii_case("close"))))
 }
 
 /// Owns the attached connection for the life of the response body; when
@@ -98,25 +230,36 @@ impl Stream for Writer {
         if w.done {
             return Poll::Ready(None);
         }
-        w.att.conn.register_waker(cx.waker());
-        // Everything queued goes out as one chunk (bounded), one write.
         let mut out = BytesMut::new();
-        while out.len() < BATCH_BYTES {
-            match w.att.conn.next() {
-                Next::Send(item) => w.encode(item, &mut out),
-                Next::Close(reason) => {
-                    w.done = true;
-                    put_close(reason, &mut out);
-                    break;
-                }
-                Next::Idle => break,
-            }
-        }
+        w.fill(cx.waker(), &mut out);
         if out.is_empty() { Poll::Pending } else { Poll::Ready(Some(Ok(out.freeze()))) }
     }
 }
 
 impl Writer {
+    /// Encodes what the connection's queue holds onto `out`, up to about
+    /// [`BATCH_BYTES`] (one write), the close last; `waker` is woken by the
+    /// next push.
+    fn fill(&mut self, waker: &Waker, out: &mut BytesMut) {
+        if self.done {
+            return;
+        }
+        // Registered before draining, so no push is missed.
+        self.att.conn.register_waker(waker);
+        let start = out.len();
+        while out.len() - start < BATCH_BYTES {
+            match self.att.conn.next() {
+                Next::Send(item) => self.encode(item, out),
+                Next::Close(reason) => {
+                    self.done = true;
+                    put_close(reason, out);
+                    break;
+                }
+                Next::Idle => break,
+            }
+        }
+    }
+
     fn encode(&self, item: Outbound, out: &mut BytesMut) {
         let c = &self.att.conn;
         c.last_alive_ms.store(self.app.manager.now_ms(), Ordering::Relaxed);
