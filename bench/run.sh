@@ -10,7 +10,7 @@
 #
 #   bench/run.sh            # 10,000 connections, about 10 s per rate row
 #   bench/run.sh --quick    # small sizes, a few minutes
-#   bench/run.sh --19k      # also idle WebSocket at 19,000 connections
+#   bench/run.sh --19k      # also idle WebSocket and SSE at 19,000 connections
 #   bench/run.sh --no-build # use the release binaries already built
 #   bench/run.sh --no-peers # without Nchan and Node (nothing installed)
 #   bench/run.sh --readme   # also put the table in README.md's benchmark section

@@ -320,3 +320,20 @@ mod tests {
         assert!(matches!(route(&many), Step::Route(Door::Http, 0)), "too many headers: the 431 too");
     }
 }
+
+#[cfg(test)]
+mod link_sizes {
+    use super::*;
+
+    /// What an idle connection's task holds besides Tandem's session state
+    /// is its boxed link: keep it small (docs/benchmarks.md, "The front
+    /// door").
+    #[test]
+    fn links_stay_small() {
+        let sse = std::mem::size_of::<sse::link::Link<TcpStream>>();
+        let ws = std::mem::size_of::<ws::link::Link<TcpStream>>();
+        println!("SSE link {sse} bytes, WebSocket link {ws} bytes");
+        assert!(sse <= 160, "SSE link {sse} bytes");
+        assert!(ws <= 384, "WebSocket link {ws} bytes");
+    }
+}
