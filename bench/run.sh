@@ -14,10 +14,11 @@
 #   bench/run.sh --no-build # use the release binaries already built
 #   bench/run.sh --no-peers # without Nchan and Node (nothing installed)
 #   bench/run.sh --readme   # also put the table in README.md's benchmark section
+#   bench/run.sh --cluster  # instead: 100,000 idle connections on six nodes and one Redis (bench/scripts/cluster100k.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 BIG=0 BUILD=1 PEERS=1 README=0
+QUICK=0 BIG=0 BUILD=1 PEERS=1 README=0 CLUSTER=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
@@ -25,10 +26,15 @@ for arg in "$@"; do
     --no-build) BUILD=0 ;;
     --no-peers) PEERS=0 ;;
     --readme) README=1 ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cluster) CLUSTER=1 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
+if [ "$CLUSTER" = 1 ]; then
+  if [ "$BUILD" = 1 ]; then bench/scripts/cluster100k.sh; else bench/scripts/cluster100k.sh --no-build; fi
+  exit
+fi
 
 # Servers and the load generator need one descriptor per connection.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true

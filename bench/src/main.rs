@@ -25,6 +25,10 @@
 //! - `presence`: N subscribers of one channel (over one node or several):
 //!   the server CPU of a join and of a leave above a plain connection's,
 //!   and the latency of asking for the list and for the count alone.
+//! - `cluster-load` and `cluster-reach`: 100,000 idle connections over a
+//!   cluster on one machine (several generator processes, one
+//!   orchestrator): RSS per connection, the time for one broadcast to reach
+//!   all of them, Redis's and the nodes' CPU (`bench/scripts/cluster100k.sh`).
 //! - `pace`: N subscribers (WebSocket or SSE, raw sockets) on one channel,
 //!   K publications at a fixed rate (or as fast as the API answers); reports
 //!   the server's CPU time per delivery, deliveries per second and the
@@ -35,6 +39,7 @@
 //! and time.
 
 mod churn;
+mod cluster_load;
 mod commands;
 mod history;
 mod presence;
@@ -185,6 +190,12 @@ enum Cmd {
     /// Channel presence at N subscribers of one channel: the work of a
     /// join and a leave, and what asking costs (the list, the count).
     Presence(presence::PresenceArgs),
+    /// One generator of `cluster-reach`: its share of idle connections over
+    /// the nodes, every delivery's latency written for the orchestrator.
+    ClusterLoad(cluster_load::LoadArgs),
+    /// The orchestrator: waits for the generators, reads RSS and CPU,
+    /// publishes the broadcasts through `--url`, merges the latencies.
+    ClusterReach(cluster_load::ReachArgs),
 }
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -203,6 +214,19 @@ async fn connect(
     extra: &str,
     recv_window: Option<u32>,
 ) -> std::io::Result<TcpStream> {
+    connect_keeping_body(addr, kind, player, extra, recv_window).await.map(|(s, _)| s)
+}
+
+/// [`connect`], also returning the bytes read after the response head:
+/// the welcome and whatever came behind it in the same reads, for a
+/// reader that must see every frame.
+async fn connect_keeping_body(
+    addr: &str,
+    kind: Kind,
+    player: &str,
+    extra: &str,
+    recv_window: Option<u32>,
+) -> std::io::Result<(TcpStream, Vec<u8>)> {
     let target: std::net::SocketAddr =
         tokio::net::lookup_host(addr).await?.next().ok_or_else(|| std::io::Error::other("no address"))?;
     let socket =
@@ -230,7 +254,8 @@ async fn connect(
         }
         got.extend_from_slice(&buf[..k]);
     }
-    Ok(s)
+    let body = got.windows(4).position(|w| w == b"\r\n\r\n").map_or_else(Vec::new, |i| got[i + 4..].to_vec());
+    Ok((s, body))
 }
 
 async fn idle(addr: &str, pid: u32, n: usize, kind: Kind) {
@@ -847,6 +872,18 @@ async fn main() {
         Cmd::Resume(args) => history::resume(base, args).await,
         Cmd::Commands(args) => commands::commands(&addr, cli.pid, args).await,
         Cmd::Presence(args) => presence::presence(base, &addr, cli.pid, args).await,
+        Cmd::ClusterLoad(args) => {
+            if let Err(e) = cluster_load::load(args).await {
+                eprintln!("cluster-load: {e}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::ClusterReach(args) => {
+            if let Err(e) = cluster_load::reach(base, args).await {
+                eprintln!("cluster-reach: {e}");
+                std::process::exit(1);
+            }
+        }
         Cmd::Churn(args) => {
             if !churn::churn(base, &addr, cli.pid, args).await {
                 std::process::exit(1);
